@@ -1,0 +1,1 @@
+return await Ponder.Cli.PonderCli.RunAsync(args);

@@ -1,0 +1,246 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Ponder.Models;
+
+/// <summary>The transformer families Ponder runs. All are Llama-shaped decoders that differ in details.</summary>
+public enum Architecture
+{
+    /// <summary><c>LlamaForCausalLM</c> (Llama 2/3, SmolLM).</summary>
+    Llama,
+    /// <summary><c>Qwen2ForCausalLM</c>: Llama with biases on Q, K and V.</summary>
+    Qwen2,
+    /// <summary><c>MistralForCausalLM</c> (sliding window not supported yet: full attention).</summary>
+    Mistral,
+}
+
+/// <summary>What the last hidden state feeds.</summary>
+public enum HeadKind
+{
+    /// <summary>Logits over the vocabulary (<c>lm_head.weight</c>, or the embedding when tied).</summary>
+    LanguageModel,
+    /// <summary>A value head (<c>score.weight</c>, [numLabels, dModel]), as in <c>LlamaForTokenClassification</c>; PRMs use one label.</summary>
+    Value,
+}
+
+/// <summary>The <c>llama3</c> rope_scaling variant (Llama 3.1+): long wavelengths are stretched by <see cref="Factor"/>.</summary>
+public sealed record Llama3RopeScaling(double Factor, double LowFreqFactor, double HighFreqFactor, int OriginalMaxPositionEmbeddings);
+
+/// <summary>
+/// Shapes and hyper-parameters of a Llama-family model, read from a Hugging Face <c>config.json</c> or GGUF metadata.
+/// Names follow the house vocabulary: dModel, nLayers, nHeads, nKvHeads, headDim, dFf, vocab.
+/// </summary>
+public sealed record ModelConfig
+{
+    public Architecture Architecture { get; init; } = Architecture.Llama;
+    public HeadKind Head { get; init; } = HeadKind.LanguageModel;
+    /// <summary>Outputs of a value head (1 for a PRM). Ignored for language models.</summary>
+    public int NumLabels { get; init; } = 1;
+    public required int Vocab { get; init; }
+    public required int DModel { get; init; }
+    public required int NLayers { get; init; }
+    public required int NHeads { get; init; }
+    public required int NKvHeads { get; init; }
+    public required int HeadDim { get; init; }
+    public required int DFf { get; init; }
+    public float RmsNormEps { get; init; } = 1e-5f;
+    public double RopeTheta { get; init; } = 10000.0;
+    public Llama3RopeScaling? RopeScaling { get; init; }
+    public int MaxPositions { get; init; } = 2048;
+    public bool TiedEmbeddings { get; init; }
+    /// <summary>Biases on the Q, K and V projections (Qwen2).</summary>
+    public bool QkvBias { get; init; }
+    public int? BosTokenId { get; init; }
+    public IReadOnlyList<int> EosTokenIds { get; init; } = [];
+
+    /// <summary>Query width: nHeads * headDim.</summary>
+    public int QDim => NHeads * HeadDim;
+    /// <summary>Key/value width: nKvHeads * headDim.</summary>
+    public int KvDim => NKvHeads * HeadDim;
+    /// <summary>Rows of the output head: vocab for a language model, numLabels for a value head.</summary>
+    public int HeadRows => Head == HeadKind.LanguageModel ? Vocab : NumLabels;
+
+    /// <summary>Parameters of one decoder layer (projections, biases, two norms).</summary>
+    public long LayerParameters =>
+        (long)DModel * QDim + 2L * DModel * KvDim + (long)QDim * DModel
+        + (QkvBias ? QDim + 2L * KvDim : 0)
+        + 3L * DModel * DFf
+        + 2L * DModel;
+
+    /// <summary>Token embedding parameters (vocab * dModel).</summary>
+    public long EmbeddingParameters => (long)Vocab * DModel;
+
+    /// <summary>Output head parameters that are not the (tied) embedding.</summary>
+    public long HeadParameters => Head == HeadKind.Value ? (long)NumLabels * DModel : TiedEmbeddings ? 0 : (long)Vocab * DModel;
+
+    /// <summary>All parameters, counting a tied embedding once.</summary>
+    public long TotalParameters => EmbeddingParameters + NLayers * LayerParameters + DModel + HeadParameters;
+
+    /// <summary>
+    /// Parameters excluding the token embedding and an untied LM head (Kaplan et al.'s convention, which the
+    /// paper's 2N / 6N approximations use). A value head is counted: it is compute, not a lookup.
+    /// </summary>
+    public long NonEmbeddingParameters => NLayers * LayerParameters + DModel + (Head == HeadKind.Value ? HeadParameters : 0);
+
+    /// <summary>Largest dimension accepted from a file; larger values are taken to be corruption.</summary>
+    public const int MaxDimension = 1 << 20;
+
+    /// <summary>Throws <see cref="InvalidDataException"/> naming the field and the source when the config is impossible.</summary>
+    public ModelConfig Validate(string source)
+    {
+        void Positive(string name, long value, long max = MaxDimension)
+        {
+            if (value <= 0 || value > max)
+                throw new InvalidDataException($"{source}: {name} = {value} is out of range (1..{max})");
+        }
+        Positive("vocab_size", Vocab, 1 << 24);
+        Positive("hidden_size (dModel)", DModel);
+        Positive("num_hidden_layers (nLayers)", NLayers, 4096);
+        Positive("num_attention_heads (nHeads)", NHeads, 4096);
+        Positive("num_key_value_heads (nKvHeads)", NKvHeads, 4096);
+        Positive("head_dim", HeadDim, 4096);
+        Positive("intermediate_size (dFf)", DFf);
+        Positive("max_position_embeddings", MaxPositions, 1 << 24);
+        if (NHeads % NKvHeads != 0)
+            throw new InvalidDataException($"{source}: num_attention_heads {NHeads} is not a multiple of num_key_value_heads {NKvHeads}");
+        if (HeadDim % 2 != 0)
+            throw new InvalidDataException($"{source}: head_dim {HeadDim} must be even for RoPE");
+        if (!(RmsNormEps > 0 && RmsNormEps < 1))
+            throw new InvalidDataException($"{source}: rms_norm_eps = {RmsNormEps} is out of range (0..1)");
+        if (!(RopeTheta > 0) || double.IsInfinity(RopeTheta))
+            throw new InvalidDataException($"{source}: rope_theta = {RopeTheta} must be positive");
+        if (Head == HeadKind.Value) Positive("num_labels", NumLabels, 1 << 16);
+        if ((long)QDim * DModel > int.MaxValue || (long)DFf * DModel > int.MaxValue || (long)Vocab * DModel > int.MaxValue)
+            throw new InvalidDataException($"{source}: a weight matrix would exceed {int.MaxValue} elements");
+        foreach (int id in EosTokenIds)
+            if (id < 0 || id >= Vocab) throw new InvalidDataException($"{source}: eos_token_id {id} is outside the vocabulary (0..{Vocab - 1})");
+        if (BosTokenId is int bos && (bos < 0 || bos >= Vocab))
+            throw new InvalidDataException($"{source}: bos_token_id {bos} is outside the vocabulary (0..{Vocab - 1})");
+        return this;
+    }
+
+    /// <summary>Reads a Hugging Face <c>config.json</c>.</summary>
+    public static ModelConfig FromHuggingFaceJson(string json, string source)
+    {
+        JsonNode root;
+        try { root = JsonNode.Parse(json) ?? throw new InvalidDataException($"{source}: empty config"); }
+        catch (JsonException e) { throw new InvalidDataException($"{source}: not valid JSON ({e.Message})", e); }
+        if (root is not JsonObject obj) throw new InvalidDataException($"{source}: config is not a JSON object");
+
+        string archName = obj["architectures"] is JsonArray { Count: > 0 } a ? a[0]!.GetValue<string>() : "";
+        (Architecture arch, HeadKind head) = archName switch
+        {
+            "LlamaForCausalLM" => (Architecture.Llama, HeadKind.LanguageModel),
+            "Qwen2ForCausalLM" => (Architecture.Qwen2, HeadKind.LanguageModel),
+            "MistralForCausalLM" => (Architecture.Mistral, HeadKind.LanguageModel),
+            "LlamaForTokenClassification" => (Architecture.Llama, HeadKind.Value),
+            "Qwen2ForTokenClassification" => (Architecture.Qwen2, HeadKind.Value),
+            "" => throw new InvalidDataException($"{source}: 'architectures' is missing"),
+            _ => throw new NotSupportedException($"{source}: architecture '{archName}' is not supported (supported: LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM, LlamaForTokenClassification, Qwen2ForTokenClassification)"),
+        };
+
+        int Int(string key, int? fallback = null)
+        {
+            var node = obj[key];
+            if (node is null) return fallback ?? throw new InvalidDataException($"{source}: '{key}' is missing");
+            try
+            {
+                long v = node.GetValue<long>();
+                if (v < int.MinValue || v > int.MaxValue) throw new InvalidDataException($"{source}: '{key}' = {v} overflows");
+                return (int)v;
+            }
+            catch (Exception e) when (e is InvalidOperationException or FormatException)
+            {
+                throw new InvalidDataException($"{source}: '{key}' is not an integer", e);
+            }
+        }
+        double Num(string key, double fallback) => obj[key] is JsonValue v && v.TryGetValue<double>(out double d) ? d : fallback;
+
+        int dModel = Int("hidden_size");
+        int nHeads = Int("num_attention_heads");
+        Llama3RopeScaling? scaling = null;
+        if (obj["rope_scaling"] is JsonObject rs)
+        {
+            string type = (rs["rope_type"] ?? rs["type"])?.GetValue<string>() ?? "";
+            if (type == "llama3")
+                scaling = new Llama3RopeScaling(
+                    rs["factor"]?.GetValue<double>() ?? 8, rs["low_freq_factor"]?.GetValue<double>() ?? 1,
+                    rs["high_freq_factor"]?.GetValue<double>() ?? 4, rs["original_max_position_embeddings"]?.GetValue<int>() ?? 8192);
+            else if (type is not ("default" or ""))
+                throw new NotSupportedException($"{source}: rope_scaling type '{type}' is not supported (supported: llama3)");
+        }
+        var eos = new List<int>();
+        switch (obj["eos_token_id"])
+        {
+            case JsonArray arr: eos.AddRange(arr.Select(n => n!.GetValue<int>())); break;
+            case JsonValue v: eos.Add(v.GetValue<int>()); break;
+        }
+        int? numLabels = obj["num_labels"] is JsonValue nl ? nl.GetValue<int>()
+            : obj["id2label"] is JsonObject id2 ? id2.Count : null;
+
+        return new ModelConfig
+        {
+            Architecture = arch,
+            Head = head,
+            NumLabels = numLabels ?? 1,
+            Vocab = Int("vocab_size"),
+            DModel = dModel,
+            NLayers = Int("num_hidden_layers"),
+            NHeads = nHeads,
+            NKvHeads = Int("num_key_value_heads", nHeads),
+            HeadDim = Int("head_dim", nHeads > 0 ? dModel / nHeads : 0),
+            DFf = Int("intermediate_size"),
+            RmsNormEps = (float)Num("rms_norm_eps", 1e-6),
+            RopeTheta = Num("rope_theta", 10000),
+            RopeScaling = scaling,
+            MaxPositions = Int("max_position_embeddings", 2048),
+            TiedEmbeddings = obj["tie_word_embeddings"] is JsonValue t ? t.GetValue<bool>() : false,
+            QkvBias = arch == Architecture.Qwen2 || (obj["attention_bias"] is JsonValue ab && ab.GetValue<bool>()),
+            BosTokenId = obj["bos_token_id"] is JsonValue b ? b.GetValue<int>() : null,
+            EosTokenIds = eos,
+        }.Validate(source);
+    }
+
+    /// <summary>Writes a Hugging Face <c>config.json</c> that <see cref="FromHuggingFaceJson"/> (and transformers) read back.</summary>
+    public string ToHuggingFaceJson()
+    {
+        string arch = (Architecture, Head) switch
+        {
+            (Architecture.Qwen2, HeadKind.LanguageModel) => "Qwen2ForCausalLM",
+            (Architecture.Mistral, HeadKind.LanguageModel) => "MistralForCausalLM",
+            (Architecture.Qwen2, HeadKind.Value) => "Qwen2ForTokenClassification",
+            (_, HeadKind.Value) => "LlamaForTokenClassification",
+            _ => "LlamaForCausalLM",
+        };
+        var obj = new JsonObject
+        {
+            ["architectures"] = new JsonArray(arch),
+            ["model_type"] = Architecture.ToString().ToLowerInvariant(),
+            ["vocab_size"] = Vocab,
+            ["hidden_size"] = DModel,
+            ["num_hidden_layers"] = NLayers,
+            ["num_attention_heads"] = NHeads,
+            ["num_key_value_heads"] = NKvHeads,
+            ["head_dim"] = HeadDim,
+            ["intermediate_size"] = DFf,
+            ["rms_norm_eps"] = RmsNormEps,
+            ["rope_theta"] = RopeTheta,
+            ["max_position_embeddings"] = MaxPositions,
+            ["tie_word_embeddings"] = TiedEmbeddings,
+            ["attention_bias"] = QkvBias,
+            ["hidden_act"] = "silu",
+            ["torch_dtype"] = "float32",
+        };
+        if (Head == HeadKind.Value) obj["num_labels"] = NumLabels;
+        if (BosTokenId is int bos) obj["bos_token_id"] = bos;
+        if (EosTokenIds.Count == 1) obj["eos_token_id"] = EosTokenIds[0];
+        else if (EosTokenIds.Count > 1) obj["eos_token_id"] = new JsonArray(EosTokenIds.Select(i => (JsonNode)i).ToArray());
+        if (RopeScaling is { } s)
+            obj["rope_scaling"] = new JsonObject
+            {
+                ["rope_type"] = "llama3", ["factor"] = s.Factor, ["low_freq_factor"] = s.LowFreqFactor,
+                ["high_freq_factor"] = s.HighFreqFactor, ["original_max_position_embeddings"] = s.OriginalMaxPositionEmbeddings,
+            };
+        return obj.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
+}

@@ -1,0 +1,98 @@
+using Ponder.Tensors;
+
+namespace Ponder.Models;
+
+/// <summary>One tensor in a model file: its canonical (Hugging Face) name, storage type and shape (outermost first).</summary>
+public sealed record TensorInfo(string Name, DType Type, long[] Shape)
+{
+    public long ElementCount => Shape.Aggregate(1L, (a, b) => checked(a * b));
+    public string ShapeText => "[" + string.Join(", ", Shape) + "]";
+}
+
+/// <summary>
+/// Read access to the tensors of a model file (a safetensors folder or a GGUF file), by canonical Hugging Face
+/// name (<see cref="TensorNames"/>). Implementations memory-map the file and convert on read, so no tensor is
+/// copied twice. GGUF readers undo llama.cpp's Q/K row permutation, so every source returns HF row order.
+/// </summary>
+public interface ITensorSource : IDisposable
+{
+    /// <summary>Where the tensors come from (a path), for error messages.</summary>
+    string Location { get; }
+    /// <summary>The model's configuration as stored beside (safetensors) or inside (GGUF) the tensors.</summary>
+    ModelConfig Config { get; }
+    /// <summary>Every tensor, by canonical name.</summary>
+    IReadOnlyDictionary<string, TensorInfo> Tensors { get; }
+    /// <summary>Converts a tensor to f32 row-major into <paramref name="destination"/> (exactly ElementCount long).</summary>
+    void ReadF32(string name, Span<float> destination);
+}
+
+/// <summary>An f32 tensor in host memory, row-major. What writers take and random-model builders produce.</summary>
+public sealed record HostTensor(float[] Data, int[] Shape)
+{
+    public HostTensor(int[] shape) : this(new float[shape.Aggregate(1, (a, b) => checked(a * b))], shape) { }
+    public int Rows => Shape[0];
+    public int Cols => Shape.Length > 1 ? Shape[1] : 1;
+}
+
+/// <summary>Canonical tensor names (Hugging Face transformers' Llama naming).</summary>
+public static class TensorNames
+{
+    public const string Embedding = "model.embed_tokens.weight";
+    public const string FinalNorm = "model.norm.weight";
+    public const string LmHead = "lm_head.weight";
+    public const string ValueHead = "score.weight";
+    public const string ValueHeadBias = "score.bias";
+
+    public static string AttnNorm(int layer) => $"model.layers.{layer}.input_layernorm.weight";
+    public static string FfnNorm(int layer) => $"model.layers.{layer}.post_attention_layernorm.weight";
+    public static string Q(int layer) => $"model.layers.{layer}.self_attn.q_proj.weight";
+    public static string K(int layer) => $"model.layers.{layer}.self_attn.k_proj.weight";
+    public static string V(int layer) => $"model.layers.{layer}.self_attn.v_proj.weight";
+    public static string QBias(int layer) => $"model.layers.{layer}.self_attn.q_proj.bias";
+    public static string KBias(int layer) => $"model.layers.{layer}.self_attn.k_proj.bias";
+    public static string VBias(int layer) => $"model.layers.{layer}.self_attn.v_proj.bias";
+    public static string O(int layer) => $"model.layers.{layer}.self_attn.o_proj.weight";
+    public static string Gate(int layer) => $"model.layers.{layer}.mlp.gate_proj.weight";
+    public static string Up(int layer) => $"model.layers.{layer}.mlp.up_proj.weight";
+    public static string Down(int layer) => $"model.layers.{layer}.mlp.down_proj.weight";
+
+    /// <summary>Every tensor a model with <paramref name="config"/> must have, with its expected shape and what the shape means.</summary>
+    public static IEnumerable<(string Name, long[] Shape, string Meaning)> Expected(ModelConfig config)
+    {
+        int d = config.DModel, q = config.QDim, kv = config.KvDim, f = config.DFf;
+        yield return (Embedding, [config.Vocab, d], "(vocab, dModel)");
+        for (int l = 0; l < config.NLayers; l++)
+        {
+            yield return (AttnNorm(l), [d], "(dModel)");
+            yield return (Q(l), [q, d], "(nHeads*headDim, dModel)");
+            yield return (K(l), [kv, d], "(nKvHeads*headDim, dModel)");
+            yield return (V(l), [kv, d], "(nKvHeads*headDim, dModel)");
+            if (config.QkvBias)
+            {
+                yield return (QBias(l), [q], "(nHeads*headDim)");
+                yield return (KBias(l), [kv], "(nKvHeads*headDim)");
+                yield return (VBias(l), [kv], "(nKvHeads*headDim)");
+            }
+            yield return (O(l), [d, q], "(dModel, nHeads*headDim)");
+            yield return (FfnNorm(l), [d], "(dModel)");
+            yield return (Gate(l), [f, d], "(dFf, dModel)");
+            yield return (Up(l), [f, d], "(dFf, dModel)");
+            yield return (Down(l), [d, f], "(dModel, dFf)");
+        }
+        yield return (FinalNorm, [d], "(dModel)");
+        if (config.Head == HeadKind.Value) yield return (ValueHead, [config.NumLabels, d], "(numLabels, dModel)");
+        else if (!config.TiedEmbeddings) yield return (LmHead, [config.Vocab, d], "(vocab, dModel)");
+    }
+
+    /// <summary>Checks that <paramref name="source"/> has every expected tensor with the expected shape; throws naming the first that does not.</summary>
+    public static void CheckComplete(ITensorSource source)
+    {
+        foreach (var (name, shape, meaning) in Expected(source.Config))
+        {
+            if (!source.Tensors.TryGetValue(name, out var info))
+                throw new InvalidDataException($"{source.Location}: tensor '{name}' is missing (expected shape [{string.Join(", ", shape)}] {meaning})");
+            if (!info.Shape.SequenceEqual(shape))
+                throw new InvalidDataException($"{source.Location}: tensor '{name}' has shape {info.ShapeText}, expected [{string.Join(", ", shape)}] {meaning}");
+        }
+    }
+}
