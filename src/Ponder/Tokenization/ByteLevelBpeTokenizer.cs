@@ -33,6 +33,7 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
         bool addPrefixSpace = false)
     {
         Source = source;
+        PreTokenizer = preTokenizer;
         _nfc = nfc;
         _addPrefixSpace = addPrefixSpace;
 
@@ -99,6 +100,8 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
             PreTokenizer = preTokenizer,
         });
     }
+
+    internal SplitPreTokenizer PreTokenizer { get; }
 
     /// <summary>Where the vocabulary came from (a path, or a GGUF file name), for error messages.</summary>
     public string Source { get; }

@@ -17,6 +17,9 @@ internal sealed class SplitPreTokenizer : PreTokenizer
     /// <summary>Qwen2's Split pattern (llama.cpp pre "qwen2"): like Llama 3 but one digit per piece.</summary>
     public const string Qwen2Pattern = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+    /// <summary>llama.cpp's stages for tokenizer.ggml.pre = "default" (applied in sequence).</summary>
+    public static readonly string[] LlamaCppDefaultPatterns = [@"[\p{P}\$\+<=>\^~\|]+", Gpt2Pattern, @"\p{N}+", "[0-9][0-9][0-9]"];
+
     private readonly Regex? _special;
     private readonly Regex[] _stages;
 
@@ -30,6 +33,20 @@ internal sealed class SplitPreTokenizer : PreTokenizer
 
     /// <summary>The stages, in order (for tests and diagnostics).</summary>
     public IReadOnlyList<Regex> Stages => _stages;
+
+    /// <summary>
+    /// The tokenizer.ggml.pre name under which llama.cpp splits text exactly as these stages do; null when none does.
+    /// </summary>
+    public string? LlamaCppPreName()
+    {
+        string[] patterns = _stages.Select(r => r.ToString()).ToArray();
+        if (patterns.SequenceEqual([Gpt2Pattern])) return "gpt-2";
+        if (patterns.SequenceEqual([Llama3Pattern])) return "llama-bpe";
+        if (patterns.SequenceEqual([Qwen2Pattern])) return "qwen2";
+        if (patterns.SequenceEqual([@"\p{N}", Gpt2Pattern])) return "smollm";
+        if (patterns.SequenceEqual(LlamaCppDefaultPatterns)) return "default";
+        return null;
+    }
 
     public override IEnumerable<(int Offset, int Length)> PreTokenize(ReadOnlySpan<char> text) => PreTokenize(new string(text));
 

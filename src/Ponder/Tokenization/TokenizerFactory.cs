@@ -96,11 +96,12 @@ public static class TokenizerFactory
         string pre = GgufString(metadata, "tokenizer.ggml.pre", source) ?? "default";
         string[] patterns = pre switch
         {
-            "default" or "gpt2" or "gpt-2" => [SplitPreTokenizer.Gpt2Pattern],
+            "default" => SplitPreTokenizer.LlamaCppDefaultPatterns,
+            "gpt2" or "gpt-2" => [SplitPreTokenizer.Gpt2Pattern],
             "llama3" or "llama-bpe" or "llama-v3" or "smaug-bpe" => [SplitPreTokenizer.Llama3Pattern],
             "qwen2" => [SplitPreTokenizer.Qwen2Pattern],
             "smollm" => [@"\p{N}", SplitPreTokenizer.Gpt2Pattern],
-            _ => throw new NotSupportedException($"{source}: tokenizer.ggml.pre \"{pre}\" is not supported (default, gpt2, llama-bpe, qwen2, smollm are)"),
+            _ => throw new NotSupportedException($"{source}: tokenizer.ggml.pre \"{pre}\" is not supported (default, gpt-2, llama-bpe, qwen2, smollm are)"),
         };
         var stages = patterns.Select(p => HuggingFaceTokenizerJson.MakeRegex(source, p));
 

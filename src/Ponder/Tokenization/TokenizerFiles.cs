@@ -76,7 +76,8 @@ public static class TokenizerFiles
     }
 
     /// <summary>
-    /// GGUF tokenizer metadata (llama.cpp's "gpt2" BPE) for a byte-level tokenizer.json: tokenizer.ggml.model, .pre,
+    /// GGUF tokenizer metadata (llama.cpp's "gpt2" BPE) for a byte-level tokenizer.json: tokenizer.ggml.model, .pre
+    /// (the llama.cpp name of the same pre-tokenizer: "gpt-2" for a plain ByteLevel one, as <see cref="WriteByteLevel"/> writes),
     /// .tokens (string[]), .token_type (int[]: 1 normal, 3 control, 4 user-defined), .merges (string[]),
     /// .bos_token_id / .eos_token_id / .padding_token_id (uint) and .add_bos_token (bool).
     /// </summary>
@@ -84,6 +85,8 @@ public static class TokenizerFiles
     {
         if (TokenizerFactory.FromHuggingFace(tokenizerJsonPath) is not ByteLevelBpeTokenizer tokenizer)
             throw new NotSupportedException($"{tokenizerJsonPath}: only byte-level BPE tokenizers can be exported as GGUF \"gpt2\" metadata");
+        string pre = tokenizer.PreTokenizer.LlamaCppPreName()
+            ?? throw new NotSupportedException($"{tokenizerJsonPath}: its pre-tokenizer has no llama.cpp equivalent (gpt-2, llama-bpe, qwen2, smollm, default)");
         using JsonDocument doc = HuggingFaceTokenizerJson.ParseJson(tokenizerJsonPath);
         JsonElement model = doc.RootElement.GetProperty("model");
 
@@ -117,7 +120,7 @@ public static class TokenizerFiles
         var metadata = new Dictionary<string, object>
         {
             ["tokenizer.ggml.model"] = "gpt2",
-            ["tokenizer.ggml.pre"] = "default",
+            ["tokenizer.ggml.pre"] = pre,
             ["tokenizer.ggml.tokens"] = tokens.Select(t => t!).ToArray(),
             ["tokenizer.ggml.token_type"] = types,
             ["tokenizer.ggml.merges"] = merges.ToArray(),

@@ -84,7 +84,7 @@ public sealed class ByteLevelFilesTests
         ITokenizer fromJson = WriteAndLoad(folder);
         Dictionary<string, object> meta = TokenizerFiles.ToGgufMetadata(folder.File("tokenizer.json"));
         Assert.Equal("gpt2", meta["tokenizer.ggml.model"]);
-        Assert.Equal("default", meta["tokenizer.ggml.pre"]);
+        Assert.Equal("gpt-2", meta["tokenizer.ggml.pre"]);
         string[] tokens = Assert.IsType<string[]>(meta["tokenizer.ggml.tokens"]);
         int[] types = Assert.IsType<int[]>(meta["tokenizer.ggml.token_type"]);
         Assert.Empty(Assert.IsType<string[]>(meta["tokenizer.ggml.merges"]));

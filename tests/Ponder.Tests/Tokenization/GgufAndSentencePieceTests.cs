@@ -85,11 +85,10 @@ public sealed class SentencePieceTests
         Assert.Equal(new[] { "", " h", "", "é" }, new[] { 1, 262, 3 + 0xC3, 3 + 0xA9 }.Select(stream.Push));
     }
 
-    [Fact]
-    public void GgufLlamaVocab_EncodesToHandWorkedIds()
+    internal static Dictionary<string, object> GgufMetadata()
     {
         var (tokens, scores, types) = Pieces();
-        var meta = new Dictionary<string, object>
+        return new Dictionary<string, object>
         {
             ["tokenizer.ggml.model"] = "llama",
             ["tokenizer.ggml.tokens"] = tokens,
@@ -98,6 +97,12 @@ public sealed class SentencePieceTests
             ["tokenizer.ggml.bos_token_id"] = 1u,
             ["tokenizer.ggml.eos_token_id"] = 2u,
         };
+    }
+
+    [Fact]
+    public void GgufLlamaVocab_EncodesToHandWorkedIds()
+    {
+        Dictionary<string, object> meta = GgufMetadata();
         AssertHandWorked(TokenizerFactory.FromGgufMetadata(meta, "llama.gguf")!);
     }
 
