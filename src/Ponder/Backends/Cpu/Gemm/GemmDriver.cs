@@ -92,6 +92,7 @@ internal sealed unsafe class GemmDriver : IParallelPart
         int mcMax = Math.Min(s.MC, i1 - i0), ncMax = Math.Min(s.NC, j1 - j0);
         float* aBuf = Buffer(ref t_aBuffer, (long)((mcMax + mr - 1) / mr) * mr * kcMax);
         float* bBuf = _packedB != null ? null : Buffer(ref t_bBuffer, (long)((ncMax + nr - 1) / nr) * nr * kcMax);
+        float* tile = stackalloc float[mr * nr];
 
         for (int jc = j0; jc < j1; jc += s.NC)
         {
@@ -124,7 +125,7 @@ internal sealed unsafe class GemmDriver : IParallelPart
                         float* bPanel = pb + jr / nr * panelStride;
                         float* cTile = _c + ic * _ldc + jc + jr;
                         for (int ir = 0; ir < mc; ir += mr)
-                            GemmKernels.Tile(s.Isa, Math.Min(mr, mc - ir), cols, kc, aBuf + (nint)ir * kc, bPanel,
+                            GemmKernels.Tile(s.Isa, Math.Min(mr, mc - ir), cols, kc, aBuf + (nint)ir * kc, bPanel, tile,
                                 cTile + ir * _ldc, _ldc, _alpha, beta);
                     }
                 }

@@ -59,52 +59,58 @@ internal struct R12 : IRows { public static int Count => 12; }
 /// </summary>
 internal static unsafe class GemmKernels
 {
-    /// <summary>Runs the kernel of <paramref name="isa"/> on one tile.</summary>
+    /// <summary>
+    /// Runs the kernel of <paramref name="isa"/> on one tile. <paramref name="tile"/> is MR x NR floats of scratch: the
+    /// kernels spill their accumulators there once and <see cref="Update"/> merges them into C, because a call while the
+    /// accumulators are live makes the JIT store them to the stack on every k step (all vector registers are volatile).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Tile(GemmIsa isa, int rows, int cols, int kc, float* pa, float* pb, float* c, nint ldc, float alpha, float beta)
+    public static void Tile(GemmIsa isa, int rows, int cols, int kc, float* pa, float* pb, float* tile, float* c, nint ldc, float alpha, float beta)
     {
+        int nr;
         switch (isa)
         {
-            case GemmIsa.Vector512: Tile512(rows, cols, kc, pa, pb, c, ldc, alpha, beta); break;
-            case GemmIsa.Vector256: Tile256(rows, cols, kc, pa, pb, c, ldc, alpha, beta); break;
-            default: TileScalar(rows, cols, kc, pa, pb, c, ldc, alpha, beta); break;
+            case GemmIsa.Vector512: Tile512(rows, kc, pa, pb, tile); nr = 32; break;
+            case GemmIsa.Vector256: Tile256(rows, kc, pa, pb, tile); nr = 16; break;
+            default: TileScalar(rows, kc, pa, pb, tile); nr = 16; break;
         }
+        Update(c, ldc, tile, nr, rows, cols, alpha, beta);
     }
 
-    static void Tile512(int rows, int cols, int kc, float* pa, float* pb, float* c, nint ldc, float alpha, float beta)
+    static void Tile512(int rows, int kc, float* pa, float* pb, float* t)
     {
         switch (rows)
         {
-            case 1: Row512(kc, pa, 12, pb, c, cols, alpha, beta); break;
-            case 2: Kernel512<R2>(kc, pa, pb, c, ldc, cols, alpha, beta); break;
-            case 3: Kernel512<R3>(kc, pa, pb, c, ldc, cols, alpha, beta); break;
-            case 4: Kernel512<R4>(kc, pa, pb, c, ldc, cols, alpha, beta); break;
-            case 5: Kernel512<R5>(kc, pa, pb, c, ldc, cols, alpha, beta); break;
-            case 6: Kernel512<R6>(kc, pa, pb, c, ldc, cols, alpha, beta); break;
-            case 7: Kernel512<R7>(kc, pa, pb, c, ldc, cols, alpha, beta); break;
-            case 8: Kernel512<R8>(kc, pa, pb, c, ldc, cols, alpha, beta); break;
-            case 9: Kernel512<R9>(kc, pa, pb, c, ldc, cols, alpha, beta); break;
-            case 10: Kernel512<R10>(kc, pa, pb, c, ldc, cols, alpha, beta); break;
-            case 11: Kernel512<R11>(kc, pa, pb, c, ldc, cols, alpha, beta); break;
-            default: Kernel512<R12>(kc, pa, pb, c, ldc, cols, alpha, beta); break;
+            case 1: Row512(kc, pa, 12, pb, t); break;
+            case 2: Kernel512<R2>(kc, pa, pb, t); break;
+            case 3: Kernel512<R3>(kc, pa, pb, t); break;
+            case 4: Kernel512<R4>(kc, pa, pb, t); break;
+            case 5: Kernel512<R5>(kc, pa, pb, t); break;
+            case 6: Kernel512<R6>(kc, pa, pb, t); break;
+            case 7: Kernel512<R7>(kc, pa, pb, t); break;
+            case 8: Kernel512<R8>(kc, pa, pb, t); break;
+            case 9: Kernel512<R9>(kc, pa, pb, t); break;
+            case 10: Kernel512<R10>(kc, pa, pb, t); break;
+            case 11: Kernel512<R11>(kc, pa, pb, t); break;
+            default: Kernel512<R12>(kc, pa, pb, t); break;
         }
     }
 
-    static void Tile256(int rows, int cols, int kc, float* pa, float* pb, float* c, nint ldc, float alpha, float beta)
+    static void Tile256(int rows, int kc, float* pa, float* pb, float* t)
     {
         switch (rows)
         {
-            case 1: Row256(kc, pa, 6, pb, c, cols, alpha, beta); break;
-            case 2: Kernel256<R2>(kc, pa, pb, c, ldc, cols, alpha, beta); break;
-            case 3: Kernel256<R3>(kc, pa, pb, c, ldc, cols, alpha, beta); break;
-            case 4: Kernel256<R4>(kc, pa, pb, c, ldc, cols, alpha, beta); break;
-            case 5: Kernel256<R5>(kc, pa, pb, c, ldc, cols, alpha, beta); break;
-            default: Kernel256<R6>(kc, pa, pb, c, ldc, cols, alpha, beta); break;
+            case 1: Row256(kc, pa, 6, pb, t); break;
+            case 2: Kernel256<R2>(kc, pa, pb, t); break;
+            case 3: Kernel256<R3>(kc, pa, pb, t); break;
+            case 4: Kernel256<R4>(kc, pa, pb, t); break;
+            case 5: Kernel256<R5>(kc, pa, pb, t); break;
+            default: Kernel256<R6>(kc, pa, pb, t); break;
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Kernel512<TR>(int kc, float* pa, float* pb, float* c, nint ldc, int cols, float alpha, float beta) where TR : struct, IRows
+    static void Kernel512<TR>(int kc, float* pa, float* pb, float* t) where TR : struct, IRows
     {
         const int mr = 12, nr = 32;
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
@@ -129,22 +135,22 @@ internal static unsafe class GemmKernels
             if (TR.Count > 10) { a = Vector512.Create(pa[10]); cA0 = Vector512.FusedMultiplyAdd(a, b0, cA0); cA1 = Vector512.FusedMultiplyAdd(a, b1, cA1); }
             if (TR.Count > 11) { a = Vector512.Create(pa[11]); cB0 = Vector512.FusedMultiplyAdd(a, b0, cB0); cB1 = Vector512.FusedMultiplyAdd(a, b1, cB1); }
         }
-        Store512(c, c00, c01, cols, alpha, beta);
-        if (TR.Count > 1) Store512(c + ldc, c10, c11, cols, alpha, beta);
-        if (TR.Count > 2) Store512(c + 2 * ldc, c20, c21, cols, alpha, beta);
-        if (TR.Count > 3) Store512(c + 3 * ldc, c30, c31, cols, alpha, beta);
-        if (TR.Count > 4) Store512(c + 4 * ldc, c40, c41, cols, alpha, beta);
-        if (TR.Count > 5) Store512(c + 5 * ldc, c50, c51, cols, alpha, beta);
-        if (TR.Count > 6) Store512(c + 6 * ldc, c60, c61, cols, alpha, beta);
-        if (TR.Count > 7) Store512(c + 7 * ldc, c70, c71, cols, alpha, beta);
-        if (TR.Count > 8) Store512(c + 8 * ldc, c80, c81, cols, alpha, beta);
-        if (TR.Count > 9) Store512(c + 9 * ldc, c90, c91, cols, alpha, beta);
-        if (TR.Count > 10) Store512(c + 10 * ldc, cA0, cA1, cols, alpha, beta);
-        if (TR.Count > 11) Store512(c + 11 * ldc, cB0, cB1, cols, alpha, beta);
+        { c00.Store(t + 0 * nr); c01.Store(t + 0 * nr + 16); }
+        if (TR.Count > 1) { c10.Store(t + 1 * nr); c11.Store(t + 1 * nr + 16); }
+        if (TR.Count > 2) { c20.Store(t + 2 * nr); c21.Store(t + 2 * nr + 16); }
+        if (TR.Count > 3) { c30.Store(t + 3 * nr); c31.Store(t + 3 * nr + 16); }
+        if (TR.Count > 4) { c40.Store(t + 4 * nr); c41.Store(t + 4 * nr + 16); }
+        if (TR.Count > 5) { c50.Store(t + 5 * nr); c51.Store(t + 5 * nr + 16); }
+        if (TR.Count > 6) { c60.Store(t + 6 * nr); c61.Store(t + 6 * nr + 16); }
+        if (TR.Count > 7) { c70.Store(t + 7 * nr); c71.Store(t + 7 * nr + 16); }
+        if (TR.Count > 8) { c80.Store(t + 8 * nr); c81.Store(t + 8 * nr + 16); }
+        if (TR.Count > 9) { c90.Store(t + 9 * nr); c91.Store(t + 9 * nr + 16); }
+        if (TR.Count > 10) { cA0.Store(t + 10 * nr); cA1.Store(t + 10 * nr + 16); }
+        if (TR.Count > 11) { cB0.Store(t + 11 * nr); cB1.Store(t + 11 * nr + 16); }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Kernel256<TR>(int kc, float* pa, float* pb, float* c, nint ldc, int cols, float alpha, float beta) where TR : struct, IRows
+    static void Kernel256<TR>(int kc, float* pa, float* pb, float* t) where TR : struct, IRows
     {
         const int mr = 6, nr = 16;
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
@@ -161,12 +167,12 @@ internal static unsafe class GemmKernels
             if (TR.Count > 4) { a = Vector256.Create(pa[4]); c40 = Vector256.FusedMultiplyAdd(a, b0, c40); c41 = Vector256.FusedMultiplyAdd(a, b1, c41); }
             if (TR.Count > 5) { a = Vector256.Create(pa[5]); c50 = Vector256.FusedMultiplyAdd(a, b0, c50); c51 = Vector256.FusedMultiplyAdd(a, b1, c51); }
         }
-        Store256(c, c00, c01, cols, alpha, beta);
-        if (TR.Count > 1) Store256(c + ldc, c10, c11, cols, alpha, beta);
-        if (TR.Count > 2) Store256(c + 2 * ldc, c20, c21, cols, alpha, beta);
-        if (TR.Count > 3) Store256(c + 3 * ldc, c30, c31, cols, alpha, beta);
-        if (TR.Count > 4) Store256(c + 4 * ldc, c40, c41, cols, alpha, beta);
-        if (TR.Count > 5) Store256(c + 5 * ldc, c50, c51, cols, alpha, beta);
+        { c00.Store(t + 0 * nr); c01.Store(t + 0 * nr + 8); }
+        if (TR.Count > 1) { c10.Store(t + 1 * nr); c11.Store(t + 1 * nr + 8); }
+        if (TR.Count > 2) { c20.Store(t + 2 * nr); c21.Store(t + 2 * nr + 8); }
+        if (TR.Count > 3) { c30.Store(t + 3 * nr); c31.Store(t + 3 * nr + 8); }
+        if (TR.Count > 4) { c40.Store(t + 4 * nr); c41.Store(t + 4 * nr + 8); }
+        if (TR.Count > 5) { c50.Store(t + 5 * nr); c51.Store(t + 5 * nr + 8); }
     }
 
     /// <summary>
@@ -174,7 +180,7 @@ internal static unsafe class GemmKernels
     /// and keep enough loads in flight.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Row512(int kc, float* pa, int mr, float* pb, float* c, int cols, float alpha, float beta)
+    static void Row512(int kc, float* pa, int mr, float* pb, float* t)
     {
         const int nr = 32;
         Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default, s7 = default;
@@ -193,12 +199,12 @@ internal static unsafe class GemmKernels
             var a0 = Vector512.Create(pa[0]);
             s0 = Vector512.FusedMultiplyAdd(a0, Vector512.Load(pb), s0); s1 = Vector512.FusedMultiplyAdd(a0, Vector512.Load(pb + 16), s1);
         }
-        Store512(c, (s0 + s2) + (s4 + s6), (s1 + s3) + (s5 + s7), cols, alpha, beta);
+        ((s0 + s2) + (s4 + s6)).Store(t); ((s1 + s3) + (s5 + s7)).Store(t + 16);
     }
 
     /// <summary>One row on AVX2; see <see cref="Row512"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Row256(int kc, float* pa, int mr, float* pb, float* c, int cols, float alpha, float beta)
+    static void Row256(int kc, float* pa, int mr, float* pb, float* t)
     {
         const int nr = 16;
         Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default, s7 = default;
@@ -217,67 +223,42 @@ internal static unsafe class GemmKernels
             var a0 = Vector256.Create(pa[0]);
             s0 = Vector256.FusedMultiplyAdd(a0, Vector256.Load(pb), s0); s1 = Vector256.FusedMultiplyAdd(a0, Vector256.Load(pb + 8), s1);
         }
-        Store256(c, (s0 + s2) + (s4 + s6), (s1 + s3) + (s5 + s7), cols, alpha, beta);
+        ((s0 + s2) + (s4 + s6)).Store(t); ((s1 + s3) + (s5 + s7)).Store(t + 8);
     }
 
-    /// <summary>Portable tile: MR = 4, NR = 16, accumulators on the stack.</summary>
+    /// <summary>Portable tile: MR = 4, NR = 16, accumulating in the tile buffer.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void TileScalar(int rows, int cols, int kc, float* pa, float* pb, float* c, nint ldc, float alpha, float beta)
+    static void TileScalar(int rows, int kc, float* pa, float* pb, float* t)
     {
         const int mr = 4, nr = 16;
-        float* acc = stackalloc float[mr * nr];
-        new Span<float>(acc, mr * nr).Clear();
+        new Span<float>(t, mr * nr).Clear();
         for (int p = 0; p < kc; p++, pa += mr, pb += nr)
             for (int r = 0; r < rows; r++)
             {
                 float a = pa[r];
-                float* row = acc + r * nr;
+                float* row = t + r * nr;
                 for (int j = 0; j < nr; j++) row[j] += a * pb[j];
             }
-        for (int r = 0; r < rows; r++) StoreScalar(c + r * ldc, acc + r * nr, cols, alpha, beta);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void Store512(float* c, Vector512<float> v0, Vector512<float> v1, int cols, float alpha, float beta)
+    /// <summary>C[rows, cols] = alpha * tile + beta * C; beta == 0 does not read C.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Update(float* c, nint ldc, float* tile, int nr, int rows, int cols, float alpha, float beta)
     {
-        if (cols < 32) { StorePartial512(c, v0, v1, cols, alpha, beta); return; }
-        var va = Vector512.Create(alpha);
-        if (beta == 0) { (va * v0).Store(c); (va * v1).Store(c + 16); return; }
-        var vb = Vector512.Create(beta);
-        Vector512.FusedMultiplyAdd(va, v0, vb * Vector512.Load(c)).Store(c);
-        Vector512.FusedMultiplyAdd(va, v1, vb * Vector512.Load(c + 16)).Store(c + 16);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void Store256(float* c, Vector256<float> v0, Vector256<float> v1, int cols, float alpha, float beta)
-    {
-        if (cols < 16) { StorePartial256(c, v0, v1, cols, alpha, beta); return; }
         var va = Vector256.Create(alpha);
-        if (beta == 0) { (va * v0).Store(c); (va * v1).Store(c + 8); return; }
         var vb = Vector256.Create(beta);
-        Vector256.FusedMultiplyAdd(va, v0, vb * Vector256.Load(c)).Store(c);
-        Vector256.FusedMultiplyAdd(va, v1, vb * Vector256.Load(c + 8)).Store(c + 8);
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    static void StorePartial512(float* c, Vector512<float> v0, Vector512<float> v1, int cols, float alpha, float beta)
-    {
-        float* t = stackalloc float[32];
-        v0.Store(t); v1.Store(t + 16);
-        StoreScalar(c, t, cols, alpha, beta);
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    static void StorePartial256(float* c, Vector256<float> v0, Vector256<float> v1, int cols, float alpha, float beta)
-    {
-        float* t = stackalloc float[16];
-        v0.Store(t); v1.Store(t + 8);
-        StoreScalar(c, t, cols, alpha, beta);
-    }
-
-    static void StoreScalar(float* c, float* acc, int cols, float alpha, float beta)
-    {
-        if (beta == 0) for (int j = 0; j < cols; j++) c[j] = alpha * acc[j];
-        else for (int j = 0; j < cols; j++) c[j] = alpha * acc[j] + beta * c[j];
+        for (int r = 0; r < rows; r++, c += ldc, tile += nr)
+        {
+            int j = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                if (beta == 0)
+                    for (; j + 8 <= cols; j += 8) (va * Vector256.Load(tile + j)).Store(c + j);
+                else
+                    for (; j + 8 <= cols; j += 8) Vector256.FusedMultiplyAdd(va, Vector256.Load(tile + j), vb * Vector256.Load(c + j)).Store(c + j);
+            }
+            if (beta == 0) for (; j < cols; j++) c[j] = alpha * tile[j];
+            else for (; j < cols; j++) c[j] = alpha * tile[j] + beta * c[j];
+        }
     }
 }
