@@ -52,7 +52,7 @@ public static class Sgemm
         CheckExtent(nameof(a), a.Length, transA ? k : m, transA ? m : k, lda);
         CheckExtent(nameof(b), b.Length, transB ? n : k, transB ? k : n, ldb);
         fixed (float* pa = a, pb = b, pc = c)
-            GemmDriver.Run(shape, MaxThreads, m, n, k, alpha, pa, lda, transA, pb, ldb, transB, null, beta, pc, ldc);
+            GemmDriver.Run(shape, MaxThreads, m, n, k, alpha, pa, lda, transA, pb, ldb, transB, beta, pc, ldc);
     }
 
     internal static void CheckExtent(string name, int length, int rows, int cols, int ld)
