@@ -1,4 +1,5 @@
 using Ponder.Models;
+using Ponder.Models.Gguf;
 using Ponder.Tokenization;
 
 namespace Ponder;
@@ -14,5 +15,11 @@ public sealed partial class PonderModel
         }, cancellationToken);
 
     /// <summary>The tokenizer that belongs with a model file, or null when it has none.</summary>
-    static ITokenizer? OpenTokenizer(string path, ITensorSource source) => null;
+    static ITokenizer? OpenTokenizer(string path, ITensorSource source)
+    {
+        if (source is GgufSource gguf) return TokenizerFactory.FromGgufMetadata(gguf.File.Metadata, gguf.Location);
+        string folder = Directory.Exists(path) ? path : Path.GetDirectoryName(Path.GetFullPath(path))!;
+        bool hasFile = File.Exists(Path.Combine(folder, "tokenizer.json")) || File.Exists(Path.Combine(folder, "tokenizer.model"));
+        return hasFile ? TokenizerFactory.FromModelFolder(folder) : null;
+    }
 }

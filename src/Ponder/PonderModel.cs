@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Text;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Ponder.Backends;
@@ -104,8 +103,8 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
             if ((uint)t >= (uint)Config.Vocab) throw new ArgumentOutOfRangeException(nameof(prompt), $"prompt token {t} is outside the vocabulary (0..{Config.Vocab - 1})");
         if (Config.Head != HeadKind.LanguageModel) throw new InvalidOperationException($"{Location} has a value head; it scores, it does not generate");
 
-        var decoder = Encoding.UTF8.GetDecoder();
-        var stops = new StopStringMatcher(options.StopStrings);
+        var decoder = Tokenizer is null ? null : new StreamingDecoder(Tokenizer, skipSpecialTokens: true);
+        var stops = new TextStopMatcher(options.StopStrings);
         var eos = options.StopAtEos ? (Tokenizer?.EosIds ?? Config.EosTokenIds) : [];
         var context = new List<int>(prompt);
         var logits = new float[Config.Vocab];
@@ -128,13 +127,12 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
             }, cancellationToken).ConfigureAwait(false);
             context.Add(token);
             if (eos.Contains(token)) yield break;
-            string text = Tokenizer is null ? "" : DecodeBytes(decoder, Tokenizer.TokenBytes(token));
-            var (emit, stopped) = stops.Push(text);
-            if (emit.Length > 0 || Tokenizer is null) yield return new GeneratedToken(token, emit);
-            if (stopped) yield break;
+            string emit = decoder is null ? "" : stops.Push(decoder.Push(token));
+            if (emit.Length > 0 || decoder is null) yield return new GeneratedToken(token, emit);
+            if (stops.Stopped) yield break;
             next = [token];
         }
-        string rest = stops.Flush();
+        string rest = decoder is null ? "" : stops.Push(decoder.Flush()) + stops.Flush();
         if (rest.Length > 0) yield return new GeneratedToken(-1, rest);
     }
 
@@ -148,13 +146,6 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
         Span<int> lastRow = [tokens.Length - 1];
         Transformer.Forward(batch, tokens, Pool.Storage, lastRow, logits);
         sequence.MarkComputed(sequence.Length);
-    }
-
-    static string DecodeBytes(Decoder decoder, byte[] bytes)
-    {
-        var chars = new char[Encoding.UTF8.GetMaxCharCount(bytes.Length)];
-        int n = decoder.GetChars(bytes, 0, bytes.Length, chars, 0, flush: false);
-        return new string(chars, 0, n);
     }
 
     /// <summary>

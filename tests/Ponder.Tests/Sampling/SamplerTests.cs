@@ -99,28 +99,3 @@ public sealed class SamplerTests
         Assert.Contains(name, e.Message);
     }
 }
-
-public sealed class StopStringMatcherTests
-{
-    [Fact]
-    public void A_stop_string_split_across_pushes_is_never_emitted()
-    {
-        var m = new StopStringMatcher(["\n\n", "A:"]);
-        Assert.Equal(("x=1", false), m.Push("x=1\n"));     // "\n" held: it may start "\n\n"
-        Assert.Equal(("", true), m.Push("\nmore"));         // the stop completes: nothing of it is emitted
-        var m2 = new StopStringMatcher(["\n\n", "A:"]);
-        Assert.Equal(("7\n", true), m2.Push("7\nA: 7"));   // the earliest stop wins, text before it is kept
-    }
-
-    [Fact]
-    public void Held_back_text_is_released_when_it_cannot_start_a_stop()
-    {
-        var m = new StopStringMatcher(["STOP"]);
-        Assert.Equal("ab", m.Push("abST").Emit);
-        Assert.Equal("STx", m.Push("x").Emit);
-        Assert.Equal("", m.Flush());
-        var m2 = new StopStringMatcher(["STOP"]);
-        m2.Push("ST");
-        Assert.Equal("ST", m2.Flush());
-    }
-}
