@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace Ponder.Cache;
 
 /// <summary>
@@ -5,44 +7,138 @@ namespace Ponder.Cache;
 /// <code>
 ///   tokens:      t0 t1 ... t15 | t16 ... t31 | t32 t33 _ _ ...
 ///   block table: [  b7         |   b2        |   b9          ]   (blockSize 16; Length = 34)
+///                 ◄──────── ComputedLength = 32 ────────►◄ pending (appended, not yet run) ►
 /// </code>
-/// <see cref="ComputedLength"/> tokens have their K/V in the cache; tokens past it are pending (appended, not yet run).
+/// <see cref="ComputedLength"/> tokens have their K/V in the cache; the next forward computes the pending ones
+/// (<see cref="SequenceBatch"/> builds it from this split).
+/// <para>
+/// Forks share blocks; a block is written only by a sole holder. Copy-on-write:
+/// <code>
+///   parent  [b7|b2|b9: t32 t33 _ _]          Fork()            child [b7|b2|b9]     b9 refCount 2
+///   child.Append(t34): b9 is shared and partly filled  ->  copy b9 to b4, child [b7|b2|b4: t32 t33 t34 _]
+/// </code>
+/// </para>
 /// </summary>
 public sealed class Sequence : IDisposable
 {
-    readonly List<int> _blocks = [];
-    readonly List<int> _tokens = [];
+    readonly List<int> _blocks;
+    readonly List<int> _tokens;
 
-    public Sequence(BlockPool pool) => Pool = pool;
+    /// <summary>An empty sequence in <paramref name="pool"/> (not attached to a prefix index).</summary>
+    public Sequence(BlockPool pool) : this(pool, null, [], []) { }
 
+    Sequence(BlockPool pool, PrefixIndex? index, List<int> blocks, List<int> tokens)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        Pool = pool;
+        Index = index;
+        _blocks = blocks;
+        _tokens = tokens;
+        pool.Register(this);
+    }
+
+    internal static Sequence ForIndex(PrefixIndex index) => new(index.Pool, index, [], []);
+
+    /// <summary>The pool holding this sequence's blocks.</summary>
     public BlockPool Pool { get; }
+    /// <summary>The prefix index this sequence's full computed blocks are published to (null: none).</summary>
+    public PrefixIndex? Index { get; }
+    /// <summary>Tokens appended.</summary>
     public int Length => _tokens.Count;
     /// <summary>Tokens whose K/V are in the cache.</summary>
     public int ComputedLength { get; private set; }
+    /// <summary>Tokens appended but not yet computed: the next forward's work for this sequence.</summary>
+    public int PendingLength => Length - ComputedLength;
+    /// <summary>The tokens (read-only view).</summary>
     public IReadOnlyList<int> Tokens => _tokens;
+    /// <summary>The tokens as a span (valid until the sequence changes).</summary>
+    public ReadOnlySpan<int> TokenSpan => CollectionsMarshal.AsSpan(_tokens);
+    /// <summary>The block table (read-only view).</summary>
     public IReadOnlyList<int> Blocks => _blocks;
+    /// <summary>Whether <see cref="Dispose"/> has released the blocks.</summary>
     public bool IsDisposed { get; private set; }
 
     /// <summary>The block table as a span (valid until the sequence changes).</summary>
-    public ReadOnlySpan<int> BlockTable => System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_blocks);
+    public ReadOnlySpan<int> BlockTable => CollectionsMarshal.AsSpan(_blocks);
 
-    /// <summary>Appends tokens and reserves cache slots for them. On <see cref="KvCacheFullException"/> nothing is appended.</summary>
+    /// <summary>Appends one token (see <see cref="Append(ReadOnlySpan{int})"/>).</summary>
+    public void Append(int token) => Append([token]);
+
+    /// <summary>
+    /// Appends tokens and reserves cache slots for them; a shared, partly filled last block is copied first
+    /// (copy-on-write). Evicts cached blocks if the pool is short; on <see cref="KvCacheFullException"/> nothing is
+    /// appended and the pool is unchanged.
+    /// </summary>
     public void Append(ReadOnlySpan<int> tokens)
     {
         ObjectDisposedException.ThrowIf(IsDisposed, this);
-        int needBlocks = (Length + tokens.Length + Pool.BlockSize - 1) / Pool.BlockSize - _blocks.Count;
-        if (needBlocks > Pool.FreeBlocks)
-            throw new KvCacheFullException($"KV cache is full: {needBlocks} more blocks needed for {tokens.Length} tokens, {Pool.FreeBlocks} free of {Pool.BlockCount}");
-        for (int i = 0; i < needBlocks; i++) _blocks.Add(Pool.Allocate());
-        foreach (int t in tokens) _tokens.Add(t);
+        if (tokens.IsEmpty) return;
+        int bs = Pool.BlockSize;
+        int newBlocks = (Length + tokens.Length + bs - 1) / bs - _blocks.Count;
+        bool copyLast = Length % bs != 0 && Pool.RefCount(_blocks[^1]) > 1;
+        Pool.EnsureFree(newBlocks + (copyLast ? 1 : 0));
+        if (copyLast) _blocks[^1] = Pool.CopyOnWrite(_blocks[^1]);
+        for (int i = 0; i < newBlocks; i++) _blocks.Add(Pool.Allocate());
+        _tokens.AddRange(tokens);
     }
 
-    /// <summary>Marks the first <paramref name="length"/> tokens as computed (their K/V were written by a forward).</summary>
+    /// <summary>
+    /// A new sequence with the same tokens and computed length that shares every block (reference counts up, no copy).
+    /// Costs no blocks, so it cannot run out of memory.
+    /// </summary>
+    public Sequence Fork()
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        foreach (int b in _blocks) Pool.AddRef(b);
+        return new Sequence(Pool, Index, [.. _blocks], [.. _tokens]) { ComputedLength = ComputedLength };
+    }
+
+    /// <summary>
+    /// Marks the first <paramref name="length"/> tokens as computed (a forward wrote their K/V), and publishes
+    /// blocks that became full and computed to <see cref="Index"/>.
+    /// </summary>
     public void MarkComputed(int length)
     {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(length, Length);
+        int fullBefore = ComputedLength / Pool.BlockSize;
         ComputedLength = length;
+        if (Index is not null && length / Pool.BlockSize > fullBefore) Index.Insert(this);
     }
+
+    /// <summary>
+    /// Makes the blocks that tokens [ComputedLength, ComputedLength + <paramref name="count"/>) will be written to
+    /// exclusively this sequence's, copying shared ones (a fork that has not appended yet, or a prefix-cached block
+    /// whose last token is recomputed). Throws <see cref="KvCacheFullException"/> with nothing changed if the copies do not fit.
+    /// </summary>
+    public void PrepareWrite(int count)
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(count, PendingLength);
+        if (count == 0) return;
+        int bs = Pool.BlockSize, first = ComputedLength / bs, last = (ComputedLength + count - 1) / bs;
+        int shared = 0;
+        for (int i = first; i <= last; i++) if (Pool.RefCount(_blocks[i]) > 1) shared++;
+        if (shared == 0) return;
+        Pool.EnsureFree(shared);
+        for (int i = first; i <= last; i++)
+            if (Pool.RefCount(_blocks[i]) > 1) _blocks[i] = Pool.CopyOnWrite(_blocks[i]);
+    }
+
+    /// <summary>Takes over cached blocks holding <paramref name="tokens"/> (whole blocks) as this empty sequence's computed prefix.</summary>
+    internal void AttachPrefix(ReadOnlySpan<int> tokens, ReadOnlySpan<int> blocks)
+    {
+        if (Length != 0 || tokens.Length != blocks.Length * Pool.BlockSize)
+            throw new InvalidOperationException($"a prefix of {tokens.Length} tokens in {blocks.Length} blocks can only start an empty sequence");
+        foreach (int b in blocks) { Pool.AddRef(b); _blocks.Add(b); }
+        _tokens.AddRange(tokens);
+        ComputedLength = tokens.Length;
+    }
+
+    /// <summary>Marks the last token pending again (a fully cached prompt recomputes it to get its logits).</summary>
+    internal void RecomputeLastToken() => ComputedLength = Math.Min(ComputedLength, Length - 1);
 
     /// <summary>Releases this sequence's references to its blocks.</summary>
     public void Dispose()
@@ -51,5 +147,6 @@ public sealed class Sequence : IDisposable
         IsDisposed = true;
         foreach (int b in _blocks) Pool.Release(b);
         _blocks.Clear();
+        Pool.Unregister(this);
     }
 }
