@@ -96,8 +96,10 @@ internal sealed unsafe class GemmDriver : IParallelPart
         var s = _shape;
         int mr = s.MR, nr = s.NR;
         bool prepacked = _weight != null, convert = prepacked && _weightType != DType.F32;
-        // With one row panel the A block is tiny; an f32 weight is then streamed in one pass over k.
-        int kcMax = prepacked && !convert && i1 - i0 <= mr ? _k : BalancedDepth(_k, s.KC);
+        // The depth blocking must not depend on the number of rows: each depth block's partial sum is added to C,
+        // so a different split would round differently, and a token's logits would depend on what else is in its
+        // batch. The cache's bitwise-identity tests (fork vs prefix index vs scratch) rely on this.
+        int kcMax = BalancedDepth(_k, s.KC);
         int mcMax = Math.Min(s.MC, i1 - i0), ncMax = Math.Min(s.NC, j1 - j0);
         float* aBuf = Buffer(ref t_aBuffer, (long)((mcMax + mr - 1) / mr) * mr * kcMax);
         float* bBuf = prepacked ? null : Buffer(ref t_bBuffer, (long)((ncMax + nr - 1) / nr) * nr * kcMax);

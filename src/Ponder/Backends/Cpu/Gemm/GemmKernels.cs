@@ -81,7 +81,7 @@ internal static unsafe class GemmKernels
     {
         switch (rows)
         {
-            case 1: Row512(kc, pa, 12, pb, t); break;
+            case 1: Kernel512<R1>(kc, pa, pb, t); break;
             case 2: Kernel512<R2>(kc, pa, pb, t); break;
             case 3: Kernel512<R3>(kc, pa, pb, t); break;
             case 4: Kernel512<R4>(kc, pa, pb, t); break;
@@ -100,7 +100,7 @@ internal static unsafe class GemmKernels
     {
         switch (rows)
         {
-            case 1: Row256(kc, pa, 6, pb, t); break;
+            case 1: Kernel256<R1>(kc, pa, pb, t); break;
             case 2: Kernel256<R2>(kc, pa, pb, t); break;
             case 3: Kernel256<R3>(kc, pa, pb, t); break;
             case 4: Kernel256<R4>(kc, pa, pb, t); break;
@@ -173,57 +173,6 @@ internal static unsafe class GemmKernels
         if (TR.Count > 3) { c30.Store(t + 3 * nr); c31.Store(t + 3 * nr + 8); }
         if (TR.Count > 4) { c40.Store(t + 4 * nr); c41.Store(t + 4 * nr + 8); }
         if (TR.Count > 5) { c50.Store(t + 5 * nr); c51.Store(t + 5 * nr + 8); }
-    }
-
-    /// <summary>
-    /// One row (decode, n = 1): memory bound, so k is unrolled by 4 with 8 independent accumulators to hide FMA latency
-    /// and keep enough loads in flight.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Row512(int kc, float* pa, int mr, float* pb, float* t)
-    {
-        const int nr = 32;
-        Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default, s7 = default;
-        int p = 0;
-        for (; p + 4 <= kc; p += 4, pa += 4 * mr, pb += 4 * nr)
-        {
-            var a0 = Vector512.Create(pa[0]); var a1 = Vector512.Create(pa[mr]);
-            var a2 = Vector512.Create(pa[2 * mr]); var a3 = Vector512.Create(pa[3 * mr]);
-            s0 = Vector512.FusedMultiplyAdd(a0, Vector512.Load(pb), s0); s1 = Vector512.FusedMultiplyAdd(a0, Vector512.Load(pb + 16), s1);
-            s2 = Vector512.FusedMultiplyAdd(a1, Vector512.Load(pb + 32), s2); s3 = Vector512.FusedMultiplyAdd(a1, Vector512.Load(pb + 48), s3);
-            s4 = Vector512.FusedMultiplyAdd(a2, Vector512.Load(pb + 64), s4); s5 = Vector512.FusedMultiplyAdd(a2, Vector512.Load(pb + 80), s5);
-            s6 = Vector512.FusedMultiplyAdd(a3, Vector512.Load(pb + 96), s6); s7 = Vector512.FusedMultiplyAdd(a3, Vector512.Load(pb + 112), s7);
-        }
-        for (; p < kc; p++, pa += mr, pb += nr)
-        {
-            var a0 = Vector512.Create(pa[0]);
-            s0 = Vector512.FusedMultiplyAdd(a0, Vector512.Load(pb), s0); s1 = Vector512.FusedMultiplyAdd(a0, Vector512.Load(pb + 16), s1);
-        }
-        ((s0 + s2) + (s4 + s6)).Store(t); ((s1 + s3) + (s5 + s7)).Store(t + 16);
-    }
-
-    /// <summary>One row on AVX2; see <see cref="Row512"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Row256(int kc, float* pa, int mr, float* pb, float* t)
-    {
-        const int nr = 16;
-        Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default, s7 = default;
-        int p = 0;
-        for (; p + 4 <= kc; p += 4, pa += 4 * mr, pb += 4 * nr)
-        {
-            var a0 = Vector256.Create(pa[0]); var a1 = Vector256.Create(pa[mr]);
-            var a2 = Vector256.Create(pa[2 * mr]); var a3 = Vector256.Create(pa[3 * mr]);
-            s0 = Vector256.FusedMultiplyAdd(a0, Vector256.Load(pb), s0); s1 = Vector256.FusedMultiplyAdd(a0, Vector256.Load(pb + 8), s1);
-            s2 = Vector256.FusedMultiplyAdd(a1, Vector256.Load(pb + 16), s2); s3 = Vector256.FusedMultiplyAdd(a1, Vector256.Load(pb + 24), s3);
-            s4 = Vector256.FusedMultiplyAdd(a2, Vector256.Load(pb + 32), s4); s5 = Vector256.FusedMultiplyAdd(a2, Vector256.Load(pb + 40), s5);
-            s6 = Vector256.FusedMultiplyAdd(a3, Vector256.Load(pb + 48), s6); s7 = Vector256.FusedMultiplyAdd(a3, Vector256.Load(pb + 56), s7);
-        }
-        for (; p < kc; p++, pa += mr, pb += nr)
-        {
-            var a0 = Vector256.Create(pa[0]);
-            s0 = Vector256.FusedMultiplyAdd(a0, Vector256.Load(pb), s0); s1 = Vector256.FusedMultiplyAdd(a0, Vector256.Load(pb + 8), s1);
-        }
-        ((s0 + s2) + (s4 + s6)).Store(t); ((s1 + s3) + (s5 + s7)).Store(t + 8);
     }
 
     /// <summary>Portable tile: MR = 4, NR = 16, accumulating in the tile buffer.</summary>
