@@ -1,0 +1,25 @@
+using Ponder.Models;
+using Ponder.Models.Gguf;
+using Ponder.Tokenization;
+
+namespace Ponder;
+
+public sealed partial class PonderModel
+{
+    /// <summary>Loads a model folder (config.json + safetensors + tokenizer files) or a GGUF file (with its own vocabulary).</summary>
+    public static Task<PonderModel> LoadAsync(string path, ModelOptions? options = null, IProgress<float>? progress = null, CancellationToken cancellationToken = default) =>
+        Task.Run(() =>
+        {
+            using var source = ModelFiles.Open(path);
+            return Load(source, OpenTokenizer(path, source), options, progress, cancellationToken);
+        }, cancellationToken);
+
+    /// <summary>The tokenizer that belongs with a model file, or null when it has none.</summary>
+    static ITokenizer? OpenTokenizer(string path, ITensorSource source)
+    {
+        if (source is GgufSource gguf) return TokenizerFactory.FromGgufMetadata(gguf.File.Metadata, gguf.Location);
+        string folder = Directory.Exists(path) ? path : Path.GetDirectoryName(Path.GetFullPath(path))!;
+        bool hasFile = File.Exists(Path.Combine(folder, "tokenizer.json")) || File.Exists(Path.Combine(folder, "tokenizer.model"));
+        return hasFile ? TokenizerFactory.FromModelFolder(folder) : null;
+    }
+}
