@@ -19,8 +19,8 @@ namespace Ponder.Bench;
 /// <item><see cref="DecodeStep"/>: one batched decode forward over N beams (N tokens, each reading its own blocks)
 /// on a SmolLM2-135M-shaped random model; aggregate tok/s = N / mean.</item>
 /// </list>
-/// TODO(llama.cpp side by side): needs the GGUF writer from the formats branch (not in main yet): write the same random
-/// model as GGUF, decode N sequences in LLamaSharp after <c>MemorySequenceCopy</c> of the shared prompt, same run.
+/// TODO(llama.cpp side by side): the GGUF writer has landed (see ForwardBench): write the same random model as GGUF and
+/// decode N sequences in one LLamaSharp batch after <c>MemorySequenceCopy</c> of the shared prompt, in the same run.
 /// </summary>
 [Config(typeof(ShortInProcess))]
 public class KvCacheBench
@@ -64,7 +64,7 @@ public class KvCacheBench
         Console.WriteLine($"//   no sharing (own copies): peak {copied.PeakBlocks * mib:F1} MiB ({copied.PeakBlocks} blocks), tokens computed {copied.TokensComputed}, block copies at forks {copied.BlockCopies}");
         Console.WriteLine($"//   memory saved by sharing: {100.0 * (copied.PeakBlocks - shared.PeakBlocks) / copied.PeakBlocks:F1}%, tokens computed saved: {100.0 * (copied.TokensComputed - shared.TokensComputed) / copied.TokensComputed:F1}%");
 
-        _model = RandomModel(SmolLm2Shape, seed: 1);
+        _model = new Transformer(new CpuBackend(), new HostTensorSource(SmolLm2Shape, RandomModels.Create(SmolLm2Shape, 1)));
         _pool = new BlockPool(_model.Backend, layout, (PromptTokens / BlockSize + 4) * N + 16);
         _prompt = new Sequence(_pool);
         _prompt.Append([.. Enumerable.Range(0, PromptTokens).Select(i => (i * 7919) % SmolLm2Shape.Vocab)]);
@@ -184,22 +184,5 @@ public class KvCacheBench
         foreach (var b in beams) b.Dispose();
         pool.ValidateInvariants();
         return run;
-    }
-
-    /// <summary>
-    /// A model of <paramref name="config"/> with small random weights. Stand-in for RandomModel.Create (formats
-    /// branch, not in main yet); the values do not matter for speed.
-    /// </summary>
-    static Transformer RandomModel(ModelConfig config, int seed)
-    {
-        var random = new Random(seed);
-        var tensors = new Dictionary<string, HostTensor>();
-        foreach (var (name, shape, _) in TensorNames.Expected(config))
-        {
-            var t = new HostTensor(shape.Select(x => (int)x).ToArray());
-            for (int i = 0; i < t.Data.Length; i++) t.Data[i] = shape.Length == 1 ? 1f : 0.04f * (random.NextSingle() - 0.5f);
-            tensors[name] = t;
-        }
-        return new Transformer(new CpuBackend(), new HostTensorSource(config, tensors));
     }
 }
