@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Ponder.Backends;
 using Ponder.Cache;
 using Ponder.Models;
@@ -5,16 +6,10 @@ using Ponder.Models;
 namespace Ponder.Tests.Cache;
 
 /// <summary>
-/// A sequence's logits are the same whether its prefix was computed from scratch in one chunk, in several chunks
-/// batched with other sequences, came from a fork (with copy-on-write), or from the prefix index (partly or fully
-/// cached prompt). And the PRM's sequences mirror the policy's, prefilling only new steps.
+/// A sequence's logits are bitwise identical on the CPU backend whether its prefix was computed from scratch in one
+/// chunk, in several chunks batched with other sequences, came from a fork (with copy-on-write), or from the prefix
+/// index (partly or fully cached prompt). And the PRM's sequences mirror the policy's, prefilling only new steps.
 /// </summary>
-/// <remarks>
-/// Bitwise identity held with the baseline sgemm (every row its own dot products). The packed GEMM (cpugemm) sends a
-/// row that is alone in its row tile (n = 1, or the last row when n % 6 == 1) through its single-row path, which sums
-/// in another order, so results agree to float rounding (~1e-7 relative), not bit for bit. The tolerance here is far
-/// below what a wrong block, position or token would cause (O(0.1) on these logits).
-/// </remarks>
 public sealed class LogitsIdentityTests : IDisposable
 {
     const int Bs = 4;
@@ -39,13 +34,12 @@ public sealed class LogitsIdentityTests : IDisposable
         return [.. Enumerable.Range(0, sequences.Length).Select(i => batch.OutputIndex(i) is int o and >= 0 ? output.AsSpan(o * rows, rows).ToArray() : null)];
     }
 
-    static void AssertSameLogits(float[]? expected, float[]? actual, string what)
+    static void AssertBitwise(float[]? expected, float[]? actual, string what)
     {
         Assert.NotNull(expected); Assert.NotNull(actual);
-        Assert.Equal(expected.Length, actual.Length);
-        for (int i = 0; i < expected.Length; i++)
-            if (Math.Abs(expected[i] - actual[i]) > 1e-5f * Math.Max(1f, Math.Abs(expected[i])))
-                Assert.Fail($"{what}: logit {i} is {actual[i]:R}, expected {expected[i]:R}");
+        var e = MemoryMarshal.Cast<float, int>(expected); var a = MemoryMarshal.Cast<float, int>(actual);
+        for (int i = 0; i < e.Length; i++)
+            if (e[i] != a[i]) Assert.Fail($"{what}: logit {i} is {actual[i]:R}, expected {expected[i]:R} (bitwise)");
     }
 
     /// <summary>Reference: prompt prefilled in one chunk, then the continuation decoded one token at a time, alone.</summary>
@@ -70,11 +64,11 @@ public sealed class LogitsIdentityTests : IDisposable
         other.Append([.. Enumerable.Range(0, 40).Select(i => (i * 5) % 61)]);
         float[]? last = null;
         while (s.PendingLength > 0) last = Step(_policy, pool, 5, other.PendingLength > 0 ? [s, other] : [s])[0];
-        AssertSameLogits(expected[0], last, "prompt in chunks of 5");
+        AssertBitwise(expected[0], last, "prompt in chunks of 5");
         for (int i = 0; i < Continuation.Length; i++)
         {
             s.Append(Continuation[i]); other.Append(i);
-            AssertSameLogits(expected[i + 1], Step(_policy, pool, 1, other, s)[1], $"decode {i} batched after another sequence");
+            AssertBitwise(expected[i + 1], Step(_policy, pool, 1, other, s)[1], $"decode {i} batched after another sequence");
         }
     }
 
@@ -91,13 +85,13 @@ public sealed class LogitsIdentityTests : IDisposable
         child.Append(Prompt.AsSpan(13));
         var outputs = Step(_policy, pool, int.MaxValue, parent, child);
         Assert.True(pool.CopyOnWriteCopies >= 1);
-        AssertSameLogits(expected[0], outputs[1], "prompt whose first 13 tokens came from a fork");
+        AssertBitwise(expected[0], outputs[1], "prompt whose first 13 tokens came from a fork");
 
         using var sibling = child.Fork();                // fork after the full prompt, then decode both
         for (int i = 0; i < Continuation.Length; i++)
         {
             child.Append(Continuation[i]); sibling.Append((Continuation[i] + 1) % 61);
-            AssertSameLogits(expected[i + 1], Step(_policy, pool, 1, sibling, child)[1], $"decode {i} of a fork");
+            AssertBitwise(expected[i + 1], Step(_policy, pool, 1, sibling, child)[1], $"decode {i} of a fork");
         }
         pool.ValidateInvariants();
     }
@@ -117,11 +111,11 @@ public sealed class LogitsIdentityTests : IDisposable
         batch.Add(s);
         Assert.Equal(3, batch.Layout.TokenCount);
         batch.Clear();
-        AssertSameLogits(expected[0], Step(_policy, pool, int.MaxValue, s)[0], "prompt whose first 20 tokens came from the prefix index");
+        AssertBitwise(expected[0], Step(_policy, pool, int.MaxValue, s)[0], "prompt whose first 20 tokens came from the prefix index");
         for (int i = 0; i < Continuation.Length; i++)
         {
             s.Append(Continuation[i]);
-            AssertSameLogits(expected[i + 1], Step(_policy, pool, 1, s)[0], $"decode {i} after a prefix hit");
+            AssertBitwise(expected[i + 1], Step(_policy, pool, 1, s)[0], $"decode {i} after a prefix hit");
         }
     }
 
@@ -138,7 +132,7 @@ public sealed class LogitsIdentityTests : IDisposable
         Assert.Equal(19, s.ComputedLength);
         long before = _policy.Backend.Flops.Total;
         var logits = Step(_policy, pool, int.MaxValue, s)[0];
-        AssertSameLogits(expected[0], logits, "fully cached prompt");
+        AssertBitwise(expected[0], logits, "fully cached prompt");
         Assert.Equal(1, pool.CopyOnWriteCopies);
         Assert.True(_policy.Backend.Flops.Total - before < 4 * 2L * _policy.Config.TotalParameters, "more than one token was recomputed");
         pool.ValidateInvariants();
@@ -188,7 +182,7 @@ public sealed class LogitsIdentityTests : IDisposable
                 batch.MarkComputed();
 
                 var reference = FromScratch(_prm, [.. prm.Tokens], [])[0];
-                AssertSameLogits(reference, score, $"PRM score of round {round} beam {b}");
+                AssertBitwise(reference, score, $"PRM score of round {round} beam {b}");
             }
         }
         foreach (var (pol, prm) in beams) { pol.Dispose(); prm.Dispose(); }
