@@ -63,7 +63,8 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
     /// <summary>Picks CUDA device 0 when <paramref name="preferCuda"/> and one exists, else ILGPU's CPU accelerator.</summary>
     public static IlgpuBackend Create(bool preferCuda = true, WeightPrecision weights = WeightPrecision.F32)
     {
-        var context = Context.Create(b => (preferCuda ? b.Cuda().CPU() : b.CPU()).EnableAlgorithms());
+        // CPUDevice.Default (16 threads per group): the simulated-GPU presets run 1024-thread groups as OS threads.
+        var context = Context.Create(b => (preferCuda ? b.Cuda().CPU(CPUDevice.Default) : b.CPU(CPUDevice.Default)).EnableAlgorithms());
         try
         {
             var acc = preferCuda && context.GetCudaDevices().Count > 0 ? (Accelerator)context.CreateCudaAccelerator(0) : context.CreateCPUAccelerator(0);
