@@ -170,6 +170,9 @@ public static class ProfileCommand
         return best;
     }
 
+    /// <summary>Three significant digits below 1 (the CPU accelerator runs at MFLOP/s), two decimals above.</summary>
+    static string Rate(double v) => v < 1 ? v.ToString("G3") : v.ToString("F2");
+
     static void Print(IReadOnlyList<OpSummary> summary, Roofline? roofline)
     {
         var table = new Table().Border(TableBorder.Rounded)
@@ -177,11 +180,11 @@ public static class ProfileCommand
             .AddColumn(new TableColumn("% time").RightAligned()).AddColumn(new TableColumn("GFLOP/s").RightAligned())
             .AddColumn(new TableColumn("GB/s").RightAligned()).AddColumn(new TableColumn("% roofline").RightAligned());
         foreach (var s in summary)
-            table.AddRow(s.Op, s.Calls.ToString(), s.TotalMs.ToString("F2"), s.PercentTime.ToString("F1"), s.Gflops.ToString("F2"),
-                s.GBps.ToString("F2"), double.IsNaN(s.RooflineFraction) ? "-" : (100 * s.RooflineFraction).ToString("F1"));
+            table.AddRow(s.Op, s.Calls.ToString(), s.TotalMs.ToString("F2"), s.PercentTime.ToString("F1"), Rate(s.Gflops),
+                Rate(s.GBps), double.IsNaN(s.RooflineFraction) ? "-" : (100 * s.RooflineFraction).ToString("F1"));
         var total = summary.Sum(s => s.TotalMs);
         table.AddRow("[bold]total[/]", summary.Sum(s => s.Calls).ToString(), total.ToString("F2"), "100.0",
-            (summary.Sum(s => s.Flops) / (total / 1e3) / 1e9).ToString("F2"), (summary.Sum(s => s.Bytes) / (total / 1e3) / 1e9).ToString("F2"), "");
+            Rate(summary.Sum(s => s.Flops) / (total / 1e3) / 1e9), Rate(summary.Sum(s => s.Bytes) / (total / 1e3) / 1e9), "");
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine(roofline is null
             ? "roofline: none (pass --peak-gflops and --peak-gbps for the device)"
