@@ -1,0 +1,74 @@
+using System.Text.Json;
+using Ponder.Backends;
+using Ponder.Backends.Cpu;
+using Ponder.Backends.Profiling;
+using Ponder.Cache;
+using Ponder.Models;
+
+namespace Ponder.Kernels.Tests;
+
+public sealed class ProfilerTests
+{
+    [Fact]
+    public void RecordsEveryOpWithTheLedgersFlopsAndWritesAParsableTrace()
+    {
+        var config = ForwardTests.Config;
+        using var source = ProfileModels.Random(config, seed: 5);
+        using var profiler = new ProfilingBackend(new CpuBackend(1));
+        using var model = new Transformer(profiler, source);
+        Assert.Empty(profiler.Records); // weight uploads are setup, not ops
+        using var pool = new BlockPool(profiler, KvLayout.For(config, 4), 8);
+        using var seq = new Sequence(pool);
+        seq.Append([1, 2, 3, 4, 5, 6]);
+        var batch = new BatchLayout(4);
+        batch.Add(0, 6, seq.BlockTable);
+        var logits = new float[config.Vocab];
+        profiler.Phase = "prefill";
+        long before = profiler.Flops.Total;
+        model.Forward(batch, [.. seq.Tokens], pool.Storage, [5], logits);
+        seq.MarkComputed(6);
+        seq.Append([7]);
+        batch.Clear();
+        batch.Add(6, 1, seq.BlockTable);
+        profiler.Phase = "decode";
+        model.Forward(batch, [7], pool.Storage, [0], logits);
+
+        var records = profiler.Records;
+        Assert.Equal(profiler.Flops.Total - before, records.Sum(r => r.Flops));
+        // Per forward: embed, per layer 2 norms + 7 projections + 2 rope + store + attention + 2 adds + swiglu + 3 biases,
+        // then gather, final norm, head, download.
+        int perForward = 1 + config.NLayers * (2 + 7 + 2 + 1 + 1 + 2 + 1 + 3) + 4;
+        Assert.Equal(2 * perForward, records.Count);
+        Assert.Equal(2 * 7 * config.NLayers, records.Count(r => r.Op == "MatMul"));
+        Assert.All(records, r => Assert.True(r.DurationUs >= 0 && r.Bytes > 0, $"{r.Op} {r.Shape}"));
+        var matmul = records.First(r => r.Op == "MatMul");
+        Assert.Equal(OpFlops.MatMul(6, config.QDim, config.DModel), matmul.Flops);
+
+        var summary = ProfileReport.Summarize(records, new Roofline(100, 10, "test"));
+        Assert.Equal(records.Count, summary.Sum(s => s.Calls));
+        Assert.Equal(100, summary.Sum(s => s.PercentTime), 6);
+        Assert.Equal(records.Sum(r => r.Flops), summary.Sum(s => s.Flops));
+
+        using var stream = new MemoryStream();
+        ProfileReport.WriteChromeTrace(records, stream, "test");
+        using var json = JsonDocument.Parse(stream.ToArray());
+        var events = json.RootElement.GetProperty("traceEvents");
+        Assert.Equal(records.Count, events.GetArrayLength());
+        var first = events[0];
+        Assert.Equal("X", first.GetProperty("ph").GetString());
+        Assert.Equal(records[0].Op, first.GetProperty("name").GetString());
+        Assert.Equal(records[0].Flops, first.GetProperty("args").GetProperty("flops").GetInt64());
+        Assert.Equal(2, events.EnumerateArray().Select(e => e.GetProperty("tid").GetInt32()).Distinct().Count());
+    }
+
+    [Fact]
+    public void RooflineFractionIsBoundTimeOverElapsed()
+    {
+        // 1e9 FLOPs and 1e9 bytes in 1 s on a 2 GFLOP/s, 4 GB/s roofline: bound 0.5 s, so 50 %.
+        var r = new OpRecord("MatMul", "", "", 0, 1e6, 1_000_000_000, 1_000_000_000);
+        var s = Assert.Single(ProfileReport.Summarize([r], new Roofline(2, 4, "test")));
+        Assert.Equal(0.5, s.RooflineFraction, 9);
+        Assert.Equal(1, s.Gflops, 9);
+        Assert.Equal(1, s.GBps, 9);
+    }
+}
