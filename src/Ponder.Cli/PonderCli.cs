@@ -14,6 +14,7 @@ public static class PonderCli
             InfoCommand.Create(),
             PerplexityCommand.Create(),
             DemoCommand.Create(),
+            ProfileCommand.Create(),
         };
         return root.Parse(args).InvokeAsync();
     }

@@ -23,7 +23,7 @@ public sealed class ForwardTests
     /// </summary>
     internal static void CompareForward(IBackend candidate)
     {
-        using var source = ProfileModels.Random(Config, seed: 3);
+        using var source = new HostTensorSource(Config, RandomModels.Create(Config, 3UL));
         var expected = Run(TestBackends.Cpu, source, out var cpuFlops);
         var actual = Run(candidate, source, out var flops);
         Assert.Equal(expected.Count, actual.Count);

@@ -13,7 +13,7 @@ public sealed class ProfilerTests
     public void RecordsEveryOpWithTheLedgersFlopsAndWritesAParsableTrace()
     {
         var config = ForwardTests.Config;
-        using var source = ProfileModels.Random(config, seed: 5);
+        using var source = new HostTensorSource(config, RandomModels.Create(config, 5UL));
         using var profiler = new ProfilingBackend(new CpuBackend(1));
         using var model = new Transformer(profiler, source);
         Assert.Empty(profiler.Records); // weight uploads are setup, not ops

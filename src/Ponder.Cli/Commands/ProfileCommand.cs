@@ -20,7 +20,7 @@ public static class ProfileCommand
     /// <summary>The command, to be added to the root command.</summary>
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Model path, or random:<preset> (" + string.Join(", ", ProfileModels.Presets) + ") for random weights", Required = true };
+        var model = CliCommon.ModelOption();
         var backend = new Option<string>("--backend") { Description = "cpu | ilgpu (CUDA when present, else ILGPU's CPU accelerator) | ilgpu-cpu", DefaultValueFactory = _ => "cpu" };
         var promptTokens = new Option<int>("--prompt-tokens") { Description = "Prompt tokens per sequence (prefill)", DefaultValueFactory = _ => 64 };
         var decodeTokens = new Option<int>("--decode-tokens") { Description = "Decode steps", DefaultValueFactory = _ => 16 };
@@ -96,9 +96,8 @@ public static class ProfileCommand
     static ITensorSource OpenModel(string model, int seed)
     {
         if (model.StartsWith("random:", StringComparison.OrdinalIgnoreCase))
-            return ProfileModels.Random(ProfileModels.Preset(model["random:".Length..]), seed);
-        // Loading files arrives with ModelFiles.Open (formats branch).
-        throw new NotSupportedException($"--model '{model}': only random:<preset> models are supported in this build ({string.Join(", ", ProfileModels.Presets)})");
+            return RandomModels.Source(model["random:".Length..], (ulong)seed);
+        return ModelFiles.Open(model);
     }
 
     static Roofline? Roofline(Settings s, IBackend backend)
