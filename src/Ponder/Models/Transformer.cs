@@ -86,6 +86,8 @@ public sealed class Transformer : IDisposable
 
     public ModelConfig Config { get; }
     public IBackend Backend => _backend;
+    /// <summary>Whether the value head has a bias (<c>score.bias</c>): its add is element-wise work the FLOP count includes.</summary>
+    public bool HasHeadBias => _headBias is not null;
 
     /// <summary>Bytes of weights on the backend.</summary>
     public long WeightBytes =>
