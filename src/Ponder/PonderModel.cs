@@ -6,6 +6,7 @@ using Ponder.Backends.Cpu;
 using Ponder.Cache;
 using Ponder.Models;
 using Ponder.Sampling;
+using Ponder.Scheduling;
 using Ponder.Tokenization;
 
 namespace Ponder;
@@ -51,6 +52,9 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
     PonderModel(Transformer transformer, ITokenizer? tokenizer, BlockPool pool, bool ownsBackend, ILogger logger, string location)
     {
         Transformer = transformer; Tokenizer = tokenizer; Pool = pool; _ownsBackend = ownsBackend; _logger = logger; Location = location;
+        PrefixIndex = new PrefixIndex(pool, "policy");
+        Scheduler = new StepScheduler(backendGate: _lock);
+        Scheduled = new ScheduledModel("policy", transformer, pool, PrefixIndex);
     }
 
     public string Location { get; }
@@ -59,6 +63,16 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
     public IBackend Backend => Transformer.Backend;
     public ITokenizer? Tokenizer { get; }
     public BlockPool Pool { get; }
+    /// <summary>The pool's prefix index: prompts that start like an earlier one reuse its computed blocks.</summary>
+    public PrefixIndex PrefixIndex { get; }
+    /// <summary>Runs this model's forwards in batches, charging each request's budget exactly (generation goes through it).</summary>
+    public StepScheduler Scheduler { get; }
+    /// <summary>This model as the scheduler runs it (name "policy").</summary>
+    public ScheduledModel Scheduled { get; }
+
+    /// <summary>A scheduler request charging <paramref name="budget"/> (null = unlimited); pass it to generation to read its FLOP report afterwards.</summary>
+    public ScheduledRequest CreateRequest(Budget? budget = null, string name = "generate", CancellationToken cancellationToken = default) =>
+        Scheduler.CreateRequest(budget, name, cancellationToken);
 
     /// <summary>Loads weights from any tensor source (a file reader, or tensors in memory).</summary>
     public static PonderModel Load(ITensorSource source, ITokenizer? tokenizer, ModelOptions? options = null, IProgress<float>? progress = null, CancellationToken cancellationToken = default)
@@ -91,10 +105,23 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
 
     /// <summary>Streams the continuation of <paramref name="prompt"/>.</summary>
     public IAsyncEnumerable<GeneratedToken> GenerateAsync(string prompt, SamplingOptions? options = null, CancellationToken cancellationToken = default) =>
-        GenerateAsync(Encode(prompt), options, cancellationToken);
+        GenerateAsync(Encode(prompt), options, null, cancellationToken);
+
+    /// <summary>Streams the continuation of <paramref name="prompt"/>, charging <paramref name="request"/> (see <see cref="CreateRequest"/>).</summary>
+    public IAsyncEnumerable<GeneratedToken> GenerateAsync(string prompt, SamplingOptions? options, ScheduledRequest? request, CancellationToken cancellationToken = default) =>
+        GenerateAsync(Encode(prompt), options, request, cancellationToken);
 
     /// <summary>Streams the continuation of a prompt given as token ids.</summary>
-    public async IAsyncEnumerable<GeneratedToken> GenerateAsync(int[] prompt, SamplingOptions? options = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    public IAsyncEnumerable<GeneratedToken> GenerateAsync(int[] prompt, SamplingOptions? options = null, CancellationToken cancellationToken = default) =>
+        GenerateAsync(prompt, options, null, cancellationToken);
+
+    /// <summary>
+    /// Streams the continuation of a prompt given as token ids, through the <see cref="Scheduler"/> (a batch of one
+    /// unless other requests run at the same time). Each forward is charged to <paramref name="request"/> (null: a
+    /// request of its own with no budget); when its budget cannot pay for the next token, generation stops there and
+    /// the request's report says why.
+    /// </summary>
+    public async IAsyncEnumerable<GeneratedToken> GenerateAsync(int[] prompt, SamplingOptions? options, ScheduledRequest? request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         options ??= new SamplingOptions();
         var sampler = new Sampler(options);
@@ -102,50 +129,51 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
         foreach (int t in prompt)
             if ((uint)t >= (uint)Config.Vocab) throw new ArgumentOutOfRangeException(nameof(prompt), $"prompt token {t} is outside the vocabulary (0..{Config.Vocab - 1})");
         if (Config.Head != HeadKind.LanguageModel) throw new InvalidOperationException($"{Location} has a value head; it scores, it does not generate");
+        if (prompt.Length >= Config.MaxPositions) throw new ArgumentException($"the prompt has {prompt.Length} tokens; the model has {Config.MaxPositions} positions", nameof(prompt));
 
         var decoder = Tokenizer is null ? null : new StreamingDecoder(Tokenizer, skipSpecialTokens: true);
         var stops = new TextStopMatcher(options.StopStrings);
         var eos = options.StopAtEos ? (Tokenizer?.EosIds ?? Config.EosTokenIds) : [];
         var context = new List<int>(prompt);
         var logits = new float[Config.Vocab];
-        var batch = new BatchLayout(Pool.BlockSize);
-        using var sequence = new Sequence(Pool);
-        int[] next = prompt;
-        for (int step = 0; step < options.MaxNewTokens; step++)
+        var req = request ?? Scheduler.CreateRequest(null, "generate", cancellationToken);
+        // One sampled answer is one generation (the paper's unit).
+        var generation = new Charge(FlopCounts.Zero, 0, 1);
+        if (!req.Budget.TrySpend(generation))
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            int[] chunk = next;
-            int token = await Task.Run(async () =>
-            {
-                await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
-                try
-                {
-                    RunChunk(sequence, chunk, batch, logits);
-                    return sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(context));
-                }
-                finally { _lock.Release(); }
-            }, cancellationToken).ConfigureAwait(false);
-            context.Add(token);
-            if (eos.Contains(token)) yield break;
-            string emit = decoder is null ? "" : stops.Push(decoder.Push(token));
-            if (emit.Length > 0 || decoder is null) yield return new GeneratedToken(token, emit);
-            if (stops.Stopped) yield break;
-            next = [token];
+            req.BudgetExhaustedReason = req.Budget.Explain(generation);
+            if (request is null) req.Dispose();
+            yield break;
         }
-        string rest = decoder is null ? "" : stops.Push(decoder.Flush()) + stops.Flush();
-        if (rest.Length > 0) yield return new GeneratedToken(-1, rest);
-    }
-
-    /// <summary>Runs a chunk of new tokens of one sequence and leaves the last position's logits in <paramref name="logits"/>.</summary>
-    void RunChunk(Sequence sequence, ReadOnlySpan<int> tokens, BatchLayout batch, Span<float> logits)
-    {
-        int p = sequence.Length;
-        sequence.Append(tokens);
-        batch.Clear();
-        batch.Add(p, tokens.Length, sequence.BlockTable);
-        Span<int> lastRow = [tokens.Length - 1];
-        Transformer.Forward(batch, tokens, Pool.Storage, lastRow, logits);
-        sequence.MarkComputed(sequence.Length);
+        req.RecordGenerations(1);
+        Sequence sequence;
+        lock (Scheduler.SyncRoot) sequence = PrefixIndex.CreateSequence(prompt);
+        // The prompt tokens the prefix cache served (the sequence starts with them computed) were not computed again.
+        if (sequence.ComputedLength > 0) req.RecordReuse(Scheduled.Name, sequence.ComputedLength, Scheduled.Counter.Prefill(sequence.ComputedLength));
+        try
+        {
+            int[] next = [];
+            for (int step = 0; step < options.MaxNewTokens && sequence.Length + next.Length <= Config.MaxPositions; step++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var result = await Scheduler.SubmitAsync(req, Scheduled, sequence, next, logits).ConfigureAwait(false);
+                if (!result.Completed) break;
+                int token = sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(context));
+                context.Add(token);
+                if (eos.Contains(token)) yield break;
+                string emit = decoder is null ? "" : stops.Push(decoder.Push(token));
+                if (emit.Length > 0 || decoder is null) yield return new GeneratedToken(token, emit);
+                if (stops.Stopped) yield break;
+                next = [token];
+            }
+            string rest = decoder is null ? "" : stops.Push(decoder.Flush()) + stops.Flush();
+            if (rest.Length > 0) yield return new GeneratedToken(-1, rest);
+        }
+        finally
+        {
+            lock (Scheduler.SyncRoot) sequence.Dispose();
+            if (request is null) req.Dispose();
+        }
     }
 
     /// <summary>
@@ -160,6 +188,14 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
         if (tokens.Length < 2) throw new ArgumentException($"perplexity needs at least 2 tokens, got {tokens.Length}");
         _lock.Wait(cancellationToken);
         try
+        {
+            lock (Scheduler.SyncRoot) return PerplexityLocked(tokens, w, progress, cancellationToken);
+        }
+        finally { _lock.Release(); }
+    }
+
+    PerplexityResult PerplexityLocked(ReadOnlySpan<int> tokens, int w, IProgress<float>? progress, CancellationToken cancellationToken)
+    {
         {
             var batch = new BatchLayout(Pool.BlockSize);
             double nll = 0; int scored = 0;
@@ -182,7 +218,6 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
             }
             return new PerplexityResult(scored, nll / scored);
         }
-        finally { _lock.Release(); }
     }
 
     public void Dispose()

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Ponder.Sampling;
+using Ponder.Scheduling;
 
 namespace Ponder.Cli.Commands;
 
@@ -18,10 +19,12 @@ public static class GenerateCommand
         var repetition = new Option<float>("--repetition-penalty") { Description = "Penalty on tokens already in context (1 = off)", DefaultValueFactory = _ => 1f };
         var seed = new Option<ulong>("--seed") { Description = "Random seed", DefaultValueFactory = _ => 42UL };
         var stop = new Option<string[]>("--stop") { Description = "Stop strings (repeatable)", AllowMultipleArgumentsPerToken = false };
+        var flops = new Option<bool>("--flops") { Description = "Print the exact FLOP report (by category, with the 2N approximation) on stderr" };
+        var maxFlops = new Option<long?>("--max-flops") { Description = "FLOP budget: generation stops before the first token it cannot pay for" };
         var threads = CliCommon.ThreadsOption();
         var cmd = new Command("generate", "Generate text from a prompt, streaming tokens as they come")
         {
-            model, prompt, maxTokens, temperature, topK, topP, minP, repetition, seed, stop, threads,
+            model, prompt, maxTokens, temperature, topK, topP, minP, repetition, seed, stop, flops, maxFlops, threads,
         };
         cmd.SetAction((r, ct) => CliCommon.Guard(async () =>
         {
@@ -35,14 +38,19 @@ public static class GenerateCommand
             await using var m = await CliCommon.LoadAsync(r.GetValue(model)!, r.GetValue(threads), Math.Max(512, sampling.MaxNewTokens + 4 * text.Length + 64), ct);
             var watch = System.Diagnostics.Stopwatch.StartNew();
             int count = 0;
+            var budget = r.GetValue(maxFlops) is { } cap ? new Budget(new BudgetLimits(Flops: cap)) : null;
+            using var request = m.CreateRequest(budget, $"generate {Path.GetFileName(Path.TrimEndingDirectorySeparator(r.GetValue(model)!))}", ct);
             Console.Write(text);
-            await foreach (var t in m.GenerateAsync(text, sampling, ct))
+            await foreach (var t in m.GenerateAsync(text, sampling, request, ct))
             {
                 Console.Write(t.Text);
                 if (t.Id >= 0) count++;
             }
             Console.WriteLine();
             Console.Error.WriteLine($"[{count} tokens in {watch.Elapsed.TotalSeconds:F2} s, {count / watch.Elapsed.TotalSeconds:F1} tok/s, {m.Backend.Name}]");
+            var report = request.Report();
+            if (r.GetValue(flops)) Console.Error.Write(report.Format());
+            else if (report.BudgetExhaustedReason is { } why) Console.Error.WriteLine($"budget exhausted: {why}");
             return 0;
         }));
         return cmd;

@@ -7,15 +7,19 @@ namespace Ponder.Scheduling;
 /// <summary>A model the scheduler runs: its forward pass, its KV block pool, and its FLOP counter.</summary>
 public sealed class ScheduledModel
 {
-    /// <summary>Registers <paramref name="transformer"/> with the pool its sequences live in, under <paramref name="name"/> ("policy", "prm").</summary>
-    public ScheduledModel(string name, Transformer transformer, BlockPool pool)
+    /// <summary>
+    /// Registers <paramref name="transformer"/> with the pool its sequences live in, under <paramref name="name"/>
+    /// ("policy", "prm"); <paramref name="index"/>, when given, is the pool's prefix index that new sequences attach cached prompts from.
+    /// </summary>
+    public ScheduledModel(string name, Transformer transformer, BlockPool pool, PrefixIndex? index = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         ArgumentNullException.ThrowIfNull(transformer);
         ArgumentNullException.ThrowIfNull(pool);
         if (pool.Layout.NLayers != transformer.Config.NLayers || pool.Layout.KvDim != transformer.Config.KvDim)
             throw new ArgumentException($"model '{name}': the pool's KV layout {pool.Layout} does not fit the model (nLayers {transformer.Config.NLayers}, kvDim {transformer.Config.KvDim})", nameof(pool));
-        Name = name; Transformer = transformer; Pool = pool;
+        if (index is not null && index.Pool != pool) throw new ArgumentException($"model '{name}': the prefix index belongs to another pool", nameof(index));
+        Name = name; Transformer = transformer; Pool = pool; Index = index;
         Counter = FlopCounter.For(transformer);
         Batch = new SequenceBatch(pool.BlockSize);
     }
@@ -23,7 +27,19 @@ public sealed class ScheduledModel
     public string Name { get; }
     public Transformer Transformer { get; }
     public BlockPool Pool { get; }
+    /// <summary>The pool's prefix index (null: sequences start empty).</summary>
+    public PrefixIndex? Index { get; }
     public FlopCounter Counter { get; }
+
+    /// <summary>A new sequence holding <paramref name="prompt"/>, attaching its longest cached prefix when there is an index; caller holds the scheduler's SyncRoot.</summary>
+    public Sequence CreateSequence(ReadOnlySpan<int> prompt)
+    {
+        if (Index is not null) return Index.CreateSequence(prompt);
+        var s = new Sequence(Pool);
+        try { s.Append(prompt); }
+        catch { s.Dispose(); throw; }
+        return s;
+    }
     public ModelConfig Config => Transformer.Config;
     internal SequenceBatch Batch { get; }
     internal float[] Outputs { get; set; } = [];

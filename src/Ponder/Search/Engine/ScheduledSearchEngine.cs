@@ -1,0 +1,355 @@
+using System.Text;
+using Ponder.Models;
+using Ponder.Sampling;
+using Ponder.Scheduling;
+using Ponder.Tokenization;
+
+namespace Ponder.Search.Engine;
+
+/// <summary>How the engine cuts and ends steps.</summary>
+public sealed record SearchEngineOptions
+{
+    /// <summary>Text that ends a step (the paper: a newline). A step ends at the first token whose text completes it.</summary>
+    public string StepDelimiter { get; init; } = "\n";
+    /// <summary>Whether a step (delimiter stripped) is the task's final answer, which finishes its branch. Default: it starts with "A:".</summary>
+    public Func<string, bool> IsFinalStep { get; init; } = DefaultIsFinalStep;
+    /// <summary>The request's name in reports.</summary>
+    public string Name { get; init; } = "search";
+
+    /// <summary>The arithmetic task's answer line: a step starting with "A:" (after leading white space).</summary>
+    public static bool DefaultIsFinalStep(string step) => step.AsSpan().TrimStart().StartsWith("A:", StringComparison.Ordinal);
+}
+
+/// <summary>
+/// <see cref="ISearchEngine"/> over the <see cref="StepScheduler"/>: every branch's tokens run in batched forwards
+/// shared with all other branches (and other searches on the same scheduler), every forward is charged exactly to the
+/// search's <see cref="Scheduling.Budget"/>, and forks share KV blocks.
+/// <code>
+///   Start("Q: 2+3\n") ×N ──► one prompt root per distinct prompt: its policy sequence (prefix-cache aware) is
+///                            prefilled once; each branch forks it on its first step (shares every block)
+///   branch  = policy Sequence (+ next-token logits)          ── Fork(): both sequences forked, no copy
+///           + PRM mirror Sequence in the PRM's own pool       (same tokens, appended as steps are scored)
+///   ExtendAsync: per branch, reserve the worst case (MaxStepTokens decodes + an unfilled prompt root) in the
+///                budget, or skip it untouched; sample with Rng.Derive(Rng.Derive(seed, branch index), depth)
+///                until the delimiter, EOS or MaxStepTokens; release what the step did not use
+///   ScoreAsync:  per unscored step, append the step's tokens to the mirror and read the PRM at its last token
+/// </code>
+/// Generations (the paper's unit) are charged as the width of the widest level of the search tree: the most steps
+/// sampled at any one depth (see <see cref="BudgetLimits.Generations"/>). Cancelling (the engine's token or a call's)
+/// ends the search: queued work stops, every branch and prompt root is disposed, their blocks return to the pools.
+/// </summary>
+public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
+{
+    readonly StepScheduler _scheduler;
+    readonly ScheduledModel _policy;
+    readonly IStepVerifier? _verifier;
+    readonly ITokenizer _tokenizer;
+    readonly SearchEngineOptions _options;
+    readonly ScheduledRequest _request;
+    readonly HashSet<int> _eos;
+    readonly Dictionary<string, PromptRoot> _roots = [];
+    readonly List<int> _widthAtDepth = [];
+    int _generations;
+
+    /// <summary>
+    /// An engine for one search: <paramref name="policy"/> samples steps, <paramref name="verifier"/> (optional) scores
+    /// them, <paramref name="budget"/> (null = unlimited) caps them. <paramref name="tokenizer"/> must be the one
+    /// both models share.
+    /// </summary>
+    public ScheduledSearchEngine(StepScheduler scheduler, ScheduledModel policy, ITokenizer tokenizer, IStepVerifier? verifier = null,
+        Budget? budget = null, SearchEngineOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(scheduler);
+        ArgumentNullException.ThrowIfNull(policy);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        if (policy.Config.Head != HeadKind.LanguageModel) throw new ArgumentException($"policy '{policy.Name}' has a value head; it cannot sample steps", nameof(policy));
+        if (verifier is not null && verifier.Model.Config.Vocab < policy.Config.Vocab)
+            throw new ArgumentException($"verifier '{verifier.Model.Name}' has a vocabulary of {verifier.Model.Config.Vocab} ids, the policy {policy.Config.Vocab}: they must share the tokenizer", nameof(verifier));
+        _options = options ?? new SearchEngineOptions();
+        ArgumentException.ThrowIfNullOrEmpty(_options.StepDelimiter, nameof(SearchEngineOptions.StepDelimiter));
+        ArgumentNullException.ThrowIfNull(_options.IsFinalStep, nameof(SearchEngineOptions.IsFinalStep));
+        _scheduler = scheduler; _policy = policy; _tokenizer = tokenizer; _verifier = verifier;
+        _eos = [.. tokenizer.EosIds.Count > 0 ? tokenizer.EosIds : policy.Config.EosTokenIds];
+        _request = scheduler.CreateRequest(budget, _options.Name, cancellationToken);
+    }
+
+    /// <summary>The scheduler request every forward of this search is charged to (its report: FLOPs per model and category).</summary>
+    public ScheduledRequest Request => _request;
+
+    /// <summary>The search's budget.</summary>
+    public Budget SearchBudget => _request.Budget;
+
+    /// <inheritdoc/>
+    public BudgetReport Budget
+    {
+        get
+        {
+            var spent = _request.Budget.Spent;
+            var limits = _request.Budget.Limits;
+            var report = _request.Report();
+            return new BudgetReport(spent.Flops.Total, limits.Flops, _request.Generations, limits.Generations, report.TokensComputed, report.TokensReused);
+        }
+    }
+
+    /// <inheritdoc/>
+    public Branch Start(string prompt)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        int[] tokens = _tokenizer.Encode(prompt, addSpecialTokens: true);
+        if (tokens.Length == 0) throw new ArgumentException("the prompt encodes to no tokens", nameof(prompt));
+        if (tokens.Length >= _policy.Config.MaxPositions)
+            throw new ArgumentException($"the prompt has {tokens.Length} tokens; policy '{_policy.Name}' has {_policy.Config.MaxPositions} positions", nameof(prompt));
+        lock (_scheduler.SyncRoot)
+        {
+            ThrowIfClosed();
+            if (!_roots.TryGetValue(prompt, out var root))
+            {
+                var sequence = _policy.CreateSequence(tokens);
+                root = new PromptRoot(this, tokens, sequence);
+                _request.Own(root);
+                _roots[prompt] = root;
+                if (sequence.ComputedLength > 0) _request.RecordReuse(_policy.Name, sequence.ComputedLength, _policy.Counter.Prefill(sequence.ComputedLength));
+            }
+            var branch = new EngineBranch(this, root);
+            _request.Own(branch);
+            return branch;
+        }
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask<StepOutcome> ExtendAsync(IReadOnlyList<Branch> branches, StepSampling sampling, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(branches);
+        ArgumentNullException.ThrowIfNull(sampling);
+        if (sampling.MaxStepTokens < 1) throw new ArgumentException($"MaxStepTokens {sampling.MaxStepTokens} must be >= 1", nameof(sampling));
+        var samplingOptions = new SamplingOptions { Temperature = sampling.Temperature, TopP = sampling.TopP }.Validate();
+        using var registration = cancellationToken.Register(static r => ((ScheduledRequest)r!).Dispose(), _request);
+        cancellationToken.ThrowIfCancellationRequested();
+        var steps = new List<Task>();
+        int admitted = 0, skipped = 0;
+        lock (_scheduler.SyncRoot)
+        {
+            ThrowIfClosed();
+            var engineBranches = Check(branches);
+            var counter = _policy.Counter;
+            for (int i = 0; i < engineBranches.Length; i++)
+            {
+                var b = engineBranches[i];
+                if (b.IsFinished) continue;
+                int context = b.Root.Tokens.Length + b.Generated.Count;
+                int maxTokens = Math.Min(sampling.MaxStepTokens, _policy.Config.MaxPositions - context);
+                if (maxTokens <= 0) { b.FinishAtContextLimit(); continue; }
+                // Worst case: every token of the step is computed (the last one too, for the next step's logits).
+                var flops = counter.Decode(context, maxTokens);
+                long tokens = maxTokens;
+                bool carriesRoot = b.Policy is null && b.Root.PolicyReady is null;
+                if (carriesRoot)
+                {
+                    var root = b.Root.Policy;
+                    flops += counter.Chunk(root.PendingLength, root.ComputedLength, 1);
+                    tokens += root.PendingLength;
+                }
+                int depth = b.Steps.Count;
+                int width = depth < _widthAtDepth.Count ? _widthAtDepth[depth] : 0;
+                int generations = Math.Max(0, width + 1 - _generations);
+                var charge = new Charge(flops, tokens, generations);
+                var reservation = _request.Budget.TryReserve(charge);
+                if (reservation is null)
+                {
+                    _request.BudgetExhaustedReason = _request.Budget.Explain(charge);
+                    skipped++;
+                    continue;
+                }
+                // Generations are spent when the step is admitted: a step begun is a sample drawn.
+                if (!reservation.TrySpend(new Charge(FlopCounts.Zero, 0, generations)))
+                    throw new InvalidOperationException("a fresh reservation refused its own generations (budget bookkeeping is broken)");
+                while (_widthAtDepth.Count <= depth) _widthAtDepth.Add(0);
+                _widthAtDepth[depth]++;
+                _generations += generations;
+                _request.RecordGenerations(generations);
+                if (carriesRoot) b.Root.PolicyReady = ComputeRootAsync(b.Root, reservation);
+                ulong seed = Rng.Derive(Rng.Derive(sampling.Seed, (ulong)i), (ulong)depth);
+                steps.Add(StepAsync(b, reservation, samplingOptions with { Seed = seed }, maxTokens));
+                admitted++;
+            }
+        }
+        await Task.WhenAll(steps).ConfigureAwait(false);
+        return new StepOutcome(admitted, skipped, skipped > 0);
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask<StepOutcome> ScoreAsync(IReadOnlyList<Branch> branches, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(branches);
+        var verifier = _verifier ?? throw new InvalidOperationException("this search engine has no verifier (PRM): pass one to the constructor to score steps");
+        using var registration = cancellationToken.Register(static r => ((ScheduledRequest)r!).Dispose(), _request);
+        cancellationToken.ThrowIfCancellationRequested();
+        EngineBranch[] engineBranches;
+        lock (_scheduler.SyncRoot)
+        {
+            ThrowIfClosed();
+            engineBranches = Check(branches);
+        }
+        var jobs = engineBranches.Where(b => b.StepScores.Count < b.Steps.Count).Select(b => ScoreBranchAsync(b, verifier)).ToArray();
+        bool[] done = await Task.WhenAll(jobs).ConfigureAwait(false);
+        int completed = done.Count(d => d);
+        return new StepOutcome(completed, done.Length - completed, completed < done.Length);
+    }
+
+    /// <summary>Ends the search: queued work is refused, every branch and prompt root is disposed.</summary>
+    public void Dispose() => _request.Dispose();
+
+    async Task ComputeRootAsync(PromptRoot root, BudgetReservation reservation)
+    {
+        var logits = new float[_policy.Config.Vocab];
+        var result = await _scheduler.SubmitAsync(_request, _policy, root.Policy, [], logits, reservation).ConfigureAwait(false);
+        if (!result.Completed) throw new InvalidOperationException($"the prompt's reservation did not cover its prefill: {result.Reason}");
+        root.Logits = logits;
+    }
+
+    async Task StepAsync(EngineBranch b, BudgetReservation reservation, SamplingOptions sampling, int maxTokens)
+    {
+        try
+        {
+            if (b.Policy is null)
+            {
+                await b.Root.PolicyReady!.ConfigureAwait(false);
+                lock (_scheduler.SyncRoot)
+                {
+                    b.Policy = b.Root.Policy.Fork();
+                    b.ShareLogits(b.Root.Logits!);
+                    if (b.Root.PolicyUses++ > 0) _request.RecordReuse(_policy.Name, b.Policy.ComputedLength, _policy.Counter.Prefill(b.Policy.ComputedLength));
+                }
+            }
+            var sampler = new Sampler(sampling);
+            var decoder = new StreamingDecoder(_tokenizer, skipSpecialTokens: true);
+            var scratch = new float[_policy.Config.Vocab];
+            var stepTokens = new List<int>();
+            var text = new StringBuilder();
+            bool finished = false;
+            string delimiter = _options.StepDelimiter;
+            while (true)
+            {
+                b.Logits!.CopyTo(scratch, 0);
+                int token = sampler.Sample(scratch, []);
+                stepTokens.Add(token);
+                if (_eos.Contains(token)) { finished = true; break; }
+                text.Append(decoder.Push(token));
+                bool ends = stepTokens.Count == maxTokens || Contains(text, delimiter);
+                if (ends && _options.IsFinalStep(StepOf(text.ToString()))) { finished = true; break; }
+                var result = await _scheduler.SubmitAsync(_request, _policy, b.Policy, [token], b.ExclusiveLogits(), reservation).ConfigureAwait(false);
+                if (!result.Completed) throw new InvalidOperationException($"the step's reservation did not cover its tokens: {result.Reason}");
+                if (ends) break;
+            }
+            text.Append(decoder.Flush());
+            string stepText = text.ToString();
+            b.CommitStep(stepTokens, stepText, StepOf(stepText), finished);
+        }
+        finally
+        {
+            reservation.Dispose();
+        }
+    }
+
+    async Task<bool> ScoreBranchAsync(EngineBranch b, IStepVerifier verifier)
+    {
+        var prm = verifier.Model;
+        if (b.Prm is null)
+        {
+            Task<WorkResult> ready;
+            lock (_scheduler.SyncRoot)
+            {
+                var root = b.Root;
+                if (root.Prm is null)
+                {
+                    root.Prm = prm.CreateSequence(root.Tokens);
+                    if (root.Prm.ComputedLength > 0) _request.RecordReuse(prm.Name, root.Prm.ComputedLength, prm.Counter.Prefill(root.Prm.ComputedLength));
+                }
+                root.PrmReady ??= _scheduler.SubmitAsync(_request, prm, root.Prm, [], Memory<float>.Empty);
+                ready = root.PrmReady;
+            }
+            var result = await ready.ConfigureAwait(false);
+            lock (_scheduler.SyncRoot)
+            {
+                if (!result.Completed)
+                {
+                    if (b.Root.PrmReady == ready) b.Root.PrmReady = null; // retry with a later budget
+                    return false;
+                }
+                if (b.Prm is null)
+                {
+                    b.Prm = b.Root.Prm!.Fork();
+                    if (b.Root.PrmUses++ > 0) _request.RecordReuse(prm.Name, b.Prm.ComputedLength, prm.Counter.Prefill(b.Prm.ComputedLength));
+                }
+            }
+        }
+        var output = new float[prm.Config.HeadRows];
+        int prompt = b.Root.Tokens.Length;
+        while (b.StepScores.Count < b.Steps.Count)
+        {
+            int end = b.StepEnds[b.StepScores.Count];
+            int have = b.Prm.Length - prompt;
+            var append = b.Generated.GetRange(have, end - have).ToArray();
+            var result = await _scheduler.SubmitAsync(_request, prm, b.Prm, append, output).ConfigureAwait(false);
+            if (!result.Completed) return false;
+            b.AddScore(verifier.Score(output));
+        }
+        return true;
+    }
+
+    string StepOf(string text)
+    {
+        int k = text.IndexOf(_options.StepDelimiter, StringComparison.Ordinal);
+        return k >= 0 ? text[..k] : text;
+    }
+
+    static bool Contains(StringBuilder text, string delimiter)
+    {
+        // Only the tail can have changed since the last token: look at the last few characters.
+        int from = Math.Max(0, text.Length - delimiter.Length - 8);
+        return text.ToString(from, text.Length - from).Contains(delimiter, StringComparison.Ordinal);
+    }
+
+    EngineBranch[] Check(IReadOnlyList<Branch> branches)
+    {
+        var result = new EngineBranch[branches.Count];
+        var seen = new HashSet<EngineBranch>(ReferenceEqualityComparer.Instance);
+        for (int i = 0; i < branches.Count; i++)
+        {
+            if (branches[i] is not EngineBranch b || b.Engine != this) throw new ArgumentException($"branch {i} does not belong to this search engine", nameof(branches));
+            if (b.IsDisposed) throw new ObjectDisposedException($"branch {i}", "branch {i} was disposed");
+            if (!seen.Add(b)) throw new ArgumentException($"branch {i} appears twice in the list", nameof(branches));
+            result[i] = b;
+        }
+        return result;
+    }
+
+    void ThrowIfClosed()
+    {
+        _request.CancellationToken.ThrowIfCancellationRequested();
+        if (_request.IsClosed) throw new ObjectDisposedException(nameof(ScheduledSearchEngine), "the search engine was disposed or cancelled");
+    }
+
+    internal object SyncRoot => _scheduler.SyncRoot;
+    internal ScheduledRequest RequestInternal => _request;
+    internal ScheduledModel Policy => _policy;
+    internal ScheduledModel? Prm => _verifier?.Model;
+
+    /// <summary>A distinct prompt's sequences, prefilled once and forked by every branch started from it.</summary>
+    internal sealed class PromptRoot(ScheduledSearchEngine engine, int[] tokens, Ponder.Cache.Sequence policy) : IDisposable
+    {
+        public int[] Tokens { get; } = tokens;
+        public Ponder.Cache.Sequence Policy { get; } = policy;
+        public Ponder.Cache.Sequence? Prm { get; set; }
+        public float[]? Logits { get; set; }
+        public Task? PolicyReady { get; set; }
+        public Task<WorkResult>? PrmReady { get; set; }
+        public int PolicyUses { get; set; }
+        public int PrmUses { get; set; }
+
+        public void Dispose()
+        {
+            lock (engine.SyncRoot) { Policy.Dispose(); Prm?.Dispose(); }
+        }
+    }
+}
