@@ -1,0 +1,100 @@
+using Ponder.Backends;
+using Ponder.Backends.Cpu;
+using Ponder.Cache;
+using Ponder.Models;
+using Ponder.Scheduling;
+using Ponder.Search.Engine;
+using Ponder.TestSupport;
+using Ponder.Tokenization;
+
+namespace Ponder.Tests.Scheduling;
+
+/// <summary>A policy and a value-head PRM with random weights on one CPU backend, their pools, and a scheduler.</summary>
+sealed class SchedulingRig : IDisposable
+{
+    public static ModelConfig PolicyConfig => new()
+    {
+        Vocab = 64, DModel = 32, NLayers = 2, NHeads = 4, NKvHeads = 2, HeadDim = 8, DFf = 48, MaxPositions = 256, TiedEmbeddings = true,
+    };
+
+    public static ModelConfig PrmConfig => PolicyConfig with { Head = HeadKind.Value, NumLabels = 1, TiedEmbeddings = false, DModel = 24, NHeads = 3, NKvHeads = 1, DFf = 40 };
+
+    public SchedulingRig(int policyBlocks = 256, int prmBlocks = 256, int blockSize = 4, SchedulerOptions? options = null, bool prefixIndex = true, ModelConfig? policy = null)
+    {
+        Backend = new CpuBackend(threads: 1);
+        var policyConfig = policy ?? PolicyConfig;
+        PolicyTransformer = new Transformer(Backend, new HostTensorSource(policyConfig, RandomModel.Create(policyConfig, 11)));
+        PrmTransformer = new Transformer(Backend, new HostTensorSource(PrmConfig, RandomModel.Create(PrmConfig, 12)));
+        PolicyPool = new BlockPool(Backend, KvLayout.For(policyConfig, blockSize), policyBlocks);
+        PrmPool = new BlockPool(Backend, KvLayout.For(PrmConfig, blockSize), prmBlocks);
+        Scheduler = new StepScheduler(options);
+        Policy = new ScheduledModel("policy", PolicyTransformer, PolicyPool, prefixIndex ? new PrefixIndex(PolicyPool, "policy") : null);
+        Prm = new ScheduledModel("prm", PrmTransformer, PrmPool, prefixIndex ? new PrefixIndex(PrmPool, "prm") : null);
+        Tokenizer = new ByteTokenizer(policyConfig.Vocab, policyConfig.EosTokenIds);
+    }
+
+    public CpuBackend Backend { get; }
+    public Transformer PolicyTransformer { get; }
+    public Transformer PrmTransformer { get; }
+    public BlockPool PolicyPool { get; }
+    public BlockPool PrmPool { get; }
+    public StepScheduler Scheduler { get; }
+    public ScheduledModel Policy { get; }
+    public ScheduledModel Prm { get; }
+    public ITokenizer Tokenizer { get; }
+
+    public ScheduledSearchEngine Engine(Budget? budget = null, SearchEngineOptions? options = null, CancellationToken ct = default) =>
+        new(Scheduler, Policy, Tokenizer, new ValueHeadVerifier(Prm), budget, options, ct);
+
+    /// <summary>Evicts every cached block and checks that both pools are whole again: nothing leaked.</summary>
+    public void AssertNoLeaks()
+    {
+        foreach (var pool in new[] { PolicyPool, PrmPool })
+        {
+            pool.ValidateInvariants();
+            foreach (var index in pool.Indexes) index.Evict(pool.BlockCount);
+            pool.ValidateInvariants();
+            Assert.Equal(0, pool.SequenceCount);
+            Assert.Equal(pool.BlockCount, pool.FreeBlocks);
+        }
+    }
+
+    public void Dispose()
+    {
+        PolicyPool.Dispose(); PrmPool.Dispose(); PolicyTransformer.Dispose(); PrmTransformer.Dispose(); Backend.Dispose();
+    }
+}
+
+/// <summary>Text as bytes (ids 0..63 wrap: each character maps to its code modulo the vocabulary), for random models.</summary>
+sealed class ByteTokenizer(int vocab, IReadOnlyList<int> eos) : ITokenizer
+{
+    public int VocabSize => vocab;
+    public int? BosId => null;
+    public IReadOnlyList<int> EosIds => eos;
+    public bool AddBos => false;
+    public int[] Encode(string text, bool addSpecialTokens = true) => [.. text.Select(c => c % vocab)];
+    public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false) => new([.. ids.ToArray().Select(i => (char)('0' + i % 64))]);
+    public byte[] TokenBytes(int id) => [(byte)('0' + id % 64)];
+}
+
+/// <summary>An independent FLOP formula: summed token by token and key by key, not in closed form.</summary>
+static class NaiveFlops
+{
+    public static long Chunk(ModelConfig c, int n, int p, int outputs, bool headBias = false)
+    {
+        long d = c.DModel, h = c.NHeads, g = c.NKvHeads, e = c.HeadDim, f = c.DFf;
+        long total = 0;
+        for (int i = 0; i < n; i++)
+        {
+            long keys = p + i + 1; // this token attends to every position up to its own
+            long perLayer =
+                2 * d * (h * e) + 2 * 2 * d * (g * e) + 2 * (h * e) * d + 3 * 2 * d * f   // Q, K, V, O, gate, up, down
+                + 2 * h * e * keys + 2 * h * e * keys                                      // scores, weighted values
+                + 2 * 4 * d + 3 * (h + g) * e + 5 * h * keys + 2 * d + 5 * f               // norms, RoPE, softmax, residuals, SwiGLU
+                + (c.QkvBias ? h * e + 2 * g * e : 0);
+            total += c.NLayers * perLayer;
+        }
+        total += outputs * (2 * d * c.HeadRows + 4 * d + (headBias ? c.HeadRows : 0));
+        return total;
+    }
+}
