@@ -162,6 +162,8 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
                 context.Add(token);
                 if (eos.Contains(token)) yield break;
                 string emit = decoder is null ? "" : stops.Push(decoder.Push(token));
+                // Hand the token over on the thread pool, not on the scheduler's pump (a consumer that blocks would stall every round).
+                await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
                 if (emit.Length > 0 || decoder is null) yield return new GeneratedToken(token, emit);
                 if (stops.Stopped) yield break;
                 next = [token];

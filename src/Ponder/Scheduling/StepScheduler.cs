@@ -88,6 +88,8 @@ public readonly record struct WorkResult(WorkStatus Status, string? Reason = nul
 /// Rounds run on one pump task at a time, so each backend is used from one thread. Completions run their
 /// continuations synchronously on the pump (awaiters that use <c>ConfigureAwait(false)</c> sample and submit their
 /// next token before the next round starts, so they join the same batch); never block on the scheduler inside one.
+/// Public APIs built on it (the search engine, <c>PonderModel.GenerateAsync</c>) hand results to their callers on the
+/// thread pool instead, so a caller that blocks cannot stall the pump.
 /// Code outside a round that changes sequences of a scheduled pool (create, fork, dispose) must hold
 /// <see cref="SyncRoot"/>, which every round holds.
 /// </summary>

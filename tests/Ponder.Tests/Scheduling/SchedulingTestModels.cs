@@ -14,10 +14,10 @@ sealed class SchedulingRig : IDisposable
 {
     public static ModelConfig PolicyConfig => new()
     {
-        Vocab = 64, DModel = 32, NLayers = 2, NHeads = 4, NKvHeads = 2, HeadDim = 8, DFf = 48, MaxPositions = 256, TiedEmbeddings = true,
+        Vocab = 64, DModel = 32, NLayers = 2, NHeads = 4, NKvHeads = 2, HeadDim = 8, DFf = 48, MaxPositions = 256,
     };
 
-    public static ModelConfig PrmConfig => PolicyConfig with { Head = HeadKind.Value, NumLabels = 1, TiedEmbeddings = false, DModel = 24, NHeads = 3, NKvHeads = 1, DFf = 40 };
+    public static ModelConfig PrmConfig => PolicyConfig with { Head = HeadKind.Value, NumLabels = 1, DModel = 24, NHeads = 3, NKvHeads = 1, DFf = 40 };
 
     public SchedulingRig(int policyBlocks = 256, int prmBlocks = 256, int blockSize = 4, SchedulerOptions? options = null, bool prefixIndex = true, ModelConfig? policy = null)
     {
@@ -65,14 +65,14 @@ sealed class SchedulingRig : IDisposable
     }
 }
 
-/// <summary>Text as bytes (ids 0..63 wrap: each character maps to its code modulo the vocabulary), for random models.</summary>
+/// <summary>Id i is the character '0' + i (i &lt; 64), and back, so generated text encodes to its tokens; other characters wrap.</summary>
 sealed class ByteTokenizer(int vocab, IReadOnlyList<int> eos) : ITokenizer
 {
     public int VocabSize => vocab;
     public int? BosId => null;
     public IReadOnlyList<int> EosIds => eos;
     public bool AddBos => false;
-    public int[] Encode(string text, bool addSpecialTokens = true) => [.. text.Select(c => c % vocab)];
+    public int[] Encode(string text, bool addSpecialTokens = true) => [.. text.Select(c => ((c - '0') % vocab + vocab) % vocab)];
     public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false) => new([.. ids.ToArray().Select(i => (char)('0' + i % 64))]);
     public byte[] TokenBytes(int id) => [(byte)('0' + id % 64)];
 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text;
 using Ponder.Models;
 using Ponder.Sampling;
@@ -174,6 +175,7 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
             }
         }
         await Task.WhenAll(steps).ConfigureAwait(false);
+        await LeavePump();
         return new StepOutcome(admitted, skipped, skipped > 0);
     }
 
@@ -192,9 +194,16 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
         }
         var jobs = engineBranches.Where(b => b.StepScores.Count < b.Steps.Count).Select(b => ScoreBranchAsync(b, verifier)).ToArray();
         bool[] done = await Task.WhenAll(jobs).ConfigureAwait(false);
+        await LeavePump();
         int completed = done.Count(d => d);
         return new StepOutcome(completed, done.Length - completed, completed < done.Length);
     }
+
+    /// <summary>
+    /// Continues on the thread pool: the work above completes on the scheduler's pump, and a caller resumed there that
+    /// then blocks (waits on a task, spins) would stall every round.
+    /// </summary>
+    static ConfiguredTaskAwaitable LeavePump() => Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
 
     /// <summary>Ends the search: queued work is refused, every branch and prompt root is disposed.</summary>
     public void Dispose() => _request.Dispose();
