@@ -16,6 +16,16 @@ public sealed class ScheduledSearchEngineTests
     const int P = 11, StepTokens = 5;
     static readonly StepSampling Sampling = new(Temperature: 1f, Seed: 7, MaxStepTokens: StepTokens);
 
+    static List<Branch> StartMany(ScheduledSearchEngine engine, int count) => [.. Enumerable.Range(0, count).Select(_ => engine.Start(Prompt))];
+
+    /// <summary>An engine with <paramref name="count"/> branches of the prompt, each extended <paramref name="steps"/> times together.</summary>
+    static async Task<List<Branch>> Extended(ScheduledSearchEngine engine, int count, int steps)
+    {
+        var branches = StartMany(engine, count);
+        for (int i = 0; i < steps; i++) await engine.ExtendAsync(branches, Sampling);
+        return branches;
+    }
+
     static ModelReport Usage(ScheduledSearchEngine engine, string model) =>
         engine.Request.Report().Models.SingleOrDefault(m => m.Model == model) ?? new ModelReport(model, default, default, 0, 0, 0, 0);
 
@@ -24,7 +34,7 @@ public sealed class ScheduledSearchEngineTests
     {
         using var rig = new SchedulingRig();
         using var engine = rig.Engine();
-        var roots = Enumerable.Range(0, 3).Select(_ => engine.Start(Prompt)).ToList();
+        var roots = StartMany(engine, 3);
         var outcome = await engine.ExtendAsync(roots, Sampling);
         Assert.Equal(new StepOutcome(3, 0, false), outcome);
         // The prompt once, then every sampled token once (the last one too: its logits start the next step).
@@ -55,8 +65,7 @@ public sealed class ScheduledSearchEngineTests
     {
         using var rig = new SchedulingRig();
         using var engine = rig.Engine();
-        var branches = Enumerable.Range(0, 3).Select(_ => engine.Start(Prompt)).ToList();
-        await engine.ExtendAsync(branches, Sampling);
+        var branches = await Extended(engine, 3, 1);
         Assert.Equal(new StepOutcome(3, 0, false), await engine.ScoreAsync(branches));
         Assert.Equal(P + 3 * StepTokens, Usage(engine, "prm").TokensComputed);
 
@@ -89,9 +98,7 @@ public sealed class ScheduledSearchEngineTests
     {
         using var rig = new SchedulingRig();
         using var engine = rig.Engine();
-        var together = Enumerable.Range(0, 4).Select(_ => engine.Start(Prompt)).ToList();
-        await engine.ExtendAsync(together, Sampling);
-        await engine.ExtendAsync(together, Sampling);
+        var together = await Extended(engine, 4, 2);
         Assert.True(together.Select(b => b.Text).Distinct().Count() > 1, "branches of one call must differ (seeds derive from the branch index): " + string.Join(" | ", together.Select(b => b.Text)));
 
         using var rig2 = new SchedulingRig();
@@ -128,7 +135,7 @@ public sealed class ScheduledSearchEngineTests
         // Room for the prompt and exactly 5 worst-case steps at the first depth, less than 6.
         long cap = counter.Chunk(P, 0, 1).Total + 5 * counter.Decode(P, StepTokens).Total + 1000;
         using var engine = rig.Engine(new Budget(new BudgetLimits(Flops: cap)));
-        var branches = Enumerable.Range(0, 8).Select(_ => engine.Start(Prompt)).ToList();
+        var branches = StartMany(engine, 8);
         var outcome = await engine.ExtendAsync(branches, Sampling);
         Assert.Equal(new StepOutcome(5, 3, true), outcome);
         Assert.Equal(5, branches.Count(b => b.Steps.Count == 1));
@@ -142,7 +149,7 @@ public sealed class ScheduledSearchEngineTests
     {
         using var rig = new SchedulingRig();
         using var engine = rig.Engine(new Budget(new BudgetLimits(Generations: 6)));
-        var beams = Enumerable.Range(0, 4).Select(_ => engine.Start(Prompt)).ToList();
+        var beams = StartMany(engine, 4);
         await engine.ExtendAsync(beams, Sampling);                      // depth 0: width 4
         Assert.Equal(4, engine.Budget.GenerationsSpent);
         var next = new List<Branch> { beams[0], beams[0].Fork(), beams[1], beams[1].Fork() };
@@ -161,7 +168,7 @@ public sealed class ScheduledSearchEngineTests
         using var rig = new SchedulingRig(options: new SchedulerOptions { MaxTokensPerForward = 2 });
         using var cts = new CancellationTokenSource();
         var engine = rig.Engine(ct: cts.Token);
-        var branches = Enumerable.Range(0, 4).Select(_ => engine.Start(Prompt)).ToList();
+        var branches = StartMany(engine, 4);
         await engine.ExtendAsync(branches, Sampling);
         await engine.ScoreAsync(branches);
         var forks = branches.Select(b => b.Fork()).ToList();
