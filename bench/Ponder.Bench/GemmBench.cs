@@ -9,6 +9,7 @@ using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
 using Ponder.Backends.Cpu;
 using Ponder.Backends.Cpu.Gemm;
+using Ponder.Tensors;
 
 namespace Ponder.Bench;
 
@@ -36,6 +37,35 @@ public class GemmWeightBench
     {
         var (rows, cols) = GemmWork.ParseWeight(Weight);
         _w = CpuWeight.Create(GemmWork.Random((long)rows * cols, 1), rows, cols);
+        _x = GemmWork.Random((long)Tokens * cols, 2);
+        _y = new float[Tokens * rows];
+    }
+
+    [Benchmark]
+    public void Multiply() => _w.Multiply(_x, Tokens, _y);
+}
+
+/// <summary>CpuWeight kept as F16 or Q8_0 (converted per panel during the multiply): decode and prefill.</summary>
+[Config(typeof(GemmBenchConfig))]
+public class GemmTypedWeightBench
+{
+    [Params("1536x576", "49152x576")]
+    public string Weight { get; set; } = "1536x576";
+
+    [Params(DType.F16, DType.Q8_0)]
+    public DType Type { get; set; }
+
+    [Params(1, 256)]
+    public int Tokens { get; set; }
+
+    CpuWeight _w = null!;
+    float[] _x = null!, _y = null!;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var (rows, cols) = GemmWork.ParseWeight(Weight);
+        _w = CpuWeight.Create(DTypes.FromF32(Type, GemmWork.Random((long)rows * cols, 1)), Type, rows, cols);
         _x = GemmWork.Random((long)Tokens * cols, 2);
         _y = new float[Tokens * rows];
     }
@@ -222,6 +252,13 @@ internal static class GemmWork
             int tokens = (int)Param(c, nameof(GemmWeightBench.Tokens))!;
             // The packed weight is read once per call; x and y are small next to it.
             return (2.0 * tokens * rows * cols, 4.0 * rows * cols);
+        }
+        if (type == typeof(GemmTypedWeightBench))
+        {
+            var (rows, cols) = ParseWeight((string)Param(c, nameof(GemmTypedWeightBench.Weight))!);
+            int tokens = (int)Param(c, nameof(GemmTypedWeightBench.Tokens))!;
+            var dtype = (DType)Param(c, nameof(GemmTypedWeightBench.Type))!;
+            return (2.0 * tokens * rows * cols, DTypes.ByteSize(dtype, (long)rows * cols));
         }
         if (type == typeof(GemmSgemmBench))
         {
