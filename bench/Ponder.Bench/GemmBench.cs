@@ -29,20 +29,13 @@ public class GemmWeightBench
     [Params(1, 64, 256)]
     public int Tokens { get; set; }
 
-    CpuWeight _w = null!;
-    float[] _x = null!, _y = null!;
+    WeightCase _case = null!;
 
     [GlobalSetup]
-    public void Setup()
-    {
-        var (rows, cols) = GemmWork.ParseWeight(Weight);
-        _w = CpuWeight.Create(GemmWork.Random((long)rows * cols, 1), rows, cols);
-        _x = GemmWork.Random((long)Tokens * cols, 2);
-        _y = new float[Tokens * rows];
-    }
+    public void Setup() => _case = new WeightCase(Weight, DType.F32, Tokens);
 
     [Benchmark]
-    public void Multiply() => _w.Multiply(_x, Tokens, _y);
+    public void Multiply() => _case.Run();
 }
 
 /// <summary>CpuWeight kept as F16 or Q8_0 (converted per panel during the multiply): decode and prefill.</summary>
@@ -58,20 +51,13 @@ public class GemmTypedWeightBench
     [Params(1, 256)]
     public int Tokens { get; set; }
 
-    CpuWeight _w = null!;
-    float[] _x = null!, _y = null!;
+    WeightCase _case = null!;
 
     [GlobalSetup]
-    public void Setup()
-    {
-        var (rows, cols) = GemmWork.ParseWeight(Weight);
-        _w = CpuWeight.Create(DTypes.FromF32(Type, GemmWork.Random((long)rows * cols, 1)), Type, rows, cols);
-        _x = GemmWork.Random((long)Tokens * cols, 2);
-        _y = new float[Tokens * rows];
-    }
+    public void Setup() => _case = new WeightCase(Weight, Type, Tokens);
 
     [Benchmark]
-    public void Multiply() => _w.Multiply(_x, Tokens, _y);
+    public void Multiply() => _case.Run();
 }
 
 /// <summary>Sgemm (the trainer's backward) at a typical shape, all four transposes.</summary>
@@ -215,6 +201,26 @@ public class GemmCeilingBench
             return Vector256.Sum((s0 + s1) + (s2 + s3)) + tail;
         }
     }
+}
+
+/// <summary>A random weight ("rows x cols") of the given type and a random batch of tokens to multiply by it.</summary>
+internal sealed class WeightCase
+{
+    readonly CpuWeight _w;
+    readonly float[] _x, _y;
+    readonly int _tokens;
+
+    public WeightCase(string weight, DType type, int tokens)
+    {
+        var (rows, cols) = GemmWork.ParseWeight(weight);
+        var values = GemmWork.Random((long)rows * cols, 1);
+        _w = type == DType.F32 ? CpuWeight.Create(values, rows, cols) : CpuWeight.Create(DTypes.FromF32(type, values), type, rows, cols);
+        _x = GemmWork.Random((long)tokens * cols, 2);
+        _y = new float[tokens * rows];
+        _tokens = tokens;
+    }
+
+    public void Run() => _w.Multiply(_x, _tokens, _y);
 }
 
 /// <summary>FLOPs and bytes of each benchmark case, and the shape parsing the suites share.</summary>
