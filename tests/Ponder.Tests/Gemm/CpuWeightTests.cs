@@ -54,6 +54,37 @@ public sealed class CpuWeightTests
     }
 
     [Fact]
+    public void F16EdgeValues_DecodeExactly_AndNaNPropagates()
+    {
+        // Subnormals, signed zeros and the largest finite half go through the fused in-register conversion of decode;
+        // a weight holding a NaN takes the exact conversion path, and the NaN must reach its output row only.
+        Half[] edge = [(Half)0f, (Half)(-0f), Half.Epsilon, -Half.Epsilon, (Half)6.1e-5f, (Half)(-3e-6f), Half.MaxValue, Half.MinValue];
+        foreach (bool withNaN in new[] { false, true })
+            foreach (var isa in Enum.GetValues<GemmIsa>())
+            {
+                const int rows = 20, cols = 64;
+                var values = new float[rows * cols];
+                for (int i = 0; i < values.Length; i++) values[i] = (float)edge[i % edge.Length] * (i % 3 == 0 ? 1e-4f : 1f);
+                var raw = DTypes.FromF32(DType.F16, values);
+                if (withNaN) BitConverter.TryWriteBytes(raw.AsSpan(2 * (3 * cols + 5)), BitConverter.HalfToUInt16Bits(Half.NaN));
+                var w = new float[rows * cols];
+                DTypes.ToF32(DType.F16, raw, w);
+                var weight = CpuWeight.Create(GemmShape.For(isa), raw, DType.F16, rows, cols);
+                var x = GemmReference.Random(cols, 7);
+                var y = new float[rows];
+                weight.Multiply(x, 1, y);
+                for (int r = 0; r < rows; r++)
+                {
+                    if (withNaN && r == 3) { Assert.True(float.IsNaN(y[r]), $"{isa}: row 3 holds a NaN weight, got {y[r]}"); continue; }
+                    double expected = 0, abs = 0;
+                    for (int p = 0; p < cols; p++) { expected += (double)x[p] * w[r * cols + p]; abs += Math.Abs((double)x[p] * w[r * cols + p]); }
+                    Assert.True(Math.Abs(y[r] - expected) <= 4 * Math.Sqrt(cols + 2) * GemmReference.Eps32 * abs + 1e-30,
+                        $"{isa} nan={withNaN} row {r}: expected {expected:R}, actual {y[r]:R}");
+                }
+            }
+    }
+
+    [Fact]
     public void BytesCoverThePackedWeight_AndBadSizesThrow()
     {
         var w = CpuWeight.Create(new float[17 * 5], 17, 5);

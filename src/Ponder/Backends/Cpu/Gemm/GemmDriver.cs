@@ -25,7 +25,7 @@ internal sealed unsafe class GemmDriver : IParallelPart
     void* _weight;
     DType _weightType;
     nint _lda, _ldb, _ldc;
-    bool _transA, _transB, _splitRows;
+    bool _transA, _transB, _splitRows, _fuseRow;
 
     /// <summary>
     /// Runs the GEMM. <paramref name="weight"/>, when not null, is op(B) as whole micro-panels of k x NR (panel stride k*NR)
@@ -34,12 +34,12 @@ internal sealed unsafe class GemmDriver : IParallelPart
     /// </summary>
     public static void Run(GemmShape shape, int threads, int m, int n, int k, float alpha,
         float* a, nint lda, bool transA, float* b, nint ldb, bool transB, float beta, float* c, nint ldc,
-        void* weight = null, DType weightType = DType.F32, float* scales = null)
+        void* weight = null, DType weightType = DType.F32, float* scales = null, bool fuseRow = false)
     {
         var d = t_driver ??= new GemmDriver();
         d._shape = shape; d._m = m; d._n = n; d._k = k; d._alpha = alpha; d._beta = beta;
         d._a = a; d._lda = lda; d._transA = transA; d._b = b; d._ldb = ldb; d._transB = transB;
-        d._weight = weight; d._weightType = weightType; d._scales = scales;
+        d._weight = weight; d._weightType = weightType; d._scales = scales; d._fuseRow = fuseRow;
         d._c = c; d._ldc = ldc;
 
         int mPanels = (m + shape.MR - 1) / shape.MR, nPanels = (n + shape.NR - 1) / shape.NR;
@@ -96,8 +96,10 @@ internal sealed unsafe class GemmDriver : IParallelPart
         var s = _shape;
         int mr = s.MR, nr = s.NR;
         bool prepacked = _weight != null, convert = prepacked && _weightType != DType.F32;
-        // With one row panel the A block is tiny; an f32 weight is then streamed in one pass over k.
-        int kcMax = prepacked && !convert && i1 - i0 <= mr ? _k : BalancedDepth(_k, s.KC);
+        // One token against a 16- or 8-bit weight: convert in registers (WeightPanels.CanFuseRow), no panel buffer.
+        bool fused = convert && _fuseRow && i1 - i0 == 1;
+        // With one row panel the A block is tiny; an f32 (or fused) weight is then streamed in one pass over k.
+        int kcMax = prepacked && (!convert || fused) && i1 - i0 <= mr ? _k : BalancedDepth(_k, s.KC);
         int mcMax = Math.Min(s.MC, i1 - i0), ncMax = Math.Min(s.NC, j1 - j0);
         float* aBuf = Buffer(ref t_aBuffer, (long)((mcMax + mr - 1) / mr) * mr * kcMax);
         float* bBuf = prepacked ? null : Buffer(ref t_bBuffer, (long)((ncMax + nr - 1) / nr) * nr * kcMax);
@@ -133,6 +135,12 @@ internal sealed unsafe class GemmDriver : IParallelPart
                     {
                         int cols = Math.Min(nr, nc - jr);
                         float* bPanel = pb + jr / nr * panelStride;
+                        if (fused)
+                        {
+                            FusedRow((jc + jr) / nr, pc, kc, aBuf, tile);
+                            GemmKernels.Update(_c + ic * _ldc + jc + jr, _ldc, tile, nr, 1, cols, _alpha, beta);
+                            continue;
+                        }
                         if (convert)
                         {
                             WeightPanels.ToF32(_weightType, _weight, _scales, (jc + jr) / nr, _k, pc, kc, nr, panelBuf);
@@ -146,6 +154,18 @@ internal sealed unsafe class GemmDriver : IParallelPart
                 }
             }
         }
+    }
+
+    /// <summary>One row of A times rows [k0, k0 + kc) of a 16-wide F16 or Q8_0 weight panel, converted in registers.</summary>
+    void FusedRow(int panel, int k0, int kc, float* a, float* tile)
+    {
+        const int nr = 16;
+        nint start = (nint)panel * _k * nr + (nint)k0 * nr;
+        if (_weightType == DType.F16)
+            WeightPanels.RowF16((ushort*)_weight + start, a, _shape.MR, kc, tile);
+        else
+            WeightPanels.RowQ8((sbyte*)_weight + start, _scales + (nint)panel * (_k / DTypes.Q8BlockValues) * nr + (nint)(k0 / DTypes.Q8BlockValues) * nr,
+                a, _shape.MR, kc, tile);
     }
 
     /// <summary>

@@ -247,7 +247,7 @@ internal static unsafe class GemmKernels
 
     /// <summary>C[rows, cols] = alpha * tile + beta * C; beta == 0 does not read C.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Update(float* c, nint ldc, float* tile, int nr, int rows, int cols, float alpha, float beta)
+    public static void Update(float* c, nint ldc, float* tile, int nr, int rows, int cols, float alpha, float beta)
     {
         var va = Vector256.Create(alpha);
         var vb = Vector256.Create(beta);
