@@ -64,8 +64,8 @@ public class GemmTypedWeightBench
 [Config(typeof(GemmBenchConfig))]
 public class GemmSgemmBench
 {
-    /// <summary>m x n x k.</summary>
-    [Params("1024x576x576", "576x576x1024")]
+    /// <summary>m x n x k: an activation gradient (tokens x dModel x dModel) and a weight gradient (k = 4096 tokens).</summary>
+    [Params("1024x576x576", "576x1536x4096")]
     public string Shape { get; set; } = "1024x576x576";
 
     [Params("NN", "NT", "TN", "TT")]
@@ -136,7 +136,7 @@ public class GemmCeilingBench
 
     internal static int Lanes => Vector512.IsHardwareAccelerated ? 16 : Vector256.IsHardwareAccelerated ? 8 : 4;
 
-    sealed class FmaPart : IParallelPart
+    internal sealed class FmaPart : IParallelPart
     {
         public float Sink;
 
@@ -200,6 +200,72 @@ public class GemmCeilingBench
             for (; i < count; i++) tail += p[i];
             return Vector256.Sum((s0 + s1) + (s2 + s3)) + tail;
         }
+    }
+}
+
+/// <summary>
+/// A load-independent companion to the BenchmarkDotNet suites: one thread's GFLOP per CPU-second at the compute-bound
+/// shapes, divided by the FMA peak per CPU-second measured the same way. On a shared machine wall-clock rates move with
+/// other people's builds; CPU time charges only this process, so the ratio shows the kernels' own efficiency
+/// (cache sharing with the neighbours still shows). Decode is memory bound and has no CPU-time figure here.
+/// Run: dotnet run -c Release --project bench/Ponder.Bench -- --gemm-cputime
+/// </summary>
+internal static class GemmCpuTime
+{
+    public static void Run()
+    {
+        int saved = Sgemm.MaxThreads;
+        Sgemm.MaxThreads = 1;
+        try
+        {
+            var fma = new GemmCeilingBench.FmaPart();
+            double peak = Best(() => fma.Execute(0, 1), GemmCeilingBench.FmaTrips * GemmCeilingBench.FmaChains * 2.0 * GemmCeilingBench.Lanes);
+            Console.WriteLine($"FMA peak, one thread: {peak:F1} GFLOP per CPU-second ({GemmShape.Best.Isa} kernel)");
+            Console.WriteLine("| case | GFLOP per CPU-s | of FMA peak |");
+            Console.WriteLine("|---|---|---|");
+            foreach (string weight in new[] { "576x576", "1536x576", "576x1536", "49152x576" })
+                foreach (int tokens in new[] { 64, 256 })
+                {
+                    var (rows, cols) = GemmWork.ParseWeight(weight);
+                    var c = new WeightCase(weight, DType.F32, tokens);
+                    Report($"CpuWeight {weight} tokens={tokens}", Best(c.Run, 2.0 * tokens * rows * cols), peak);
+                }
+            const int m = 1024, n = 576, k = 576;
+            var a = GemmWork.Random(m * k, 1);
+            var b = GemmWork.Random(k * n, 2);
+            var y = new float[m * n];
+            foreach (string t in new[] { "NN", "NT", "TN", "TT" })
+            {
+                bool ta = t[0] == 'T', tb = t[1] == 'T';
+                Report($"Sgemm {m}x{n}x{k} {t}", Best(() => Sgemm.Multiply(ta, tb, m, n, k, 1f, a, ta ? m : k, b, tb ? k : n, 0f, y, n), 2.0 * m * n * k), peak);
+            }
+        }
+        finally
+        {
+            Sgemm.MaxThreads = saved;
+        }
+    }
+
+    static void Report(string name, double rate, double peak) =>
+        Console.WriteLine($"| {name} | {rate:F1} | {rate / peak:P0} |");
+
+    /// <summary>Best of 5 rounds of GFLOP per CPU-second, each round at least 200 ms.</summary>
+    static double Best(Action f, double flops)
+    {
+        var process = System.Diagnostics.Process.GetCurrentProcess();
+        for (int i = 0; i < 3; i++) f();
+        double best = 0;
+        for (int round = 0; round < 5; round++)
+        {
+            process.Refresh();
+            var cpu0 = process.TotalProcessorTime;
+            var wall = System.Diagnostics.Stopwatch.StartNew();
+            int calls = 0;
+            while (wall.ElapsedMilliseconds < 200) { f(); calls++; }
+            process.Refresh();
+            best = Math.Max(best, flops * calls / (process.TotalProcessorTime - cpu0).TotalSeconds / 1e9);
+        }
+        return best;
     }
 }
 
