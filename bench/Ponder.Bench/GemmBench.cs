@@ -207,7 +207,8 @@ public class GemmCeilingBench
 /// A load-independent companion to the BenchmarkDotNet suites: one thread's GFLOP per CPU-second at the compute-bound
 /// shapes, divided by the FMA peak per CPU-second measured the same way. On a shared machine wall-clock rates move with
 /// other people's builds; CPU time charges only this process, so the ratio shows the kernels' own efficiency
-/// (cache sharing with the neighbours still shows). Decode is memory bound and has no CPU-time figure here.
+/// (cache sharing with the neighbours still shows). Decode is memory bound, so it is reported instead as wall-clock GB/s
+/// against the read-bandwidth probe, interleaved round by round so that both see the same load (best of 5 each).
 /// Run: dotnet run -c Release --project bench/Ponder.Bench -- --gemm-cputime
 /// </summary>
 internal static class GemmCpuTime
@@ -244,6 +245,36 @@ internal static class GemmCpuTime
         {
             Sgemm.MaxThreads = saved;
         }
+        Decode();
+    }
+
+    /// <summary>n = 1 against the 49152 x 576 head (113 MiB in f32, far beyond L3) on all threads, vs. the read probe.</summary>
+    static void Decode()
+    {
+        var ceiling = new GemmCeilingBench();
+        ceiling.Setup();
+        var cases = new[] { DType.F32, DType.F16, DType.Q8_0 }.Select(t => (Type: t, Case: new WeightCase("49152x576", t, 1))).ToArray();
+        double read = 0;
+        var best = new double[cases.Length];
+        for (int round = 0; round < 5; round++)
+        {
+            read = Math.Max(read, GemmCeilingBench.ReadFloats * 4.0 / WallSeconds(() => ceiling.ReadBandwidth()) / 1e9);
+            for (int i = 0; i < cases.Length; i++)
+                best[i] = Math.Max(best[i], DTypes.ByteSize(cases[i].Type, 49152L * 576) / WallSeconds(cases[i].Case.Run) / 1e9);
+        }
+        Console.WriteLine($"read bandwidth, {GemmCeilingBench.Threads} threads: {read:F1} GB/s");
+        Console.WriteLine("| decode n=1, 49152x576 | GB/s of its own format | of read bandwidth |");
+        Console.WriteLine("|---|---|---|");
+        for (int i = 0; i < cases.Length; i++) Console.WriteLine($"| {cases[i].Type} | {best[i]:F1} | {best[i] / read:P0} |");
+    }
+
+    static double WallSeconds(Action f)
+    {
+        f();
+        var wall = System.Diagnostics.Stopwatch.StartNew();
+        int calls = 0;
+        while (wall.ElapsedMilliseconds < 300) { f(); calls++; }
+        return wall.Elapsed.TotalSeconds / calls;
     }
 
     static void Report(string name, double rate, double peak) =>
