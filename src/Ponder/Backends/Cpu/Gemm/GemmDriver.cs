@@ -156,16 +156,17 @@ internal sealed unsafe class GemmDriver : IParallelPart
         }
     }
 
-    /// <summary>One row of A times rows [k0, k0 + kc) of a 16-wide F16 or Q8_0 weight panel, converted in registers.</summary>
+    /// <summary>One row of A times rows [k0, k0 + kc) of an F16 or Q8_0 weight panel, converted in registers, 16 columns at a time.</summary>
     void FusedRow(int panel, int k0, int kc, float* a, float* tile)
     {
-        const int nr = 16;
+        int nr = _shape.NR;
         nint start = (nint)panel * _k * nr + (nint)k0 * nr;
-        if (_weightType == DType.F16)
-            WeightPanels.RowF16((ushort*)_weight + start, a, _shape.MR, kc, tile);
-        else
-            WeightPanels.RowQ8((sbyte*)_weight + start, _scales + (nint)panel * (_k / DTypes.Q8BlockValues) * nr + (nint)(k0 / DTypes.Q8BlockValues) * nr,
-                a, _shape.MR, kc, tile);
+        float* scales = _scales + (nint)panel * (_k / DTypes.Q8BlockValues) * nr + (nint)(k0 / DTypes.Q8BlockValues) * nr;
+        for (int j = 0; j < nr; j += 16)
+        {
+            if (_weightType == DType.F16) WeightPanels.RowF16((ushort*)_weight + start + j, nr, a, _shape.MR, kc, tile + j);
+            else WeightPanels.RowQ8((sbyte*)_weight + start + j, scales + j, nr, a, _shape.MR, kc, tile + j);
+        }
     }
 
     /// <summary>

@@ -58,11 +58,11 @@ internal static unsafe class WeightPanels
     /// <summary>
     /// Whether the fused one-row kernels (<see cref="RowF16"/>, <see cref="RowQ8"/>) run here for this weight: decode
     /// (one token) is memory bound, and converting in registers keeps a 16- or 8-bit weight's smaller traffic the limit.
-    /// They need AVX2 and the 16-wide panels of <see cref="GemmIsa.Vector256"/>; F16 infinities and NaNs take the
-    /// exact conversion path instead, because the fused conversion only handles finite values.
+    /// They need AVX2 (a 32-wide AVX-512 panel is done as two 16-wide halves); F16 infinities and NaNs take the exact
+    /// conversion path instead, because the fused conversion only handles finite values.
     /// </summary>
     public static bool CanFuseRow(DType type, GemmShape shape, bool hasF16Specials) =>
-        Avx2.IsSupported && shape.Isa == GemmIsa.Vector256 && (type == DType.Q8_0 || (type == DType.F16 && !hasF16Specials));
+        Avx2.IsSupported && shape.NR % 16 == 0 && (type == DType.Q8_0 || (type == DType.F16 && !hasF16Specials));
 
     /// <summary>Whether any f16 value is an infinity or a NaN (exponent all ones).</summary>
     public static bool HasF16Specials(ReadOnlySpan<ushort> values)
@@ -73,24 +73,24 @@ internal static unsafe class WeightPanels
     }
 
     /// <summary>
-    /// t[0..16] = sum over p &lt; kc of a[p*mr] * w[p, 0..16] for an F16 panel segment (NR = 16) starting at w.
+    /// t[0..16] = sum over p &lt; kc of a[p*mr] * w[p*nr + 0..16] for 16 columns of an F16 panel segment starting at w.
     /// Conversion: sign-extend h to 32 bits and shift left 13, which puts the sign in bit 31 and exponent and mantissa in
     /// place for an exponent bias of 15 (clearing bits 28..30 removes the sign copies); multiplying by 2^112 rebiases to
     /// 127 and is exact for normal, subnormal and zero values alike.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void RowF16(ushort* w, float* a, int mr, int kc, float* t)
+    public static void RowF16(ushort* w, int nr, float* a, int mr, int kc, float* t)
     {
         Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
         int p = 0;
-        for (; p + 2 <= kc; p += 2, a += 2 * mr, w += 32)
+        for (; p + 2 <= kc; p += 2, a += 2 * mr, w += 2 * nr)
         {
             var a0 = Vector256.Create(a[0]);
             var a1 = Vector256.Create(a[mr]);
             s0 = Vector256.FusedMultiplyAdd(a0, Half8(w), s0); s1 = Vector256.FusedMultiplyAdd(a0, Half8(w + 8), s1);
-            s2 = Vector256.FusedMultiplyAdd(a1, Half8(w + 16), s2); s3 = Vector256.FusedMultiplyAdd(a1, Half8(w + 24), s3);
+            s2 = Vector256.FusedMultiplyAdd(a1, Half8(w + nr), s2); s3 = Vector256.FusedMultiplyAdd(a1, Half8(w + nr + 8), s3);
         }
-        for (; p < kc; p++, a += mr, w += 16)
+        for (; p < kc; p++, a += mr, w += nr)
         {
             var a0 = Vector256.Create(a[0]);
             s0 = Vector256.FusedMultiplyAdd(a0, Half8(w), s0); s1 = Vector256.FusedMultiplyAdd(a0, Half8(w + 8), s1);
@@ -107,22 +107,22 @@ internal static unsafe class WeightPanels
     const float TwoPow112 = 5.192296858534828e33f; // 2^112, exactly representable
 
     /// <summary>
-    /// t[0..16] = sum over p &lt; kc of a[p*mr] * w[p, 0..16] for a Q8_0 panel segment (NR = 16): int8 values q and one
-    /// f32 scale per 32 values of p; each 32-block is summed unscaled, then scaled once.
+    /// t[0..16] = sum over p &lt; kc of a[p*mr] * w[p*nr + 0..16] for 16 columns of a Q8_0 panel segment: int8 values q
+    /// and one f32 scale per 32 values of p (scales[block*nr + 0..16]); each 32-block is summed unscaled, then scaled once.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void RowQ8(sbyte* q, float* scales, float* a, int mr, int kc, float* t)
+    public static void RowQ8(sbyte* q, float* scales, int nr, float* a, int mr, int kc, float* t)
     {
         Vector256<float> acc0 = default, acc1 = default;
-        for (int block = 0; block < kc; block += DTypes.Q8BlockValues, scales += 16)
+        for (int block = 0; block < kc; block += DTypes.Q8BlockValues, scales += nr)
         {
             Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
-            for (int p = 0; p < DTypes.Q8BlockValues; p += 2, a += 2 * mr, q += 32)
+            for (int p = 0; p < DTypes.Q8BlockValues; p += 2, a += 2 * mr, q += 2 * nr)
             {
                 var a0 = Vector256.Create(a[0]);
                 var a1 = Vector256.Create(a[mr]);
                 s0 = Vector256.FusedMultiplyAdd(a0, Int8x8(q), s0); s1 = Vector256.FusedMultiplyAdd(a0, Int8x8(q + 8), s1);
-                s2 = Vector256.FusedMultiplyAdd(a1, Int8x8(q + 16), s2); s3 = Vector256.FusedMultiplyAdd(a1, Int8x8(q + 24), s3);
+                s2 = Vector256.FusedMultiplyAdd(a1, Int8x8(q + nr), s2); s3 = Vector256.FusedMultiplyAdd(a1, Int8x8(q + nr + 8), s3);
             }
             acc0 = Vector256.FusedMultiplyAdd(s0 + s2, Vector256.Load(scales), acc0);
             acc1 = Vector256.FusedMultiplyAdd(s1 + s3, Vector256.Load(scales + 8), acc1);
