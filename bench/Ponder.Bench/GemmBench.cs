@@ -231,14 +231,17 @@ internal static class GemmCpuTime
                     var c = new WeightCase(weight, DType.F32, tokens);
                     Report($"CpuWeight {weight} tokens={tokens}", Best(c.Run, 2.0 * tokens * rows * cols), peak);
                 }
-            const int m = 1024, n = 576, k = 576;
-            var a = GemmWork.Random(m * k, 1);
-            var b = GemmWork.Random(k * n, 2);
-            var y = new float[m * n];
-            foreach (string t in new[] { "NN", "NT", "TN", "TT" })
+            // Trainer shapes: a square activation gradient, a small batch (packing weighs most), a vocabulary-sized n.
+            foreach (var (m, n, k) in new[] { (1024, 576, 576), (64, 576, 576), (4096, 300, 576) })
             {
-                bool ta = t[0] == 'T', tb = t[1] == 'T';
-                Report($"Sgemm {m}x{n}x{k} {t}", Best(() => Sgemm.Multiply(ta, tb, m, n, k, 1f, a, ta ? m : k, b, tb ? k : n, 0f, y, n), 2.0 * m * n * k), peak);
+                var a = GemmWork.Random(m * k, 1);
+                var b = GemmWork.Random(k * n, 2);
+                var y = new float[m * n];
+                foreach (string t in new[] { "NN", "NT", "TN", "TT" })
+                {
+                    bool ta = t[0] == 'T', tb = t[1] == 'T';
+                    Report($"Sgemm {m}x{n}x{k} {t}", Best(() => Sgemm.Multiply(ta, tb, m, n, k, 1f, a, ta ? m : k, b, tb ? k : n, 0f, y, n), 2.0 * m * n * k), peak);
+                }
             }
         }
         finally

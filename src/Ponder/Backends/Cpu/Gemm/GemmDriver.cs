@@ -7,7 +7,8 @@ namespace Ponder.Backends.Cpu.Gemm;
 /// The blocked GEMM: C[m, n] = alpha * op(A) · op(B) + beta * C, split across threads, then blocked for the caches
 /// (Goto / BLIS loop order): columns by NC, depth by KC (pack B block), rows by MC (pack A block), then NR x MR tiles.
 /// op(B) is either packed per block from (B, ldb, transB) or read from a whole pre-packed weight (see <see cref="WeightPanels"/>);
-/// a 16-bit or 8-bit weight is converted to f32 one micro-panel segment at a time, into a buffer that stays in L1.
+/// a 16-bit or 8-bit weight is converted to f32 one micro-panel segment at a time into a small per-thread buffer, or, for
+/// a single token, in registers by the fused row kernels of <see cref="WeightPanels"/>.
 /// Callers validate arguments; this type trusts its pointers.
 /// </summary>
 internal sealed unsafe class GemmDriver : IParallelPart
