@@ -157,7 +157,7 @@ internal sealed unsafe class GemmDriver : IParallelPart
         }
     }
 
-    /// <summary>One row of A times rows [k0, k0 + kc) of an F16 or Q8_0 weight panel, converted in registers, 16 columns at a time.</summary>
+    /// <summary>One row of A times rows [k0, k0 + kc) of an F16, BF16 or Q8_0 weight panel, converted in registers, 16 columns at a time.</summary>
     void FusedRow(int panel, int k0, int kc, float* a, float* tile)
     {
         int nr = _shape.NR;
@@ -165,8 +165,12 @@ internal sealed unsafe class GemmDriver : IParallelPart
         float* scales = _scales + (nint)panel * (_k / DTypes.Q8BlockValues) * nr + (nint)(k0 / DTypes.Q8BlockValues) * nr;
         for (int j = 0; j < nr; j += 16)
         {
-            if (_weightType == DType.F16) WeightPanels.RowF16((ushort*)_weight + start + j, nr, a, _shape.MR, kc, tile + j);
-            else WeightPanels.RowQ8((sbyte*)_weight + start + j, scales + j, nr, a, _shape.MR, kc, tile + j);
+            switch (_weightType)
+            {
+                case DType.F16: WeightPanels.Row16<WeightPanels.F16Convert>((ushort*)_weight + start + j, nr, a, _shape.MR, kc, tile + j); break;
+                case DType.BF16: WeightPanels.Row16<WeightPanels.Bf16Convert>((ushort*)_weight + start + j, nr, a, _shape.MR, kc, tile + j); break;
+                default: WeightPanels.RowQ8((sbyte*)_weight + start + j, scales + j, nr, a, _shape.MR, kc, tile + j); break;
+            }
         }
     }
 

@@ -56,13 +56,13 @@ internal static unsafe class WeightPanels
     }
 
     /// <summary>
-    /// Whether the fused one-row kernels (<see cref="RowF16"/>, <see cref="RowQ8"/>) run here for this weight: decode
+    /// Whether the fused one-row kernels (<see cref="Row16"/>, <see cref="RowQ8"/>) run here for this weight: decode
     /// (one token) is memory bound, and converting in registers keeps a 16- or 8-bit weight's smaller traffic the limit.
     /// They need AVX2 (a 32-wide AVX-512 panel is done as two 16-wide halves); F16 infinities and NaNs take the exact
     /// conversion path instead, because the fused conversion only handles finite values.
     /// </summary>
     public static bool CanFuseRow(DType type, GemmShape shape, bool hasF16Specials) =>
-        Avx2.IsSupported && shape.NR % 16 == 0 && (type == DType.Q8_0 || (type == DType.F16 && !hasF16Specials));
+        Avx2.IsSupported && shape.NR % 16 == 0 && (type is DType.Q8_0 or DType.BF16 || (type == DType.F16 && !hasF16Specials));
 
     /// <summary>Whether any f16 value is an infinity or a NaN (exponent all ones).</summary>
     public static bool HasF16Specials(ReadOnlySpan<ushort> values)
@@ -73,13 +73,11 @@ internal static unsafe class WeightPanels
     }
 
     /// <summary>
-    /// t[0..16] = sum over p &lt; kc of a[p*mr] * w[p*nr + 0..16] for 16 columns of an F16 panel segment starting at w.
-    /// Conversion: sign-extend h to 32 bits and shift left 13, which puts the sign in bit 31 and exponent and mantissa in
-    /// place for an exponent bias of 15 (clearing bits 28..30 removes the sign copies); multiplying by 2^112 rebiases to
-    /// 127 and is exact for normal, subnormal and zero values alike.
+    /// t[0..16] = sum over p &lt; kc of a[p*mr] * w[p*nr + 0..16] for 16 columns of an F16 or BF16 panel segment
+    /// starting at w, converted by <typeparamref name="TConvert"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void RowF16(ushort* w, int nr, float* a, int mr, int kc, float* t)
+    public static void Row16<TConvert>(ushort* w, int nr, float* a, int mr, int kc, float* t) where TConvert : struct, IConvert16
     {
         Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
         int p = 0;
@@ -87,24 +85,42 @@ internal static unsafe class WeightPanels
         {
             var a0 = Vector256.Create(a[0]);
             var a1 = Vector256.Create(a[mr]);
-            s0 = Vector256.FusedMultiplyAdd(a0, Half8(w), s0); s1 = Vector256.FusedMultiplyAdd(a0, Half8(w + 8), s1);
-            s2 = Vector256.FusedMultiplyAdd(a1, Half8(w + nr), s2); s3 = Vector256.FusedMultiplyAdd(a1, Half8(w + nr + 8), s3);
+            s0 = Vector256.FusedMultiplyAdd(a0, TConvert.Load8(w), s0); s1 = Vector256.FusedMultiplyAdd(a0, TConvert.Load8(w + 8), s1);
+            s2 = Vector256.FusedMultiplyAdd(a1, TConvert.Load8(w + nr), s2); s3 = Vector256.FusedMultiplyAdd(a1, TConvert.Load8(w + nr + 8), s3);
         }
         for (; p < kc; p++, a += mr, w += nr)
         {
             var a0 = Vector256.Create(a[0]);
-            s0 = Vector256.FusedMultiplyAdd(a0, Half8(w), s0); s1 = Vector256.FusedMultiplyAdd(a0, Half8(w + 8), s1);
+            s0 = Vector256.FusedMultiplyAdd(a0, TConvert.Load8(w), s0); s1 = Vector256.FusedMultiplyAdd(a0, TConvert.Load8(w + 8), s1);
         }
         (s0 + s2).Store(t);
         (s1 + s3).Store(t + 8);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<float> Half8(ushort* h) =>
-        (Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)h), 13) & Vector256.Create(unchecked((int)0x8FFFFFFF))).AsSingle()
-        * Vector256.Create(TwoPow112);
+    /// <summary>Eight 16-bit floats to f32 in registers (AVX2).</summary>
+    internal interface IConvert16 { static abstract Vector256<float> Load8(ushort* h); }
 
-    const float TwoPow112 = 5.192296858534828e33f; // 2^112, exactly representable
+    /// <summary>
+    /// F16: sign-extend h to 32 bits and shift left 13, which puts the sign in bit 31 and exponent and mantissa in place
+    /// for an exponent bias of 15 (clearing bits 28..30 removes the sign copies); multiplying by 2^112 rebiases to 127 and
+    /// is exact for normal, subnormal and zero values alike (not for infinities and NaNs: see <see cref="CanFuseRow"/>).
+    /// </summary>
+    internal struct F16Convert : IConvert16
+    {
+        const float TwoPow112 = 5.192296858534828e33f; // 2^112, exactly representable
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load8(ushort* h) =>
+            (Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)h), 13) & Vector256.Create(unchecked((int)0x8FFFFFFF))).AsSingle()
+            * Vector256.Create(TwoPow112);
+    }
+
+    /// <summary>BF16: the high half of an f32, exact for every value.</summary>
+    internal struct Bf16Convert : IConvert16
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load8(ushort* h) => Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(h), 16).AsSingle();
+    }
 
     /// <summary>
     /// t[0..16] = sum over p &lt; kc of a[p*mr] * w[p*nr + 0..16] for 16 columns of a Q8_0 panel segment: int8 values q
