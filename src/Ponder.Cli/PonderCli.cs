@@ -1,3 +1,6 @@
+using System.CommandLine;
+using Ponder.Cli.Commands;
+
 namespace Ponder.Cli;
 
 /// <summary>The <c>ponder</c> command: one subcommand per job.</summary>
@@ -5,7 +8,13 @@ public static class PonderCli
 {
     public static Task<int> RunAsync(string[] args)
     {
-        Console.Error.WriteLine("ponder: no commands yet");
-        return Task.FromResult(1);
+        var root = new RootCommand("Ponder: an inference engine for test-time compute")
+        {
+            GenerateCommand.Create(),
+            InfoCommand.Create(),
+            PerplexityCommand.Create(),
+            DemoCommand.Create(),
+        };
+        return root.Parse(args).InvokeAsync();
     }
 }

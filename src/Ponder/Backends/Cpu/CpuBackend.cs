@@ -1,0 +1,240 @@
+using System.Buffers;
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+
+namespace Ponder.Backends.Cpu;
+
+/// <summary>
+/// The CPU backend: SIMD element-wise ops through System.Numerics.Tensors, projections through <see cref="CpuWeight"/>,
+/// paged attention over native KV blocks, parallel across cores inside each op.
+/// </summary>
+public sealed unsafe class CpuBackend : IBackend
+{
+    readonly ParallelOptions _parallel;
+
+    /// <param name="threads">Worker threads per op (default: all cores).</param>
+    public CpuBackend(int? threads = null)
+    {
+        int t = threads ?? Environment.ProcessorCount;
+        ArgumentOutOfRangeException.ThrowIfLessThan(t, 1, nameof(threads));
+        Threads = t;
+        _parallel = new ParallelOptions { MaxDegreeOfParallelism = t };
+    }
+
+    public string Name => "cpu";
+    public int Threads { get; }
+    public FlopLedger Flops { get; } = new();
+
+    public DeviceTensor Allocate(int rows, int cols) => new CpuTensor(rows, cols);
+
+    public DeviceTensor Upload(ReadOnlySpan<float> data, int rows, int cols)
+    {
+        if ((long)rows * cols != data.Length) throw new ArgumentException($"{data.Length} values do not make a [{rows}, {cols}] tensor", nameof(data));
+        var t = new CpuTensor(rows, cols);
+        data.CopyTo(t.Span);
+        return t;
+    }
+
+    public void Download(DeviceTensor tensor, Span<float> destination)
+    {
+        var t = Cast(tensor);
+        if (destination.Length % Math.Max(1, t.Cols) != 0 || destination.Length > t.Length)
+            throw new ArgumentException($"destination of {destination.Length} values is not whole rows of a [{t.Rows}, {t.Cols}] tensor", nameof(destination));
+        t.Span[..destination.Length].CopyTo(destination);
+    }
+
+    public DeviceWeight UploadWeight(ReadOnlySpan<float> data, int rows, int cols) => new CpuDeviceWeight(CpuWeight.Create(data, rows, cols));
+
+    public KvStorage AllocateKv(KvLayout layout, int blockCount)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(blockCount, 1);
+        return new CpuKvStorage(layout, blockCount);
+    }
+
+    public void CopyKvBlock(KvStorage kv, int source, int destination)
+    {
+        var s = CastKv(kv);
+        CheckBlock(s, source); CheckBlock(s, destination);
+        long n = s.Layout.FloatsPerBlock;
+        Buffer.MemoryCopy(s.Pointer + source * n, s.Pointer + destination * n, n * sizeof(float), n * sizeof(float));
+    }
+
+    public void Embed(DeviceTensor table, ReadOnlySpan<int> tokens, DeviceTensor x)
+    {
+        var tab = Cast(table); var o = Cast(x);
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            int id = tokens[i];
+            if ((uint)id >= (uint)tab.Rows) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {id} at batch row {i} is outside the vocabulary (0..{tab.Rows - 1})");
+            tab.Row(id).CopyTo(o.Row(i));
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void RmsNorm(DeviceTensor x, DeviceTensor weight, float eps, DeviceTensor y, int n)
+    {
+        var xt = Cast(x); var wt = Cast(weight); var yt = Cast(y);
+        int d = xt.Cols;
+        var w = wt.Span;
+        for (int i = 0; i < n; i++)
+        {
+            var xi = xt.Row(i); var yi = yt.Row(i);
+            float inv = 1f / MathF.Sqrt(TensorPrimitives.Dot(xi, xi) / d + eps);
+            TensorPrimitives.Multiply(xi, inv, yi);
+            TensorPrimitives.Multiply(yi, w, yi);
+        }
+        Flops.Add(FlopCategory.Elementwise, OpFlops.RmsNorm(n, d));
+    }
+
+    public void MatMul(DeviceTensor x, DeviceWeight w, DeviceTensor y, int n, FlopCategory category)
+    {
+        var xt = Cast(x); var yt = Cast(y);
+        var cw = (w as CpuDeviceWeight ?? throw new ArgumentException("weight belongs to another backend", nameof(w))).Weight;
+        if (xt.Cols != cw.Cols || yt.Cols != cw.Rows)
+            throw new ArgumentException($"matmul shapes: x [{n}, {xt.Cols}] · W[{cw.Rows}, {cw.Cols}]ᵀ -> y [{n}, {yt.Cols}]");
+        if (n == 0) return;
+        cw.Multiply(xt.RowsSpan(n), n, yt.RowsSpan(n));
+        Flops.Add(category, OpFlops.MatMul(n, cw.Rows, cw.Cols));
+    }
+
+    public void AddBias(DeviceTensor y, DeviceTensor bias, int n)
+    {
+        var yt = Cast(y); var b = Cast(bias).Span;
+        for (int i = 0; i < n; i++) TensorPrimitives.Add(yt.Row(i), b, yt.Row(i));
+        Flops.Add(FlopCategory.Elementwise, OpFlops.Add(n, yt.Cols));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void Rope(DeviceTensor x, int nHeads, int headDim, DeviceTensor rope, BatchLayout batch)
+    {
+        var xt = Cast(x); var table = Cast(rope);
+        int half = headDim / 2;
+        var positions = batch.Positions;
+        for (int i = 0; i < positions.Length; i++)
+        {
+            if (positions[i] >= table.Rows) throw new ArgumentOutOfRangeException(nameof(batch), $"position {positions[i]} is past the RoPE table ({table.Rows} positions)");
+            var cs = table.Row(positions[i]);
+            var cos = cs[..half]; var sin = cs[half..headDim];
+            var row = xt.Row(i);
+            for (int h = 0; h < nHeads; h++)
+            {
+                var head = row.Slice(h * headDim, headDim);
+                for (int j = 0; j < half; j++)
+                {
+                    float a = head[j], b = head[j + half];
+                    head[j] = a * cos[j] - b * sin[j];
+                    head[j + half] = b * cos[j] + a * sin[j];
+                }
+            }
+        }
+        Flops.Add(FlopCategory.Elementwise, OpFlops.Rope(positions.Length, nHeads, headDim));
+    }
+
+    public void StoreKv(KvStorage kv, int layer, DeviceTensor k, DeviceTensor v, BatchLayout batch)
+    {
+        var s = CastKv(kv); var kt = Cast(k); var vt = Cast(v);
+        int bs = s.Layout.BlockSize, kvDim = s.Layout.KvDim;
+        var slots = batch.Slots;
+        for (int i = 0; i < slots.Length; i++)
+        {
+            int block = slots[i] / bs, slot = slots[i] % bs;
+            CheckBlock(s, block);
+            kt.Row(i).CopyTo(s.Plane(block, layer, 0).Slice(slot * kvDim, kvDim));
+            vt.Row(i).CopyTo(s.Plane(block, layer, 1).Slice(slot * kvDim, kvDim));
+        }
+    }
+
+    public void Attention(DeviceTensor q, KvStorage kv, int layer, int nHeads, BatchLayout batch, DeviceTensor output)
+    {
+        var qt = Cast(q); var s = CastKv(kv); var ot = Cast(output);
+        var layout = s.Layout;
+        int headDim = layout.HeadDim, group = nHeads / layout.NKvHeads;
+        int sequences = batch.SequenceCount;
+        float scale = 1f / MathF.Sqrt(headDim);
+        // One work item per (sequence, query head): each reads only its own sequence's blocks.
+        Parallel.For(0, sequences * nHeads, _parallel, item =>
+        {
+            int seq = item / nHeads, h = item % nHeads;
+            AttendHead(qt, s, ot, batch, layer, seq, h, h / group, scale);
+        });
+        Flops.Add(FlopCategory.Attention, OpFlops.Attention(nHeads, headDim, batch.CausalKeys));
+        Flops.Add(FlopCategory.Elementwise, OpFlops.Softmax(nHeads, batch.CausalKeys));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void AttendHead(CpuTensor q, CpuKvStorage kv, CpuTensor output, BatchLayout batch, int layer, int seq, int h, int kvHead, float scale)
+    {
+        var layout = kv.Layout;
+        int headDim = layout.HeadDim, kvDim = layout.KvDim, bs = layout.BlockSize;
+        var table = batch.BlockTable(seq);
+        int p = batch.ContextLength[seq], count = batch.QueryCount[seq], row0 = batch.QueryStart[seq];
+        float[] scores = ArrayPool<float>.Shared.Rent(p + count);
+        try
+        {
+            for (int i = 0; i < count; i++)
+            {
+                int keys = p + i + 1; // causal: keys 0 .. position
+                var qh = q.Row(row0 + i).Slice(h * headDim, headDim);
+                float max = float.NegativeInfinity;
+                for (int j = 0; j < keys; j++)
+                {
+                    var k = kv.Plane(table[j / bs], layer, 0).Slice((j % bs) * kvDim + kvHead * headDim, headDim);
+                    float sc = TensorPrimitives.Dot(qh, k) * scale;
+                    scores[j] = sc;
+                    if (sc > max) max = sc;
+                }
+                var sc0 = scores.AsSpan(0, keys);
+                TensorPrimitives.Subtract(sc0, max, sc0);
+                TensorPrimitives.Exp(sc0, sc0);
+                float inv = 1f / TensorPrimitives.Sum(sc0);
+                var oh = output.Row(row0 + i).Slice(h * headDim, headDim);
+                oh.Clear();
+                for (int j = 0; j < keys; j++)
+                {
+                    var v = kv.Plane(table[j / bs], layer, 1).Slice((j % bs) * kvDim + kvHead * headDim, headDim);
+                    TensorPrimitives.MultiplyAdd(v, scores[j] * inv, oh, oh);
+                }
+            }
+        }
+        finally { ArrayPool<float>.Shared.Return(scores); }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void SwiGlu(DeviceTensor gate, DeviceTensor up, int n)
+    {
+        var g = Cast(gate).RowsSpan(n); var u = Cast(up).RowsSpan(n);
+        // silu(g) * u = g * sigmoid(g) * u
+        float[] tmp = ArrayPool<float>.Shared.Rent(g.Length);
+        try
+        {
+            var sig = tmp.AsSpan(0, g.Length);
+            TensorPrimitives.Sigmoid(g, sig);
+            TensorPrimitives.Multiply(g, sig, g);
+            TensorPrimitives.Multiply(g, u, g);
+        }
+        finally { ArrayPool<float>.Shared.Return(tmp); }
+        Flops.Add(FlopCategory.Elementwise, OpFlops.SwiGlu(n, Cast(gate).Cols));
+    }
+
+    public void Add(DeviceTensor x, DeviceTensor y, int n)
+    {
+        var xs = Cast(x).RowsSpan(n);
+        TensorPrimitives.Add(xs, Cast(y).RowsSpan(n), xs);
+        Flops.Add(FlopCategory.Elementwise, OpFlops.Add(n, x.Cols));
+    }
+
+    public void GatherRows(DeviceTensor x, ReadOnlySpan<int> rows, DeviceTensor y)
+    {
+        var xt = Cast(x); var yt = Cast(y);
+        for (int j = 0; j < rows.Length; j++) xt.Row(rows[j]).CopyTo(yt.Row(j));
+    }
+
+    public void Dispose() { }
+
+    static CpuTensor Cast(DeviceTensor t) => t as CpuTensor ?? throw new ArgumentException($"tensor belongs to another backend ({t.GetType().Name})");
+    static CpuKvStorage CastKv(KvStorage kv) => kv as CpuKvStorage ?? throw new ArgumentException($"KV storage belongs to another backend ({kv.GetType().Name})");
+    static void CheckBlock(CpuKvStorage s, int block)
+    {
+        if ((uint)block >= (uint)s.BlockCount) throw new ArgumentOutOfRangeException(nameof(block), $"KV block {block} is outside the storage (0..{s.BlockCount - 1})");
+    }
+}

@@ -1,0 +1,42 @@
+namespace Ponder.Backends;
+
+/// <summary>
+/// Shape of a paged KV cache. A block holds K and V of <see cref="BlockSize"/> consecutive tokens for every layer:
+/// <code>
+///   block b (FloatsPerBlock floats, contiguous, so copy-on-write is one copy):
+///   ┌ layer 0 ┬ K [blockSize, kvDim] ┐
+///   │         └ V [blockSize, kvDim] │
+///   ├ layer 1 ┬ K ...                │
+///   ...
+/// </code>
+/// Offset of (block, layer, kOrV, slot) = ((block * nLayers + layer) * 2 + kOrV) * blockSize * kvDim + slot * kvDim.
+/// </summary>
+public sealed record KvLayout(int NLayers, int NKvHeads, int HeadDim, int BlockSize)
+{
+    public int KvDim => NKvHeads * HeadDim;
+    /// <summary>Floats of one layer's K (or V) within a block.</summary>
+    public long FloatsPerPlane => (long)BlockSize * KvDim;
+    public long FloatsPerBlock => 2L * NLayers * FloatsPerPlane;
+    public long BytesPerBlock => FloatsPerBlock * sizeof(float);
+    /// <summary>Bytes of K and V for one token across all layers.</summary>
+    public long BytesPerToken => 2L * NLayers * KvDim * sizeof(float);
+
+    /// <summary>Float offset of the K (<paramref name="kOrV"/> = 0) or V (1) plane of a block and layer.</summary>
+    public long PlaneOffset(int block, int layer, int kOrV) => ((long)block * NLayers + layer) * 2 * FloatsPerPlane + kOrV * FloatsPerPlane;
+
+    public static KvLayout For(Models.ModelConfig config, int blockSize = 16)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(blockSize, 1);
+        return new KvLayout(config.NLayers, config.NKvHeads, config.HeadDim, blockSize);
+    }
+}
+
+/// <summary>Device memory for <see cref="BlockCount"/> KV blocks of <see cref="Layout"/>.</summary>
+public abstract class KvStorage : IDisposable
+{
+    protected KvStorage(KvLayout layout, int blockCount) { Layout = layout; BlockCount = blockCount; }
+    public KvLayout Layout { get; }
+    public int BlockCount { get; }
+    public long Bytes => Layout.BytesPerBlock * BlockCount;
+    public abstract void Dispose();
+}

@@ -1,0 +1,167 @@
+using Ponder.Tensors;
+
+namespace Ponder.Models.Gguf;
+
+/// <summary>
+/// A llama.cpp GGUF model (architectures <c>llama</c> and <c>qwen2</c>) as an <see cref="ITensorSource"/>: tensors
+/// get their Hugging Face names and row-major shapes, and Q/K rows of <c>llama</c> files are put back in HF order.
+/// </summary>
+public sealed class GgufSource : ITensorSource
+{
+    private readonly GgufFile _file;
+    private readonly Dictionary<string, GgufTensorInfo> _byHf = [];
+    private readonly Dictionary<string, TensorInfo> _tensors = [];
+    private readonly bool _permuteQk;
+
+    /// <inheritdoc />
+    public string Location => _file.Path;
+    /// <inheritdoc />
+    public ModelConfig Config { get; }
+    /// <inheritdoc />
+    public IReadOnlyDictionary<string, TensorInfo> Tensors => _tensors;
+    /// <summary>The parsed file (metadata such as the tokenizer's <c>tokenizer.ggml.*</c> keys).</summary>
+    public GgufFile File => _file;
+
+    /// <summary>Opens and validates <paramref name="path"/>.</summary>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="InvalidDataException">The file is malformed, or a tensor is missing or has the wrong shape.</exception>
+    /// <exception cref="NotSupportedException">The architecture or a tensor's type is not supported.</exception>
+    public GgufSource(string path)
+    {
+        _file = new GgufFile(path);
+        try
+        {
+            string arch = _file.Metadata.TryGetValue("general.architecture", out object? a) && a is string s
+                ? s : throw new InvalidDataException($"{path}: general.architecture is missing or not a string");
+            var architecture = arch switch
+            {
+                "llama" => Architecture.Llama,
+                "qwen2" => Architecture.Qwen2,
+                _ => throw new NotSupportedException($"{path}: GGUF architecture '{arch}' is not supported (supported: llama, qwen2)"),
+            };
+            // llama.cpp runs qwen2 with NEOX (rotate-half) RoPE, so its converter leaves Q/K rows in HF order.
+            _permuteQk = architecture == Architecture.Llama;
+
+            foreach (var t in _file.Tensors)
+            {
+                if (t.Name == GgufNames.RopeFreqs && !_file.Metadata.ContainsKey(GgufMetadata.RopeScalingType))
+                    throw new NotSupportedException($"{path}: tensor '{GgufNames.RopeFreqs}' (llama3 RoPE scaling) without {GgufMetadata.RopeScalingType}: the scaling parameters cannot be recovered");
+                string? hf = GgufNames.ToHf(t.Name);
+                if (hf is null) continue;
+                var dtype = t.DType ?? throw new NotSupportedException($"{path}: tensor '{t.Name}' has ggml type {GgufFile.TypeName(t.Type)} (supported: F32, F16, BF16, Q8_0)");
+                _byHf[hf] = t;
+                _tensors[hf] = new TensorInfo(hf, dtype, t.Shape);
+            }
+            Config = GgufMetadata.ReadConfig(_file, architecture, arch, _byHf);
+            TensorNames.CheckComplete(this);
+        }
+        catch
+        {
+            _file.Dispose();
+            throw;
+        }
+    }
+
+    /// <inheritdoc />
+    public void ReadF32(string name, Span<float> destination)
+    {
+        if (!_byHf.TryGetValue(name, out var t))
+            throw new ArgumentException($"{Location}: no tensor named '{name}'", nameof(name));
+        var info = _tensors[name];
+        if (destination.Length != info.ElementCount)
+            throw new ArgumentException($"{Location}: tensor '{name}' has {info.ElementCount} elements, destination holds {destination.Length}", nameof(destination));
+        int heads = _permuteQk ? GgufNames.RopeHeads(name, Config) : 0;
+        if (heads == 0)
+        {
+            _file.ReadF32(t, destination);
+            return;
+        }
+        var stored = new float[destination.Length];
+        _file.ReadF32(t, stored);
+        GgufNames.PermuteRows(stored, destination, heads, Config.HeadDim, destination.Length / (heads * Config.HeadDim), toGguf: false);
+    }
+
+    /// <summary>Releases the memory map.</summary>
+    public void Dispose() => _file.Dispose();
+}
+
+/// <summary>The metadata keys Ponder reads and writes, and the config they make.</summary>
+internal static class GgufMetadata
+{
+    // llama.cpp knows no llama3 rope_scaling keys (its converter bakes the factors into rope_freqs); these keep
+    // the parameters so a Ponder file reads back to the same config.
+    public const string RopeScalingType = "ponder.rope_scaling.type";
+    public const string RopeScalingFactor = "ponder.rope_scaling.factor";
+    public const string RopeScalingLow = "ponder.rope_scaling.low_freq_factor";
+    public const string RopeScalingHigh = "ponder.rope_scaling.high_freq_factor";
+    public const string RopeScalingOriginal = "ponder.rope_scaling.original_max_position_embeddings";
+    public const string HeadKindKey = "ponder.head";
+    public const string EosIds = "ponder.eos_token_ids";
+
+    public static ModelConfig ReadConfig(GgufFile file, Architecture architecture, string arch, IReadOnlyDictionary<string, GgufTensorInfo> tensors)
+    {
+        var md = file.Metadata;
+        long? Integer(string key)
+        {
+            if (!md.TryGetValue(key, out object? v)) return null;
+            return v switch
+            {
+                byte or sbyte or ushort or short or uint or int or long => Convert.ToInt64(v),
+                ulong u when u <= long.MaxValue => (long)u,
+                _ => throw new InvalidDataException($"{file.Path}: metadata '{key}' = {v} is not an integer"),
+            };
+        }
+        int Int(string key, int? fallback = null)
+        {
+            long v = Integer(key) ?? fallback ?? throw new InvalidDataException($"{file.Path}: metadata '{key}' is missing");
+            return v is < int.MinValue or > int.MaxValue ? throw new InvalidDataException($"{file.Path}: metadata '{key}' = {v} overflows") : (int)v;
+        }
+        double Real(string key, double fallback) => md.TryGetValue(key, out object? v)
+            ? v switch
+            {
+                float f => f,
+                double d => d,
+                _ => throw new InvalidDataException($"{file.Path}: metadata '{key}' = {v} is not a float"),
+            }
+            : fallback;
+
+        string p = arch + ".";
+        int dModel = Int(p + "embedding_length");
+        int nHeads = Int(p + "attention.head_count");
+        int vocab = Int(p + "vocab_size",
+            md.TryGetValue("tokenizer.ggml.tokens", out object? tokens) && tokens is string[] ts ? ts.Length
+            : tensors.TryGetValue(TensorNames.Embedding, out var emb) ? (int)emb.Dims[^1] : null);
+
+        Llama3RopeScaling? scaling = null;
+        if (md.TryGetValue(RopeScalingType, out object? st))
+            scaling = st is "llama3"
+                ? new Llama3RopeScaling(Real(RopeScalingFactor, 8), Real(RopeScalingLow, 1), Real(RopeScalingHigh, 4), Int(RopeScalingOriginal, 8192))
+                : throw new NotSupportedException($"{file.Path}: {RopeScalingType} '{st}' is not supported (supported: llama3)");
+
+        bool value = md.TryGetValue(HeadKindKey, out object? hk) && hk is "value";
+        IReadOnlyList<int> eos = md.TryGetValue(EosIds, out object? e) && e is int[] ids ? ids
+            : Integer("tokenizer.ggml.eos_token_id") is long one ? [checked((int)one)] : [];
+        long? bos = Integer("tokenizer.ggml.bos_token_id");
+        return new ModelConfig
+        {
+            Architecture = architecture,
+            Head = value ? HeadKind.Value : HeadKind.LanguageModel,
+            NumLabels = value && tensors.TryGetValue(TensorNames.ValueHead, out var vh) ? (int)vh.Dims[^1] : 1,
+            Vocab = vocab,
+            DModel = dModel,
+            NLayers = Int(p + "block_count"),
+            NHeads = nHeads,
+            NKvHeads = Int(p + "attention.head_count_kv", nHeads),
+            HeadDim = Int(p + "attention.key_length", nHeads > 0 ? dModel / nHeads : 0),
+            DFf = Int(p + "feed_forward_length"),
+            RmsNormEps = (float)Real(p + "attention.layer_norm_rms_epsilon", 1e-5),
+            RopeTheta = Real(p + "rope.freq_base", 10000),
+            RopeScaling = scaling,
+            MaxPositions = Int(p + "context_length", 2048),
+            TiedEmbeddings = !value && !tensors.ContainsKey(TensorNames.LmHead),
+            QkvBias = tensors.ContainsKey(TensorNames.QBias(0)),
+            BosTokenId = bos is long b ? checked((int)b) : null,
+            EosTokenIds = eos,
+        }.Validate(file.Path);
+    }
+}

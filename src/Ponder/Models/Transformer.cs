@@ -1,0 +1,201 @@
+using Ponder.Backends;
+
+namespace Ponder.Models;
+
+/// <summary>
+/// The Llama-family forward pass, written once against <see cref="IBackend"/>. One call runs a batch of sequences,
+/// each with its own new tokens (a prefill chunk or one decode token) and its own paged KV cache blocks, and returns
+/// the head's outputs (logits, or value-head scores) only at the rows asked for.
+/// </summary>
+public sealed class Transformer : IDisposable
+{
+    readonly IBackend _backend;
+    readonly LayerWeights[] _layers;
+    readonly DeviceTensor _embedding;   // (vocab, dModel)
+    readonly DeviceTensor _finalNorm;   // (dModel)
+    readonly DeviceWeight _head;        // (headRows, dModel): lm_head, the tied embedding, or score
+    readonly DeviceTensor? _headBias;   // (headRows), value heads only
+    DeviceTensor _rope;                 // (ropePositions, headDim): cos | sin
+    Workspace? _ws;
+
+    sealed record LayerWeights(
+        DeviceTensor AttnNorm, DeviceWeight Q, DeviceWeight K, DeviceWeight V, DeviceTensor? QBias, DeviceTensor? KBias,
+        DeviceTensor? VBias, DeviceWeight O, DeviceTensor FfnNorm, DeviceWeight Gate, DeviceWeight Up, DeviceWeight Down);
+
+    /// <summary>Loads every weight of <paramref name="source"/> onto <paramref name="backend"/>, checking names and shapes first.</summary>
+    public Transformer(IBackend backend, ITensorSource source, IProgress<float>? progress = null, CancellationToken cancellationToken = default)
+    {
+        _backend = backend;
+        Config = source.Config;
+        TensorNames.CheckComplete(source);
+        var expected = TensorNames.Expected(Config).ToList();
+        int loaded = 0;
+        float[] scratch = [];
+        var disposables = new List<IDisposable>();
+        try
+        {
+            Span<float> Read(string name)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var info = source.Tensors[name];
+                int count = checked((int)info.ElementCount);
+                if (scratch.Length < count) scratch = new float[count];
+                var span = scratch.AsSpan(0, count);
+                source.ReadF32(name, span);
+                progress?.Report((float)++loaded / expected.Count);
+                return span;
+            }
+            T Keep<T>(T d) where T : IDisposable { disposables.Add(d); return d; }
+            DeviceTensor Vector(string name) { var s = Read(name); return Keep(backend.Upload(s, 1, s.Length)); }
+            DeviceWeight Matrix(string name)
+            {
+                var info = source.Tensors[name];
+                return Keep(backend.UploadWeight(Read(name), (int)info.Shape[0], (int)info.Shape[1]));
+            }
+
+            int d = Config.DModel;
+            _embedding = Keep(backend.Upload(Read(TensorNames.Embedding), Config.Vocab, d));
+            _layers = new LayerWeights[Config.NLayers];
+            for (int l = 0; l < Config.NLayers; l++)
+            {
+                bool bias = Config.QkvBias;
+                _layers[l] = new LayerWeights(
+                    Vector(TensorNames.AttnNorm(l)), Matrix(TensorNames.Q(l)), Matrix(TensorNames.K(l)), Matrix(TensorNames.V(l)),
+                    bias ? Vector(TensorNames.QBias(l)) : null, bias ? Vector(TensorNames.KBias(l)) : null, bias ? Vector(TensorNames.VBias(l)) : null,
+                    Matrix(TensorNames.O(l)), Vector(TensorNames.FfnNorm(l)),
+                    Matrix(TensorNames.Gate(l)), Matrix(TensorNames.Up(l)), Matrix(TensorNames.Down(l)));
+            }
+            _finalNorm = Vector(TensorNames.FinalNorm);
+            if (Config.Head == HeadKind.Value)
+            {
+                _head = Matrix(TensorNames.ValueHead);
+                if (source.Tensors.ContainsKey(TensorNames.ValueHeadBias)) _headBias = Vector(TensorNames.ValueHeadBias);
+            }
+            else
+            {
+                _head = Matrix(Config.TiedEmbeddings ? TensorNames.Embedding : TensorNames.LmHead);
+            }
+            _rope = Keep(RopeTable.Upload(backend, Config, Math.Min(Config.MaxPositions, 4096)));
+        }
+        catch
+        {
+            foreach (var x in disposables) x.Dispose();
+            throw;
+        }
+    }
+
+    public ModelConfig Config { get; }
+    public IBackend Backend => _backend;
+
+    /// <summary>Bytes of weights on the backend.</summary>
+    public long WeightBytes =>
+        _layers.Sum(l => l.Q.Bytes + l.K.Bytes + l.V.Bytes + l.O.Bytes + l.Gate.Bytes + l.Up.Bytes + l.Down.Bytes) + _head.Bytes
+        + _embedding.Length * sizeof(float);
+
+    /// <summary>
+    /// Runs the batch: writes every new token's K/V into its cache slot, and the head's outputs for
+    /// <paramref name="outputRows"/> (batch rows, ascending or not) into <paramref name="output"/> [outputRows.Length, HeadRows].
+    /// </summary>
+    /// <param name="batch">Sequences, positions and block tables (<see cref="BatchLayout"/>).</param>
+    /// <param name="tokens">One token id per batch row.</param>
+    /// <param name="kv">The cache the batch's block tables point into.</param>
+    public void Forward(BatchLayout batch, ReadOnlySpan<int> tokens, KvStorage kv, ReadOnlySpan<int> outputRows, Span<float> output)
+    {
+        int n = batch.TokenCount, m = outputRows.Length;
+        if (tokens.Length != n) throw new ArgumentException($"{tokens.Length} tokens for a batch of {n} rows", nameof(tokens));
+        if (output.Length != (long)m * Config.HeadRows) throw new ArgumentException($"output holds {output.Length} values, expected {m} x {Config.HeadRows}", nameof(output));
+        if (kv.Layout.NLayers != Config.NLayers || kv.Layout.KvDim != Config.KvDim || kv.Layout.BlockSize != batch.BlockSize)
+            throw new ArgumentException($"KV storage layout {kv.Layout} does not fit this model (nLayers {Config.NLayers}, kvDim {Config.KvDim}) and batch block size {batch.BlockSize}", nameof(kv));
+        foreach (int r in outputRows)
+            if ((uint)r >= (uint)n) throw new ArgumentOutOfRangeException(nameof(outputRows), $"output row {r} is outside the batch (0..{n - 1})");
+        if (batch.MaxContext > Config.MaxPositions)
+            throw new ArgumentException($"a sequence reaches {batch.MaxContext} tokens, past the model's {Config.MaxPositions} positions", nameof(batch));
+        if (n == 0) return;
+        if (batch.MaxContext > _rope.Rows) GrowRope(batch.MaxContext);
+        var ws = EnsureWorkspace(n, Math.Max(m, 1));
+        var b = _backend;
+        float eps = Config.RmsNormEps;
+
+        b.Embed(_embedding, tokens, ws.X);                                  // x (n, d)
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            var w = _layers[l];
+            b.RmsNorm(ws.X, w.AttnNorm, eps, ws.H, n);                      // h = norm(x)          (n, d)
+            b.MatMul(ws.H, w.Q, ws.Q, n, FlopCategory.Projection);          // q = h Wqᵀ            (n, nHeads*headDim)
+            b.MatMul(ws.H, w.K, ws.K, n, FlopCategory.Projection);          // k = h Wkᵀ            (n, kvDim)
+            b.MatMul(ws.H, w.V, ws.V, n, FlopCategory.Projection);          // v = h Wvᵀ            (n, kvDim)
+            if (w.QBias is not null)
+            {
+                b.AddBias(ws.Q, w.QBias, n); b.AddBias(ws.K, w.KBias!, n); b.AddBias(ws.V, w.VBias!, n);
+            }
+            b.Rope(ws.Q, Config.NHeads, Config.HeadDim, _rope, batch);      // rotate q, k at their positions
+            b.Rope(ws.K, Config.NKvHeads, Config.HeadDim, _rope, batch);
+            b.StoreKv(kv, l, ws.K, ws.V, batch);                            // cache k, v in their slots
+            b.Attention(ws.Q, kv, l, Config.NHeads, batch, ws.Att);         // att = softmax(q kᵀ/√e) v   (n, nHeads*headDim)
+            b.MatMul(ws.Att, w.O, ws.H, n, FlopCategory.Projection);        // o = att Woᵀ          (n, d)
+            b.Add(ws.X, ws.H, n);                                           // x += o
+            b.RmsNorm(ws.X, w.FfnNorm, eps, ws.H, n);                       // h = norm(x)
+            b.MatMul(ws.H, w.Gate, ws.Gate, n, FlopCategory.Projection);    // g = h Wgᵀ            (n, dFf)
+            b.MatMul(ws.H, w.Up, ws.Up, n, FlopCategory.Projection);        // u = h Wuᵀ            (n, dFf)
+            b.SwiGlu(ws.Gate, ws.Up, n);                                    // g = silu(g) * u
+            b.MatMul(ws.Gate, w.Down, ws.H, n, FlopCategory.Projection);    // o = g Wdᵀ            (n, d)
+            b.Add(ws.X, ws.H, n);                                           // x += o
+        }
+        if (m == 0) return;
+        b.GatherRows(ws.X, outputRows, ws.Selected);                        // rows whose outputs are wanted (m, d)
+        b.RmsNorm(ws.Selected, _finalNorm, eps, ws.SelectedNorm, m);
+        var category = Config.Head == HeadKind.Value ? FlopCategory.PrmHead : FlopCategory.LmHead;
+        b.MatMul(ws.SelectedNorm, _head, ws.Out, m, category);              // out = h Wheadᵀ       (m, headRows)
+        if (_headBias is not null) b.AddBias(ws.Out, _headBias, m);
+        b.Download(ws.Out, output);
+    }
+
+    void GrowRope(int positions)
+    {
+        int target = Math.Min(Config.MaxPositions, Math.Max(positions, _rope.Rows * 2));
+        var next = RopeTable.Upload(_backend, Config, target);
+        _rope.Dispose();
+        _rope = next;
+    }
+
+    Workspace EnsureWorkspace(int n, int m)
+    {
+        if (_ws is { } w && w.Tokens >= n && w.Outputs >= m) return w;
+        int tokens = Math.Max(n, _ws?.Tokens ?? 0), outputs = Math.Max(m, _ws?.Outputs ?? 0);
+        _ws?.Dispose();
+        _ws = new Workspace(_backend, Config, tokens, outputs);
+        return _ws;
+    }
+
+    public void Dispose()
+    {
+        _ws?.Dispose();
+        foreach (var l in _layers)
+            foreach (var d in new IDisposable?[] { l.AttnNorm, l.Q, l.K, l.V, l.QBias, l.KBias, l.VBias, l.O, l.FfnNorm, l.Gate, l.Up, l.Down })
+                d?.Dispose();
+        _embedding.Dispose(); _finalNorm.Dispose(); _head.Dispose(); _headBias?.Dispose(); _rope.Dispose();
+    }
+
+    /// <summary>Activation buffers sized for <see cref="Tokens"/> batch rows and <see cref="Outputs"/> output rows.</summary>
+    sealed class Workspace(IBackend b, ModelConfig c, int tokens, int outputs) : IDisposable
+    {
+        public int Tokens { get; } = tokens;
+        public int Outputs { get; } = outputs;
+        public DeviceTensor X { get; } = b.Allocate(tokens, c.DModel);
+        public DeviceTensor H { get; } = b.Allocate(tokens, c.DModel);
+        public DeviceTensor Q { get; } = b.Allocate(tokens, c.QDim);
+        public DeviceTensor K { get; } = b.Allocate(tokens, c.KvDim);
+        public DeviceTensor V { get; } = b.Allocate(tokens, c.KvDim);
+        public DeviceTensor Att { get; } = b.Allocate(tokens, c.QDim);
+        public DeviceTensor Gate { get; } = b.Allocate(tokens, c.DFf);
+        public DeviceTensor Up { get; } = b.Allocate(tokens, c.DFf);
+        public DeviceTensor Selected { get; } = b.Allocate(outputs, c.DModel);
+        public DeviceTensor SelectedNorm { get; } = b.Allocate(outputs, c.DModel);
+        public DeviceTensor Out { get; } = b.Allocate(outputs, c.HeadRows);
+
+        public void Dispose()
+        {
+            foreach (var t in new[] { X, H, Q, K, V, Att, Gate, Up, Selected, SelectedNorm, Out }) t.Dispose();
+        }
+    }
+}

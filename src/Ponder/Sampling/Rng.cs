@@ -1,0 +1,48 @@
+namespace Ponder.Sampling;
+
+/// <summary>
+/// xoshiro256** seeded by SplitMix64: a small, fast generator with a published algorithm, so a seed gives the same
+/// stream on every platform and .NET version (System.Random's algorithm is unspecified).
+/// </summary>
+public struct Rng
+{
+    ulong _s0, _s1, _s2, _s3;
+
+    public Rng(ulong seed)
+    {
+        _s0 = SplitMix(ref seed); _s1 = SplitMix(ref seed); _s2 = SplitMix(ref seed); _s3 = SplitMix(ref seed);
+    }
+
+    static ulong SplitMix(ref ulong x)
+    {
+        ulong z = x += 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
+    }
+
+    public ulong NextUInt64()
+    {
+        ulong result = ulong.RotateLeft(_s1 * 5, 7) * 9;
+        ulong t = _s1 << 17;
+        _s2 ^= _s0; _s3 ^= _s1; _s1 ^= _s2; _s0 ^= _s3; _s2 ^= t; _s3 = ulong.RotateLeft(_s3, 45);
+        return result;
+    }
+
+    /// <summary>Uniform in [0, 1) with 53 random bits.</summary>
+    public double NextDouble() => (NextUInt64() >> 11) * (1.0 / (1UL << 53));
+
+    /// <summary>Uniform integer in [0, n).</summary>
+    public int NextInt(int n)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(n, 1);
+        return (int)(NextDouble() * n);
+    }
+
+    /// <summary>A seed for the i-th child stream (e.g. the i-th sample of a best-of-N), independent of the others.</summary>
+    public static ulong Derive(ulong seed, ulong index)
+    {
+        ulong x = seed ^ (index * 0xD1B54A32D192ED03UL);
+        return SplitMix(ref x);
+    }
+}

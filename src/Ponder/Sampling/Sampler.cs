@@ -1,0 +1,128 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+
+namespace Ponder.Sampling;
+
+/// <summary>
+/// Chooses next tokens for one sequence: its own options and random stream, so its tokens do not depend on what else
+/// is in the batch. Reuses its buffers: no allocation per token once warm.
+/// </summary>
+public sealed class Sampler
+{
+    readonly SamplingOptions _options;
+    Rng _rng;
+    float[] _probs = [];
+    int[] _order = [];
+    bool[] _seen = [];
+
+    public Sampler(SamplingOptions options)
+    {
+        _options = options.Validate();
+        _rng = new Rng(options.Seed);
+    }
+
+    public SamplingOptions Options => _options;
+
+    /// <summary>
+    /// Picks a token from <paramref name="logits"/> (modified in place by the processors). <paramref name="context"/>
+    /// is the sequence so far (prompt and generated), used by the repetition penalty.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public int Sample(Span<float> logits, ReadOnlySpan<int> context)
+    {
+        if (logits.Length == 0) throw new ArgumentException("no logits to sample from", nameof(logits));
+        var o = _options;
+        if (o.RepetitionPenalty != 1f) ApplyRepetitionPenalty(logits, context, o.RepetitionPenalty);
+        if (o.Temperature == 0f) return ArgMax(logits);
+
+        int vocab = logits.Length;
+        if (_probs.Length < vocab) { _probs = new float[vocab]; _order = new int[vocab]; }
+        var probs = _probs.AsSpan(0, vocab);
+        TensorPrimitives.Divide(logits, o.Temperature, probs);
+        Softmax(probs);
+
+        bool filter = o.TopK > 0 && o.TopK < vocab || o.TopP < 1f || o.MinP > 0f;
+        if (!filter) return Draw(probs);
+
+        // Candidates sorted by probability, descending (ties by id, for determinism).
+        var order = _order.AsSpan(0, vocab);
+        for (int i = 0; i < vocab; i++) order[i] = i;
+        var p = _probs;
+        order.Sort((a, b) => p[b] != p[a] ? p[b].CompareTo(p[a]) : a.CompareTo(b));
+        int keep = o.TopK > 0 ? Math.Min(o.TopK, vocab) : vocab;
+        if (o.TopP < 1f)
+        {
+            double cumulative = 0;
+            for (int i = 0; i < keep; i++)
+            {
+                cumulative += p[order[i]];
+                if (cumulative >= o.TopP) { keep = i + 1; break; }
+            }
+        }
+        if (o.MinP > 0f)
+        {
+            float threshold = o.MinP * p[order[0]];
+            int k = 1;
+            while (k < keep && p[order[k]] >= threshold) k++;
+            keep = k;
+        }
+        double total = 0;
+        for (int i = 0; i < keep; i++) total += p[order[i]];
+        double u = _rng.NextDouble() * total;
+        for (int i = 0; i < keep; i++)
+        {
+            u -= p[order[i]];
+            if (u < 0) return order[i];
+        }
+        return order[keep - 1];
+    }
+
+    int Draw(ReadOnlySpan<float> probs)
+    {
+        double u = _rng.NextDouble();
+        int last = 0;
+        for (int i = 0; i < probs.Length; i++)
+        {
+            if (probs[i] <= 0) continue;
+            last = i;
+            u -= probs[i];
+            if (u < 0) return i;
+        }
+        return last; // rounding left u > 0: the last token with mass
+    }
+
+    /// <summary>Index of the largest value (the first on ties).</summary>
+    public static int ArgMax(ReadOnlySpan<float> values) => TensorPrimitives.IndexOfMax(values);
+
+    /// <summary>Numerically stable softmax in place (subtracts the max first; TensorPrimitives.SoftMax does not).</summary>
+    public static void Softmax(Span<float> x)
+    {
+        float max = TensorPrimitives.Max(x);
+        TensorPrimitives.Subtract(x, max, x);
+        TensorPrimitives.Exp(x, x);
+        TensorPrimitives.Divide(x, TensorPrimitives.Sum(x), x);
+    }
+
+    /// <summary>log softmax(x)[target], computed stably in float64 accumulation.</summary>
+    public static double LogProbability(ReadOnlySpan<float> logits, int target)
+    {
+        float max = TensorPrimitives.Max(logits);
+        double sum = 0;
+        foreach (float l in logits) sum += Math.Exp(l - max);
+        return logits[target] - max - Math.Log(sum);
+    }
+
+    void ApplyRepetitionPenalty(Span<float> logits, ReadOnlySpan<int> context, float penalty)
+    {
+        // Each distinct token once, as HF does (gather, penalize, scatter).
+        if (_seen.Length < logits.Length) _seen = new bool[logits.Length];
+        var seen = _seen.AsSpan(0, logits.Length);
+        seen.Clear();
+        foreach (int t in context)
+        {
+            if ((uint)t >= (uint)logits.Length || seen[t]) continue;
+            seen[t] = true;
+            logits[t] = logits[t] > 0 ? logits[t] / penalty : logits[t] * penalty;
+        }
+    }
+}
