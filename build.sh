@@ -3,7 +3,8 @@
 #   ./build.sh          restore and build everything (Release)
 #   ./build.sh test     build and run the whole test suite
 #   ./build.sh demo     run the main demo
-#   ./build.sh bench [filter]  run the BenchmarkDotNet suites
+#   ./build.sh bench [args]    run the BenchmarkDotNet suites (e.g. --filter '*Gemm*')
+#   ./build.sh ponder ARGS     run the ponder CLI (e.g. ./build.sh ponder info -m weights/policy-small)
 set -euo pipefail
 cd "$(dirname "$0")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
@@ -18,10 +19,14 @@ case "$cmd" in
     ;;
   demo)
     build
-    dotnet src/Ponder.Cli/bin/Release/net10.0/ponder.dll demo "$@"
+    dotnet src/Ponder.Cli/bin/Release/net10.0/Ponder.Cli.dll demo "$@"
+    ;;
+  ponder)
+    [ -f src/Ponder.Cli/bin/Release/net10.0/Ponder.Cli.dll ] || build >&2
+    dotnet src/Ponder.Cli/bin/Release/net10.0/Ponder.Cli.dll "$@"
     ;;
   bench)
     dotnet run -c Release --project bench/Ponder.Bench -- "$@"
     ;;
-  *) echo "usage: ./build.sh [build|test|demo|bench]" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh [build|test|demo|bench|ponder ARGS]" >&2; exit 2 ;;
 esac

@@ -1,5 +1,5 @@
-using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
+using Ponder.Backends.Cpu.Gemm;
 
 namespace Ponder.Backends.Cpu;
 
@@ -7,55 +7,55 @@ namespace Ponder.Backends.Cpu;
 /// General single-precision matrix multiply on the CPU (BLAS sgemm semantics, row-major):
 /// C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C, where op(X) is X or its transpose.
 /// The engine's forward uses <see cref="CpuWeight"/>; the trainer's backward uses this.
+/// Packed panels, a register-blocked Vector512 (or Vector256, or scalar) micro-kernel and cache blocking live in
+/// <c>Backends/Cpu/Gemm</c>; work is split over persistent worker threads.
 /// </summary>
 public static class Sgemm
 {
-    /// <summary>FLOPs: 2 * m * n * k.</summary>
+    static int s_maxThreads = Environment.ProcessorCount;
+
+    /// <summary>Most threads one multiply uses (default: <see cref="Environment.ProcessorCount"/>; 1 = the caller only).</summary>
+    public static int MaxThreads
+    {
+        get => s_maxThreads;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1, nameof(MaxThreads));
+            s_maxThreads = value;
+        }
+    }
+
+    /// <summary>
+    /// C = alpha * op(A) · op(B) + beta * C. op(A) is m x k (A stored k x m when <paramref name="transA"/>), op(B) is k x n
+    /// (B stored n x k when <paramref name="transB"/>). beta = 0 overwrites C without reading it (NaN in C is dropped).
+    /// FLOPs: 2 * m * n * k.
+    /// </summary>
+    public static void Multiply(bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc) =>
+        Multiply(GemmShape.Best, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+
+    /// <summary>As the public overload, with the micro-kernel chosen by the caller (tests run every ISA).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static unsafe void Multiply(bool transA, bool transB, int m, int n, int k, float alpha,
+    internal static unsafe void Multiply(GemmShape shape, bool transA, bool transB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(m);
         ArgumentOutOfRangeException.ThrowIfNegative(n);
         ArgumentOutOfRangeException.ThrowIfNegative(k);
         if (m == 0 || n == 0) return;
+        CheckExtent(nameof(c), c.Length, m, n, ldc);
+        if (k == 0 || alpha == 0)
+        {
+            GemmDriver.Scale(m, n, beta, c, ldc);
+            return;
+        }
         CheckExtent(nameof(a), a.Length, transA ? k : m, transA ? m : k, lda);
         CheckExtent(nameof(b), b.Length, transB ? n : k, transB ? k : n, ldb);
-        CheckExtent(nameof(c), c.Length, m, n, ldc);
-
-        // Baseline: rows of C in parallel; each element is a dot product of contiguous vectors.
-        // op(A) rows must be contiguous, so a transposed A is copied once; B^T rows likewise.
-        float[]? aCopy = null, bCopy = null;
-        if (transA) { aCopy = Transpose(a, k, m, lda); lda = k; }
-        if (!transB) { bCopy = Transpose(b, k, n, ldb); ldb = k; }
-        fixed (float* pa0 = a, pb0 = b, pc = c, pat = aCopy, pbt = bCopy)
-        {
-            float* pa = transA ? pat : pa0, pb = transB ? pb0 : pbt;
-            nint ia = (nint)pa, ib = (nint)pb, ic = (nint)pc;
-            int la = lda, lb = ldb;
-            Parallel.For(0, m, i =>
-            {
-                var rowA = new ReadOnlySpan<float>((float*)ia + (long)i * la, k);
-                float* rowC = (float*)ic + (long)i * ldc;
-                for (int j = 0; j < n; j++)
-                {
-                    float dot = k == 0 ? 0 : TensorPrimitives.Dot(rowA, new ReadOnlySpan<float>((float*)ib + (long)j * lb, k));
-                    rowC[j] = beta == 0 ? alpha * dot : alpha * dot + beta * rowC[j];
-                }
-            });
-        }
+        fixed (float* pa = a, pb = b, pc = c)
+            GemmDriver.Run(shape, MaxThreads, m, n, k, alpha, pa, lda, transA, pb, ldb, transB, beta, pc, ldc);
     }
 
-    static float[] Transpose(ReadOnlySpan<float> x, int rows, int cols, int ld)
-    {
-        var t = new float[(long)rows * cols];
-        for (int r = 0; r < rows; r++)
-            for (int c = 0; c < cols; c++)
-                t[(long)c * rows + r] = x[r * ld + c];
-        return t;
-    }
-
-    static void CheckExtent(string name, int length, int rows, int cols, int ld)
+    internal static void CheckExtent(string name, int length, int rows, int cols, int ld)
     {
         if (ld < cols) throw new ArgumentException($"{name}: leading dimension {ld} is smaller than its {cols} columns", name);
         if (rows > 0 && (long)(rows - 1) * ld + cols > length)

@@ -140,8 +140,8 @@ internal static class GgufMetadata
 
         bool value = md.TryGetValue(HeadKindKey, out object? hk) && hk is "value";
         IReadOnlyList<int> eos = md.TryGetValue(EosIds, out object? e) && e is int[] ids ? ids
-            : Integer("tokenizer.ggml.eos_token_id") is long one ? [checked((int)one)] : [];
-        long? bos = Integer("tokenizer.ggml.bos_token_id");
+            : md.ContainsKey("tokenizer.ggml.eos_token_id") ? [Int("tokenizer.ggml.eos_token_id")] : [];
+        int? bos = md.ContainsKey("tokenizer.ggml.bos_token_id") ? Int("tokenizer.ggml.bos_token_id") : null;
         return new ModelConfig
         {
             Architecture = architecture,
@@ -160,7 +160,7 @@ internal static class GgufMetadata
             MaxPositions = Int(p + "context_length", 2048),
             TiedEmbeddings = !value && !tensors.ContainsKey(TensorNames.LmHead),
             QkvBias = tensors.ContainsKey(TensorNames.QBias(0)),
-            BosTokenId = bos is long b ? checked((int)b) : null,
+            BosTokenId = bos,
             EosTokenIds = eos,
         }.Validate(file.Path);
     }

@@ -1,0 +1,25 @@
+#!/usr/bin/env pwsh
+# Ponder build entry point (PowerShell twin of build.sh).
+#   ./build.ps1            restore and build everything (Release)
+#   ./build.ps1 test       build and run the whole test suite
+#   ./build.ps1 demo       run the main demo
+#   ./build.ps1 bench ...  run the BenchmarkDotNet suites
+#   ./build.ps1 ponder ... run the ponder CLI
+param([Parameter(Position = 0)][string]$Command = 'build', [Parameter(ValueFromRemainingArguments = $true)][string[]]$Rest = @())
+$ErrorActionPreference = 'Stop'
+Set-Location $PSScriptRoot
+$env:DOTNET_CLI_TELEMETRY_OPTOUT = '1'; $env:DOTNET_NOLOGO = '1'
+$cli = 'src/Ponder.Cli/bin/Release/net10.0/Ponder.Cli.dll'
+function Invoke-Build { dotnet build Engine.sln -c Release -nologo -v minimal @args; if ($LASTEXITCODE) { exit $LASTEXITCODE } }
+switch ($Command) {
+  'build' { Invoke-Build }
+  'test' {
+    Invoke-Build
+    dotnet test Engine.sln -c Release --no-build -nologo -v minimal --logger 'console;verbosity=minimal' @Rest
+    exit $LASTEXITCODE
+  }
+  'demo' { Invoke-Build; dotnet $cli demo @Rest; exit $LASTEXITCODE }
+  'bench' { dotnet run -c Release --project bench/Ponder.Bench -- @Rest; exit $LASTEXITCODE }
+  'ponder' { if (-not (Test-Path $cli)) { Invoke-Build }; dotnet $cli @Rest; exit $LASTEXITCODE }
+  default { Write-Error "usage: ./build.ps1 [build|test|demo|bench|ponder ARGS]"; exit 2 }
+}

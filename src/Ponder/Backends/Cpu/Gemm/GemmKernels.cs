@@ -1,0 +1,264 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Ponder.Backends.Cpu.Gemm;
+
+/// <summary>
+/// Which register-blocked micro-kernel a GEMM uses. The packed layouts depend on it (MR, NR), so a weight packed for one
+/// ISA must be multiplied by the same ISA.
+/// </summary>
+internal enum GemmIsa
+{
+    /// <summary>Plain loops, MR = 4, NR = 16: runs anywhere.</summary>
+    Scalar,
+    /// <summary>AVX2 + FMA, 6 x 16 tile: 12 ymm accumulators + 2 B vectors + 1 broadcast = 15 of 16 registers.</summary>
+    Vector256,
+    /// <summary>AVX-512, 12 x 32 tile: 24 zmm accumulators + 2 B vectors + 1 broadcast = 27 of 32 registers.</summary>
+    Vector512,
+}
+
+/// <summary>Tile sizes of a micro-kernel and the cache blocking that feeds it.</summary>
+internal readonly record struct GemmShape(GemmIsa Isa, int MR, int NR, int KC, int MC, int NC)
+{
+    /// <summary>The widest kernel this machine accelerates.</summary>
+    public static GemmShape Best { get; } = For(
+        System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? GemmIsa.Vector512
+        : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? GemmIsa.Vector256
+        : GemmIsa.Scalar);
+
+    // KC (k values per block): a KC x NR B micro-panel stays in L1 (256 * 16 * 4 B = 16 KiB for AVX2, 32 KiB for AVX-512).
+    // MC (rows of A per block): the MC x KC packed A block stays in L2 (120 * 256 * 4 B = 120 KiB; 240 KiB for AVX-512).
+    // NC (columns of B per block): the KC x NC packed B block stays in L3 (256 * 2048 * 4 B = 2 MiB per thread).
+    public static GemmShape For(GemmIsa isa) => isa switch
+    {
+        GemmIsa.Vector512 => new(isa, MR: 12, NR: 32, KC: 256, MC: 240, NC: 2048),
+        GemmIsa.Vector256 => new(isa, MR: 6, NR: 16, KC: 256, MC: 120, NC: 2048),
+        _ => new(isa, MR: 4, NR: 16, KC: 256, MC: 64, NC: 1024),
+    };
+}
+
+/// <summary>Compile-time row count of a micro-kernel call; the JIT specializes each struct, so untaken rows vanish.</summary>
+internal interface IRows { static abstract int Count { get; } }
+internal struct R1 : IRows { public static int Count => 1; }
+internal struct R2 : IRows { public static int Count => 2; }
+internal struct R3 : IRows { public static int Count => 3; }
+internal struct R4 : IRows { public static int Count => 4; }
+internal struct R5 : IRows { public static int Count => 5; }
+internal struct R6 : IRows { public static int Count => 6; }
+internal struct R7 : IRows { public static int Count => 7; }
+internal struct R8 : IRows { public static int Count => 8; }
+internal struct R9 : IRows { public static int Count => 9; }
+internal struct R10 : IRows { public static int Count => 10; }
+internal struct R11 : IRows { public static int Count => 11; }
+internal struct R12 : IRows { public static int Count => 12; }
+
+/// <summary>
+/// Micro-kernels: C[rows, cols] = alpha * Apanel · Bpanel + beta * C (beta == 0 never reads C, so NaN in C is dropped as BLAS does).
+/// Apanel is kc x MR with MR consecutive values per k step; Bpanel is kc x NR with NR consecutive values per k step.
+/// rows &lt;= MR and cols &lt;= NR; padding rows of A are never read, padding columns of B are computed and not stored.
+/// </summary>
+internal static unsafe class GemmKernels
+{
+    /// <summary>
+    /// Runs the kernel of <paramref name="isa"/> on one tile. <paramref name="tile"/> is MR x NR floats of scratch: the
+    /// kernels spill their accumulators there once and <see cref="Update"/> merges them into C, because a call while the
+    /// accumulators are live makes the JIT store them to the stack on every k step (all vector registers are volatile).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Tile(GemmIsa isa, int rows, int cols, int kc, float* pa, float* pb, float* tile, float* c, nint ldc, float alpha, float beta)
+    {
+        int nr;
+        switch (isa)
+        {
+            case GemmIsa.Vector512: Tile512(rows, kc, pa, pb, tile); nr = 32; break;
+            case GemmIsa.Vector256: Tile256(rows, kc, pa, pb, tile); nr = 16; break;
+            default: TileScalar(rows, kc, pa, pb, tile); nr = 16; break;
+        }
+        Update(c, ldc, tile, nr, rows, cols, alpha, beta);
+    }
+
+    static void Tile512(int rows, int kc, float* pa, float* pb, float* t)
+    {
+        switch (rows)
+        {
+            case 1: Row512(kc, pa, 12, pb, t); break;
+            case 2: Kernel512<R2>(kc, pa, pb, t); break;
+            case 3: Kernel512<R3>(kc, pa, pb, t); break;
+            case 4: Kernel512<R4>(kc, pa, pb, t); break;
+            case 5: Kernel512<R5>(kc, pa, pb, t); break;
+            case 6: Kernel512<R6>(kc, pa, pb, t); break;
+            case 7: Kernel512<R7>(kc, pa, pb, t); break;
+            case 8: Kernel512<R8>(kc, pa, pb, t); break;
+            case 9: Kernel512<R9>(kc, pa, pb, t); break;
+            case 10: Kernel512<R10>(kc, pa, pb, t); break;
+            case 11: Kernel512<R11>(kc, pa, pb, t); break;
+            default: Kernel512<R12>(kc, pa, pb, t); break;
+        }
+    }
+
+    static void Tile256(int rows, int kc, float* pa, float* pb, float* t)
+    {
+        switch (rows)
+        {
+            case 1: Row256(kc, pa, 6, pb, t); break;
+            case 2: Kernel256<R2>(kc, pa, pb, t); break;
+            case 3: Kernel256<R3>(kc, pa, pb, t); break;
+            case 4: Kernel256<R4>(kc, pa, pb, t); break;
+            case 5: Kernel256<R5>(kc, pa, pb, t); break;
+            default: Kernel256<R6>(kc, pa, pb, t); break;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Kernel512<TR>(int kc, float* pa, float* pb, float* t) where TR : struct, IRows
+    {
+        const int mr = 12, nr = 32;
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default;
+        Vector512<float> c90 = default, c91 = default, cA0 = default, cA1 = default, cB0 = default, cB1 = default;
+        for (int p = 0; p < kc; p++, pa += mr, pb += nr)
+        {
+            var b0 = Vector512.Load(pb);
+            var b1 = Vector512.Load(pb + 16);
+            Vector512<float> a = Vector512.Create(pa[0]);
+            c00 = Vector512.FusedMultiplyAdd(a, b0, c00); c01 = Vector512.FusedMultiplyAdd(a, b1, c01);
+            if (TR.Count > 1) { a = Vector512.Create(pa[1]); c10 = Vector512.FusedMultiplyAdd(a, b0, c10); c11 = Vector512.FusedMultiplyAdd(a, b1, c11); }
+            if (TR.Count > 2) { a = Vector512.Create(pa[2]); c20 = Vector512.FusedMultiplyAdd(a, b0, c20); c21 = Vector512.FusedMultiplyAdd(a, b1, c21); }
+            if (TR.Count > 3) { a = Vector512.Create(pa[3]); c30 = Vector512.FusedMultiplyAdd(a, b0, c30); c31 = Vector512.FusedMultiplyAdd(a, b1, c31); }
+            if (TR.Count > 4) { a = Vector512.Create(pa[4]); c40 = Vector512.FusedMultiplyAdd(a, b0, c40); c41 = Vector512.FusedMultiplyAdd(a, b1, c41); }
+            if (TR.Count > 5) { a = Vector512.Create(pa[5]); c50 = Vector512.FusedMultiplyAdd(a, b0, c50); c51 = Vector512.FusedMultiplyAdd(a, b1, c51); }
+            if (TR.Count > 6) { a = Vector512.Create(pa[6]); c60 = Vector512.FusedMultiplyAdd(a, b0, c60); c61 = Vector512.FusedMultiplyAdd(a, b1, c61); }
+            if (TR.Count > 7) { a = Vector512.Create(pa[7]); c70 = Vector512.FusedMultiplyAdd(a, b0, c70); c71 = Vector512.FusedMultiplyAdd(a, b1, c71); }
+            if (TR.Count > 8) { a = Vector512.Create(pa[8]); c80 = Vector512.FusedMultiplyAdd(a, b0, c80); c81 = Vector512.FusedMultiplyAdd(a, b1, c81); }
+            if (TR.Count > 9) { a = Vector512.Create(pa[9]); c90 = Vector512.FusedMultiplyAdd(a, b0, c90); c91 = Vector512.FusedMultiplyAdd(a, b1, c91); }
+            if (TR.Count > 10) { a = Vector512.Create(pa[10]); cA0 = Vector512.FusedMultiplyAdd(a, b0, cA0); cA1 = Vector512.FusedMultiplyAdd(a, b1, cA1); }
+            if (TR.Count > 11) { a = Vector512.Create(pa[11]); cB0 = Vector512.FusedMultiplyAdd(a, b0, cB0); cB1 = Vector512.FusedMultiplyAdd(a, b1, cB1); }
+        }
+        { c00.Store(t + 0 * nr); c01.Store(t + 0 * nr + 16); }
+        if (TR.Count > 1) { c10.Store(t + 1 * nr); c11.Store(t + 1 * nr + 16); }
+        if (TR.Count > 2) { c20.Store(t + 2 * nr); c21.Store(t + 2 * nr + 16); }
+        if (TR.Count > 3) { c30.Store(t + 3 * nr); c31.Store(t + 3 * nr + 16); }
+        if (TR.Count > 4) { c40.Store(t + 4 * nr); c41.Store(t + 4 * nr + 16); }
+        if (TR.Count > 5) { c50.Store(t + 5 * nr); c51.Store(t + 5 * nr + 16); }
+        if (TR.Count > 6) { c60.Store(t + 6 * nr); c61.Store(t + 6 * nr + 16); }
+        if (TR.Count > 7) { c70.Store(t + 7 * nr); c71.Store(t + 7 * nr + 16); }
+        if (TR.Count > 8) { c80.Store(t + 8 * nr); c81.Store(t + 8 * nr + 16); }
+        if (TR.Count > 9) { c90.Store(t + 9 * nr); c91.Store(t + 9 * nr + 16); }
+        if (TR.Count > 10) { cA0.Store(t + 10 * nr); cA1.Store(t + 10 * nr + 16); }
+        if (TR.Count > 11) { cB0.Store(t + 11 * nr); cB1.Store(t + 11 * nr + 16); }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Kernel256<TR>(int kc, float* pa, float* pb, float* t) where TR : struct, IRows
+    {
+        const int mr = 6, nr = 16;
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int p = 0; p < kc; p++, pa += mr, pb += nr)
+        {
+            var b0 = Vector256.Load(pb);
+            var b1 = Vector256.Load(pb + 8);
+            Vector256<float> a = Vector256.Create(pa[0]);
+            c00 = Vector256.FusedMultiplyAdd(a, b0, c00); c01 = Vector256.FusedMultiplyAdd(a, b1, c01);
+            if (TR.Count > 1) { a = Vector256.Create(pa[1]); c10 = Vector256.FusedMultiplyAdd(a, b0, c10); c11 = Vector256.FusedMultiplyAdd(a, b1, c11); }
+            if (TR.Count > 2) { a = Vector256.Create(pa[2]); c20 = Vector256.FusedMultiplyAdd(a, b0, c20); c21 = Vector256.FusedMultiplyAdd(a, b1, c21); }
+            if (TR.Count > 3) { a = Vector256.Create(pa[3]); c30 = Vector256.FusedMultiplyAdd(a, b0, c30); c31 = Vector256.FusedMultiplyAdd(a, b1, c31); }
+            if (TR.Count > 4) { a = Vector256.Create(pa[4]); c40 = Vector256.FusedMultiplyAdd(a, b0, c40); c41 = Vector256.FusedMultiplyAdd(a, b1, c41); }
+            if (TR.Count > 5) { a = Vector256.Create(pa[5]); c50 = Vector256.FusedMultiplyAdd(a, b0, c50); c51 = Vector256.FusedMultiplyAdd(a, b1, c51); }
+        }
+        { c00.Store(t + 0 * nr); c01.Store(t + 0 * nr + 8); }
+        if (TR.Count > 1) { c10.Store(t + 1 * nr); c11.Store(t + 1 * nr + 8); }
+        if (TR.Count > 2) { c20.Store(t + 2 * nr); c21.Store(t + 2 * nr + 8); }
+        if (TR.Count > 3) { c30.Store(t + 3 * nr); c31.Store(t + 3 * nr + 8); }
+        if (TR.Count > 4) { c40.Store(t + 4 * nr); c41.Store(t + 4 * nr + 8); }
+        if (TR.Count > 5) { c50.Store(t + 5 * nr); c51.Store(t + 5 * nr + 8); }
+    }
+
+    /// <summary>
+    /// One row (decode, n = 1): memory bound, so k is unrolled by 4 with 8 independent accumulators to hide FMA latency
+    /// and keep enough loads in flight.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Row512(int kc, float* pa, int mr, float* pb, float* t)
+    {
+        const int nr = 32;
+        Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default, s7 = default;
+        int p = 0;
+        for (; p + 4 <= kc; p += 4, pa += 4 * mr, pb += 4 * nr)
+        {
+            var a0 = Vector512.Create(pa[0]); var a1 = Vector512.Create(pa[mr]);
+            var a2 = Vector512.Create(pa[2 * mr]); var a3 = Vector512.Create(pa[3 * mr]);
+            s0 = Vector512.FusedMultiplyAdd(a0, Vector512.Load(pb), s0); s1 = Vector512.FusedMultiplyAdd(a0, Vector512.Load(pb + 16), s1);
+            s2 = Vector512.FusedMultiplyAdd(a1, Vector512.Load(pb + 32), s2); s3 = Vector512.FusedMultiplyAdd(a1, Vector512.Load(pb + 48), s3);
+            s4 = Vector512.FusedMultiplyAdd(a2, Vector512.Load(pb + 64), s4); s5 = Vector512.FusedMultiplyAdd(a2, Vector512.Load(pb + 80), s5);
+            s6 = Vector512.FusedMultiplyAdd(a3, Vector512.Load(pb + 96), s6); s7 = Vector512.FusedMultiplyAdd(a3, Vector512.Load(pb + 112), s7);
+        }
+        for (; p < kc; p++, pa += mr, pb += nr)
+        {
+            var a0 = Vector512.Create(pa[0]);
+            s0 = Vector512.FusedMultiplyAdd(a0, Vector512.Load(pb), s0); s1 = Vector512.FusedMultiplyAdd(a0, Vector512.Load(pb + 16), s1);
+        }
+        ((s0 + s2) + (s4 + s6)).Store(t); ((s1 + s3) + (s5 + s7)).Store(t + 16);
+    }
+
+    /// <summary>One row on AVX2; see <see cref="Row512"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Row256(int kc, float* pa, int mr, float* pb, float* t)
+    {
+        const int nr = 16;
+        Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default, s7 = default;
+        int p = 0;
+        for (; p + 4 <= kc; p += 4, pa += 4 * mr, pb += 4 * nr)
+        {
+            var a0 = Vector256.Create(pa[0]); var a1 = Vector256.Create(pa[mr]);
+            var a2 = Vector256.Create(pa[2 * mr]); var a3 = Vector256.Create(pa[3 * mr]);
+            s0 = Vector256.FusedMultiplyAdd(a0, Vector256.Load(pb), s0); s1 = Vector256.FusedMultiplyAdd(a0, Vector256.Load(pb + 8), s1);
+            s2 = Vector256.FusedMultiplyAdd(a1, Vector256.Load(pb + 16), s2); s3 = Vector256.FusedMultiplyAdd(a1, Vector256.Load(pb + 24), s3);
+            s4 = Vector256.FusedMultiplyAdd(a2, Vector256.Load(pb + 32), s4); s5 = Vector256.FusedMultiplyAdd(a2, Vector256.Load(pb + 40), s5);
+            s6 = Vector256.FusedMultiplyAdd(a3, Vector256.Load(pb + 48), s6); s7 = Vector256.FusedMultiplyAdd(a3, Vector256.Load(pb + 56), s7);
+        }
+        for (; p < kc; p++, pa += mr, pb += nr)
+        {
+            var a0 = Vector256.Create(pa[0]);
+            s0 = Vector256.FusedMultiplyAdd(a0, Vector256.Load(pb), s0); s1 = Vector256.FusedMultiplyAdd(a0, Vector256.Load(pb + 8), s1);
+        }
+        ((s0 + s2) + (s4 + s6)).Store(t); ((s1 + s3) + (s5 + s7)).Store(t + 8);
+    }
+
+    /// <summary>Portable tile: MR = 4, NR = 16, accumulating in the tile buffer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void TileScalar(int rows, int kc, float* pa, float* pb, float* t)
+    {
+        const int mr = 4, nr = 16;
+        new Span<float>(t, mr * nr).Clear();
+        for (int p = 0; p < kc; p++, pa += mr, pb += nr)
+            for (int r = 0; r < rows; r++)
+            {
+                float a = pa[r];
+                float* row = t + r * nr;
+                for (int j = 0; j < nr; j++) row[j] += a * pb[j];
+            }
+    }
+
+    /// <summary>C[rows, cols] = alpha * tile + beta * C; beta == 0 does not read C.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Update(float* c, nint ldc, float* tile, int nr, int rows, int cols, float alpha, float beta)
+    {
+        var va = Vector256.Create(alpha);
+        var vb = Vector256.Create(beta);
+        for (int r = 0; r < rows; r++, c += ldc, tile += nr)
+        {
+            int j = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                if (beta == 0)
+                    for (; j + 8 <= cols; j += 8) (va * Vector256.Load(tile + j)).Store(c + j);
+                else
+                    for (; j + 8 <= cols; j += 8) Vector256.FusedMultiplyAdd(va, Vector256.Load(tile + j), vb * Vector256.Load(c + j)).Store(c + j);
+            }
+            if (beta == 0) for (; j < cols; j++) c[j] = alpha * tile[j];
+            else for (; j < cols; j++) c[j] = alpha * tile[j] + beta * c[j];
+        }
+    }
+}

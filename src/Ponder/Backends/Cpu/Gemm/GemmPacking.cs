@@ -1,0 +1,70 @@
+using System.Runtime.CompilerServices;
+
+namespace Ponder.Backends.Cpu.Gemm;
+
+/// <summary>
+/// Copies blocks of op(A) and op(B) into the layouts the micro-kernels stream through; the copy absorbs transposes and
+/// leading dimensions, so the kernels see unit-stride panels only.
+/// <code>
+/// A block (mc x kc) -> ceil(mc/MR) micro-panels, each kc x MR:   [p][r]  offset = panel*kc*MR + p*MR + r
+/// B block (kc x nc) -> ceil(nc/NR) micro-panels, each kc x NR:   [p][j]  offset = panel*stride + p*NR + j
+/// </code>
+/// B padding columns are zero-filled; A padding rows are left as they are (the kernels never read them).
+/// </summary>
+internal static unsafe class GemmPacking
+{
+    /// <summary>Packs op(A)[i0 .. i0+mc, p0 .. p0+kc] where op(A)[i, p] = trans ? a[p*lda + i] : a[i*lda + p].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void PackA(float* a, nint lda, bool trans, int i0, int mc, int p0, int kc, int mr, float* dst)
+    {
+        for (int ir = 0; ir < mc; ir += mr, dst += (nint)kc * mr)
+        {
+            int rows = Math.Min(mr, mc - ir);
+            if (trans)
+            {
+                float* src = a + p0 * lda + i0 + ir;
+                for (int p = 0; p < kc; p++, src += lda)
+                    for (int r = 0; r < rows; r++) dst[p * mr + r] = src[r];
+            }
+            else
+            {
+                for (int r = 0; r < rows; r++)
+                {
+                    float* src = a + (i0 + ir + r) * lda + p0;
+                    float* d = dst + r;
+                    for (int p = 0; p < kc; p++, d += mr) *d = src[p];
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Packs op(B)[p0 .. p0+kc, j0 .. j0+nc] where op(B)[p, j] = trans ? b[j*ldb + p] : b[p*ldb + j];
+    /// micro-panels are <paramref name="panelStride"/> floats apart (kc*NR for a block, k*NR for a whole pre-packed weight).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void PackB(float* b, nint ldb, bool trans, int p0, int kc, int j0, int nc, int nr, float* dst, nint panelStride)
+    {
+        for (int jr = 0; jr < nc; jr += nr, dst += panelStride)
+        {
+            int cols = Math.Min(nr, nc - jr);
+            if (trans)
+            {
+                for (int j = 0; j < cols; j++)
+                {
+                    float* src = b + (j0 + jr + j) * ldb + p0;
+                    float* d = dst + j;
+                    for (int p = 0; p < kc; p++, d += nr) *d = src[p];
+                }
+            }
+            else
+            {
+                float* src = b + p0 * ldb + j0 + jr;
+                for (int p = 0; p < kc; p++, src += ldb)
+                    new ReadOnlySpan<float>(src, cols).CopyTo(new Span<float>(dst + p * nr, cols));
+            }
+            if (cols < nr)
+                for (int p = 0; p < kc; p++) new Span<float>(dst + p * nr + cols, nr - cols).Clear();
+        }
+    }
+}

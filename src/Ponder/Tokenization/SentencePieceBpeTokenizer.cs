@@ -1,0 +1,230 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Microsoft.ML.Tokenizers;
+
+namespace Ponder.Tokenization;
+
+/// <summary>
+/// SentencePiece BPE (Llama 2 family: "▁" for spaces, byte-fallback pieces "&lt;0xNN&gt;") on top of
+/// Microsoft.ML.Tokenizers' <see cref="SentencePieceTokenizer"/>. Built from a tokenizer.model, a Llama-2-style
+/// tokenizer.json or a GGUF "llama" vocabulary; the latter two are first written as a SentencePiece model.
+/// </summary>
+public sealed class SentencePieceBpeTokenizer : ITokenizer
+{
+    private const char Meta = '\u2581'; // "▁", SentencePiece's visible space
+
+    private readonly SentencePieceTokenizer _sp;
+    private readonly byte[][] _tokenBytes;  // (vocab)
+    private readonly PieceType[] _types;    // (vocab)
+    private readonly bool _addDummyPrefix;
+
+    private SentencePieceBpeTokenizer(string source, byte[] modelBytes, SentencePieceModelProto proto, IReadOnlyList<int> eosIds, bool addBos)
+    {
+        Source = source;
+        VocabSize = proto.Pieces.Count;
+        _types = new PieceType[VocabSize];
+        _tokenBytes = new byte[VocabSize][];
+        var special = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int id = 0; id < VocabSize; id++)
+        {
+            var piece = proto.Pieces[id];
+            _types[id] = piece.Type;
+            _tokenBytes[id] = PieceBytes(piece);
+            if (piece.Type is PieceType.Control or PieceType.UserDefined && piece.Text.Length > 0) special.TryAdd(piece.Text, id);
+        }
+        foreach (int id in eosIds.Append(proto.BosId).Append(proto.EosId).Where(i => i >= 0))
+        {
+            if (id >= VocabSize) throw new InvalidDataException($"{source}: special token id {id} is outside the vocabulary [0, {VocabSize})");
+        }
+        _addDummyPrefix = proto.AddDummyPrefix;
+        BosId = proto.BosId >= 0 ? proto.BosId : null;
+        EosIds = eosIds.Count > 0 ? eosIds : proto.EosId >= 0 ? [proto.EosId] : [];
+        AddBos = addBos && BosId is not null;
+        try
+        {
+            using var stream = new MemoryStream(modelBytes, writable: false);
+            _sp = SentencePieceTokenizer.Create(stream, addBeginningOfSentence: false, addEndOfSentence: false, specialTokens: special);
+        }
+        catch (Exception ex) when (ex is not (InvalidDataException or NotSupportedException))
+        {
+            throw new InvalidDataException($"{source}: Microsoft.ML.Tokenizers rejected the SentencePiece model ({ex.GetType().Name}: {ex.Message})", ex);
+        }
+    }
+
+    /// <summary>Where the vocabulary came from, for error messages.</summary>
+    public string Source { get; }
+    /// <inheritdoc/>
+    public int VocabSize { get; }
+    /// <inheritdoc/>
+    public int? BosId { get; }
+    /// <inheritdoc/>
+    public IReadOnlyList<int> EosIds { get; }
+    /// <inheritdoc/>
+    public bool AddBos { get; }
+
+    /// <summary>The type of piece <paramref name="id"/>.</summary>
+    public PieceType TypeOf(int id)
+    {
+        CheckId(id);
+        return _types[id];
+    }
+
+    /// <inheritdoc/>
+    public int[] Encode(string text, bool addSpecialTokens = true)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        bool bos = addSpecialTokens && AddBos;
+        if (text.Length == 0) return bos ? [BosId!.Value] : [];
+        IReadOnlyList<int> ids = _sp.EncodeToIds(text, addBeginningOfSentence: false, addEndOfSentence: false, considerPreTokenization: true, considerNormalization: true);
+        return SpecialTokenIds.WithBos(ids, bos ? BosId : null);
+    }
+
+    /// <inheritdoc/>
+    public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false)
+    {
+        var bytes = new List<byte>(ids.Length * 4);
+        bool first = true;
+        foreach (int id in ids)
+        {
+            CheckId(id);
+            if (skipSpecialTokens && IsSpecialType(_types[id])) continue;
+            byte[] tokenBytes = _tokenBytes[id];
+            // The dummy prefix the encoder added comes back as a leading space on the first piece; drop it (as HF's Strip decoder does).
+            if (first && _addDummyPrefix && _types[id] == PieceType.Normal && tokenBytes.Length > 0 && tokenBytes[0] == (byte)' ')
+                bytes.AddRange(tokenBytes.AsSpan(1));
+            else
+                bytes.AddRange(tokenBytes);
+            first = false;
+        }
+        return Encoding.UTF8.GetString(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(bytes));
+    }
+
+    /// <inheritdoc/>
+    public byte[] TokenBytes(int id)
+    {
+        CheckId(id);
+        return (byte[])_tokenBytes[id].Clone();
+    }
+
+    private static bool IsSpecialType(PieceType type) => type is PieceType.Control or PieceType.Unknown or PieceType.Unused;
+
+    private void CheckId(int id)
+    {
+        if ((uint)id >= (uint)VocabSize)
+            throw new ArgumentOutOfRangeException(nameof(id), id, $"token id {id} is outside the vocabulary [0, {VocabSize}) of {Source}");
+    }
+
+    private static byte[] PieceBytes(SentencePieceModelProto.Piece piece)
+    {
+        string text = piece.Text;
+        if (piece.Type == PieceType.Byte && text.Length == 6 && text.StartsWith("<0x", StringComparison.Ordinal) && text[5] == '>'
+            && byte.TryParse(text.AsSpan(3, 2), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out byte b))
+            return [b];
+        return Encoding.UTF8.GetBytes(piece.Type is PieceType.Normal or PieceType.UserDefined ? text.Replace(Meta, ' ') : text);
+    }
+
+    // ---- construction from the three sources ----
+
+    /// <summary>Loads a SentencePiece tokenizer.model (protobuf).</summary>
+    internal static SentencePieceBpeTokenizer FromModelFile(string path, Func<Func<string, int?>, SpecialTokenIds>? resolve)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"tokenizer file not found: {path}", path);
+        byte[] bytes = File.ReadAllBytes(path);
+        SentencePieceModelProto proto = SentencePieceModelProto.Read(bytes, path);
+        var ids = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < proto.Pieces.Count; i++) ids.TryAdd(proto.Pieces[i].Text, i);
+        SpecialTokenIds? special = resolve?.Invoke(name => ids.TryGetValue(name, out int id) ? id : null);
+        if (special?.Bos is int bos) proto.BosId = bos;
+        return new SentencePieceBpeTokenizer(path, bytes, proto, special?.Eos ?? [], special?.AddBos ?? true);
+    }
+
+    /// <summary>Builds from GGUF "llama" vocabulary arrays (token_type uses the same numbering as SentencePiece).</summary>
+    internal static SentencePieceBpeTokenizer FromPieces(
+        string source, IReadOnlyList<string> tokens, IReadOnlyList<float> scores, IReadOnlyList<int> types,
+        int unkId, int bosId, int eosId, IReadOnlyList<int> eosIds, bool addBos, bool addDummyPrefix)
+    {
+        var proto = new SentencePieceModelProto { UnkId = unkId, BosId = bosId, EosId = eosId, AddDummyPrefix = addDummyPrefix };
+        for (int i = 0; i < tokens.Count; i++)
+        {
+            var type = (PieceType)types[i];
+            if (!Enum.IsDefined(type)) throw new InvalidDataException($"{source}: token {i} (\"{tokens[i]}\") has unknown token type {types[i]}");
+            proto.Pieces.Add(new SentencePieceModelProto.Piece(tokens[i], scores[i], type));
+            if (type == PieceType.Byte) proto.ByteFallback = true;
+        }
+        return new SentencePieceBpeTokenizer(source, proto.Write(), proto, eosIds, addBos);
+    }
+
+    /// <summary>
+    /// Converts a Llama-2-style tokenizer.json (BPE with byte_fallback, "▁" for spaces) into a SentencePiece model.
+    /// A merged piece scores minus the rank of the first merge producing it, so SentencePiece's highest-score-first
+    /// merging follows the merge list; this is exact for files converted from SentencePiece (as Llama 2's was).
+    /// </summary>
+    internal static SentencePieceBpeTokenizer FromHuggingFaceBpe(
+        string path, IReadOnlyDictionary<string, int> vocab, IReadOnlyList<(string Left, string Right)> merges,
+        IReadOnlyList<AddedToken> added, JsonElement normalizer, JsonElement preTokenizer, SpecialTokenIds ids)
+    {
+        int vocabSize = Math.Max(vocab.Count == 0 ? 0 : vocab.Values.Max() + 1, added.Count == 0 ? 0 : added.Max(a => a.Id) + 1);
+        var text = new string?[vocabSize];
+        foreach (var (token, id) in vocab) text[id] = token;
+        foreach (AddedToken a in added) text[a.Id] = a.Content;
+        for (int i = 0; i < vocabSize; i++)
+        {
+            if (text[i] is null) throw new InvalidDataException($"{path}: id {i} has no token; a SentencePiece vocabulary must be dense");
+        }
+
+        var scores = new float[vocabSize];
+        Array.Fill(scores, float.NaN);
+        for (int rank = 0; rank < merges.Count; rank++)
+        {
+            var (left, right) = merges[rank];
+            foreach (string part in new[] { left, right, left + right })
+            {
+                if (!vocab.ContainsKey(part))
+                    throw new InvalidDataException($"{path}: merge {rank} (\"{left}\" + \"{right}\") refers to \"{part}\", which is not in the vocabulary");
+            }
+            int merged = vocab[left + right];
+            if (float.IsNaN(scores[merged])) scores[merged] = -rank;
+        }
+
+        var specialIds = new HashSet<int>(added.Where(a => a.Special).Select(a => a.Id));
+        var userIds = new HashSet<int>(added.Where(a => !a.Special).Select(a => a.Id));
+        int unkId = -1;
+        var proto = new SentencePieceModelProto();
+        for (int id = 0; id < vocabSize; id++)
+        {
+            string piece = text[id]!;
+            PieceType type = piece.Length == 6 && piece.StartsWith("<0x", StringComparison.Ordinal) && piece[5] == '>' ? PieceType.Byte
+                : piece == "<unk>" ? PieceType.Unknown
+                : specialIds.Contains(id) ? PieceType.Control
+                : userIds.Contains(id) ? PieceType.UserDefined
+                : PieceType.Normal;
+            if (type == PieceType.Unknown && unkId < 0) unkId = id;
+            if (type == PieceType.Byte) proto.ByteFallback = true;
+            // Pieces no merge produces (single chars) get scores below every merge, in id order.
+            float score = float.IsNaN(scores[id]) ? -(merges.Count + id) : scores[id];
+            proto.Pieces.Add(new SentencePieceModelProto.Piece(piece, score, type));
+        }
+        proto.UnkId = unkId < 0 ? 0 : unkId;
+        proto.BosId = ids.Bos ?? -1;
+        proto.EosId = ids.Eos.Count > 0 ? ids.Eos[0] : -1;
+        proto.AddDummyPrefix = HasDummyPrefix(normalizer, preTokenizer);
+        return new SentencePieceBpeTokenizer(path, proto.Write(), proto, ids.Eos, ids.AddBos);
+    }
+
+    private static bool HasDummyPrefix(JsonElement normalizer, JsonElement preTokenizer)
+    {
+        foreach (JsonElement n in HuggingFaceTokenizerJson.Flatten(normalizer, "normalizers"))
+        {
+            if (HuggingFaceTokenizerJson.TypeOf(n) == "Prepend") return true;
+        }
+        foreach (JsonElement p in HuggingFaceTokenizerJson.Flatten(preTokenizer, "pretokenizers"))
+        {
+            if (HuggingFaceTokenizerJson.TypeOf(p) != "Metaspace") continue;
+            if (p.TryGetProperty("prepend_scheme", out JsonElement scheme) && scheme.ValueKind == JsonValueKind.String) return scheme.GetString() != "never";
+            if (p.TryGetProperty("add_prefix_space", out JsonElement aps)) return aps.ValueKind == JsonValueKind.True;
+            return true;
+        }
+        return false;
+    }
+}

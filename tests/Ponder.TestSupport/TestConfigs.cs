@@ -1,0 +1,68 @@
+using Ponder.Models;
+
+namespace Ponder.TestSupport;
+
+/// <summary>
+/// Small model configurations for tests, each exercising one variant. Row lengths are multiples of 32 so every
+/// 2-D weight can be stored as Q8_0.
+/// </summary>
+public static class TestConfigs
+{
+    /// <summary>GQA (4 query heads over 2 KV heads), tied embeddings, 2 layers.</summary>
+    public static ModelConfig Tiny { get; } = new()
+    {
+        Vocab = 256, DModel = 64, NLayers = 2, NHeads = 4, NKvHeads = 2, HeadDim = 16, DFf = 96,
+        TiedEmbeddings = true, MaxPositions = 256, BosTokenId = 1, EosTokenIds = [2],
+    };
+
+    /// <summary>Untied LM head, one KV head (MQA), and headDim (32) wider than dModel / nHeads (16).</summary>
+    public static ModelConfig TinyUntied { get; } = new()
+    {
+        Vocab = 320, DModel = 64, NLayers = 3, NHeads = 4, NKvHeads = 1, HeadDim = 32, DFf = 128,
+        TiedEmbeddings = false, MaxPositions = 256, RopeTheta = 500000, RmsNormEps = 1e-6f,
+    };
+
+    /// <summary>Qwen2: biases on Q, K and V; tied embeddings.</summary>
+    public static ModelConfig TinyQwen2Bias { get; } = new()
+    {
+        Architecture = Architecture.Qwen2, QkvBias = true,
+        Vocab = 256, DModel = 64, NLayers = 2, NHeads = 4, NKvHeads = 2, HeadDim = 16, DFf = 96,
+        TiedEmbeddings = true, MaxPositions = 256, RopeTheta = 1000000, RmsNormEps = 1e-6f, EosTokenIds = [3, 4],
+    };
+
+    /// <summary>A value head (<c>score.weight</c>, one label) as a PRM has.</summary>
+    public static ModelConfig TinyValueHead { get; } = new()
+    {
+        Head = HeadKind.Value, NumLabels = 1,
+        Vocab = 256, DModel = 64, NLayers = 2, NHeads = 4, NKvHeads = 2, HeadDim = 16, DFf = 96, MaxPositions = 256,
+    };
+
+    /// <summary>Multi-head attention: nHeads == nKvHeads.</summary>
+    public static ModelConfig TinyMha { get; } = new()
+    {
+        Vocab = 288, DModel = 64, NLayers = 2, NHeads = 4, NKvHeads = 4, HeadDim = 16, DFf = 96,
+        TiedEmbeddings = false, MaxPositions = 256,
+    };
+
+    /// <summary>
+    /// Llama 3.1 rope scaling with an original context of 32, so that with headDim 16 the rotary pairs fall in all
+    /// three bands: pair 0 (wavelength 6.3) high, pair 1 (19.9) smoothed, pairs 2+ (62.8 and up) divided by the factor.
+    /// </summary>
+    public static ModelConfig TinyLlama3Rope { get; } = new()
+    {
+        Vocab = 256, DModel = 64, NLayers = 2, NHeads = 4, NKvHeads = 2, HeadDim = 16, DFf = 96,
+        TiedEmbeddings = true, MaxPositions = 256, RopeTheta = 10000,
+        RopeScaling = new Llama3RopeScaling(Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 32),
+    };
+
+    /// <summary>Every config above, by name (for theories).</summary>
+    public static IReadOnlyDictionary<string, ModelConfig> All { get; } = new Dictionary<string, ModelConfig>
+    {
+        [nameof(Tiny)] = Tiny,
+        [nameof(TinyUntied)] = TinyUntied,
+        [nameof(TinyQwen2Bias)] = TinyQwen2Bias,
+        [nameof(TinyValueHead)] = TinyValueHead,
+        [nameof(TinyMha)] = TinyMha,
+        [nameof(TinyLlama3Rope)] = TinyLlama3Rope,
+    };
+}

@@ -1,0 +1,97 @@
+using Ponder.Backends.Cpu;
+using Ponder.Backends.Cpu.Gemm;
+using Ponder.Tensors;
+
+namespace Ponder.Tests.Gemm;
+
+/// <summary>
+/// CpuWeight (y[n, rows] = x[n, cols] · Wᵀ with W pre-packed) against the float64 reference, for every micro-kernel ISA:
+/// token counts for decode (1), batched decode and prefill, ragged weight shapes, y poisoned with NaN and longer than
+/// n * rows so both forgotten and stray writes fail.
+/// </summary>
+public sealed class CpuWeightTests
+{
+    public static TheoryData<string> Isas() => new(Enum.GetNames<GemmIsa>());
+
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void RaggedShapes_MatchReference(string isaName)
+    {
+        var isa = Enum.Parse<GemmIsa>(isaName);
+        foreach (var (rows, cols) in new[] { (1, 1), (15, 17), (16, 16), (17, 33), (33, 257), (257, 31), (40, 600) })
+            foreach (int n in new[] { 0, 1, 2, 7, 16, 17, 64 })
+                Check(isa, rows, cols, n, seed: rows * 1000 + cols + n);
+    }
+
+    [Fact]
+    public void LargeShapes_MatchReference()
+    {
+        // Prefill crosses the MC and KC blocks; 2100 outputs cross NC; n = 1 with many columns streams one long panel.
+        Check(GemmShape.Best.Isa, 70, 300, 257, seed: 1);
+        Check(GemmShape.Best.Isa, 2100, 20, 33, seed: 2);
+        Check(GemmShape.Best.Isa, 100, 3000, 1, seed: 3);
+    }
+
+    [Theory]
+    [InlineData("F16")]
+    [InlineData("BF16")]
+    [InlineData("Q8_0")]
+    public void TypedWeights_MatchReferenceOnTheirDecodedValues(string typeName)
+    {
+        // The reference multiplies the f32 values DTypes.ToF32 decodes, so only the GEMM's own rounding is tolerated.
+        var type = Enum.Parse<DType>(typeName);
+        foreach (var isa in Enum.GetValues<GemmIsa>())
+            foreach (var (rows, cols) in new[] { (17, 32), (15, 64), (33, 288) })
+                foreach (int n in new[] { 1, 5, 64 })
+                {
+                    var raw = DTypes.FromF32(type, GemmReference.Random(rows * cols, rows + cols + n));
+                    var w = new float[rows * cols];
+                    DTypes.ToF32(type, raw, w);
+                    var weight = CpuWeight.Create(GemmShape.For(isa), raw, type, rows, cols);
+                    Assert.Equal(type, weight.Type);
+                    Check(weight, w, n, seed: n, $"{isa} {type}");
+                }
+    }
+
+    [Fact]
+    public void BytesCoverThePackedWeight_AndBadSizesThrow()
+    {
+        var w = CpuWeight.Create(new float[17 * 5], 17, 5);
+        Assert.Equal((17, 5), (w.Rows, w.Cols));
+        int nr = GemmShape.Best.NR;
+        Assert.Equal((17 + nr - 1) / nr * nr * 5 * 4L, w.Bytes);
+        var e = Assert.Throws<ArgumentException>(() => CpuWeight.Create(new float[10], 3, 4));
+        Assert.Contains("weight has 10 values, expected 3 x 4", e.Message);
+        e = Assert.Throws<ArgumentException>(() => w.Multiply(new float[9], 2, new float[34]));
+        Assert.Contains("x has 9 values, expected at least 2 x 5", e.Message);
+        e = Assert.Throws<ArgumentException>(() => w.Multiply(new float[10], 2, new float[33]));
+        Assert.Contains("y has 33 values, expected at least 2 x 17", e.Message);
+
+        int padded = (3 + nr - 1) / nr * nr;
+        Assert.Equal(padded * 64 + padded * 2 * 4L, CpuWeight.Create(new byte[3 * 2 * 34], DType.Q8_0, 3, 64).Bytes);
+        Assert.Equal(padded * 64 * 2L, CpuWeight.Create(new byte[3 * 64 * 2], DType.F16, 3, 64).Bytes);
+        e = Assert.Throws<ArgumentException>(() => CpuWeight.Create(new byte[100], DType.Q8_0, 3, 33));
+        Assert.Contains("Q8_0 weight has 33 columns, not a multiple of the 32-value block", e.Message);
+        e = Assert.Throws<ArgumentException>(() => CpuWeight.Create(new byte[100], DType.F16, 3, 32));
+        Assert.Contains("F16 weight has 100 bytes, expected 192 for 3 x 32", e.Message);
+    }
+
+    static void Check(GemmIsa isa, int rows, int cols, int n, int seed)
+    {
+        var w = GemmReference.Random(rows * cols, seed);
+        Check(CpuWeight.Create(GemmShape.For(isa), w, rows, cols), w, n, seed + 1, isa.ToString());
+    }
+
+    /// <summary>Multiplies n random tokens by <paramref name="weight"/>, whose f32 values are <paramref name="w"/>.</summary>
+    static void Check(CpuWeight weight, float[] w, int n, int seed, string what)
+    {
+        int rows = weight.Rows, cols = weight.Cols;
+        var x = GemmReference.Random(Math.Max(n * cols, 1), seed);
+        var y = new float[n * rows + 5];
+        Array.Fill(y, float.NaN);
+        var before = (float[])y.Clone();
+        weight.Multiply(x.AsSpan(0, n * cols), n, y);
+        var (expected, bound) = GemmReference.Compute(false, true, n, rows, cols, 1f, x, cols, w, cols, 0f, y, rows);
+        GemmReference.AssertClose($"{what} rows={rows} cols={cols} n={n}", expected, bound, y, before, n, rows, rows);
+    }
+}
