@@ -3,6 +3,7 @@ using System.Text;
 using Ponder.Models.Gguf;
 using Ponder.Models.Safetensors;
 using Ponder.Tensors;
+using Ponder.Tokenization;
 
 namespace Ponder.Training;
 
@@ -16,7 +17,9 @@ public static class ModelExport
         var (parameters, state) = Checkpoint.Load(result.CheckpointPath);
         var tensors = parameters.Tensors;
         SafetensorsWriter.WriteFolder(dir, parameters.Config, tensors, DType.F32);
-        GgufWriter.Write(Path.Combine(dir, "model.gguf"), parameters.Config, tensors, DType.F32);
+        string tokenizerJson = Path.Combine(dir, "tokenizer.json");
+        TokenizerFiles.WriteByteLevel(tokenizerJson, ByteTokenizer.Specials.OrderBy(kv => kv.Value).Select(kv => kv.Key).ToList());
+        GgufWriter.Write(Path.Combine(dir, "model.gguf"), parameters.Config, tensors, DType.F32, TokenizerFiles.ToGgufMetadata(tokenizerJson));
         foreach (string f in new[] { "loss.csv", "loss.png", "test.jsonl", "validation.jsonl", "pass_at_1.json" })
         {
             string src = Path.Combine(config.OutputDir, f);
@@ -41,7 +44,7 @@ public static class ModelExport
         sb.AppendLine(inv, $"Byte-level vocabulary of {m.Vocab}: ids 0..255 bytes, 256 `<|bos|>`, 257 `<|eos|>`, 258 `<|pad|>`.");
         sb.AppendLine(inv, $"Parameters: {m.TotalParameters:N0} total, {m.NonEmbeddingParameters:N0} non-embedding.");
         sb.AppendLine();
-        sb.AppendLine("Files: `config.json` + `model.safetensors` (f32), `model.gguf` (f32, `no_vocab`: feed token ids), `loss.csv`, `loss.png`,");
+        sb.AppendLine("Files: `config.json` + `model.safetensors` (f32), `model.gguf` (f32, with the byte-level tokenizer as GGUF \"gpt2\" metadata), `tokenizer.json`, `loss.csv`, `loss.png`,");
         sb.AppendLine("`test.jsonl` / `validation.jsonl` (the fixed splits), `pass_at_1.json` (per-question pass@1).");
         sb.AppendLine();
         sb.AppendLine("## Training");
