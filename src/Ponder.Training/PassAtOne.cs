@@ -15,7 +15,7 @@ public static class PassAtOne
     public static PassAtOneReport Measure(TrainableLlama model, ITask task, IReadOnlyList<string> questions, float temperature, int samples, ulong seed, int maxLength, int chunk = 256)
     {
         if (temperature <= 0) samples = 1;
-        var sampler = new Sampler(model);
+        var sampler = new TrainingSampler(model);
         var rng = DeterministicRandom.ForStream(seed, 0xE7A1);
         var perQuestion = new double[questions.Count];
         var work = new List<int>();

@@ -23,7 +23,12 @@ public static class PolicyTrainer
     public static PolicyTrainingResult Run(TrainingConfig config, IProgress<TrainingProgress>? progress, CancellationToken ct, bool evaluate = true)
     {
         Directory.CreateDirectory(config.OutputDir);
-        File.WriteAllText(Path.Combine(config.OutputDir, "config.json"), config.ToJson());
+        string ckpt = Path.Combine(config.OutputDir, CheckpointFile);
+        string configPath = Path.Combine(config.OutputDir, "config.json");
+        // A checkpoint only resumes the run that made it: same data, schedule and shapes.
+        if (File.Exists(ckpt) && File.Exists(configPath) && File.ReadAllText(configPath) != config.ToJson())
+            throw new InvalidDataException($"{ckpt} was made with a different training config ({configPath}); use another outputDir or delete that folder");
+        File.WriteAllText(configPath, config.ToJson());
         var task = new ArithmeticChainTask();
         progress?.Report(new TrainingProgress("data", 0, config.Steps, double.NaN, 0, TimeSpan.Zero, TimeSpan.Zero));
         var train = ArithmeticChainSplits.Train(config.Seed, config.TrainQuestions, config.LevelPower);
@@ -35,7 +40,6 @@ public static class PolicyTrainer
         var trainData = new SftData(train.Select(p => SftExample.FromText(task.Prompt(p.Question), p.Solution)), config.BlockSize, config.Seed);
         var valData = new SftData(validation.Select(p => SftExample.FromText(task.Prompt(p.Question), p.Solution)), config.BlockSize, config.Seed);
 
-        string ckpt = Path.Combine(config.OutputDir, CheckpointFile);
         ParameterSet parameters;
         TrainingState state;
         if (File.Exists(ckpt))

@@ -9,7 +9,7 @@ namespace Ponder.Training;
 /// pass@1 during training (the engine's own generation lives in Ponder). All sequences advance one position per
 /// step: a sequence still inside its prompt is fed the prompt's next token, otherwise its last sample.
 /// </summary>
-public sealed class Sampler(TrainableLlama model)
+public sealed class TrainingSampler(TrainableLlama model)
 {
     readonly ModelConfig config = model.Parameters.Config;
 
