@@ -2,14 +2,10 @@ using BenchmarkDotNet.Attributes;
 using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Jobs;
 using BenchmarkDotNet.Toolchains.InProcess.Emit;
-using LLama;
-using LLama.Common;
-using LLama.Native;
 using Ponder.Backends;
 using Ponder.Backends.Cpu;
 using Ponder.Cache;
 using Ponder.Models;
-using Ponder.Models.Gguf;
 using Ponder.Tensors;
 
 namespace Ponder.Bench;
@@ -40,15 +36,13 @@ public class ForwardBench
     BatchLayout _batch = null!;
     Sequence? _sequence;
     float[] _logits = [];
-    LLamaWeights _llamaWeights = null!;
-    LLamaContext _llama = null!;
+    LlamaCpp _llama = null!;
 
     [GlobalSetup]
     public void Setup()
     {
         var config = RandomModels.Preset("smollm2-135m");
-        _path = Path.Combine(Path.GetTempPath(), "ponder-bench-smollm2-135m-f32.gguf");
-        if (!File.Exists(_path)) GgufWriter.Write(_path, config, RandomModels.Create(config, 1), DType.F32);
+        _path = LlamaCpp.SmolLm2Gguf(Enum.Parse<DType>(Environment.GetEnvironmentVariable("PONDER_BENCH_DTYPE") ?? "F32"));
         var rng = new Sampling.Rng(7);
         _tokens = Enumerable.Range(0, PromptTokens + DecodeTokens).Select(_ => rng.NextInt(config.Vocab)).ToArray();
 
@@ -58,19 +52,14 @@ public class ForwardBench
         _batch = new BatchLayout(_pool.BlockSize);
         _logits = new float[config.Vocab];
 
-        var p = new ModelParams(_path)
-        {
-            ContextSize = 1024, BatchSize = 512, UBatchSize = 512, Threads = 2, BatchThreads = 2, GpuLayerCount = 0,
-        };
-        _llamaWeights = LLamaWeights.LoadFromFile(p);
-        _llama = _llamaWeights.CreateContext(p);
+        _llama = new LlamaCpp(_path, contextSize: 1024);
     }
 
     [GlobalCleanup]
     public void Cleanup()
     {
         _sequence?.Dispose();
-        _llama.Dispose(); _llamaWeights.Dispose();
+        _llama.Dispose();
         _pool.Dispose(); _model.Dispose(); _backend.Dispose();
     }
 
@@ -85,19 +74,13 @@ public class ForwardBench
         _sequence.MarkComputed(_sequence.Length);
     }
 
-    void LlamaRun(ReadOnlySpan<int> tokens, int start)
-    {
-        var batch = new LLamaBatch();
-        for (int i = 0; i < tokens.Length; i++) batch.Add((LLamaToken)tokens[i], start + i, LLamaSeqId.Zero, i == tokens.Length - 1);
-        var r = _llama.NativeHandle.Decode(batch);
-        if (r != DecodeResult.Ok) throw new InvalidOperationException($"llama.cpp decode failed: {r}");
-    }
+    void LlamaRun(ReadOnlySpan<int> tokens, int start) => _llama.Run(tokens, start);
 
     [IterationSetup(Targets = [nameof(PonderPrefill)])]
     public void FreshPonder() { _sequence?.Dispose(); _sequence = new Sequence(_pool); }
 
     [IterationSetup(Targets = [nameof(LlamaPrefill)])]
-    public void FreshLlama() => _llama.NativeHandle.MemoryClear();
+    public void FreshLlama() => _llama.Clear();
 
     [IterationSetup(Targets = [nameof(PonderDecode)])]
     public void PonderDecodeSetup() { FreshPonder(); PonderRun(_tokens.AsSpan(0, DecodePrompt)); }

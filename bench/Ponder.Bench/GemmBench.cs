@@ -9,6 +9,7 @@ using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
 using Ponder.Backends.Cpu;
 using Ponder.Backends.Cpu.Gemm;
+using Ponder.Tensors;
 
 namespace Ponder.Bench;
 
@@ -28,28 +29,43 @@ public class GemmWeightBench
     [Params(1, 64, 256)]
     public int Tokens { get; set; }
 
-    CpuWeight _w = null!;
-    float[] _x = null!, _y = null!;
+    WeightCase _case = null!;
 
     [GlobalSetup]
-    public void Setup()
-    {
-        var (rows, cols) = GemmWork.ParseWeight(Weight);
-        _w = CpuWeight.Create(GemmWork.Random((long)rows * cols, 1), rows, cols);
-        _x = GemmWork.Random((long)Tokens * cols, 2);
-        _y = new float[Tokens * rows];
-    }
+    public void Setup() => _case = new WeightCase(Weight, DType.F32, Tokens);
 
     [Benchmark]
-    public void Multiply() => _w.Multiply(_x, Tokens, _y);
+    public void Multiply() => _case.Run();
+}
+
+/// <summary>CpuWeight kept as F16 or Q8_0 (converted per panel during the multiply): decode and prefill.</summary>
+[Config(typeof(GemmBenchConfig))]
+public class GemmTypedWeightBench
+{
+    [Params("1536x576", "49152x576")]
+    public string Weight { get; set; } = "1536x576";
+
+    [Params(DType.F16, DType.Q8_0)]
+    public DType Type { get; set; }
+
+    [Params(1, 256)]
+    public int Tokens { get; set; }
+
+    WeightCase _case = null!;
+
+    [GlobalSetup]
+    public void Setup() => _case = new WeightCase(Weight, Type, Tokens);
+
+    [Benchmark]
+    public void Multiply() => _case.Run();
 }
 
 /// <summary>Sgemm (the trainer's backward) at a typical shape, all four transposes.</summary>
 [Config(typeof(GemmBenchConfig))]
 public class GemmSgemmBench
 {
-    /// <summary>m x n x k.</summary>
-    [Params("1024x576x576", "576x576x1024")]
+    /// <summary>m x n x k: an activation gradient (tokens x dModel x dModel) and a weight gradient (k = 4096 tokens).</summary>
+    [Params("1024x576x576", "576x1536x4096")]
     public string Shape { get; set; } = "1024x576x576";
 
     [Params("NN", "NT", "TN", "TT")]
@@ -120,7 +136,7 @@ public class GemmCeilingBench
 
     internal static int Lanes => Vector512.IsHardwareAccelerated ? 16 : Vector256.IsHardwareAccelerated ? 8 : 4;
 
-    sealed class FmaPart : IParallelPart
+    internal sealed class FmaPart : IParallelPart
     {
         public float Sink;
 
@@ -187,6 +203,126 @@ public class GemmCeilingBench
     }
 }
 
+/// <summary>
+/// A load-independent companion to the BenchmarkDotNet suites: one thread's GFLOP per CPU-second at the compute-bound
+/// shapes, divided by the FMA peak per CPU-second measured the same way. On a shared machine wall-clock rates move with
+/// other people's builds; CPU time charges only this process, so the ratio shows the kernels' own efficiency
+/// (cache sharing with the neighbours still shows). Decode is memory bound, so it is reported instead as wall-clock GB/s
+/// against the read-bandwidth probe, interleaved round by round so that both see the same load (best of 5 each).
+/// Run: dotnet run -c Release --project bench/Ponder.Bench -- --gemm-cputime
+/// </summary>
+internal static class GemmCpuTime
+{
+    public static void Run()
+    {
+        int saved = Sgemm.MaxThreads;
+        Sgemm.MaxThreads = 1;
+        try
+        {
+            var fma = new GemmCeilingBench.FmaPart();
+            double peak = Best(() => fma.Execute(0, 1), GemmCeilingBench.FmaTrips * GemmCeilingBench.FmaChains * 2.0 * GemmCeilingBench.Lanes);
+            Console.WriteLine($"FMA peak, one thread: {peak:F1} GFLOP per CPU-second ({GemmShape.Best.Isa} kernel)");
+            Console.WriteLine("| case | GFLOP per CPU-s | of FMA peak |");
+            Console.WriteLine("|---|---|---|");
+            foreach (string weight in new[] { "576x576", "1536x576", "576x1536", "49152x576" })
+                foreach (int tokens in new[] { 64, 256 })
+                {
+                    var (rows, cols) = GemmWork.ParseWeight(weight);
+                    var c = new WeightCase(weight, DType.F32, tokens);
+                    Report($"CpuWeight {weight} tokens={tokens}", Best(c.Run, 2.0 * tokens * rows * cols), peak);
+                }
+            // Trainer shapes: a square activation gradient, a small batch (packing weighs most), a vocabulary-sized n.
+            foreach (var (m, n, k) in new[] { (1024, 576, 576), (64, 576, 576), (4096, 300, 576) })
+            {
+                var a = GemmWork.Random(m * k, 1);
+                var b = GemmWork.Random(k * n, 2);
+                var y = new float[m * n];
+                foreach (string t in new[] { "NN", "NT", "TN", "TT" })
+                {
+                    bool ta = t[0] == 'T', tb = t[1] == 'T';
+                    Report($"Sgemm {m}x{n}x{k} {t}", Best(() => Sgemm.Multiply(ta, tb, m, n, k, 1f, a, ta ? m : k, b, tb ? k : n, 0f, y, n), 2.0 * m * n * k), peak);
+                }
+            }
+        }
+        finally
+        {
+            Sgemm.MaxThreads = saved;
+        }
+        Decode();
+    }
+
+    /// <summary>n = 1 against the 49152 x 576 head (113 MiB in f32, far beyond L3) on all threads, vs. the read probe.</summary>
+    static void Decode()
+    {
+        var ceiling = new GemmCeilingBench();
+        ceiling.Setup();
+        var cases = new[] { DType.F32, DType.F16, DType.Q8_0 }.Select(t => (Type: t, Case: new WeightCase("49152x576", t, 1))).ToArray();
+        double read = 0;
+        var best = new double[cases.Length];
+        for (int round = 0; round < 5; round++)
+        {
+            read = Math.Max(read, GemmCeilingBench.ReadFloats * 4.0 / WallSeconds(() => ceiling.ReadBandwidth()) / 1e9);
+            for (int i = 0; i < cases.Length; i++)
+                best[i] = Math.Max(best[i], DTypes.ByteSize(cases[i].Type, 49152L * 576) / WallSeconds(cases[i].Case.Run) / 1e9);
+        }
+        Console.WriteLine($"read bandwidth, {GemmCeilingBench.Threads} threads: {read:F1} GB/s");
+        Console.WriteLine("| decode n=1, 49152x576 | GB/s of its own format | of read bandwidth |");
+        Console.WriteLine("|---|---|---|");
+        for (int i = 0; i < cases.Length; i++) Console.WriteLine($"| {cases[i].Type} | {best[i]:F1} | {best[i] / read:P0} |");
+    }
+
+    static double WallSeconds(Action f)
+    {
+        f();
+        var wall = System.Diagnostics.Stopwatch.StartNew();
+        int calls = 0;
+        while (wall.ElapsedMilliseconds < 300) { f(); calls++; }
+        return wall.Elapsed.TotalSeconds / calls;
+    }
+
+    static void Report(string name, double rate, double peak) =>
+        Console.WriteLine($"| {name} | {rate:F1} | {rate / peak:P0} |");
+
+    /// <summary>Best of 5 rounds of GFLOP per CPU-second, each round at least 200 ms.</summary>
+    static double Best(Action f, double flops)
+    {
+        var process = System.Diagnostics.Process.GetCurrentProcess();
+        for (int i = 0; i < 3; i++) f();
+        double best = 0;
+        for (int round = 0; round < 5; round++)
+        {
+            process.Refresh();
+            var cpu0 = process.TotalProcessorTime;
+            var wall = System.Diagnostics.Stopwatch.StartNew();
+            int calls = 0;
+            while (wall.ElapsedMilliseconds < 200) { f(); calls++; }
+            process.Refresh();
+            best = Math.Max(best, flops * calls / (process.TotalProcessorTime - cpu0).TotalSeconds / 1e9);
+        }
+        return best;
+    }
+}
+
+/// <summary>A random weight ("rows x cols") of the given type and a random batch of tokens to multiply by it.</summary>
+internal sealed class WeightCase
+{
+    readonly CpuWeight _w;
+    readonly float[] _x, _y;
+    readonly int _tokens;
+
+    public WeightCase(string weight, DType type, int tokens)
+    {
+        var (rows, cols) = GemmWork.ParseWeight(weight);
+        var values = GemmWork.Random((long)rows * cols, 1);
+        _w = type == DType.F32 ? CpuWeight.Create(values, rows, cols) : CpuWeight.Create(DTypes.FromF32(type, values), type, rows, cols);
+        _x = GemmWork.Random((long)tokens * cols, 2);
+        _y = new float[tokens * rows];
+        _tokens = tokens;
+    }
+
+    public void Run() => _w.Multiply(_x, _tokens, _y);
+}
+
 /// <summary>FLOPs and bytes of each benchmark case, and the shape parsing the suites share.</summary>
 internal static class GemmWork
 {
@@ -222,6 +358,13 @@ internal static class GemmWork
             int tokens = (int)Param(c, nameof(GemmWeightBench.Tokens))!;
             // The packed weight is read once per call; x and y are small next to it.
             return (2.0 * tokens * rows * cols, 4.0 * rows * cols);
+        }
+        if (type == typeof(GemmTypedWeightBench))
+        {
+            var (rows, cols) = ParseWeight((string)Param(c, nameof(GemmTypedWeightBench.Weight))!);
+            int tokens = (int)Param(c, nameof(GemmTypedWeightBench.Tokens))!;
+            var dtype = (DType)Param(c, nameof(GemmTypedWeightBench.Type))!;
+            return (2.0 * tokens * rows * cols, DTypes.ByteSize(dtype, (long)rows * cols));
         }
         if (type == typeof(GemmSgemmBench))
         {

@@ -19,8 +19,9 @@ namespace Ponder.Bench;
 /// <item><see cref="DecodeStep"/>: one batched decode forward over N beams (N tokens, each reading its own blocks)
 /// on a SmolLM2-135M-shaped random model; aggregate tok/s = N / mean.</item>
 /// </list>
-/// TODO(llama.cpp side by side): the GGUF writer has landed (see ForwardBench): write the same random model as GGUF and
-/// decode N sequences in one LLamaSharp batch after <c>MemorySequenceCopy</c> of the shared prompt, in the same run.
+/// <item><see cref="LlamaDecodeStep"/>: llama.cpp on the same model (same GGUF the Ponder side loads), N sequences
+/// sharing the prompt through <c>MemorySequenceCopy</c> in its unified cache, one token each in one batch. The Ratio
+/// column is Ponder's time over llama.cpp's (below 1 = Ponder faster).</item>
 /// </summary>
 [Config(typeof(ShortInProcess))]
 public class KvCacheBench
@@ -35,10 +36,7 @@ public class KvCacheBench
     const int PromptTokens = 128, Rounds = 8, Width = 4, BlockSize = 16;
 
     /// <summary>SmolLM2-135M's shape (dModel 576, 30 layers, 9 heads, 3 KV heads, dFf 1536, vocab 49152, tied).</summary>
-    public static ModelConfig SmolLm2Shape => new()
-    {
-        Vocab = 49152, DModel = 576, NLayers = 30, NHeads = 9, NKvHeads = 3, HeadDim = 64, DFf = 1536, MaxPositions = 2048, TiedEmbeddings = true,
-    };
+    public static ModelConfig SmolLm2Shape => RandomModels.Preset("smollm2-135m");
 
     /// <summary>Beams in the search.</summary>
     [Params(16, 64)]
@@ -50,6 +48,8 @@ public class KvCacheBench
     readonly List<Sequence> _beams = [];
     readonly SequenceBatch _batch = new(BlockSize);
     float[] _logits = [];
+    int[] _promptTokens = [];
+    LlamaCpp? _llama;
 
     /// <summary>Prints the memory comparison, builds the random model and computes the shared prompt.</summary>
     [GlobalSetup]
@@ -64,10 +64,13 @@ public class KvCacheBench
         Console.WriteLine($"//   no sharing (own copies): peak {copied.PeakBlocks * mib:F1} MiB ({copied.PeakBlocks} blocks), tokens computed {copied.TokensComputed}, block copies at forks {copied.BlockCopies}");
         Console.WriteLine($"//   memory saved by sharing: {100.0 * (copied.PeakBlocks - shared.PeakBlocks) / copied.PeakBlocks:F1}%, tokens computed saved: {100.0 * (copied.TokensComputed - shared.TokensComputed) / copied.TokensComputed:F1}%");
 
-        _model = new Transformer(new CpuBackend(), new HostTensorSource(SmolLm2Shape, RandomModels.Create(SmolLm2Shape, 1)));
+        string gguf = LlamaCpp.SmolLm2Gguf();
+        using (var source = ModelFiles.Open(gguf)) _model = new Transformer(new CpuBackend(), source);
+        _llama = new LlamaCpp(gguf, contextSize: PromptTokens + 4 * N + 64, sequences: N);
         _pool = new BlockPool(_model.Backend, layout, (PromptTokens / BlockSize + 4) * N + 16);
         _prompt = new Sequence(_pool);
-        _prompt.Append([.. Enumerable.Range(0, PromptTokens).Select(i => (i * 7919) % SmolLm2Shape.Vocab)]);
+        _promptTokens = [.. Enumerable.Range(0, PromptTokens).Select(i => (i * 7919) % SmolLm2Shape.Vocab)];
+        _prompt.Append(_promptTokens);
         _batch.Clear();
         _batch.Add(_prompt);
         _logits = new float[N * SmolLm2Shape.Vocab];
@@ -80,7 +83,7 @@ public class KvCacheBench
     }
 
     /// <summary>Fresh beams forked from the prompt, each with one pending token.</summary>
-    [IterationSetup]
+    [IterationSetup(Target = nameof(DecodeStep))]
     public void ForkBeams()
     {
         foreach (var b in _beams) b.Dispose();
@@ -92,6 +95,19 @@ public class KvCacheBench
             _beams.Add(beam);
         }
     }
+
+    /// <summary>llama.cpp: the prompt decoded once in sequence 0 and shared with the other N - 1.</summary>
+    [IterationSetup(Target = nameof(LlamaDecodeStep))]
+    public void LlamaShareprompt()
+    {
+        _llama!.Clear();
+        _llama.Run(_promptTokens, 0);
+        _llama.CopyPrompt(N, PromptTokens);
+    }
+
+    /// <summary>llama.cpp: one decode token for each of the N sequences, in one batch.</summary>
+    [Benchmark(Baseline = true)]
+    public void LlamaDecodeStep() => _llama!.DecodeStep(N, PromptTokens, s => (s * 31 + 7) % SmolLm2Shape.Vocab);
 
     /// <summary>One decode token for each of the N beams, batched into one forward.</summary>
     [Benchmark]
@@ -111,6 +127,7 @@ public class KvCacheBench
         _prompt?.Dispose();
         _pool?.Dispose();
         _model?.Dispose();
+        _llama?.Dispose();
     }
 
     /// <summary>Peak blocks held, tokens whose K/V were computed, and blocks copied, for one beam search.</summary>

@@ -15,6 +15,7 @@ public static class PonderCli
             PerplexityCommand.Create(),
             DemoCommand.Create(),
             ProfileCommand.Create(),
+            TrainCommand.Create(),
         };
         return root.Parse(args).InvokeAsync();
     }

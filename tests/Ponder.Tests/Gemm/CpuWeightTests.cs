@@ -18,7 +18,7 @@ public sealed class CpuWeightTests
     public void RaggedShapes_MatchReference(string isaName)
     {
         var isa = Enum.Parse<GemmIsa>(isaName);
-        foreach (var (rows, cols) in new[] { (1, 1), (15, 17), (16, 16), (17, 33), (33, 257), (257, 31), (40, 600) })
+        foreach (var (rows, cols) in new[] { (1, 1), (15, 17), (16, 16), (17, 33), (33, 257), (257, 31), (40, 700) })
             foreach (int n in new[] { 0, 1, 2, 7, 16, 17, 64 })
                 Check(isa, rows, cols, n, seed: rows * 1000 + cols + n);
     }
@@ -41,7 +41,7 @@ public sealed class CpuWeightTests
         // The reference multiplies the f32 values DTypes.ToF32 decodes, so only the GEMM's own rounding is tolerated.
         var type = Enum.Parse<DType>(typeName);
         foreach (var isa in Enum.GetValues<GemmIsa>())
-            foreach (var (rows, cols) in new[] { (17, 32), (15, 64), (33, 288) })
+            foreach (var (rows, cols) in new[] { (17, 32), (15, 64), (33, 704) })
                 foreach (int n in new[] { 1, 5, 64 })
                 {
                     var raw = DTypes.FromF32(type, GemmReference.Random(rows * cols, rows + cols + n));
@@ -51,6 +51,37 @@ public sealed class CpuWeightTests
                     Assert.Equal(type, weight.Type);
                     Check(weight, w, n, seed: n, $"{isa} {type}");
                 }
+    }
+
+    [Fact]
+    public void F16EdgeValues_DecodeExactly_AndNaNPropagates()
+    {
+        // Subnormals, signed zeros and the largest finite half go through the fused in-register conversion of decode;
+        // a weight holding a NaN takes the exact conversion path, and the NaN must reach its output row only.
+        Half[] edge = [(Half)0f, (Half)(-0f), Half.Epsilon, -Half.Epsilon, (Half)6.1e-5f, (Half)(-3e-6f), Half.MaxValue, Half.MinValue];
+        foreach (bool withNaN in new[] { false, true })
+            foreach (var isa in Enum.GetValues<GemmIsa>())
+            {
+                const int rows = 20, cols = 64;
+                var values = new float[rows * cols];
+                for (int i = 0; i < values.Length; i++) values[i] = (float)edge[i % edge.Length] * (i % 3 == 0 ? 1e-4f : 1f);
+                var raw = DTypes.FromF32(DType.F16, values);
+                if (withNaN) BitConverter.TryWriteBytes(raw.AsSpan(2 * (3 * cols + 5)), BitConverter.HalfToUInt16Bits(Half.NaN));
+                var w = new float[rows * cols];
+                DTypes.ToF32(DType.F16, raw, w);
+                var weight = CpuWeight.Create(GemmShape.For(isa), raw, DType.F16, rows, cols);
+                var x = GemmReference.Random(cols, 7);
+                var y = new float[rows];
+                weight.Multiply(x, 1, y);
+                for (int r = 0; r < rows; r++)
+                {
+                    if (withNaN && r == 3) { Assert.True(float.IsNaN(y[r]), $"{isa}: row 3 holds a NaN weight, got {y[r]}"); continue; }
+                    double expected = 0, abs = 0;
+                    for (int p = 0; p < cols; p++) { expected += (double)x[p] * w[r * cols + p]; abs += Math.Abs((double)x[p] * w[r * cols + p]); }
+                    Assert.True(Math.Abs(y[r] - expected) <= 4 * Math.Sqrt(cols + 2) * GemmReference.Eps32 * abs + 1e-30,
+                        $"{isa} nan={withNaN} row {r}: expected {expected:R}, actual {y[r]:R}");
+                }
+            }
     }
 
     [Fact]

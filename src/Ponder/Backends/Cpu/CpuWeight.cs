@@ -18,10 +18,12 @@ public sealed unsafe class CpuWeight
     readonly byte[] _values; // pinned; (ceil(rows / NR), cols, NR) elements of Type, padding rows zero
     readonly float[]? _scales; // pinned; Q8_0 only: (ceil(rows / NR), cols / 32, NR)
     readonly GemmShape _shape;
+    readonly bool _fuseRow; // decode converts in registers (WeightPanels.CanFuseRow)
 
     CpuWeight(byte[] values, float[]? scales, DType type, GemmShape shape, int rows, int cols)
     {
         _values = values; _scales = scales; Type = type; _shape = shape; Rows = rows; Cols = cols;
+        _fuseRow = WeightPanels.CanFuseRow(type, shape, type == DType.F16 && WeightPanels.HasF16Specials(MemoryMarshal.Cast<byte, ushort>(values)));
     }
 
     /// <summary>Output features (rows of W).</summary>
@@ -115,6 +117,6 @@ public sealed unsafe class CpuWeight
         if (Cols == 0) { y[..(n * Rows)].Clear(); return; }
         fixed (float* px = x, py = y, ps = _scales)
         fixed (byte* pw = _values)
-            GemmDriver.Run(_shape, Sgemm.MaxThreads, n, Rows, Cols, 1f, px, Cols, false, null, 0, true, 0f, py, Rows, pw, Type, ps);
+            GemmDriver.Run(_shape, Sgemm.MaxThreads, n, Rows, Cols, 1f, px, Cols, false, null, 0, true, 0f, py, Rows, pw, Type, ps, _fuseRow);
     }
 }

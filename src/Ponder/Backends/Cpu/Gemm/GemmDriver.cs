@@ -7,7 +7,8 @@ namespace Ponder.Backends.Cpu.Gemm;
 /// The blocked GEMM: C[m, n] = alpha * op(A) · op(B) + beta * C, split across threads, then blocked for the caches
 /// (Goto / BLIS loop order): columns by NC, depth by KC (pack B block), rows by MC (pack A block), then NR x MR tiles.
 /// op(B) is either packed per block from (B, ldb, transB) or read from a whole pre-packed weight (see <see cref="WeightPanels"/>);
-/// a 16-bit or 8-bit weight is converted to f32 one micro-panel segment at a time, into a buffer that stays in L1.
+/// a 16-bit or 8-bit weight is converted to f32 one micro-panel segment at a time into a small per-thread buffer, or, for
+/// a single token, in registers by the fused row kernels of <see cref="WeightPanels"/>.
 /// Callers validate arguments; this type trusts its pointers.
 /// </summary>
 internal sealed unsafe class GemmDriver : IParallelPart
@@ -25,7 +26,7 @@ internal sealed unsafe class GemmDriver : IParallelPart
     void* _weight;
     DType _weightType;
     nint _lda, _ldb, _ldc;
-    bool _transA, _transB, _splitRows;
+    bool _transA, _transB, _splitRows, _fuseRow;
 
     /// <summary>
     /// Runs the GEMM. <paramref name="weight"/>, when not null, is op(B) as whole micro-panels of k x NR (panel stride k*NR)
@@ -34,12 +35,12 @@ internal sealed unsafe class GemmDriver : IParallelPart
     /// </summary>
     public static void Run(GemmShape shape, int threads, int m, int n, int k, float alpha,
         float* a, nint lda, bool transA, float* b, nint ldb, bool transB, float beta, float* c, nint ldc,
-        void* weight = null, DType weightType = DType.F32, float* scales = null)
+        void* weight = null, DType weightType = DType.F32, float* scales = null, bool fuseRow = false)
     {
         var d = t_driver ??= new GemmDriver();
         d._shape = shape; d._m = m; d._n = n; d._k = k; d._alpha = alpha; d._beta = beta;
         d._a = a; d._lda = lda; d._transA = transA; d._b = b; d._ldb = ldb; d._transB = transB;
-        d._weight = weight; d._weightType = weightType; d._scales = scales;
+        d._weight = weight; d._weightType = weightType; d._scales = scales; d._fuseRow = fuseRow;
         d._c = c; d._ldc = ldc;
 
         int mPanels = (m + shape.MR - 1) / shape.MR, nPanels = (n + shape.NR - 1) / shape.NR;
@@ -96,6 +97,8 @@ internal sealed unsafe class GemmDriver : IParallelPart
         var s = _shape;
         int mr = s.MR, nr = s.NR;
         bool prepacked = _weight != null, convert = prepacked && _weightType != DType.F32;
+        // One token against a 16- or 8-bit weight: convert in registers (WeightPanels.CanFuseRow), no panel buffer.
+        bool fused = convert && _fuseRow && i1 - i0 == 1;
         // The depth blocking must not depend on the number of rows: each depth block's partial sum is added to C,
         // so a different split would round differently, and a token's logits would depend on what else is in its
         // batch. The cache's bitwise-identity tests (fork vs prefix index vs scratch) rely on this.
@@ -135,6 +138,12 @@ internal sealed unsafe class GemmDriver : IParallelPart
                     {
                         int cols = Math.Min(nr, nc - jr);
                         float* bPanel = pb + jr / nr * panelStride;
+                        if (fused)
+                        {
+                            FusedRow((jc + jr) / nr, pc, kc, aBuf, tile);
+                            GemmKernels.Update(_c + ic * _ldc + jc + jr, _ldc, tile, nr, 1, cols, _alpha, beta);
+                            continue;
+                        }
                         if (convert)
                         {
                             WeightPanels.ToF32(_weightType, _weight, _scales, (jc + jr) / nr, _k, pc, kc, nr, panelBuf);
@@ -146,6 +155,23 @@ internal sealed unsafe class GemmDriver : IParallelPart
                                 cTile + ir * _ldc, _ldc, _alpha, beta);
                     }
                 }
+            }
+        }
+    }
+
+    /// <summary>One row of A times rows [k0, k0 + kc) of an F16, BF16 or Q8_0 weight panel, converted in registers, 16 columns at a time.</summary>
+    void FusedRow(int panel, int k0, int kc, float* a, float* tile)
+    {
+        int nr = _shape.NR;
+        nint start = (nint)panel * _k * nr + (nint)k0 * nr;
+        float* scales = _scales + (nint)panel * (_k / DTypes.Q8BlockValues) * nr + (nint)(k0 / DTypes.Q8BlockValues) * nr;
+        for (int j = 0; j < nr; j += 16)
+        {
+            switch (_weightType)
+            {
+                case DType.F16: WeightPanels.Row16<WeightPanels.F16Convert>((ushort*)_weight + start + j, nr, a, _shape.MR, kc, tile + j); break;
+                case DType.BF16: WeightPanels.Row16<WeightPanels.Bf16Convert>((ushort*)_weight + start + j, nr, a, _shape.MR, kc, tile + j); break;
+                default: WeightPanels.RowQ8((sbyte*)_weight + start + j, scales + j, nr, a, _shape.MR, kc, tile + j); break;
             }
         }
     }

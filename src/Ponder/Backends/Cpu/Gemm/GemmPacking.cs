@@ -17,23 +17,30 @@ internal static unsafe class GemmPacking
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackA(float* a, nint lda, bool trans, int i0, int mc, int p0, int kc, int mr, float* dst)
     {
+        if (trans)
+        {
+            // Row p of the stored A holds the block's mc values contiguously: read it once, deal it out to the panels
+            // (panel by panel would revisit each row mc/MR times, at a stride of lda).
+            float* src = a + p0 * lda + i0;
+            for (int p = 0; p < kc; p++, src += lda)
+            {
+                float* d = dst + p * mr;
+                for (int ir = 0; ir < mc; ir += mr, d += (nint)kc * mr)
+                {
+                    int rows = Math.Min(mr, mc - ir);
+                    for (int r = 0; r < rows; r++) d[r] = src[ir + r];
+                }
+            }
+            return;
+        }
         for (int ir = 0; ir < mc; ir += mr, dst += (nint)kc * mr)
         {
             int rows = Math.Min(mr, mc - ir);
-            if (trans)
+            for (int r = 0; r < rows; r++)
             {
-                float* src = a + p0 * lda + i0 + ir;
-                for (int p = 0; p < kc; p++, src += lda)
-                    for (int r = 0; r < rows; r++) dst[p * mr + r] = src[r];
-            }
-            else
-            {
-                for (int r = 0; r < rows; r++)
-                {
-                    float* src = a + (i0 + ir + r) * lda + p0;
-                    float* d = dst + r;
-                    for (int p = 0; p < kc; p++, d += mr) *d = src[p];
-                }
+                float* src = a + (i0 + ir + r) * lda + p0;
+                float* d = dst + r;
+                for (int p = 0; p < kc; p++, d += mr) *d = src[p];
             }
         }
     }
@@ -50,11 +57,17 @@ internal static unsafe class GemmPacking
             int cols = Math.Min(nr, nc - jr);
             if (trans)
             {
-                for (int j = 0; j < cols; j++)
+                // Columns of op(B) are rows of the stored B; chunks of depth keep the strided writes inside L1.
+                const int chunk = 64;
+                for (int pb = 0; pb < kc; pb += chunk)
                 {
-                    float* src = b + (j0 + jr + j) * ldb + p0;
-                    float* d = dst + j;
-                    for (int p = 0; p < kc; p++, d += nr) *d = src[p];
+                    int depth = Math.Min(chunk, kc - pb);
+                    for (int j = 0; j < cols; j++)
+                    {
+                        float* src = b + (j0 + jr + j) * ldb + p0 + pb;
+                        float* d = dst + pb * nr + j;
+                        for (int p = 0; p < depth; p++, d += nr) *d = src[p];
+                    }
                 }
             }
             else

@@ -1,0 +1,99 @@
+using Ponder.Evaluation.Tasks;
+
+namespace Ponder.Training;
+
+/// <summary>One supervised example: [BOS] prompt completion [EOS]; only tokens after the prompt are trained on.</summary>
+public sealed record SftExample(int[] Tokens, int PromptLength)
+{
+    /// <summary>Builds <c>[BOS] prompt completion [EOS]</c> from text.</summary>
+    public static SftExample FromText(string prompt, string completion)
+    {
+        int[] p = ByteTokenizer.Encode(prompt), c = ByteTokenizer.Encode(completion);
+        var tokens = new int[p.Length + c.Length + 2];
+        tokens[0] = ByteTokenizer.Bos;
+        p.CopyTo(tokens, 1);
+        c.CopyTo(tokens, 1 + p.Length);
+        tokens[^1] = ByteTokenizer.Eos;
+        return new SftExample(tokens, 1 + p.Length);
+    }
+}
+
+/// <summary>
+/// Packs examples into (batch, seqLen) rows: examples follow each other in a row (each attends only to itself,
+/// with positions from 0) until the next does not fit; the rest of the row is padding. The order is a fresh
+/// permutation per epoch, a pure function of the seed, so a run resumed at a cursor sees the same batches.
+/// </summary>
+public sealed class SftData
+{
+    readonly IReadOnlyList<SftExample> examples;
+    readonly ulong seed;
+    int[]? permutation;
+    long permutationEpoch = -1;
+
+    /// <summary>Examples that fit in <paramref name="seqLen"/> + 1 tokens; longer ones are dropped (counted in <see cref="Dropped"/>).</summary>
+    public SftData(IEnumerable<SftExample> examples, int seqLen, ulong seed)
+    {
+        var all = examples.ToList();
+        this.examples = all.Where(e => e.Tokens.Length - 1 <= seqLen).ToList();
+        Dropped = all.Count - this.examples.Count;
+        if (this.examples.Count == 0) throw new ArgumentException($"no example fits in {seqLen} positions", nameof(examples));
+        SeqLen = seqLen;
+        this.seed = seed;
+    }
+
+    /// <summary>Examples kept.</summary>
+    public int Count => examples.Count;
+    /// <summary>Examples longer than the context, dropped.</summary>
+    public int Dropped { get; }
+    /// <summary>Positions per row.</summary>
+    public int SeqLen { get; }
+    /// <summary>Tokens of one epoch (as positions fed to the model).</summary>
+    public long TokensPerEpoch => examples.Sum(e => (long)e.Tokens.Length - 1);
+
+    SftExample At(long cursor)
+    {
+        long epoch = cursor / examples.Count;
+        if (epoch != permutationEpoch)
+        {
+            var rng = DeterministicRandom.ForStream(seed, 1_000_000UL + (ulong)epoch);
+            permutation = Enumerable.Range(0, examples.Count).ToArray();
+            for (int i = permutation.Length - 1; i > 0; i--) { int j = rng.Next(0, i + 1); (permutation[i], permutation[j]) = (permutation[j], permutation[i]); }
+            permutationEpoch = epoch;
+        }
+        return examples[permutation![(int)(cursor % examples.Count)]];
+    }
+
+    /// <summary>The batch starting at example <paramref name="cursor"/> (counted over epochs); returns the cursor after it.</summary>
+    public (TrainingBatch Batch, long NextCursor) Next(long cursor, int batch)
+    {
+        int T = SeqLen, n = batch * T;
+        var b = new TrainingBatch(batch, T, new int[n], new int[n], new float[n], new int[n], new int[n]);
+        for (int row = 0; row < batch; row++)
+        {
+            int pos = 0;
+            while (true)
+            {
+                var ex = At(cursor);
+                int len = ex.Tokens.Length - 1;
+                if (pos + len > T) break;
+                int o = row * T + pos;
+                for (int j = 0; j < len; j++)
+                {
+                    b.Tokens[o + j] = ex.Tokens[j];
+                    b.Targets[o + j] = ex.Tokens[j + 1];
+                    b.Mask[o + j] = j + 1 >= ex.PromptLength ? 1f : 0f;
+                    b.Positions[o + j] = j;
+                    b.SegmentStart[o + j] = pos;
+                }
+                pos += len;
+                cursor++;
+            }
+            for (int t = pos; t < T; t++)
+            {
+                int o = row * T + t;
+                b.Tokens[o] = ByteTokenizer.Pad; b.Targets[o] = ByteTokenizer.Pad; b.Mask[o] = 0; b.Positions[o] = 0; b.SegmentStart[o] = t;
+            }
+        }
+        return (b, cursor);
+    }
+}
