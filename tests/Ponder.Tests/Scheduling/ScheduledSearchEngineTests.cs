@@ -204,4 +204,31 @@ public sealed class ScheduledSearchEngineTests
         Assert.Equal(new StepOutcome(1, 0, false), await engine.ScoreAsync([b]));
         Assert.Single(b.StepScores);
     }
+
+    [Fact]
+    public async Task APromptIsReleasedWithItsLastBranchAndItsCachedBlocksServeTheNextStart()
+    {
+        using var rig = new SchedulingRig();
+        using var engine = rig.Engine();
+        var first = await Extended(engine, 2, 1);
+        foreach (var b in first) b.Dispose();
+        Assert.Equal(0, rig.PolicyPool.SequenceCount);          // the prompt root went with its last branch
+        var again = await Extended(engine, 1, 1);
+        // The prompt's two full blocks (8 of 11 tokens) come from the prefix index; the rest and the step are computed.
+        Assert.Equal(P + 2 * StepTokens + (P - 8) + StepTokens, Usage(engine, "policy").TokensComputed);
+        Assert.Equal(8 + P, Usage(engine, "policy").TokensReused);   // the second start of the first pair, then the index hit
+        again[0].Dispose();
+    }
+
+    [Fact]
+    public async Task RecomputationAfterEvictionIsCharged()
+    {
+        using var rig = new SchedulingRig();
+        using var engine = rig.Engine();
+        foreach (var b in await Extended(engine, 1, 1)) b.Dispose();
+        foreach (var index in rig.PolicyPool.Indexes) index.Evict(rig.PolicyPool.BlockCount);
+        foreach (var b in await Extended(engine, 1, 1)) b.Dispose();
+        Assert.Equal(2 * (P + StepTokens), Usage(engine, "policy").TokensComputed);
+        Assert.Equal(2 * rig.Policy.Counter.Chunk(P, 0, 1).Total + 2 * rig.Policy.Counter.Decode(P, StepTokens).Total, Usage(engine, "policy").Flops.Total);
+    }
 }

@@ -22,11 +22,13 @@ sealed class EngineBranch : Branch
     public EngineBranch(ScheduledSearchEngine engine, ScheduledSearchEngine.PromptRoot root)
     {
         Engine = engine; Root = root; _steps = []; _scores = []; _text = ""; Generated = []; StepEnds = [];
+        root.Hold();
     }
 
     EngineBranch(EngineBranch parent)
     {
         Engine = parent.Engine; Root = parent.Root;
+        Root.Hold();
         _steps = [.. parent._steps]; _scores = [.. parent._scores]; _text = parent._text;
         Generated = [.. parent.Generated]; StepEnds = [.. parent.StepEnds];
         IsFinished = parent.IsFinished;
@@ -94,6 +96,7 @@ sealed class EngineBranch : Branch
             IsDisposed = true;
             Policy?.Dispose();
             Prm?.Dispose();
+            Root.Release();
         }
         Engine.RequestInternal.Disown(this);
     }

@@ -106,7 +106,7 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
             if (!_roots.TryGetValue(prompt, out var root))
             {
                 var sequence = _policy.CreateSequence(tokens);
-                root = new PromptRoot(this, tokens, sequence);
+                root = new PromptRoot(this, prompt, tokens, sequence);
                 _request.Own(root);
                 _roots[prompt] = root;
                 if (sequence.ComputedLength > 0) _request.RecordReuse(_policy.Name, sequence.ComputedLength, _policy.Counter.Prefill(sequence.ComputedLength));
@@ -344,9 +344,14 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
     internal ScheduledModel Policy => _policy;
     internal ScheduledModel? Prm => _verifier?.Model;
 
-    /// <summary>A distinct prompt's sequences, prefilled once and forked by every branch started from it.</summary>
-    internal sealed class PromptRoot(ScheduledSearchEngine engine, int[] tokens, Ponder.Cache.Sequence policy) : IDisposable
+    /// <summary>
+    /// A distinct prompt's sequences, prefilled once and forked by every branch started from it; disposed when the
+    /// last such branch is (its full blocks stay in the prefix index, so starting the prompt again recomputes little).
+    /// </summary>
+    internal sealed class PromptRoot(ScheduledSearchEngine engine, string key, int[] tokens, Ponder.Cache.Sequence policy) : IDisposable
     {
+        int _holders;
+
         public int[] Tokens { get; } = tokens;
         public Ponder.Cache.Sequence Policy { get; } = policy;
         public Ponder.Cache.Sequence? Prm { get; set; }
@@ -355,6 +360,18 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
         public Task<WorkResult>? PrmReady { get; set; }
         public int PolicyUses { get; set; }
         public int PrmUses { get; set; }
+
+        /// <summary>A branch started from or forked off this prompt holds it (caller holds SyncRoot).</summary>
+        public void Hold() => _holders++;
+
+        /// <summary>A holding branch was disposed (caller holds SyncRoot); the last one disposes the root.</summary>
+        public void Release()
+        {
+            if (--_holders > 0) return;
+            if (engine._roots.TryGetValue(key, out var current) && current == this) engine._roots.Remove(key);
+            Dispose();
+            engine._request.Disown(this);
+        }
 
         public void Dispose()
         {
