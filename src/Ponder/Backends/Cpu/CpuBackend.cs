@@ -2,6 +2,7 @@ using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Ponder.Backends.Cpu.Attention;
+using Ponder.Tensors;
 
 namespace Ponder.Backends.Cpu;
 
@@ -9,7 +10,7 @@ namespace Ponder.Backends.Cpu;
 /// The CPU backend: SIMD element-wise ops through System.Numerics.Tensors, projections through <see cref="CpuWeight"/>,
 /// paged attention over native KV blocks, parallel across cores inside each op.
 /// </summary>
-public sealed unsafe class CpuBackend : IBackend
+public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
 {
     readonly PagedAttention _attention = new();
 
@@ -44,6 +45,13 @@ public sealed unsafe class CpuBackend : IBackend
     }
 
     public DeviceWeight UploadWeight(ReadOnlySpan<float> data, int rows, int cols) => new CpuDeviceWeight(CpuWeight.Create(data, rows, cols));
+
+    /// <inheritdoc />
+    public bool CanKeep(DType type, int rows, int cols) =>
+        type is DType.F32 or DType.F16 or DType.BF16 || (type == DType.Q8_0 && cols % DTypes.Q8BlockValues == 0);
+
+    /// <inheritdoc />
+    public DeviceWeight UploadWeight(ReadOnlySpan<byte> data, DType type, int rows, int cols) => new CpuDeviceWeight(CpuWeight.Create(data, type, rows, cols));
 
     public KvStorage AllocateKv(KvLayout layout, int blockCount)
     {
