@@ -7,5 +7,12 @@ if (args.Contains("--gemm-cputime"))
     return;
 }
 
+// --perf [rounds] [filter]: issue 8's CPU table, Ponder and llama.cpp in alternating rounds (see PerfBench).
+if (args.Length > 0 && args[0] == "--perf")
+{
+    Ponder.Bench.PerfBench.Run(args[1..]);
+    return;
+}
+
 // Runs the suites chosen on the command line (BenchmarkDotNet's switcher: --filter, --list, ...).
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

@@ -1,6 +1,8 @@
-using System.Buffers;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using Ponder.Backends.Cpu.Attention;
+using Ponder.Tensors;
 
 namespace Ponder.Backends.Cpu;
 
@@ -8,9 +10,9 @@ namespace Ponder.Backends.Cpu;
 /// The CPU backend: SIMD element-wise ops through System.Numerics.Tensors, projections through <see cref="CpuWeight"/>,
 /// paged attention over native KV blocks, parallel across cores inside each op.
 /// </summary>
-public sealed unsafe class CpuBackend : IBackend
+public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
 {
-    readonly ParallelOptions _parallel;
+    readonly PagedAttention _attention = new();
 
     /// <param name="threads">Worker threads per op (default: all cores).</param>
     public CpuBackend(int? threads = null)
@@ -18,7 +20,6 @@ public sealed unsafe class CpuBackend : IBackend
         int t = threads ?? Environment.ProcessorCount;
         ArgumentOutOfRangeException.ThrowIfLessThan(t, 1, nameof(threads));
         Threads = t;
-        _parallel = new ParallelOptions { MaxDegreeOfParallelism = t };
     }
 
     public string Name => "cpu";
@@ -44,6 +45,13 @@ public sealed unsafe class CpuBackend : IBackend
     }
 
     public DeviceWeight UploadWeight(ReadOnlySpan<float> data, int rows, int cols) => new CpuDeviceWeight(CpuWeight.Create(data, rows, cols));
+
+    /// <inheritdoc />
+    public bool CanKeep(DType type, int rows, int cols) =>
+        type is DType.F32 or DType.F16 or DType.BF16 || (type == DType.Q8_0 && cols % DTypes.Q8BlockValues == 0);
+
+    /// <inheritdoc />
+    public DeviceWeight UploadWeight(ReadOnlySpan<byte> data, DType type, int rows, int cols) => new CpuDeviceWeight(CpuWeight.Create(data, type, rows, cols));
 
     public KvStorage AllocateKv(KvLayout layout, int blockCount)
     {
@@ -75,13 +83,21 @@ public sealed unsafe class CpuBackend : IBackend
     {
         var xt = Cast(x); var wt = Cast(weight); var yt = Cast(y);
         int d = xt.Cols;
-        var w = wt.Span;
+        if (wt.Length < d || yt.Cols != d) throw new ArgumentException($"rmsnorm shapes: x [{xt.Rows}, {d}], weight of {wt.Length}, y [{yt.Rows}, {yt.Cols}]");
+        float* w = wt.Pointer;
         for (int i = 0; i < n; i++)
         {
-            var xi = xt.Row(i); var yi = yt.Row(i);
-            float inv = 1f / MathF.Sqrt(TensorPrimitives.Dot(xi, xi) / d + eps);
-            TensorPrimitives.Multiply(xi, inv, yi);
-            TensorPrimitives.Multiply(yi, w, yi);
+            float* xi = xt.Pointer + (long)i * d, yi = yt.Pointer + (long)i * d;
+            var xs = new ReadOnlySpan<float>(xi, d);
+            float inv = 1f / MathF.Sqrt(TensorPrimitives.Dot(xs, xs) / d + eps);
+            // y = (x * inv) * w in one pass (the same two roundings as scaling then weighting).
+            int j = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                var iv = Vector256.Create(inv);
+                for (; j + 8 <= d; j += 8) Vector256.Store(Vector256.Load(xi + j) * iv * Vector256.Load(w + j), yi + j);
+            }
+            for (; j < d; j++) yi[j] = xi[j] * inv * w[j];
         }
         Flops.Add(FlopCategory.Elementwise, OpFlops.RmsNorm(n, d));
     }
@@ -148,72 +164,36 @@ public sealed unsafe class CpuBackend : IBackend
     {
         var qt = Cast(q); var s = CastKv(kv); var ot = Cast(output);
         var layout = s.Layout;
-        int headDim = layout.HeadDim, group = nHeads / layout.NKvHeads;
-        int sequences = batch.SequenceCount;
-        float scale = 1f / MathF.Sqrt(headDim);
-        // One work item per (sequence, query head): each reads only its own sequence's blocks.
-        Parallel.For(0, sequences * nHeads, _parallel, item =>
-        {
-            int seq = item / nHeads, h = item % nHeads;
-            AttendHead(qt, s, ot, batch, layer, seq, h, h / group, scale);
-        });
-        Flops.Add(FlopCategory.Attention, OpFlops.Attention(nHeads, headDim, batch.CausalKeys));
+        if (nHeads % layout.NKvHeads != 0 || qt.Cols < nHeads * layout.HeadDim || ot.Cols < nHeads * layout.HeadDim)
+            throw new ArgumentException($"attention shapes: {nHeads} query heads over {layout.NKvHeads} KV heads of {layout.HeadDim}, q [{qt.Rows}, {qt.Cols}], output [{ot.Rows}, {ot.Cols}]");
+        foreach (int block in batch.BlockIds) CheckBlock(s, block);
+        _attention.Run(qt, s, layer, nHeads, batch, ot, Threads);
+        Flops.Add(FlopCategory.Attention, OpFlops.Attention(nHeads, layout.HeadDim, batch.CausalKeys));
         Flops.Add(FlopCategory.Elementwise, OpFlops.Softmax(nHeads, batch.CausalKeys));
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void AttendHead(CpuTensor q, CpuKvStorage kv, CpuTensor output, BatchLayout batch, int layer, int seq, int h, int kvHead, float scale)
-    {
-        var layout = kv.Layout;
-        int headDim = layout.HeadDim, kvDim = layout.KvDim, bs = layout.BlockSize;
-        var table = batch.BlockTable(seq);
-        int p = batch.ContextLength[seq], count = batch.QueryCount[seq], row0 = batch.QueryStart[seq];
-        float[] scores = ArrayPool<float>.Shared.Rent(p + count);
-        try
-        {
-            for (int i = 0; i < count; i++)
-            {
-                int keys = p + i + 1; // causal: keys 0 .. position
-                var qh = q.Row(row0 + i).Slice(h * headDim, headDim);
-                float max = float.NegativeInfinity;
-                for (int j = 0; j < keys; j++)
-                {
-                    var k = kv.Plane(table[j / bs], layer, 0).Slice((j % bs) * kvDim + kvHead * headDim, headDim);
-                    float sc = TensorPrimitives.Dot(qh, k) * scale;
-                    scores[j] = sc;
-                    if (sc > max) max = sc;
-                }
-                var sc0 = scores.AsSpan(0, keys);
-                TensorPrimitives.Subtract(sc0, max, sc0);
-                TensorPrimitives.Exp(sc0, sc0);
-                float inv = 1f / TensorPrimitives.Sum(sc0);
-                var oh = output.Row(row0 + i).Slice(h * headDim, headDim);
-                oh.Clear();
-                for (int j = 0; j < keys; j++)
-                {
-                    var v = kv.Plane(table[j / bs], layer, 1).Slice((j % bs) * kvDim + kvHead * headDim, headDim);
-                    TensorPrimitives.MultiplyAdd(v, scores[j] * inv, oh, oh);
-                }
-            }
-        }
-        finally { ArrayPool<float>.Shared.Return(scores); }
-    }
-
+    /// <summary>gate = silu(gate) * up, row by row (a row's result never depends on the batch), through a stack buffer.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void SwiGlu(DeviceTensor gate, DeviceTensor up, int n)
     {
-        var g = Cast(gate).RowsSpan(n); var u = Cast(up).RowsSpan(n);
-        // silu(g) * u = g * sigmoid(g) * u
-        float[] tmp = ArrayPool<float>.Shared.Rent(g.Length);
-        try
+        var gt = Cast(gate); var ut = Cast(up);
+        int cols = gt.Cols;
+        const int Chunk = 512;
+        Span<float> sig = stackalloc float[Chunk];
+        for (int i = 0; i < n; i++)
         {
-            var sig = tmp.AsSpan(0, g.Length);
-            TensorPrimitives.Sigmoid(g, sig);
-            TensorPrimitives.Multiply(g, sig, g);
-            TensorPrimitives.Multiply(g, u, g);
+            var g = gt.Row(i); var u = ut.Row(i);
+            for (int c = 0; c < cols; c += Chunk)
+            {
+                int len = Math.Min(Chunk, cols - c);
+                var gc = g.Slice(c, len); var s = sig[..len];
+                // silu(g) * u = g * sigmoid(g) * u
+                TensorPrimitives.Sigmoid(gc, s);
+                TensorPrimitives.Multiply(gc, s, gc);
+                TensorPrimitives.Multiply(gc, u.Slice(c, len), gc);
+            }
         }
-        finally { ArrayPool<float>.Shared.Return(tmp); }
-        Flops.Add(FlopCategory.Elementwise, OpFlops.SwiGlu(n, Cast(gate).Cols));
+        Flops.Add(FlopCategory.Elementwise, OpFlops.SwiGlu(n, cols));
     }
 
     public void Add(DeviceTensor x, DeviceTensor y, int n)

@@ -1,0 +1,280 @@
+using System.Diagnostics;
+using Ponder.Backends;
+using Ponder.Backends.Cpu;
+using Ponder.Backends.Cpu.Gemm;
+using Ponder.Cache;
+using Ponder.Models;
+using Ponder.Models.Gguf;
+using Ponder.Tensors;
+
+namespace Ponder.Bench;
+
+/// <summary>
+/// The CPU performance table of issue 8: every workload run by Ponder and by llama.cpp (LLamaSharp 0.30, same GGUF, 2
+/// threads) in alternating rounds of one process, with the machine's ceilings measured in the same run. On a shared,
+/// loaded machine a round's wall time is mostly other people's work, so each side reports its best round (the least
+/// disturbed) and the CPU time it used per token (this process only), and the ratio divides the best rounds.
+/// Run: <c>./build.sh bench --perf [rounds] [filter]</c> (filter: a substring of the workload names, e.g. "decode").
+/// </summary>
+public static class PerfBench
+{
+    const int Threads = 2;
+
+    /// <summary>One side of a workload: <see cref="Prepare"/> (untimed) then <see cref="Run"/> (timed) processes <see cref="Tokens"/> tokens.</summary>
+    interface ISide
+    {
+        int Tokens { get; }
+        void Prepare();
+        void Run();
+    }
+
+    sealed record Workload(string Name, Func<ISide> Ponder, Func<ISide>? Llama, Func<Ceilings, double> CeilingTokPerS, string CeilingNote);
+
+    /// <summary>FMA peak (GFLOP/s) and read bandwidth (GB/s) on <see cref="Threads"/> worker threads, best of a few tries.</summary>
+    public sealed record Ceilings(double Gflops, double GBps);
+
+    public static void Run(string[] args)
+    {
+        int rounds = args.Length > 0 && int.TryParse(args[0], out int r) ? r : 5;
+        string filter = args.Length > 1 ? args[1] : "";
+        Sgemm.MaxThreads = Threads;
+        var ceilings = MeasureCeilings();
+        Console.WriteLine($"ceilings ({Threads} threads): FMA {ceilings.Gflops:F0} GFLOP/s, read {ceilings.GBps:F1} GB/s; load average {LoadAverage()}");
+
+        var smol = RandomModels.Preset("smollm2-135m");
+        var tiny = RandomModels.Preset("tiny");
+        var rows = new List<string>();
+        foreach (var w in Workloads(smol, tiny))
+        {
+            if (!w.Name.Contains(filter, StringComparison.OrdinalIgnoreCase)) continue;
+            var (ponder, llama) = Measure(w, rounds);
+            double ceiling = w.CeilingTokPerS(ceilings);
+            string ratio = llama is { } l ? $"{ponder.TokPerS / l.TokPerS:F2}x" : "";
+            string row = $"| {w.Name} | {ponder.TokPerS:F1} ({ponder.CpuMsPerToken:F2} CPU-ms/tok) | "
+                + (llama is { } l2 ? $"{l2.TokPerS:F1} ({l2.CpuMsPerToken:F2} CPU-ms/tok)" : "n/a") + $" | {ratio} | {ceiling:F0} ({w.CeilingNote}) | {100 * ponder.TokPerS / ceiling:F0}% |";
+            Console.WriteLine(row);
+            rows.Add(row);
+        }
+        Console.WriteLine();
+        Console.WriteLine($"| workload | Ponder tok/s (best round) | llama.cpp tok/s (best round) | ratio | ceiling tok/s | Ponder of ceiling |");
+        Console.WriteLine("|---|---|---|---|---|---|");
+        foreach (var row in rows) Console.WriteLine(row);
+        Console.WriteLine($"load average at the end: {LoadAverage()}");
+    }
+
+    static IEnumerable<Workload> Workloads(ModelConfig smol, ModelConfig tiny)
+    {
+        const int Prompt = 256, DecodePrompt = 16, Decode = 32, SharedPrompt = 128, Steps = 4;
+        double layerFlops = 2.0 * LayerWeights(smol);           // per token, projections (attention is small at these lengths)
+        double headFlops = 2.0 * smol.Vocab * smol.DModel;
+        foreach (var type in new[] { DType.F32, DType.F16 })
+            yield return new($"prefill-{Prompt} {type}", () => new PonderPrefill(Models.Get(smol, type), Prompt), () => new LlamaPrefill(Models.Llama(smol, type, 1), Prompt),
+                c => c.Gflops * 1e9 / layerFlops, "FMA peak");
+        foreach (var type in new[] { DType.F32, DType.F16, DType.Q8_0 })
+        {
+            double bytes = StreamedBytes(smol, type);
+            yield return new($"decode {type}", () => new PonderDecode(Models.Get(smol, type), DecodePrompt, Decode), () => new LlamaDecode(Models.Llama(smol, type, 1), DecodePrompt, Decode),
+                c => c.GBps * 1e9 / bytes, $"read BW / {bytes / 1e6:F0} MB");
+        }
+        foreach (int n in new[] { 16, 64 })
+            yield return new($"batched decode {n} seqs F32", () => new PonderBatched(Models.Get(smol, DType.F32), n, SharedPrompt, Steps),
+                () => new LlamaBatched(Models.Llama(smol, DType.F32, n), n, SharedPrompt, Steps),
+                c => c.Gflops * 1e9 / (layerFlops + headFlops), "FMA peak");
+        foreach (int n in new[] { 1, 64 })
+            yield return new($"tiny decode {n} seqs F32", () => new PonderBatched(Models.Get(tiny, DType.F32), n, 32, 16),
+                () => new LlamaBatched(Models.Llama(tiny, DType.F32, n), n, 32, 16),
+                c => c.GBps * 1e9 / Math.Max(1, StreamedBytes(tiny, DType.F32) / n), "read BW");
+    }
+
+    static long LayerWeights(ModelConfig c) => (long)c.NLayers * c.DModel * (c.QDim + 2 * c.KvDim + c.QDim + 3 * c.DFf);
+
+    /// <summary>Bytes of weights one decode step reads: every layer's projections and the head, in their format.</summary>
+    static double StreamedBytes(ModelConfig c, DType type) =>
+        DTypes.ByteSize(type, LayerWeights(c) + (long)c.Vocab * c.DModel) * (type == DType.Q8_0 ? 36.0 / 34 : 1); // Ponder keeps f32 Q8_0 scales
+
+    static ((double TokPerS, double CpuMsPerToken) Ponder, (double TokPerS, double CpuMsPerToken)? Llama) Measure(Workload w, int rounds)
+    {
+        var ponder = w.Ponder();
+        var llama = w.Llama?.Invoke();
+        // Warm-up: tier-1 JIT for Ponder, page faults and thread start-up for both.
+        for (int i = 0; i < 2; i++) { ponder.Prepare(); ponder.Run(); llama?.Prepare(); llama?.Run(); }
+        var pBest = double.MaxValue; var lBest = double.MaxValue;
+        var pCpu = new List<double>(); var lCpu = new List<double>();
+        for (int i = 0; i < rounds; i++)
+        {
+            Time(ponder, ref pBest, pCpu);
+            if (llama != null) Time(llama, ref lBest, lCpu);
+        }
+        (llama as IDisposable)?.Dispose();
+        return ((ponder.Tokens / pBest, Median(pCpu) * 1e3 / ponder.Tokens),
+            llama == null ? null : (llama.Tokens / lBest, Median(lCpu) * 1e3 / llama.Tokens));
+    }
+
+    static void Time(ISide side, ref double best, List<double> cpu)
+    {
+        side.Prepare();
+        var proc = Process.GetCurrentProcess();
+        var cpu0 = proc.TotalProcessorTime;
+        long t0 = Stopwatch.GetTimestamp();
+        side.Run();
+        double wall = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        proc.Refresh();
+        cpu.Add((proc.TotalProcessorTime - cpu0).TotalSeconds);
+        best = Math.Min(best, wall);
+    }
+
+    static double Median(List<double> xs) { xs.Sort(); return xs.Count == 0 ? double.NaN : xs[xs.Count / 2]; }
+
+    static string LoadAverage()
+    {
+        try { return File.ReadAllText("/proc/loadavg").Split(' ')[0]; } catch (IOException) { return "?"; }
+    }
+
+    static Ceilings MeasureCeilings()
+    {
+        var bench = new GemmCeilingBench();
+        bench.Setup();
+        double fmaFlops = (double)GemmCeilingBench.FmaTrips * GemmCeilingBench.FmaChains * 2 * GemmCeilingBench.Lanes * GemmCeilingBench.Threads;
+        double gflops = 0, gbps = 0;
+        for (int i = 0; i < 5; i++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            bench.FmaPeak();
+            gflops = Math.Max(gflops, fmaFlops / Stopwatch.GetElapsedTime(t0).TotalSeconds / 1e9);
+            t0 = Stopwatch.GetTimestamp();
+            bench.ReadBandwidth();
+            gbps = Math.Max(gbps, GemmCeilingBench.ReadFloats * 4.0 / Stopwatch.GetElapsedTime(t0).TotalSeconds / 1e9);
+        }
+        return new Ceilings(gflops, gbps);
+    }
+
+    /// <summary>Loaded models and their GGUF files, one per (shape, dtype), kept for the whole run.</summary>
+    static class Models
+    {
+        static readonly Dictionary<(string, DType), (Transformer Model, BlockPool Pool)> s_ponder = [];
+
+        public static string Gguf(ModelConfig config, DType type)
+        {
+            if (config.DModel == 576) return LlamaCpp.SmolLm2Gguf(type);
+            string path = Path.Combine(Path.GetTempPath(), $"ponder-perf-tiny-{type}.gguf".ToLowerInvariant());
+            if (!File.Exists(path)) GgufWriter.Write(path, config, RandomModels.Create(config, 1), type);
+            return path;
+        }
+
+        public static (Transformer Model, BlockPool Pool) Get(ModelConfig config, DType type)
+        {
+            var key = (Gguf(config, type), type);
+            if (!s_ponder.TryGetValue(key, out var m))
+            {
+                var backend = new CpuBackend(Threads);
+                Transformer model;
+                using (var source = ModelFiles.Open(key.Item1)) model = new Transformer(backend, source);
+                m = (model, BlockPool.ForTokens(backend, KvLayout.For(config), 64 * 64 + 2048));
+                s_ponder[key] = m;
+            }
+            return m;
+        }
+
+        public static LlamaCpp Llama(ModelConfig config, DType type, int sequences) => new(Gguf(config, type), contextSize: 4096, sequences: sequences, threads: Threads);
+    }
+
+    static int[] Tokens(int count, int vocab, int seed) { var rng = new Random(seed); return [.. Enumerable.Range(0, count).Select(_ => rng.Next(vocab))]; }
+
+    sealed class PonderPrefill((Transformer Model, BlockPool Pool) m, int prompt) : ISide
+    {
+        readonly int[] _tokens = Tokens(prompt, m.Model.Config.Vocab, 1);
+        readonly float[] _logits = new float[m.Model.Config.HeadRows];
+        readonly BatchLayout _batch = new(m.Pool.BlockSize);
+        Sequence? _seq;
+        public int Tokens => prompt;
+        public void Prepare() { _seq?.Dispose(); _seq = new Sequence(m.Pool); _seq.Append(_tokens); _batch.Clear(); _batch.Add(0, prompt, _seq.BlockTable); }
+        public void Run() => m.Model.Forward(_batch, _tokens, m.Pool.Storage, [prompt - 1], _logits);
+    }
+
+    sealed class PonderDecode((Transformer Model, BlockPool Pool) m, int prompt, int decode) : ISide
+    {
+        readonly int[] _tokens = Tokens(prompt + decode, m.Model.Config.Vocab, 2);
+        readonly float[] _logits = new float[m.Model.Config.HeadRows];
+        readonly BatchLayout _batch = new(m.Pool.BlockSize);
+        Sequence? _seq;
+        public int Tokens => decode;
+        public void Prepare()
+        {
+            _seq?.Dispose(); _seq = new Sequence(m.Pool);
+            Step(_tokens.AsSpan(0, prompt));
+        }
+        public void Run() { for (int i = 0; i < decode; i++) Step(_tokens.AsSpan(prompt + i, 1)); }
+        void Step(ReadOnlySpan<int> tokens)
+        {
+            int p = _seq!.Length;
+            _seq.Append(tokens);
+            _batch.Clear(); _batch.Add(p, tokens.Length, _seq.BlockTable);
+            m.Model.Forward(_batch, tokens, m.Pool.Storage, [tokens.Length - 1], _logits);
+            _seq.MarkComputed(_seq.Length);
+        }
+    }
+
+    /// <summary>N sequences forked from one computed prompt (shared blocks), then <c>steps</c> batched decode steps.</summary>
+    sealed class PonderBatched((Transformer Model, BlockPool Pool) m, int n, int prompt, int steps) : ISide
+    {
+        readonly int _vocab = m.Model.Config.Vocab;
+        readonly List<Sequence> _beams = [];
+        readonly SequenceBatch _batch = new(m.Pool.BlockSize);
+        readonly float[] _logits = new float[n * m.Model.Config.HeadRows];
+        Sequence? _prompt;
+        public int Tokens => n * steps;
+        public void Prepare()
+        {
+            foreach (var b in _beams) b.Dispose();
+            _beams.Clear();
+            if (_prompt == null)
+            {
+                _prompt = new Sequence(m.Pool);
+                _prompt.Append(PerfBench.Tokens(prompt, _vocab, 3));
+                Forward();
+            }
+            for (int i = 0; i < n; i++) { var b = _prompt.Fork(); b.Append((i * 31 + 7) % _vocab); _beams.Add(b); }
+        }
+        public void Run()
+        {
+            for (int s = 0; s < steps; s++)
+            {
+                Forward();
+                if (s + 1 < steps) for (int i = 0; i < n; i++) _beams[i].Append((i * 17 + s * 5 + 3) % _vocab);
+            }
+        }
+        void Forward()
+        {
+            _batch.Clear();
+            if (_beams.Count == 0) _batch.Add(_prompt!); else foreach (var b in _beams) _batch.Add(b);
+            m.Model.Forward(_batch.Layout, _batch.Tokens, m.Pool.Storage, _batch.OutputRows, _logits.AsSpan(0, _batch.OutputRows.Length * m.Model.Config.HeadRows));
+            _batch.MarkComputed();
+        }
+    }
+
+    sealed class LlamaPrefill(LlamaCpp llama, int prompt) : ISide, IDisposable
+    {
+        readonly int[] _tokens = Tokens(prompt, 49152, 1);
+        public int Tokens => prompt;
+        public void Prepare() => llama.Clear();
+        public void Run() => llama.Run(_tokens, 0);
+        public void Dispose() => llama.Dispose();
+    }
+
+    sealed class LlamaDecode(LlamaCpp llama, int prompt, int decode) : ISide, IDisposable
+    {
+        readonly int[] _tokens = Tokens(prompt + decode, 49152, 2);
+        public int Tokens => decode;
+        public void Prepare() { llama.Clear(); llama.Run(_tokens.AsSpan(0, prompt), 0); }
+        public void Run() { for (int i = 0; i < decode; i++) llama.Run(_tokens.AsSpan(prompt + i, 1), prompt + i); }
+        public void Dispose() => llama.Dispose();
+    }
+
+    sealed class LlamaBatched(LlamaCpp llama, int n, int prompt, int steps) : ISide, IDisposable
+    {
+        public int Tokens => n * steps;
+        public void Prepare() { llama.Clear(); llama.Run(PerfBench.Tokens(prompt, 200, 3), 0); llama.CopyPrompt(n, prompt); }
+        public void Run() { for (int s = 0; s < steps; s++) llama.DecodeStep(n, prompt + s, i => (i * 31 + 7 + s) % 200); }
+        public void Dispose() => llama.Dispose();
+    }
+}
