@@ -12,7 +12,7 @@ public sealed record FineTuneConfig
     public string Name { get; init; } = "prm";
     /// <summary>Root of every random stream.</summary>
     public ulong Seed { get; init; } = 1;
-    /// <summary>The policy's training checkpoint (weights initialise the new model; samples come from it).</summary>
+    /// <summary>The policy: a training checkpoint (.bin) or an exported weights folder (weights initialise the new model; samples come from it).</summary>
     public string PolicyCheckpoint { get; init; } = "out/policy-small/checkpoint.bin";
     /// <summary>Seed of the policy's data splits (validation questions are drawn from it).</summary>
     public ulong SplitSeed { get; init; } = 20261128;

@@ -25,15 +25,26 @@ public static class FineTuneLoop
             throw new InvalidDataException($"{checkpointPath} was made with a different config ({configPath}); use another outputDir or delete that folder");
         File.WriteAllText(configPath, c.ToJson());
         if (File.Exists(checkpointPath)) return Checkpoint.Load(checkpointPath);
-        var (policy, _) = Checkpoint.Load(c.PolicyCheckpoint);
+        var policy = LoadPolicy(c.PolicyCheckpoint).Parameters;
         var p = new ParameterSet(shape);
         foreach (var t in p.All)
             if (policy.Contains(t.Name)) policy[t.Name].Data.CopyTo(t.Data, 0);
         return (p, new TrainingState(0, 0, c.Seed));
     }
 
-    /// <summary>The policy's weights as a model (for sampling).</summary>
-    public static TrainableLlama LoadPolicy(string checkpointPath) => new(Checkpoint.Load(checkpointPath).Parameters);
+    /// <summary>The policy as a model (for sampling): a training checkpoint file, or an exported weights folder/file (safetensors or GGUF).</summary>
+    public static TrainableLlama LoadPolicy(string path)
+    {
+        if (File.Exists(path) && path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase)) return new(Checkpoint.Load(path).Parameters);
+        using var source = ModelFiles.Open(path);
+        var p = new ParameterSet(source.Config);
+        foreach (var t in p.All)
+        {
+            if (!source.Tensors.ContainsKey(t.Name)) throw new InvalidDataException($"{path}: missing tensor '{t.Name}'");
+            source.ReadF32(t.Name, t.Data);
+        }
+        return new(p);
+    }
 
     /// <summary>Trains to c.Steps from <paramref name="state"/>, checkpointing to <paramref name="checkpointPath"/> and logging loss.csv.</summary>
     public static FineTuneResult Train(FineTuneConfig c, TrainableLlama model, SftData train, SftData validation, string checkpointPath,

@@ -149,7 +149,7 @@ public static class PrmTrainer
         sb.AppendLine("Files: `config.json` + `model.safetensors` (f32), `model.gguf` (f32), `tokenizer.json`, `loss.csv`, `loss.png`, `prm_eval.json`.");
         sb.AppendLine();
         sb.AppendLine("## Data (scaled down from the paper)");
-        sb.AppendLine(inv, $"- Policy: `{c.PolicyCheckpoint}` (weights/policy-small). Questions: {c.Questions} from the policy's train distribution (level u^{c.LevelPower}), disjoint from validation/test.");
+        sb.AppendLine(inv, $"- Policy: `{c.PolicyCheckpoint}`. Questions: {c.Questions} from the policy's train distribution (level u^{c.LevelPower}), disjoint from validation/test.");
         sb.AppendLine(inv, $"- {c.SamplesPerQuestion} samples per question at T=1 (paper: 16) and {c.Rollouts} rollouts at T=1 per step prefix (paper: 16); identical prefixes share rollouts.");
         sb.AppendLine(inv, $"- {r.LabelledSolutions:N0} labelled solutions (unfinished or answerless samples dropped), {r.Prefixes:N0} step prefixes; mean step label {r.MeanStepLabel:F3}. The last step's label is the solution's grade.");
         sb.AppendLine(inv, $"- Data generation time: {r.DataTime:hh\\:mm\\:ss} (0 when the cached labels were reused).");

@@ -143,4 +143,25 @@ public sealed class PrmTests
         string narrow = RevisionTrainer.FittingPrompt(Task, "1+2", chain, 150, 50);
         Assert.Equal(RevisionPrompt.Format("Q: 1+2\n", chain, 1), narrow);
     }
+
+    [Fact]
+    public void Policy_loads_back_from_its_exported_weights_folder_exactly()
+    {
+        var config = new ModelConfig
+        {
+            Vocab = ByteTokenizer.VocabSize, DModel = 16, NLayers = 1, NHeads = 2, NKvHeads = 1, HeadDim = 8, DFf = 24,
+            MaxPositions = 32, TiedEmbeddings = true, BosTokenId = ByteTokenizer.Bos, EosTokenIds = [ByteTokenizer.Eos],
+        }.Validate("export");
+        var p = new ParameterSet(config);
+        p.Initialize(7);
+        string dir = Path.Combine(Path.GetTempPath(), "ponder-export-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            ModelExport.WriteWeights(dir, p);
+            var back = FineTuneLoop.LoadPolicy(dir).Parameters;
+            Assert.Equal(p.All.Select(t => t.Name), back.All.Select(t => t.Name));
+            foreach (var t in p.All) Assert.Equal(t.Data, back[t.Name].Data);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
 }
