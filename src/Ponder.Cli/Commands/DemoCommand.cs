@@ -1,42 +1,33 @@
 using System.CommandLine;
-using Ponder.Sampling;
-using Spectre.Console;
 
 namespace Ponder.Cli.Commands;
 
-/// <summary><c>ponder demo</c>: the README's main command.</summary>
+/// <summary>
+/// <c>ponder demo</c>: the README's main command. Runs the reduced study (configs/study-demo.json) on the shipped
+/// models and prints the accuracy per strategy, budget and difficulty bin with exact FLOPs, and writes the plots.
+/// </summary>
 public static class DemoCommand
 {
     public static Command Create()
     {
-        var model = new Option<string?>("--model", "-m") { Description = "Model (default: weights/policy-small when present, else random:tiny)" };
-        var cmd = new Command("demo", "Generate answers to a few arithmetic-chain questions") { model };
-        cmd.SetAction((r, ct) => CliCommon.Guard(async () =>
+        var outDir = new Option<string?>("--out", "-o") { Description = "Output folder (default: out/study-demo under the repository)" };
+        var config = new Option<string?>("--config", "-c") { Description = "Study config (default: configs/study-demo.json)" };
+        var threads = CliCommon.ThreadsOption();
+        var cmd = new Command("demo", "Run the reduced study (best-of-N vs beam search vs majority vs compute-optimal) on the shipped models") { outDir, config, threads };
+        cmd.SetAction((r, ct) => CliCommon.Guard(() =>
         {
-            string path = r.GetValue(model) ?? DefaultModel();
-            AnsiConsole.MarkupLine($"[bold]Ponder demo[/]: model [blue]{Markup.Escape(path)}[/]");
-            await using var m = await CliCommon.LoadAsync(path, null, 4096, ct);
-            string[] questions = ["Q: 3+4\n", "Q: 12*3-7\n", "Q: 25+17*2\n", "Q: (8-3)*41+6\n"];
-            foreach (var q in questions)
-            {
-                AnsiConsole.Markup($"[grey]{Markup.Escape(q.TrimEnd())}[/] -> ");
-                var sampling = SamplingOptions.Greedy with { MaxNewTokens = 96, StopStrings = ["\n\n"] };
-                var text = new System.Text.StringBuilder();
-                await foreach (var t in m.GenerateAsync(q, sampling, ct)) text.Append(t.Text);
-                AnsiConsole.WriteLine(text.ToString().Replace("\n", " | ").TrimEnd(' ', '|'));
-            }
-            return 0;
+            string root = RepositoryRoot();
+            string path = r.GetValue(config) ?? Path.Combine("configs", "study-demo.json");
+            return SweepCommand.RunAsync(path, root, r.GetValue(outDir) ?? Path.Combine("out", "study-demo"), r.GetValue(threads), "ponder demo", ct);
         }));
         return cmd;
     }
 
-    static string DefaultModel()
+    /// <summary>The folder holding Engine.sln above the executable (so the demo finds weights/ and configs/ from anywhere), else the working directory.</summary>
+    static string RepositoryRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, "weights", "policy-small");
-            if (File.Exists(Path.Combine(candidate, "config.json"))) return candidate;
-        }
-        return "random:tiny";
+            if (File.Exists(Path.Combine(dir.FullName, "Engine.sln"))) return dir.FullName;
+        return Directory.GetCurrentDirectory();
     }
 }

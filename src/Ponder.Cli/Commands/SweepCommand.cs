@@ -1,0 +1,67 @@
+using System.CommandLine;
+using System.Diagnostics;
+using Ponder.Evaluation.Study;
+using Spectre.Console;
+
+namespace Ponder.Cli.Commands;
+
+/// <summary><c>ponder sweep --config FILE [--out DIR]</c>: runs a study (configs/study-*.json) and writes its report, CSV, JSON and plots.</summary>
+public static class SweepCommand
+{
+    public static Command Create()
+    {
+        var config = new Option<string>("--config", "-c") { Description = "Study config JSON (e.g. configs/study-demo.json)", Required = true };
+        var outDir = new Option<string?>("--out", "-o") { Description = "Output folder (default: out/<study name>)" };
+        var threads = CliCommon.ThreadsOption();
+        var cmd = new Command("sweep", "Run the paper's study: oracle difficulty, strategy x budget sweep, compute-optimal fit, FLOPs-matched comparison")
+        {
+            config, outDir, threads,
+        };
+        cmd.SetAction((r, ct) => CliCommon.Guard(() =>
+            RunAsync(r.GetValue(config)!, Directory.GetCurrentDirectory(), r.GetValue(outDir), r.GetValue(threads), $"ponder sweep --config {r.GetValue(config)}", ct)));
+        return cmd;
+    }
+
+    /// <summary>
+    /// Loads the config and its models, runs the study with progress bars on stderr, writes the outputs and prints the
+    /// key tables. Relative paths in the config resolve against <paramref name="baseDirectory"/>.
+    /// </summary>
+    internal static async Task<int> RunAsync(string configPath, string baseDirectory, string? outDir, int? threads, string command, CancellationToken ct)
+    {
+        var clock = Stopwatch.StartNew();
+        var config = StudyConfig.Load(Path.GetFullPath(configPath, baseDirectory));
+        if (threads is not null) config = config with { Threads = threads };
+        string output = Path.GetFullPath(outDir ?? Path.Combine("out", config.Name), baseDirectory);
+        AnsiConsole.MarkupLine($"[bold]Study[/] [blue]{Markup.Escape(config.Name)}[/]: {config.Questions} questions, K = {config.OracleSamples} oracle samples, budgets {string.Join(", ", config.Budgets)}");
+        void Notice(string text) => AnsiConsole.MarkupLine($"[yellow]notice:[/] {Markup.Escape(text)}");
+        using var models = await StudyModels.LoadAsync(config, baseDirectory, Notice, ct);
+        StudyResult? result = null;
+        await CliCommon.Progress().StartAsync(async ctx =>
+        {
+            var tasks = new Dictionary<string, ProgressTask>();
+            var progress = new Progress<StudyProgress>(p =>
+            {
+                if (!tasks.TryGetValue(p.Phase, out var task)) tasks[p.Phase] = task = ctx.AddTask(p.Phase, maxValue: Math.Max(1, p.Total));
+                task.MaxValue = Math.Max(1, p.Total);
+                task.Value = p.Total == 0 ? 1 : p.Done;
+            });
+            result = await StudyRunner.RunAsync(config, models, baseDirectory, progress, Notice, ct);
+        });
+        var files = StudyReport.Write(result!, output, command);
+        Console.WriteLine();
+        Console.WriteLine("Accuracy per strategy and budget, all questions (mean exact FLOPs per question):");
+        Console.WriteLine(StudyReport.AccuracyTable(result!, null));
+        Console.WriteLine("Oracle difficulty bins:");
+        Console.WriteLine(StudyReport.BinTable(result!));
+        foreach (int b in result!.OracleBins.Values.Distinct().Order())
+        {
+            Console.WriteLine($"Bin {b}:");
+            Console.WriteLine(StudyReport.AccuracyTable(result, b));
+        }
+        Console.WriteLine($"Compute-optimal vs {result.Baseline}:");
+        Console.WriteLine(StudyReport.EfficiencyTable(result));
+        if (result.FlopsMatched.Skipped is not null) AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(result.FlopsMatched.Skipped)}[/]");
+        AnsiConsole.MarkupLine($"Wrote {files.Count} files to [blue]{Markup.Escape(output)}[/] (report.md, records.csv, plots/) in {clock.Elapsed.TotalSeconds:0} s");
+        return 0;
+    }
+}

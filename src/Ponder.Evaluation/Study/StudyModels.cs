@@ -1,0 +1,133 @@
+using System.Security.Cryptography;
+using System.Text.RegularExpressions;
+using Ponder.Backends;
+using Ponder.Backends.Cpu;
+using Ponder.Models;
+using Ponder.Scheduling;
+using Ponder.Search;
+using Ponder.Search.Engine;
+using Ponder.Tokenization;
+
+namespace Ponder.Evaluation.Study;
+
+/// <summary>A model of a study with the identity its cached samples are keyed by.</summary>
+/// <param name="Model">The loaded model.</param>
+/// <param name="Fingerprint">Name and content hash, e.g. "policy-small@3fa2c81b09d1": cached samples of other weights never match.</param>
+/// <param name="PretrainTokens">D_pretrain when known (model card or config), for the FLOPs-matched comparison.</param>
+public sealed record StudyModel(PonderModel Model, string Fingerprint, long? PretrainTokens);
+
+/// <summary>
+/// The models of a study, loaded once: the policy, an optional value-head PRM and an optional larger policy, all on one
+/// backend. Every search runs on the policy's scheduler (so concurrent searches batch their forwards together); the PRM
+/// joins it as a second scheduled model named "prm", with its own pool and prefix index.
+/// </summary>
+public sealed class StudyModels : IDisposable
+{
+    readonly IBackend? _ownedBackend;
+
+    /// <summary>Wraps loaded models (not owned by the caller any more: <see cref="Dispose"/> disposes them).</summary>
+    public StudyModels(StudyModel policy, StudyModel? prm = null, StudyModel? large = null, IBackend? ownedBackend = null)
+    {
+        ArgumentNullException.ThrowIfNull(policy);
+        if (policy.Model.Tokenizer is null) throw new ArgumentException($"policy {policy.Model.Location} has no tokenizer", nameof(policy));
+        if (policy.Model.Config.Head != HeadKind.LanguageModel) throw new ArgumentException($"policy {policy.Model.Location} has a value head; it cannot sample", nameof(policy));
+        if (prm is not null && prm.Model.Config.Head != HeadKind.Value)
+            throw new ArgumentException($"PRM {prm.Model.Location} has a language-model head; the study's verifier needs a value head (score.weight)", nameof(prm));
+        Policy = policy; Prm = prm; Large = large; _ownedBackend = ownedBackend;
+        PrmScheduled = prm is null ? null : new ScheduledModel("prm", prm.Model.Transformer, prm.Model.Pool, prm.Model.PrefixIndex);
+    }
+
+    /// <summary>The policy.</summary>
+    public StudyModel Policy { get; }
+    /// <summary>The PRM, or null.</summary>
+    public StudyModel? Prm { get; }
+    /// <summary>The larger policy, or null.</summary>
+    public StudyModel? Large { get; }
+    /// <summary>The PRM as the policy's scheduler runs it.</summary>
+    public ScheduledModel? PrmScheduled { get; }
+    /// <summary>The policy's tokenizer (the PRM must share it).</summary>
+    public ITokenizer Tokenizer => Policy.Model.Tokenizer!;
+    /// <summary>The scheduler every search runs on.</summary>
+    public StepScheduler Scheduler => Policy.Model.Scheduler;
+
+    /// <summary>A search engine for one run on the policy (and PRM when present) with a generation budget (null = unlimited).</summary>
+    public ScheduledSearchEngine Engine(double? generations, string name, CancellationToken cancellationToken = default) =>
+        new(Scheduler, Policy.Model.Scheduled, Tokenizer, PrmScheduled is null ? null : new ValueHeadVerifier(PrmScheduled),
+            new Budget(new BudgetLimits(Generations: generations)), new SearchEngineOptions { Name = name }, cancellationToken);
+
+    /// <summary>
+    /// Loads the config's models on one CPU backend. A PRM or larger policy whose path does not exist is left out and
+    /// reported through <paramref name="notice"/>.
+    /// </summary>
+    public static async Task<StudyModels> LoadAsync(StudyConfig config, string baseDirectory, Action<string>? notice = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var backend = new CpuBackend(config.Threads);
+        var options = new ModelOptions { Backend = backend, KvCacheTokens = config.KvCacheTokens };
+        var loaded = new List<PonderModel>();
+        try
+        {
+            async Task<StudyModel?> Load(string? path, string role, long? pretrainTokens, bool required)
+            {
+                if (path is null) return null;
+                string full = Path.GetFullPath(path, baseDirectory);
+                if (!File.Exists(full) && !Directory.Exists(full))
+                {
+                    if (required) throw new FileNotFoundException($"study {role} '{full}' does not exist", full);
+                    notice?.Invoke($"{role} '{path}' not found: skipped");
+                    return null;
+                }
+                var model = await PonderModel.LoadAsync(full, options, null, cancellationToken).ConfigureAwait(false);
+                loaded.Add(model);
+                return new StudyModel(model, Fingerprint(full), pretrainTokens ?? PretrainTokensFromCard(full));
+            }
+            var policy = (await Load(config.Policy, "policy", config.PolicyPretrainTokens, required: true).ConfigureAwait(false))!;
+            var prm = await Load(config.Prm, "PRM", null, required: false).ConfigureAwait(false);
+            var large = await Load(config.LargePolicy, "larger policy", config.LargePretrainTokens, required: false).ConfigureAwait(false);
+            return new StudyModels(policy, prm, large, backend);
+        }
+        catch
+        {
+            foreach (var m in loaded) m.Dispose();
+            backend.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>"folder-name@first 12 hex digits of SHA-256 over the weight files" (config.json and *.safetensors, or the GGUF).</summary>
+    public static string Fingerprint(string path)
+    {
+        var files = Directory.Exists(path)
+            ? Directory.GetFiles(path, "*.safetensors").Append(Path.Combine(path, "config.json")).Where(File.Exists).Order(StringComparer.Ordinal).ToList()
+            : [path];
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var f in files)
+        {
+            using var stream = File.OpenRead(f);
+            var buffer = new byte[1 << 20];
+            int n;
+            while ((n = stream.Read(buffer)) > 0) sha.AppendData(buffer, 0, n);
+        }
+        string name = Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(path));
+        return $"{name}@{Convert.ToHexStringLower(sha.GetHashAndReset())[..12]}";
+    }
+
+    /// <summary>D_pretrain from a model card line such as "tokens seen D_pretrain = 4,096,000 positions"; null when absent.</summary>
+    public static long? PretrainTokensFromCard(string modelPath)
+    {
+        string card = Path.Combine(Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(modelPath) ?? ".", "README.md");
+        if (!File.Exists(card)) return null;
+        var m = Regex.Match(File.ReadAllText(card), @"D_pretrain\s*=\s*([\d,]+)");
+        return m.Success && long.TryParse(m.Groups[1].Value.Replace(",", ""), out long tokens) ? tokens : null;
+    }
+
+    /// <summary>Disposes the models and the backend they share.</summary>
+    public void Dispose()
+    {
+        Policy.Model.Dispose();
+        Prm?.Model.Dispose();
+        Large?.Model.Dispose();
+        _ownedBackend?.Dispose();
+    }
+}

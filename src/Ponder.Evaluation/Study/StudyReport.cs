@@ -1,0 +1,212 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Ponder.Evaluation.Reports;
+
+namespace Ponder.Evaluation.Study;
+
+/// <summary>
+/// Writes a study's outputs into a folder: <c>records.csv</c> (sweep rows), <c>records.json</c> (rows with policy/PRM
+/// FLOPs, tokens), <c>difficulty.csv</c>, <c>oracle.json</c>, <c>compute_optimal.json</c>, <c>summary.json</c>,
+/// <c>report.md</c>, and <c>plots/*.png|svg</c> mirroring the paper's figures.
+/// </summary>
+public static class StudyReport
+{
+    /// <summary>The name compute-optimal (cross-validated) carries in tables and plots.</summary>
+    public const string ComputeOptimalName = "compute-optimal (2-fold CV)";
+
+    /// <summary>Writes every output; returns the files written.</summary>
+    public static List<string> Write(StudyResult result, string outDirectory, string? command = null)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        Directory.CreateDirectory(outDirectory);
+        var files = new List<string>();
+        string F(string name) { var p = Path.Combine(outDirectory, name); files.Add(p); return p; }
+
+        var sweep = result.Records.Select(r => r.ToSweepRecord()).ToList();
+        SweepResults.WriteCsv(F("records.csv"), sweep);
+        File.WriteAllText(F("records.json"), JsonSerializer.Serialize(result.Records, Json));
+        File.WriteAllText(F("difficulty.csv"), DifficultyCsv(result));
+        File.WriteAllText(F("compute_optimal.json"), JsonSerializer.Serialize(new { oracle = Cells(result.ComputeOptimal), predicted = Cells(result.ComputeOptimalPredicted) }, Json));
+        File.WriteAllText(F("summary.json"), JsonSerializer.Serialize(Summary(result), Json));
+        File.WriteAllText(F("report.md"), Markdown(result, command));
+
+        string plots = Path.Combine(outDirectory, "plots");
+        files.AddRange(StudyPlots.AccuracyVsBudget(Path.Combine(plots, "accuracy-vs-budget"), $"{result.Config.Name}: accuracy vs generation budget", Series(result, null)));
+        var perBin = result.OracleBins.Values.Distinct().Order().ToDictionary(b => b, b => Series(result, b));
+        files.AddRange(StudyPlots.AccuracyVsBudgetPerBin(plots, "accuracy-vs-budget", result.Config.Name, perBin));
+        var baseCurve = Curves.ByConfiguration(sweep).GetValueOrDefault(result.Baseline);
+        if (baseCurve is not null && result.ComputeOptimal.Count > 0)
+            files.AddRange(StudyPlots.ComputeOptimalVsBestOfN(Path.Combine(plots, "compute-optimal-vs-best-of-n"),
+                [.. baseCurve.Select(p => new CurvePoint(p.Budget, p.Accuracy.Value))], ComputeOptimalFit.OverallCurve(result.ComputeOptimal)));
+        if (result.FlopsMatched.Skipped is null)
+        {
+            files.AddRange(StudyPlots.FlopsMatchedBars(Path.Combine(plots, "flops-matched-paper"), result.FlopsMatched.Paper));
+            files.AddRange(StudyPlots.FlopsMatchedBars(Path.Combine(plots, "flops-matched-exact"), result.FlopsMatched.Exact));
+        }
+        return files;
+    }
+
+    /// <summary>Accuracy series per configuration (plus compute-optimal) over all questions or one oracle bin.</summary>
+    public static Dictionary<string, List<(int Budget, AccuracyEstimate Accuracy)>> Series(StudyResult result, int? bin)
+    {
+        var series = Curves.ByConfiguration(result.Records.Select(r => r.ToSweepRecord()),
+            bin is int b ? q => result.OracleBins.GetValueOrDefault(q) == b : null);
+        var cells = result.ComputeOptimal.Where(c => bin is null || c.Bin == bin).ToList();
+        if (cells.Count > 0)
+            series[ComputeOptimalName] = [.. cells.GroupBy(c => c.Budget).OrderBy(g => g.Key)
+                .Select(g => (g.Key, AccuracyEstimate.Wilson(g.Sum(c => c.CrossValidated.Correct), g.Sum(c => c.CrossValidated.Trials))))];
+        return series;
+    }
+
+    /// <summary>
+    /// Accuracy per configuration (rows) and budget (columns) over all questions or one oracle bin, each cell
+    /// "accuracy% (mean exact FLOPs per question)".
+    /// </summary>
+    public static string AccuracyTable(StudyResult result, int? bin)
+    {
+        var series = Series(result, bin);
+        var budgets = series.Values.SelectMany(s => s.Select(p => p.Budget)).Distinct().Order().ToList();
+        bool InBin(string q) => bin is null || result.OracleBins.GetValueOrDefault(q) == bin;
+        var rows = series.Select(kv =>
+        {
+            var row = new List<string> { kv.Key };
+            foreach (int b in budgets)
+            {
+                var point = kv.Value.Where(p => p.Budget == b).Select(p => p.Accuracy).FirstOrDefault();
+                var runs = result.Records.Where(r => r.Budget == b && InBin(r.QuestionId) && r.Configuration == kv.Key).ToList();
+                string flops = runs.Count == 0 ? "" : " (" + Flops(runs.Average(r => (double)r.Flops)) + ")";
+                row.Add(point is null ? "" : (point.Value * 100).ToString("0.0", CultureInfo.InvariantCulture) + "%" + flops);
+            }
+            return (IReadOnlyList<string>)row;
+        });
+        return MarkdownReport.Table(["strategy", .. budgets.Select(b => b.ToString(CultureInfo.InvariantCulture))], rows);
+    }
+
+    /// <summary>The efficiency table: compute-optimal vs the baseline per budget.</summary>
+    public static string EfficiencyTable(StudyResult result) =>
+        MarkdownReport.Table(["budget", "compute-optimal", result.Baseline, $"{result.Baseline} budget for the same accuracy", "ratio"],
+            result.Efficiency.Select(e => (IReadOnlyList<string>)
+            [
+                e.Budget.ToString(CultureInfo.InvariantCulture), Pct(e.Accuracy), Pct(e.BaselineAccuracy),
+                e.BaselineBudget is double bb ? bb.ToString("0.#", CultureInfo.InvariantCulture) : "not reached",
+                e.Ratio is double r ? r.ToString("0.##", CultureInfo.InvariantCulture) + "x" : "> sweep",
+            ]));
+
+    /// <summary>Difficulty bins: questions, pass@1 range and mean per oracle bin.</summary>
+    public static string BinTable(StudyResult result)
+    {
+        var pass = result.Questions.Zip(result.Oracle).ToDictionary(t => t.First.Id, t => t.Second.PassAt1, StringComparer.Ordinal);
+        return MarkdownReport.Table(["oracle bin", "questions", "pass@1 range", "mean pass@1"],
+            result.OracleBins.GroupBy(kv => kv.Value).OrderBy(g => g.Key).Select(g => (IReadOnlyList<string>)
+            [
+                g.Key.ToString(CultureInfo.InvariantCulture), g.Count().ToString(CultureInfo.InvariantCulture),
+                $"{Pct(g.Min(kv => pass[kv.Key]))} .. {Pct(g.Max(kv => pass[kv.Key]))}", Pct(g.Average(kv => pass[kv.Key])),
+            ]));
+    }
+
+    /// <summary>The whole Markdown report.</summary>
+    public static string Markdown(StudyResult result, string? command = null)
+    {
+        var c = result.Config;
+        var sb = new StringBuilder();
+        sb.Append($"# Study: {c.Name}\n\n");
+        if (command is not null) sb.Append($"Command: `{command}`\n\n");
+        sb.Append($"Models: policy `{result.Models[0]}`, PRM `{result.Models[1]}`, larger policy `{result.Models[2]}`.\n");
+        sb.Append($"Questions: {result.Questions.Count} of `{c.Dataset}` (evenly spaced over lines {c.From}..{(c.To?.ToString(CultureInfo.InvariantCulture) ?? "end")}). ");
+        sb.Append($"Budgets: {string.Join(", ", c.Budgets)} generations; seeds: {string.Join(", ", c.Seeds)}; ");
+        sb.Append($"sampling T = {c.Temperature.ToString(CultureInfo.InvariantCulture)}, steps of at most {c.MaxStepTokens} tokens, {c.MaxRounds} rounds.\n");
+        sb.Append($"Difficulty: oracle pass@1 from K = {c.OracleSamples} samples per question (the paper used 2048), {c.Bins} quantile bins (1 = easiest)");
+        sb.Append(result.PredictedBins.Count > 0 ? "; predicted bins from the mean PRM final score of the same samples.\n\n" : "; no PRM, so no predicted bins.\n\n");
+        foreach (var n in result.Notices) sb.Append($"> {n}\n");
+        if (result.Notices.Count > 0) sb.Append('\n');
+
+        sb.Append("## Accuracy per strategy and budget (all questions)\n\nEach cell: accuracy (mean exact FLOPs per question, policy + PRM, from the scheduler's request report).\n\n");
+        sb.Append(AccuracyTable(result, null)).Append('\n');
+        sb.Append("## Per oracle difficulty bin\n\n").Append(BinTable(result)).Append('\n');
+        foreach (int b in result.OracleBins.Values.Distinct().Order())
+            sb.Append($"### Bin {b}\n\n").Append(AccuracyTable(result, b)).Append('\n');
+
+        sb.Append("## Compute-optimal (oracle bins, 2-fold cross-validation within each bin)\n\n");
+        sb.Append(EfficiencyTable(result)).Append('\n');
+        sb.Append(MarkdownReport.Table(["bin", "budget", "chosen (all questions)", "chosen on fold 1 / fold 0", "held-out accuracy"],
+            result.ComputeOptimal.Select(cell => (IReadOnlyList<string>)
+            [
+                cell.Bin.ToString(CultureInfo.InvariantCulture), cell.Budget.ToString(CultureInfo.InvariantCulture),
+                cell.Final.Params.Length == 0 ? cell.Final.Strategy : $"{cell.Final.Strategy}({cell.Final.Params})",
+                string.Join(" / ", cell.FoldChoices), MarkdownReport.Percent(cell.CrossValidated),
+            ]))).Append('\n');
+        if (result.ComputeOptimalPredicted.Count > 0)
+        {
+            sb.Append("### With predicted bins (mean PRM score, no ground truth)\n\n");
+            sb.Append(MarkdownReport.Table(["budget", "compute-optimal (predicted bins)"],
+                ComputeOptimalFit.OverallCurve(result.ComputeOptimalPredicted).Select(p => (IReadOnlyList<string>)
+                    [p.Budget.ToString(CultureInfo.InvariantCulture), Pct(p.Accuracy)]))).Append('\n');
+        }
+
+        sb.Append("## Cost of estimating difficulty (not part of the budgets above)\n\n");
+        long oraclePolicy = result.Oracle.Sum(o => o.PolicyFlops), oraclePrm = result.Oracle.Sum(o => o.PrmFlops);
+        sb.Append($"- oracle samples (policy): {Flops(oraclePolicy)} in all, {Flops((double)oraclePolicy / Math.Max(1, result.Oracle.Count))} per question\n");
+        sb.Append($"- predicted difficulty (PRM scoring of the same samples): {Flops(oraclePrm)} in all, {Flops((double)oraclePrm / Math.Max(1, result.Oracle.Count))} per question\n");
+        sb.Append($"- {result.OracleComputed} of {result.Oracle.Count} questions' samples were drawn in this run; the rest came from the cache `{c.OracleCache}`\n\n");
+
+        sb.Append("## FLOPs-matched comparison\n\n");
+        var fm = result.FlopsMatched;
+        if (fm.Skipped is not null) sb.Append(fm.Skipped).Append(".\n\n");
+        else
+        {
+            sb.Append($"Larger policy / policy non-embedding parameters M = {fm.SizeRatio:0.##}; greedy answer: {Flops(fm.SmallGreedyFlops)} (policy) vs {Flops(fm.LargeGreedyFlops)} (larger).\n");
+            sb.Append("Small policy = compute-optimal (cross-validated) at the matched budget.\n\n");
+            sb.Append("### Paper's approximation (budget = M + 3(M-1)/R generations)\n\n").Append(MarkdownReport.FlopsMatchedTable(fm.Paper)).Append('\n');
+            sb.Append("### Exact FLOP counts (budget in exact FLOPs / greedy FLOPs of the policy)\n\n").Append(MarkdownReport.FlopsMatchedTable(fm.Exact)).Append('\n');
+        }
+
+        sb.Append("## Wall time\n\n");
+        foreach (var (phase, t) in result.WallTimes) sb.Append($"- {phase}: {t.TotalSeconds:0.0} s\n");
+        return sb.ToString();
+    }
+
+    // Entries carry a computed Spec that only parses the paper's family names (not "best-of-n-majority"): written field by field.
+    static IEnumerable<object> Cells(IEnumerable<ComputeOptimalCell> cells) => cells.Select(c => new
+    {
+        bin = c.Bin, budget = c.Budget, strategy = c.Final.Strategy, @params = c.Final.Params, selectedAccuracy = c.Final.Accuracy,
+        foldChoices = c.FoldChoices, heldOut = c.CrossValidated,
+    });
+
+    static object Summary(StudyResult r) => new
+    {
+        name = r.Config.Name,
+        models = r.Models,
+        questions = r.Questions.Count,
+        oracleSamples = r.Config.OracleSamples,
+        runs = r.Records.Count,
+        baseline = r.Baseline,
+        efficiency = r.Efficiency,
+        notices = r.Notices,
+        wallSeconds = r.WallTimes.ToDictionary(kv => kv.Key, kv => Math.Round(kv.Value.TotalSeconds, 1)),
+        flopsMatched = r.FlopsMatched,
+    };
+
+    static string DifficultyCsv(StudyResult r)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder("question_id,question,reference,pass_at_1,mean_prm_score,oracle_bin,predicted_bin,policy_flops,prm_flops\n");
+        foreach (var (q, o) in r.Questions.Zip(r.Oracle))
+            sb.Append(inv, $"{q.Id},{q.Question},{q.Reference},{o.PassAt1.ToString("R", inv)},{(double.IsNaN(o.MeanScore) ? "" : o.MeanScore.ToString("R", inv))},")
+              .Append(inv, $"{r.OracleBins[q.Id]},{(r.PredictedBins.TryGetValue(q.Id, out int pb) ? pb.ToString(inv) : "")},{o.PolicyFlops},{o.PrmFlops}\n");
+        return sb.ToString();
+    }
+
+    /// <summary>"12.3 MF" / "4.56 GF".</summary>
+    public static string Flops(double flops) => flops switch
+    {
+        >= 1e12 => (flops / 1e12).ToString("0.##", CultureInfo.InvariantCulture) + " TF",
+        >= 1e9 => (flops / 1e9).ToString("0.##", CultureInfo.InvariantCulture) + " GF",
+        >= 1e6 => (flops / 1e6).ToString("0.#", CultureInfo.InvariantCulture) + " MF",
+        _ => flops.ToString("0", CultureInfo.InvariantCulture) + " F",
+    };
+
+    static string Pct(double v) => (v * 100).ToString("0.0", CultureInfo.InvariantCulture) + "%";
+
+    static readonly JsonSerializerOptions Json = new() { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+}

@@ -1,0 +1,208 @@
+using System.CommandLine;
+using Ponder.Backends.Cpu;
+using Ponder.Cli.Commands;
+using Ponder.Evaluation;
+using Ponder.Evaluation.Study;
+using Ponder.Evaluation.Tasks;
+using Ponder.Models;
+using Ponder.Models.Safetensors;
+using Ponder.Search;
+using Ponder.Tokenization;
+
+namespace Ponder.Training.Tests.Study;
+
+/// <summary>
+/// The study runner on a tiny random policy and a random value-head PRM: exact FLOPs per run agree with the backend's own
+/// ledger, bins cover every question, the oracle sample cache is reused without a forward, config errors name their
+/// field, and <c>ponder sweep</c> writes its files.
+/// </summary>
+public sealed class StudyTests : IDisposable
+{
+    static readonly ModelConfig PolicyConfig = new()
+    {
+        Vocab = 259, DModel = 32, NLayers = 2, NHeads = 4, NKvHeads = 2, HeadDim = 8, DFf = 48, MaxPositions = 128,
+        TiedEmbeddings = true, EosTokenIds = [257],
+    };
+
+    static readonly ModelConfig PrmConfig = PolicyConfig with { Head = HeadKind.Value, NumLabels = 1, DModel = 24, NHeads = 3, NKvHeads = 1, DFf = 40 };
+
+    readonly string _dir = Directory.CreateTempSubdirectory("ponder-study-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    StudyConfig Config() => new()
+    {
+        Name = "tiny-study",
+        Policy = "(in memory)",
+        Dataset = WriteDataset(),
+        Questions = 5,
+        OracleSamples = 3,
+        OracleCache = Path.Combine(_dir, "cache", "oracle.jsonl"),
+        Strategies =
+        [
+            new StudyStrategy("best-of-n", [""], AnswerSelection.Weighted),
+            new StudyStrategy("best-of-n", [""], AnswerSelection.Majority),
+            new StudyStrategy("beam", ["M=sqrt"], AnswerSelection.Weighted),
+        ],
+        Budgets = [1, 2, 4],
+        MaxStepTokens = 4,
+        MaxRounds = 3,
+        Concurrency = 4,
+        KvCacheTokens = 4096,
+    };
+
+    string WriteDataset()
+    {
+        string path = Path.Combine(_dir, "questions.jsonl");
+        if (!File.Exists(path)) ArithmeticChainSplits.WriteJsonl(path, ArithmeticChainSplits.Test(5, 8));
+        return path;
+    }
+
+    static (StudyModels Models, CpuBackend Backend) Models()
+    {
+        var backend = new CpuBackend(threads: 1);
+        var options = new ModelOptions { Backend = backend, KvCacheTokens = 4096, BlockSize = 8 };
+        var tokenizer = new RawBytes(PolicyConfig);
+        var policy = PonderModel.Load(new HostTensorSource(PolicyConfig, RandomModels.Create(PolicyConfig, 3)), tokenizer, options);
+        var prm = PonderModel.Load(new HostTensorSource(PrmConfig, RandomModels.Create(PrmConfig, 4)), tokenizer, options);
+        return (new StudyModels(new StudyModel(policy, "tiny-policy@1", 1000), new StudyModel(prm, "tiny-prm@1", null), ownedBackend: backend), backend);
+    }
+
+    [Fact]
+    public async Task Study_records_carry_exact_flops_bins_cover_every_question_and_the_fit_runs()
+    {
+        var config = Config();
+        var (models, backend) = Models();
+        using var _ = models;
+        var result = await StudyRunner.RunAsync(config, models, _dir);
+
+        // Every run: budget spec x question x seed; 3 configurations x 3 budgets x 5 questions.
+        Assert.Equal(3 * 3 * 5, result.Records.Count);
+        Assert.All(result.Records, r => Assert.Equal(r.Flops, r.PolicyFlops + r.PrmFlops));
+        Assert.All(result.Records, r => Assert.True(r.Generations <= r.Budget, $"{r.Configuration}@{r.Budget} spent {r.Generations} generations"));
+        Assert.All(result.Records.Where(r => r.Strategy == "best-of-n-majority"), r => Assert.Equal(0, r.PrmFlops));
+        Assert.All(result.Records.Where(r => r.Strategy == "best-of-n"), r => Assert.True(r.PrmFlops > 0));
+        // Independent check: the backend's kernels count every FLOP they ran; requests must account for all of them.
+        long accounted = result.Records.Sum(r => r.Flops) + result.Oracle.Sum(o => o.PolicyFlops + o.PrmFlops);
+        Assert.Equal(backend.Flops.Total, accounted);
+
+        var ids = result.Questions.Select(q => q.Id).Order().ToList();
+        Assert.Equal(5, ids.Count);
+        Assert.Equal(ids, result.OracleBins.Keys.Order());
+        Assert.Equal(ids, result.PredictedBins.Keys.Order());
+        Assert.All(result.OracleBins.Values, b => Assert.InRange(b, 1, 5));
+        Assert.Equal(5, result.OracleBins.Values.Distinct().Count()); // 5 questions, 5 quantile bins: one each
+        Assert.All(result.Oracle, o => Assert.Equal(3, o.Samples.Count));
+        Assert.All(result.Oracle, o => Assert.All(o.Samples, s => Assert.InRange(s.Score, 0, 1)));
+        Assert.Equal(5 * 3, result.ComputeOptimal.Count); // bins x budgets
+        Assert.Equal("best-of-n", result.Baseline);
+        Assert.NotNull(result.FlopsMatched.Skipped);
+    }
+
+    [Fact]
+    public async Task Oracle_samples_are_cached_on_disk_and_a_second_run_does_no_forward()
+    {
+        var config = Config();
+        var (models, _) = Models();
+        using var __ = models;
+        var questions = StudyRunner.Questions(config, _dir);
+        var search = new SearchOptions { MaxStepTokens = 4, MaxRounds = 3 };
+        var first = new OracleSampleCache(config.OracleCache);
+        first.EnsureDirectory();
+        var drawn = await first.GetAsync(models, questions, 3, 9, search, 4);
+        Assert.Equal(5, first.Computed);
+        long forwards = models.Scheduler.Forwards;
+        Assert.True(forwards > 0);
+
+        var second = new OracleSampleCache(config.OracleCache);
+        Assert.Equal(5, second.Count);
+        var cached = await second.GetAsync(models, questions, 3, 9, search, 4);
+        Assert.Equal(0, second.Computed);
+        Assert.Equal(forwards, models.Scheduler.Forwards);
+        Assert.Equal(drawn.Select(e => (e.Key, e.PassAt1, e.PolicyFlops, e.PrmFlops)), cached.Select(e => (e.Key, e.PassAt1, e.PolicyFlops, e.PrmFlops)));
+        Assert.Equal(drawn.SelectMany(e => e.Samples.Select(s => s.Score)), cached.SelectMany(e => e.Samples.Select(s => s.Score)));
+
+        // Another K is another key: drawn anew.
+        await second.GetAsync(models, questions.Take(1).ToList(), 2, 9, search, 4);
+        Assert.Equal(1, second.Computed);
+        Assert.True(models.Scheduler.Forwards > forwards);
+    }
+
+    [Theory]
+    [InlineData("""{"dataset": "d", "strategies": [{"name": "best-of-n"}], "budgets": [1]}""", "'policy'")]
+    [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "best-of-n"}], "budgets": [0, 2]}""", "'budgets'")]
+    [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "best-of-n"}, {"name": "beam", "selection": "best"}], "budgets": [1]}""", "'strategies[1].selection'")]
+    [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "beam", "params": ["M=x"]}], "budgets": [1]}""", "'strategies[0]'")]
+    [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "best-of-n"}], "budgets": [1], "oracleSample": 4}""", "'oracleSample'")]
+    [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "best-of-n"}], "budgets": [1], "questions": "ten"}""", "'questions'")]
+    [InlineData("""{"policy": "p", "dataset": "d", "strategies": [], "budgets": [1]}""", "'strategies'")]
+    public void Config_errors_name_the_file_and_the_field(string json, string field)
+    {
+        var e = Assert.Throws<InvalidDataException>(() => StudyConfig.Parse(json, "study.json"));
+        Assert.Contains("study.json", e.Message);
+        Assert.Contains(field, e.Message);
+    }
+
+    [Fact]
+    public void The_shipped_study_configs_parse()
+    {
+        string root = RepositoryRoot();
+        foreach (var name in new[] { "study-demo.json", "study-full.json" })
+        {
+            var config = StudyConfig.Load(Path.Combine(root, "configs", name));
+            Assert.NotEmpty(config.Strategies);
+            Assert.Contains(config.Strategies, s => s.Name == "best-of-n" && s.Selection == AnswerSelection.Weighted);
+        }
+    }
+
+    [Fact]
+    public async Task Sweep_command_writes_the_report_records_and_plots()
+    {
+        string root = RepositoryRoot();
+        foreach (var (name, config, seed) in new[] { ("policy", PolicyConfig, 3UL), ("prm", PrmConfig, 4UL) })
+        {
+            string folder = Path.Combine(_dir, name);
+            SafetensorsWriter.WriteFolder(folder, config, RandomModels.Create(config, seed));
+            File.Copy(Path.Combine(root, "weights", "policy-small", "tokenizer.json"), Path.Combine(folder, "tokenizer.json"));
+        }
+        string configPath = Path.Combine(_dir, "study.json");
+        File.WriteAllText(configPath, $$"""
+            {
+              "name": "tiny", "policy": "{{Path.Combine(_dir, "policy")}}", "prm": "{{Path.Combine(_dir, "prm")}}",
+              "largePolicy": "{{Path.Combine(_dir, "missing")}}", "dataset": "{{WriteDataset()}}", "questions": 3, "oracleSamples": 2,
+              "oracleCache": "{{Path.Combine(_dir, "cache.jsonl")}}", "strategies": [{"name": "best-of-n"}, {"name": "beam", "params": ["M=2"]}],
+              "budgets": [1, 2], "maxStepTokens": 3, "maxRounds": 2, "threads": 1, "concurrency": 2, "kvCacheTokens": 2048
+            }
+            """);
+        string outDir = Path.Combine(_dir, "out");
+        var rootCommand = new RootCommand { SweepCommand.Create() };
+        int rc = await rootCommand.Parse(["sweep", "--config", configPath, "--out", outDir]).InvokeAsync();
+        Assert.Equal(0, rc);
+        foreach (var f in new[] { "report.md", "records.csv", "records.json", "difficulty.csv", "compute_optimal.json", "summary.json",
+                     "plots/accuracy-vs-budget.png", "plots/accuracy-vs-budget.svg", "plots/accuracy-vs-budget-bin1.png", "plots/compute-optimal-vs-best-of-n.png" })
+            Assert.True(File.Exists(Path.Combine(outDir, f)), $"{f} was not written");
+        var records = SweepResults.ReadCsv(Path.Combine(outDir, "records.csv"));
+        Assert.Equal(2 * 2 * 3, records.Count);
+        Assert.Contains("FLOPs-matched comparison skipped", File.ReadAllText(Path.Combine(outDir, "report.md")));
+    }
+
+    static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "Engine.sln"))) return dir.FullName;
+        throw new InvalidOperationException("Engine.sln not found above the test assembly");
+    }
+
+    /// <summary>Bytes as ids 0..255 (the policy-small vocabulary without its tokenizer file).</summary>
+    sealed class RawBytes(ModelConfig config) : ITokenizer
+    {
+        public int VocabSize => config.Vocab;
+        public int? BosId => null;
+        public IReadOnlyList<int> EosIds => config.EosTokenIds;
+        public bool AddBos => false;
+        public int[] Encode(string text, bool addSpecialTokens = true) => [.. System.Text.Encoding.UTF8.GetBytes(text).Select(b => (int)b)];
+        public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false) =>
+            System.Text.Encoding.UTF8.GetString([.. ids.ToArray().Where(i => i < 256).Select(i => (byte)i)]);
+        public byte[] TokenBytes(int id) => id < 256 ? [(byte)id] : [];
+    }
+}
