@@ -16,6 +16,7 @@ public static class PonderCli
             DemoCommand.Create(),
             ProfileCommand.Create(),
             TrainCommand.Create(),
+            SweepCommand.Create(),
         };
         return root.Parse(args).InvokeAsync();
     }
