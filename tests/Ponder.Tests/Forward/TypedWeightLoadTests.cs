@@ -27,9 +27,17 @@ public sealed class TypedWeightLoadTests
         {
             GgufWriter.Write(path, config, RandomModel.Create(config, seed: 4), type);
             int[] tokens = RandomModel.Tokens(config, 11, seed: 6);
-            var (typedLogits, typedBytes) = Run(new CpuBackend(), path, tokens);
-            // The profiler wraps the CPU backend without offering typed uploads, so the same file loads as f32 copies.
-            var (f32Logits, f32Bytes) = Run(new ProfilingBackend(new CpuBackend()), path, tokens);
+            using var file = ModelFiles.Open(path);
+            var (typedLogits, typedBytes) = Run(new CpuBackend(), file, tokens);
+            // The same decoded values as f32 tensors in memory: the Transformer uploads f32 copies.
+            var decoded = file.Tensors.Values.ToDictionary(t => t.Name, t =>
+            {
+                var h = new HostTensor([.. t.Shape.Select(x => (int)x)]);
+                file.ReadF32(t.Name, h.Data);
+                return h;
+            });
+            using var f32 = new HostTensorSource(file.Config, decoded);
+            var (f32Logits, f32Bytes) = Run(new CpuBackend(), f32, tokens);
 
             long embedding = (long)config.Vocab * config.DModel * sizeof(float); // the lookup table is f32 either way
             Assert.InRange((double)(typedBytes - embedding) / (f32Bytes - embedding), 0.2, maxByteRatio);
@@ -38,10 +46,9 @@ public sealed class TypedWeightLoadTests
         finally { File.Delete(path); }
     }
 
-    static (float[] Logits, long WeightBytes) Run(IBackend backend, string path, int[] tokens)
+    static (float[] Logits, long WeightBytes) Run(IBackend backend, ITensorSource source, int[] tokens)
     {
         using (backend)
-        using (var source = ModelFiles.Open(path))
         using (var model = new Transformer(backend, source))
         using (var pool = BlockPool.ForTokens(backend, KvLayout.For(model.Config, 4), 64))
         using (var seq = new Sequence(pool))
