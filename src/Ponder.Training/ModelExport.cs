@@ -15,17 +15,23 @@ public static class ModelExport
     {
         string dir = config.WeightsDir ?? throw new ArgumentException("the config has no weightsDir", nameof(config));
         var (parameters, state) = Checkpoint.Load(result.CheckpointPath);
-        var tensors = parameters.Tensors;
-        SafetensorsWriter.WriteFolder(dir, parameters.Config, tensors, DType.F32);
-        string tokenizerJson = Path.Combine(dir, "tokenizer.json");
-        TokenizerFiles.WriteByteLevel(tokenizerJson, ByteTokenizer.Specials.OrderBy(kv => kv.Value).Select(kv => kv.Key).ToList());
-        GgufWriter.Write(Path.Combine(dir, "model.gguf"), parameters.Config, tensors, DType.F32, TokenizerFiles.ToGgufMetadata(tokenizerJson));
+        WriteWeights(dir, parameters);
         foreach (string f in new[] { "loss.csv", "loss.png", "test.jsonl", "validation.jsonl", "pass_at_1.json" })
         {
             string src = Path.Combine(config.OutputDir, f);
             if (File.Exists(src)) File.Copy(src, Path.Combine(dir, f), overwrite: true);
         }
         File.WriteAllText(Path.Combine(dir, "README.md"), ModelCard(config, parameters, state, result, command));
+    }
+
+    /// <summary>Writes <c>config.json</c> + <c>model.safetensors</c>, <c>tokenizer.json</c> and <c>model.gguf</c> (f32, with the byte-level tokenizer) into <paramref name="dir"/>.</summary>
+    public static void WriteWeights(string dir, ParameterSet parameters)
+    {
+        var tensors = parameters.Tensors;
+        SafetensorsWriter.WriteFolder(dir, parameters.Config, tensors, DType.F32);
+        string tokenizerJson = Path.Combine(dir, "tokenizer.json");
+        TokenizerFiles.WriteByteLevel(tokenizerJson, ByteTokenizer.Specials.OrderBy(kv => kv.Value).Select(kv => kv.Key).ToList());
+        GgufWriter.Write(Path.Combine(dir, "model.gguf"), parameters.Config, tensors, DType.F32, TokenizerFiles.ToGgufMetadata(tokenizerJson));
     }
 
     static string ModelCard(TrainingConfig c, ParameterSet p, TrainingState state, PolicyTrainingResult r, string? command)

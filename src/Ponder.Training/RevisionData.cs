@@ -27,15 +27,7 @@ public static class RevisionData
 
     /// <summary>The revision prompt for <paramref name="question"/> with <paramref name="attempts"/> in context (oldest first).</summary>
     public static string Prompt(ITask task, string question, IEnumerable<string> attempts)
-    {
-        var sb = new System.Text.StringBuilder(task.Prompt(question));
-        foreach (string a in attempts)
-        {
-            sb.Append("Attempt:\n").Append(a);
-            if (!a.EndsWith('\n')) sb.Append('\n');
-        }
-        return sb.Append("Revision:\n").ToString();
-    }
+        => Ponder.Search.RevisionPrompt.Format(task.Prompt(question), attempts.ToList(), MaxAttemptsInContext);
 
     /// <summary>
     /// One example per correct attempt (at most <paramref name="maxExamples"/>), each with its own random draw of

@@ -2,8 +2,12 @@ using Ponder.Evaluation.Tasks;
 
 namespace Ponder.Training;
 
-/// <summary>One supervised example: [BOS] prompt completion [EOS]; only tokens after the prompt are trained on.</summary>
-public sealed record SftExample(int[] Tokens, int PromptLength)
+/// <summary>
+/// One supervised example: [BOS] prompt completion [EOS]; only tokens after the prompt are trained on. A value-head
+/// example carries <paramref name="Labels"/> instead: Labels[j] is the soft target of the score read at input token j
+/// (NaN where no score is trained), and PromptLength is ignored.
+/// </summary>
+public sealed record SftExample(int[] Tokens, int PromptLength, float[]? Labels = null)
 {
     /// <summary>Builds <c>[BOS] prompt completion [EOS]</c> from text.</summary>
     public static SftExample FromText(string prompt, string completion)
@@ -27,6 +31,7 @@ public sealed class SftData
 {
     readonly IReadOnlyList<SftExample> examples;
     readonly ulong seed;
+    readonly bool valued;
     int[]? permutation;
     long permutationEpoch = -1;
 
@@ -34,6 +39,11 @@ public sealed class SftData
     public SftData(IEnumerable<SftExample> examples, int seqLen, ulong seed)
     {
         var all = examples.ToList();
+        valued = all.Count > 0 && all[0].Labels is not null;
+        if (all.Any(e => (e.Labels is not null) != valued))
+            throw new ArgumentException("examples must all carry value labels or none", nameof(examples));
+        if (all.Any(e => e.Labels is not null && e.Labels.Length != e.Tokens.Length))
+            throw new ArgumentException("an example's labels must have one entry per token", nameof(examples));
         this.examples = all.Where(e => e.Tokens.Length - 1 <= seqLen).ToList();
         Dropped = all.Count - this.examples.Count;
         if (this.examples.Count == 0) throw new ArgumentException($"no example fits in {seqLen} positions", nameof(examples));
@@ -67,7 +77,7 @@ public sealed class SftData
     public (TrainingBatch Batch, long NextCursor) Next(long cursor, int batch)
     {
         int T = SeqLen, n = batch * T;
-        var b = new TrainingBatch(batch, T, new int[n], new int[n], new float[n], new int[n], new int[n]);
+        var b = new TrainingBatch(batch, T, new int[n], new int[n], new float[n], new int[n], new int[n], valued ? new float[n] : null);
         for (int row = 0; row < batch; row++)
         {
             int pos = 0;
@@ -81,7 +91,13 @@ public sealed class SftData
                 {
                     b.Tokens[o + j] = ex.Tokens[j];
                     b.Targets[o + j] = ex.Tokens[j + 1];
-                    b.Mask[o + j] = j + 1 >= ex.PromptLength ? 1f : 0f;
+                    if (ex.Labels is { } labels)
+                    {
+                        bool scored = !float.IsNaN(labels[j]);
+                        b.Mask[o + j] = scored ? 1f : 0f;
+                        b.Labels![o + j] = scored ? labels[j] : 0f;
+                    }
+                    else b.Mask[o + j] = j + 1 >= ex.PromptLength ? 1f : 0f;
                     b.Positions[o + j] = j;
                     b.SegmentStart[o + j] = pos;
                 }

@@ -4,10 +4,13 @@ using Spectre.Console;
 
 namespace Ponder.Cli.Commands;
 
-/// <summary><c>ponder train policy --config FILE</c>: trains (or resumes) a policy and exports it with its model card.</summary>
+/// <summary>
+/// <c>ponder train policy|prm|revision --config FILE</c>: trains (or resumes) a policy, a process reward model or a
+/// revision model and exports it with its model card.
+/// </summary>
 public static class TrainCommand
 {
-    /// <summary>The <c>train</c> command with its <c>policy</c> subcommand.</summary>
+    /// <summary>The <c>train</c> command with its <c>policy</c>, <c>prm</c> and <c>revision</c> subcommands.</summary>
     public static Command Create()
     {
         var train = new Command("train", "Train Ponder's own models with the pure C# trainer");
@@ -46,7 +49,45 @@ public static class TrainCommand
             return Task.FromResult(0);
         });
         train.Subcommands.Add(policy);
+        train.Subcommands.Add(FineTune("prm", "Train a process reward model on Monte Carlo step labels from the policy's samples (configs/prm-small.json)",
+            (cfg, progress, status, ct) =>
+            {
+                var e = PrmTrainer.Run(cfg, progress, status, ct).Evaluation;
+                return $"AUC {e.Auc:F3}; @{e.SamplesPerQuestion}: majority {e.MajorityAccuracy:P1}, PRM-weighted best-of-N {e.WeightedBestOfNAccuracy:P1}, best-of-N {e.BestOfNMaxAccuracy:P1}, pass@1 {e.MeanPassAtOne:P1}, oracle {e.OracleAccuracy:P1}";
+            }));
+        train.Subcommands.Add(FineTune("revision", "Fine-tune the policy into a revision model on its own wrong and right samples (configs/revision-small.json)",
+            (cfg, progress, status, ct) =>
+            {
+                var e = RevisionTrainer.Run(cfg, progress, status, ct).Evaluation;
+                return $"policy pass@1 {e.PolicyPassAtOne:P1}; after 0/1/4/{e.ChainLength} revisions: {e.AfterRevisions[0]:P1} / {e.AfterRevisions[Math.Min(1, e.ChainLength)]:P1} / {e.AfterRevisions[Math.Min(4, e.ChainLength)]:P1} / {e.AfterRevisions[e.ChainLength]:P1}; chain majority {e.ChainMajority:P1}";
+            }));
         return train;
+    }
+
+    static Command FineTune(string name, string description, Func<FineTuneConfig, IProgress<TrainingProgress>, IProgress<string>, CancellationToken, string> run)
+    {
+        var command = new Command(name, description);
+        var config = new Option<FileInfo>("--config") { Description = "Fine-tuning config JSON", Required = true };
+        command.Options.Add(config);
+        command.SetAction((ParseResult r, CancellationToken ct) =>
+        {
+            var cfg = FineTuneConfig.Load(r.GetValue(config)!.FullName);
+            var started = System.Diagnostics.Stopwatch.StartNew();
+            // Plain lines rather than a live bar: these runs spend most of their time sampling, outside the step loop.
+            var status = new SynchronousProgress<string>(s => Console.WriteLine($"{cfg.Name} [{started.Elapsed:hh\\:mm\\:ss}] {s}"));
+            long lastStep = -1;
+            var progress = new SynchronousProgress<TrainingProgress>(p =>
+            {
+                if (p.Step % 50 != 0 || p.Step == lastStep) return;
+                lastStep = p.Step;
+                Console.WriteLine($"{cfg.Name} [{started.Elapsed:hh\\:mm\\:ss}] step {p.Step}/{p.TotalSteps} loss {p.Loss:F4} {p.TokensPerSecond:F0} tok/s");
+            });
+            string summary = run(cfg, progress, status, ct);
+            AnsiConsole.MarkupLine($"{Markup.Escape(summary)}; wall {started.Elapsed:hh\\:mm\\:ss}");
+            if (cfg.WeightsDir is not null) AnsiConsole.MarkupLine($"weights and model card in [bold]{Markup.Escape(cfg.WeightsDir)}[/]");
+            return Task.FromResult(0);
+        });
+        return command;
     }
 
     // Progress<T> posts to the thread pool; the bar must update in order, on the training thread.

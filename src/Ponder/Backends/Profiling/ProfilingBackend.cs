@@ -18,7 +18,7 @@ public readonly record struct OpRecord(string Op, string Shape, string Phase, do
 /// unrecorded. When the wrapped backend is an <see cref="ISynchronizingBackend"/>, each op is bracketed by
 /// synchronizations, which serializes the device: the profile shows per-op cost, not overlapped throughput.
 /// </summary>
-public sealed class ProfilingBackend : IBackend, ISynchronizingBackend
+public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWeightUpload
 {
     readonly IBackend _inner;
     readonly ISynchronizingBackend? _sync;
@@ -52,6 +52,12 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend
     public DeviceTensor Allocate(int rows, int cols) => _inner.Allocate(rows, cols);
     public DeviceTensor Upload(ReadOnlySpan<float> data, int rows, int cols) => _inner.Upload(data, rows, cols);
     public DeviceWeight UploadWeight(ReadOnlySpan<float> data, int rows, int cols) => _inner.UploadWeight(data, rows, cols);
+
+    /// <summary>Typed weights pass through when the wrapped backend keeps them (so a profile measures what runs).</summary>
+    public bool CanKeep(Tensors.DType type, int rows, int cols) => _inner is ITypedWeightUpload t && t.CanKeep(type, rows, cols);
+
+    public DeviceWeight UploadWeight(ReadOnlySpan<byte> data, Tensors.DType type, int rows, int cols) =>
+        (_inner as ITypedWeightUpload ?? throw new NotSupportedException($"{_inner.Name} does not keep {type} weights")).UploadWeight(data, type, rows, cols);
     public KvStorage AllocateKv(KvLayout layout, int blockCount) => _inner.AllocateKv(layout, blockCount);
 
     public void Download(DeviceTensor tensor, Span<float> destination)

@@ -1,6 +1,6 @@
 using Ponder.Tensors;
 
-namespace Ponder.Backends.Cpu;
+namespace Ponder.Backends;
 
 /// <summary>
 /// A backend that multiplies F16, BF16 or Q8_0 weights in their own format (converting in registers), so a decode

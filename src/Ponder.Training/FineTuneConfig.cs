@@ -1,0 +1,79 @@
+using System.Text.Json;
+
+namespace Ponder.Training;
+
+/// <summary>
+/// A PRM or revision-model run (<c>ponder train prm|revision</c>), read from a JSON file (camelCase keys): the
+/// policy it starts from and samples with, how much data to make, the fine-tuning schedule and the evaluation.
+/// </summary>
+public sealed record FineTuneConfig
+{
+    /// <summary>Run name (used in the model card).</summary>
+    public string Name { get; init; } = "prm";
+    /// <summary>Root of every random stream.</summary>
+    public ulong Seed { get; init; } = 1;
+    /// <summary>The policy: a training checkpoint (.bin) or an exported weights folder (weights initialise the new model; samples come from it).</summary>
+    public string PolicyCheckpoint { get; init; } = "out/policy-small/checkpoint.bin";
+    /// <summary>Seed of the policy's data splits (validation questions are drawn from it).</summary>
+    public ulong SplitSeed { get; init; } = 20261128;
+    /// <summary>Training questions sampled from the policy.</summary>
+    public int Questions { get; init; } = 300;
+    /// <summary>Levels of those questions are u^levelPower.</summary>
+    public double LevelPower { get; init; } = 1;
+    /// <summary>Policy samples per training question (temperature 1).</summary>
+    public int SamplesPerQuestion { get; init; } = 16;
+    /// <summary>PRM: Monte Carlo rollouts per step prefix.</summary>
+    public int Rollouts { get; init; } = 8;
+    /// <summary>Revision: most examples built per question.</summary>
+    public int MaxExamplesPerQuestion { get; init; } = 4;
+    /// <summary>Shared cache of the policy's samples on the training questions (JSONL); reused when present.</summary>
+    public string SamplesFile { get; init; } = "out/samples-small/train_samples.jsonl";
+    /// <summary>Context of the fine-tuned model (the revision model needs room for 4 attempts).</summary>
+    public int BlockSize { get; init; } = 256;
+    /// <summary>Optimizer steps.</summary>
+    public int Steps { get; init; } = 500;
+    /// <summary>Rows per batch.</summary>
+    public int BatchSize { get; init; } = 4;
+    /// <summary>Peak learning rate.</summary>
+    public float LearningRate { get; init; } = 1e-3f;
+    /// <summary>Final learning rate as a fraction of the peak.</summary>
+    public float MinLearningRateFraction { get; init; } = 0.1f;
+    /// <summary>Linear warmup steps.</summary>
+    public int WarmupSteps { get; init; } = 20;
+    /// <summary>AdamW weight decay (matrices only).</summary>
+    public float WeightDecay { get; init; } = 0.1f;
+    /// <summary>Dropout on residual branches.</summary>
+    public float Dropout { get; init; }
+    /// <summary>Steps between checkpoints.</summary>
+    public int CheckpointEvery { get; init; } = 100;
+    /// <summary>Validation questions for the evaluation.</summary>
+    public int EvalQuestions { get; init; } = 200;
+    /// <summary>PRM: N of best-of-N at evaluation. Revision: length of each revision chain.</summary>
+    public int EvalSamples { get; init; } = 16;
+    /// <summary>Checkpoints, caches and logs go here.</summary>
+    public string OutputDir { get; init; } = "out/prm";
+    /// <summary>Exported weights and model card (null = not exported).</summary>
+    public string? WeightsDir { get; init; }
+
+    static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true, ReadCommentHandling = JsonCommentHandling.Skip };
+
+    /// <summary>Reads a config file; throws <see cref="InvalidDataException"/> naming the file on bad JSON or values.</summary>
+    public static FineTuneConfig Load(string path)
+    {
+        FineTuneConfig c;
+        try { c = JsonSerializer.Deserialize<FineTuneConfig>(File.ReadAllText(path), Json) ?? throw new InvalidDataException($"{path}: empty config"); }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: not a valid fine-tuning config ({e.Message})", e); }
+        void Positive(string name, long v) { if (v <= 0) throw new InvalidDataException($"{path}: {name} = {v} must be positive"); }
+        Positive("questions", c.Questions); Positive("samplesPerQuestion", c.SamplesPerQuestion); Positive("rollouts", c.Rollouts);
+        Positive("blockSize", c.BlockSize); Positive("steps", c.Steps); Positive("batchSize", c.BatchSize);
+        Positive("checkpointEvery", c.CheckpointEvery); Positive("evalQuestions", c.EvalQuestions); Positive("evalSamples", c.EvalSamples);
+        Positive("maxExamplesPerQuestion", c.MaxExamplesPerQuestion);
+        if (!(c.LearningRate > 0)) throw new InvalidDataException($"{path}: learningRate = {c.LearningRate} must be positive");
+        if (c.WarmupSteps < 0 || c.WarmupSteps > c.Steps) throw new InvalidDataException($"{path}: warmupSteps = {c.WarmupSteps} must be in [0, steps]");
+        if (!(c.Dropout >= 0 && c.Dropout < 1)) throw new InvalidDataException($"{path}: dropout = {c.Dropout} must be in [0, 1)");
+        return c;
+    }
+
+    /// <summary>This config as JSON.</summary>
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+}

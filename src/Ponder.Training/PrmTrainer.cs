@@ -1,0 +1,214 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Ponder.Evaluation.Tasks;
+using Ponder.Models;
+
+namespace Ponder.Training;
+
+/// <summary>How well a PRM ranks the policy's samples on held-out questions.</summary>
+public sealed record PrmEvaluation(int Questions, int SamplesPerQuestion, double Auc, double MeanPassAtOne, double MajorityAccuracy,
+    double WeightedBestOfNAccuracy, double BestOfNMaxAccuracy, double OracleAccuracy);
+
+/// <summary>What a PRM run produced.</summary>
+public sealed record PrmRunResult(FineTuneResult Training, int LabelledSolutions, int Prefixes, double MeanStepLabel, PrmEvaluation Evaluation, TimeSpan DataTime);
+
+/// <summary>
+/// Trains a process reward model (METHOD.md "PRM training", Math-Shepherd): policy samples on training questions,
+/// Monte Carlo rollouts from every step prefix for soft labels, then a value head (initialised from the policy's
+/// trunk) trained with binary cross-entropy at each step's last token. The score of a prefix is sigmoid(logit) at
+/// the '\n' that ends its last step.
+/// </summary>
+public static class PrmTrainer
+{
+    /// <summary>Runs (or resumes) a PRM config: cached samples and labels are reused.</summary>
+    public static PrmRunResult Run(FineTuneConfig c, IProgress<TrainingProgress>? progress, IProgress<string>? status, CancellationToken ct)
+    {
+        var task = new ArithmeticChainTask();
+        var policy = FineTuneLoop.LoadPolicy(c.PolicyCheckpoint);
+        int maxLength = policy.Parameters.Config.MaxPositions;
+        var dataClock = Stopwatch.StartNew();
+        Directory.CreateDirectory(c.OutputDir);
+        var questions = FineTuneLoop.TrainQuestions(c);
+        var samples = PolicySamples.LoadOrSample(c.SamplesFile, policy, task, questions, c.SamplesPerQuestion, c.Seed, maxLength, status);
+        string labelsPath = Path.Combine(c.OutputDir, "prm_labels.jsonl");
+        List<PrmSample> labelled;
+        if (File.Exists(labelsPath)) labelled = File.ReadLines(labelsPath).Select(l => JsonSerializer.Deserialize<PrmSample>(l)!).ToList();
+        else
+        {
+            var rng = DeterministicRandom.ForStream(c.Seed, 0x9011);
+            var solutions = samples.SelectMany(s => s.Attempts.Where(a => task.ExtractAnswer(a.Completion) is not null).Select(a => (s.Question, a.Completion))).ToList();
+            labelled = PrmLabels.Build(task, solutions, c.Rollouts, prompts =>
+            {
+                var outs = new List<string?>(prompts.Count);
+                for (int i = 0; i < prompts.Count; i += 2048)
+                {
+                    outs.AddRange(PolicySamples.Complete(policy, prompts.Skip(i).Take(2048).ToList(), 1f, rng, maxLength));
+                    status?.Report($"rollouts {outs.Count}/{prompts.Count}");
+                }
+                return outs;
+            });
+            File.WriteAllLines(labelsPath, labelled.Select(l => JsonSerializer.Serialize(l)));
+        }
+        var dataTime = dataClock.Elapsed;
+        int prefixes = labelled.Select(l => (l.Question, PrmLabels.Steps(l.Solution).Count)).Sum(x => Math.Max(0, x.Item2 - 1));
+
+        // Hold out the last tenth of the questions for the validation loss.
+        var heldOut = new HashSet<string>(questions.Skip(questions.Count * 9 / 10));
+        var train = new SftData(labelled.Where(l => !heldOut.Contains(l.Question)).Select(l => PrmLabels.Example(task, l)), c.BlockSize, c.Seed);
+        var val = new SftData(labelled.Where(l => heldOut.Contains(l.Question)).Select(l => PrmLabels.Example(task, l)), c.BlockSize, c.Seed);
+        var shape = policy.Parameters.Config with { Head = HeadKind.Value, NumLabels = 1, MaxPositions = c.BlockSize };
+        string ckpt = Path.Combine(c.OutputDir, PolicyTrainer.CheckpointFile);
+        var (parameters, state) = FineTuneLoop.Start(c, ckpt, shape);
+        var prm = new TrainableLlama(parameters);
+        var training = FineTuneLoop.Train(c, prm, train, val, ckpt, state, progress, ct);
+
+        status?.Report("evaluating");
+        var evaluation = Evaluate(c, task, policy, prm, maxLength);
+        double meanLabel = labelled.SelectMany(l => l.StepLabels).DefaultIfEmpty(0).Average();
+        var result = new PrmRunResult(training, labelled.Count, prefixes, meanLabel, evaluation, dataTime);
+        FineTuneLoop.Export(c, parameters, "prm_eval.json", JsonSerializer.Serialize(result), () => ModelCard(c, parameters.Config, result));
+        return result;
+    }
+
+    /// <summary>sigmoid(score) at every step end of each (question, solution), one row per solution.</summary>
+    public static List<float[]> StepScores(TrainableLlama prm, ITask task, IReadOnlyList<(string Question, string Solution)> items, int chunk = 32)
+    {
+        var result = new List<float[]>(items.Count);
+        for (int start = 0; start < items.Count; start += chunk)
+        {
+            var examples = items.Skip(start).Take(chunk).Select(x => PrmLabels.Example(task, x.Question, x.Solution, null)).ToList();
+            int B = examples.Count, T = examples.Max(e => e.Tokens.Length - 1), n = B * T;
+            var b = new TrainingBatch(B, T, new int[n], new int[n], new float[n], new int[n], new int[n], new float[n]);
+            for (int r = 0; r < B; r++)
+                for (int t = 0; t < T; t++)
+                {
+                    int o = r * T + t, len = examples[r].Tokens.Length - 1;
+                    b.Tokens[o] = t < len ? examples[r].Tokens[t] : ByteTokenizer.Pad;
+                    b.Positions[o] = t < len ? t : 0;
+                    b.SegmentStart[o] = t < len ? 0 : t;
+                }
+            prm.Forward(b);
+            var logits = prm.Logits;
+            for (int r = 0; r < B; r++)
+            {
+                var labels = examples[r].Labels!;
+                var scores = new List<float>();
+                for (int t = 0; t < T && t < labels.Length; t++)
+                    if (!float.IsNaN(labels[t])) scores.Add(1f / (1f + MathF.Exp(-logits[r * T + t])));
+                result.Add(scores.ToArray());
+            }
+        }
+        return result;
+    }
+
+    static PrmEvaluation Evaluate(FineTuneConfig c, ITask task, TrainableLlama policy, TrainableLlama prm, int maxLength)
+    {
+        var questions = ArithmeticChainSplits.Validation(c.SplitSeed, c.EvalQuestions).Select(p => p.Question).ToList();
+        var samples = PolicySamples.LoadOrSample(Path.Combine(c.OutputDir, "eval_samples.jsonl"), policy, task, questions, c.EvalSamples,
+            c.Seed ^ 0xEEEE, maxLength);
+        var items = samples.SelectMany(s => s.Attempts.Select(a => (s.Question, a.Completion))).ToList();
+        var scores = StepScores(prm, task, items);
+        var final = scores.Select(s => s.Length > 0 ? s[^1] : 0f).ToList();
+        var labels = samples.SelectMany(s => s.Attempts.Select(a => a.Correct)).ToList();
+        double auc = Metrics.Auc(final, labels);
+        int k = 0;
+        double maj = 0, weighted = 0, max = 0, oracle = 0, pass = 0;
+        foreach (var s in samples)
+        {
+            var answers = s.Attempts.Select(a => task.ExtractAnswer(a.Completion)).ToList();
+            var sc = final.Skip(k).Take(s.Attempts.Count).ToList();
+            k += s.Attempts.Count;
+            string truth = ArithmeticChainTask.Solve(s.Question).Answer.ToString(CultureInfo.InvariantCulture);
+            maj += Metrics.Select(answers, answers.Select(_ => 1f).ToList()) == truth ? 1 : 0;
+            weighted += Metrics.Select(answers, sc) == truth ? 1 : 0;
+            int best = sc.Count > 0 ? sc.IndexOf(sc.Max()) : -1;
+            max += best >= 0 && answers[best] == truth ? 1 : 0;
+            oracle += s.Attempts.Any(a => a.Correct) ? 1 : 0;
+            pass += s.Attempts.Count(a => a.Correct) / (double)c.EvalSamples;
+        }
+        int nq = samples.Count;
+        return new PrmEvaluation(nq, c.EvalSamples, auc, pass / nq, maj / nq, weighted / nq, max / nq, oracle / nq);
+    }
+
+    static string ModelCard(FineTuneConfig c, ModelConfig m, PrmRunResult r)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var e = r.Evaluation;
+        var sb = new StringBuilder();
+        sb.AppendLine(inv, $"# {c.Name}");
+        sb.AppendLine();
+        sb.AppendLine("Ponder's process reward model (PRM) for the arithmetic-chain task: METHOD.md \"PRM training\" (Math-Shepherd labels,");
+        sb.AppendLine("no human labels), trained with Ponder's pure C# trainer.");
+        sb.AppendLine();
+        sb.AppendLine("## Architecture");
+        sb.AppendLine(inv, $"LlamaForTokenClassification (num_labels 1, `score.weight` [1, {m.DModel}]): the policy's trunk (dModel {m.DModel}, nLayers {m.NLayers}, nHeads {m.NHeads}, nKvHeads {m.NKvHeads}, dFf {m.DFf}), context {m.MaxPositions}, byte-level vocabulary of {m.Vocab}.");
+        sb.AppendLine("**Score of a step** = sigmoid(logit) at the token that ends the step (its `\\n`), reading `[BOS] Q: <expr>\\n <steps...>`;");
+        sb.AppendLine("the score of a whole solution is the score at its last step (the `A: n` line).");
+        sb.AppendLine("Files: `config.json` + `model.safetensors` (f32), `model.gguf` (f32), `tokenizer.json`, `loss.csv`, `loss.png`, `prm_eval.json`.");
+        sb.AppendLine();
+        sb.AppendLine("## Data (scaled down from the paper)");
+        sb.AppendLine(inv, $"- Policy: `{c.PolicyCheckpoint}`. Questions: {c.Questions} from the policy's train distribution (level u^{c.LevelPower}), disjoint from validation/test.");
+        sb.AppendLine(inv, $"- {c.SamplesPerQuestion} samples per question at T=1 (paper: 16) and {c.Rollouts} rollouts at T=1 per step prefix (paper: 16); identical prefixes share rollouts.");
+        sb.AppendLine(inv, $"- {r.LabelledSolutions:N0} labelled solutions (unfinished or answerless samples dropped), {r.Prefixes:N0} step prefixes; mean step label {r.MeanStepLabel:F3}. The last step's label is the solution's grade.");
+        sb.AppendLine(inv, $"- Data generation time: {r.DataTime:hh\\:mm\\:ss} (0 when the cached labels were reused).");
+        sb.AppendLine();
+        sb.AppendLine("## Training");
+        sb.AppendLine(inv, $"- Command: `ponder train prm --config configs/{c.Name}.json` (resumes from `{c.OutputDir}/checkpoint.bin`; reuses `{c.SamplesFile}` and `{c.OutputDir}/prm_labels.jsonl`).");
+        sb.AppendLine(inv, $"- Initialised from the policy (value head at zero); BCE with soft labels at every step end; AdamW lr {c.LearningRate} (warmup {c.WarmupSteps}, cosine to {c.MinLearningRateFraction}x), batch {c.BatchSize} x {c.BlockSize}, weight decay {c.WeightDecay}, dropout {c.Dropout}, {r.Training.Steps} steps.");
+        sb.AppendLine(inv, $"  (Paper: lr 3e-5, batch 128, dropout 0.05, early stopping; here the last tenth of the questions is held out for the validation loss.)");
+        sb.AppendLine(inv, $"- Final BCE (nats per step): train {r.Training.TrainLoss:F4}, validation {r.Training.ValidationLoss:F4}; {r.Training.TokensPerSecond:F0} tokens/s, wall {r.Training.WallTime:hh\\:mm\\:ss} (last session).");
+        sb.AppendLine();
+        sb.AppendLine(inv, $"## Evaluation ({e.Questions} validation questions, N = {e.SamplesPerQuestion} policy samples each at T=1)");
+        sb.AppendLine("| metric | value |");
+        sb.AppendLine("|---|---|");
+        sb.AppendLine(inv, $"| AUC of the final-step score, correct vs incorrect samples | {e.Auc:F3} |");
+        sb.AppendLine(inv, $"| policy pass@1 (mean over samples) | {e.MeanPassAtOne:P1} |");
+        sb.AppendLine(inv, $"| majority vote @ {e.SamplesPerQuestion} | {e.MajorityAccuracy:P1} |");
+        sb.AppendLine(inv, $"| best-of-N weighted (sum of final-step scores per answer) @ {e.SamplesPerQuestion} | {e.WeightedBestOfNAccuracy:P1} |");
+        sb.AppendLine(inv, $"| best-of-N (highest final-step score) @ {e.SamplesPerQuestion} | {e.BestOfNMaxAccuracy:P1} |");
+        sb.AppendLine(inv, $"| oracle pass@{e.SamplesPerQuestion} (any sample correct) | {e.OracleAccuracy:P1} |");
+        return sb.ToString();
+    }
+}
+
+/// <summary>Ranking and answer-selection metrics.</summary>
+public static class Metrics
+{
+    /// <summary>Area under the ROC curve of <paramref name="scores"/> separating true from false labels (Mann-Whitney, ties count half); NaN without both classes.</summary>
+    public static double Auc(IReadOnlyList<float> scores, IReadOnlyList<bool> labels)
+    {
+        if (scores.Count != labels.Count) throw new ArgumentException($"{scores.Count} scores for {labels.Count} labels", nameof(labels));
+        var order = Enumerable.Range(0, scores.Count).OrderBy(i => scores[i]).ToArray();
+        var rank = new double[scores.Count];
+        for (int i = 0; i < order.Length;)
+        {
+            int j = i;
+            while (j + 1 < order.Length && scores[order[j + 1]] == scores[order[i]]) j++;
+            for (int k = i; k <= j; k++) rank[order[k]] = (i + j) / 2.0 + 1;
+            i = j + 1;
+        }
+        long pos = labels.Count(l => l), neg = labels.Count - pos;
+        if (pos == 0 || neg == 0) return double.NaN;
+        double sumPos = 0;
+        for (int i = 0; i < rank.Length; i++) if (labels[i]) sumPos += rank[i];
+        return (sumPos - pos * (pos + 1) / 2.0) / ((double)pos * neg);
+    }
+
+    /// <summary>The answer with the largest total weight (null answers skipped; ties go to the answer seen first).</summary>
+    public static string? Select(IReadOnlyList<string?> answers, IReadOnlyList<float> weights)
+    {
+        var totals = new Dictionary<string, double>();
+        var first = new List<string>();
+        for (int i = 0; i < answers.Count; i++)
+        {
+            if (answers[i] is not { } a) continue;
+            if (!totals.ContainsKey(a)) { totals[a] = 0; first.Add(a); }
+            totals[a] += weights[i];
+        }
+        string? best = null;
+        foreach (string a in first) if (best is null || totals[a] > totals[best]) best = a;
+        return best;
+    }
+}
