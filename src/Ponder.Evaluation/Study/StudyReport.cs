@@ -101,6 +101,7 @@ public static class StudyReport
     {
         var best = result.Efficiency.Where(e => e.Ratio is not null).OrderByDescending(e => e.Ratio).ThenBy(e => e.Budget).FirstOrDefault();
         if (best is null) return $"compute-optimal: no budget at which {result.Baseline} reaches its accuracy within the sweep";
+        if (best.Ratio <= 1) return $"compute-optimal needs no less compute than {result.Baseline} at any budget of the sweep";
         var inv = CultureInfo.InvariantCulture;
         return $"compute-optimal at {best.Budget} generations ({Pct(best.Accuracy)}) matches {result.Baseline} at " +
                $"{best.BaselineBudget!.Value.ToString("0.#", inv)} generations: {best.Ratio!.Value.ToString("0.##", inv)}x less compute" +
