@@ -60,6 +60,7 @@ public static class SweepCommand
         }
         Console.WriteLine($"Compute-optimal vs {result.Baseline}:");
         Console.WriteLine(StudyReport.EfficiencyTable(result));
+        Console.WriteLine(StudyReport.EfficiencyHeadline(result));
         if (result.FlopsMatched.Skipped is not null) AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(result.FlopsMatched.Skipped)}[/]");
         AnsiConsole.MarkupLine($"Wrote {files.Count} files to [blue]{Markup.Escape(output)}[/] (report.md, records.csv, plots/) in {clock.Elapsed.TotalSeconds:0} s");
         return 0;

@@ -58,14 +58,20 @@ public sealed class StudyTests : IDisposable
         return path;
     }
 
-    static (StudyModels Models, CpuBackend Backend) Models()
+    static (StudyModels Models, CpuBackend Backend) Models(bool large = false)
     {
         var backend = new CpuBackend(threads: 1);
         var options = new ModelOptions { Backend = backend, KvCacheTokens = 4096, BlockSize = 8 };
         var tokenizer = new RawBytes(PolicyConfig);
         var policy = PonderModel.Load(new HostTensorSource(PolicyConfig, RandomModels.Create(PolicyConfig, 3)), tokenizer, options);
         var prm = PonderModel.Load(new HostTensorSource(PrmConfig, RandomModels.Create(PrmConfig, 4)), tokenizer, options);
-        return (new StudyModels(new StudyModel(policy, "tiny-policy@1", 1000), new StudyModel(prm, "tiny-prm@1", null), ownedBackend: backend), backend);
+        StudyModel? largeModel = null;
+        if (large)
+        {
+            var largeConfig = PolicyConfig with { DModel = 64, DFf = 96, HeadDim = 16 };
+            largeModel = new StudyModel(PonderModel.Load(new HostTensorSource(largeConfig, RandomModels.Create(largeConfig, 5)), tokenizer, options), "tiny-large@1", 4000);
+        }
+        return (new StudyModels(new StudyModel(policy, "tiny-policy@1", 1000), new StudyModel(prm, "tiny-prm@1", null), largeModel, backend), backend);
     }
 
     [Fact]
@@ -97,6 +103,26 @@ public sealed class StudyTests : IDisposable
         Assert.Equal(5 * 3, result.ComputeOptimal.Count); // bins x budgets
         Assert.Equal("best-of-n", result.Baseline);
         Assert.NotNull(result.FlopsMatched.Skipped);
+    }
+
+    [Fact]
+    public async Task Flops_matched_comparison_runs_against_a_larger_policy_with_paper_and_exact_multipliers()
+    {
+        var config = Config() with { Budgets = [1, 2], Strategies = [new StudyStrategy("best-of-n", [""], AnswerSelection.Weighted)], LargePolicy = "(in memory)" };
+        var (models, _) = Models(large: true);
+        using var __ = models;
+        var result = await StudyRunner.RunAsync(config, models, _dir);
+        var fm = result.FlopsMatched;
+        Assert.Null(fm.Skipped);
+        double m = (double)models.Large!.Model.Config.NonEmbeddingParameters / models.Policy.Model.Config.NonEmbeddingParameters;
+        Assert.Equal(m, fm.SizeRatio, 12);
+        // One row per R and bin (1-5 and 0 = all), the paper's multiplier M + 3(M-1)/R.
+        Assert.Equal(3 * 6, fm.Paper.Count);
+        Assert.Equal(3 * 6, fm.Exact.Count);
+        Assert.All(fm.Paper, r => Assert.Equal(m + 3 * (m - 1) / r.R, r.Multiplier, 9));
+        Assert.True(fm.LargeGreedyFlops > fm.SmallGreedyFlops, "the larger policy's greedy answer costs more");
+        Assert.All(fm.Exact, r => Assert.True(r.Multiplier > fm.LargeGreedyFlops / fm.SmallGreedyFlops));
+        Assert.Equal(6, fm.LargeGreedyAccuracy.Count);
     }
 
     [Fact]
