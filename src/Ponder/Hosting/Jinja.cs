@@ -351,7 +351,7 @@ internal static class Jinja
             {
                 var a = l;
                 if (Accept("+")) { var b = Multiplicative(); l = new Fn(sc => Add(a.Eval(sc), b.Eval(sc))); }
-                else if (Peek("-") && !Peek("-}") && !Peek("-%")) { _i++; var b = Multiplicative(); l = new Fn(sc => Num(a.Eval(sc)) - Num(b.Eval(sc))); }
+                else if (Peek("-") && !Peek("-}") && !Peek("-%")) { _i++; var b = Multiplicative(); l = new Fn(sc => Arith(a.Eval(sc), b.Eval(sc), '-')); }
                 else if (Accept("~")) { var b = Multiplicative(); l = new Fn(sc => Str(a.Eval(sc)) + Str(b.Eval(sc))); }
                 else return l;
             }
@@ -363,17 +363,17 @@ internal static class Jinja
             while (true)
             {
                 var a = l;
-                if (Accept("*")) { var b = Unary(); l = new Fn(sc => Num(a.Eval(sc)) * Num(b.Eval(sc))); }
+                if (Accept("*")) { var b = Unary(); l = new Fn(sc => Arith(a.Eval(sc), b.Eval(sc), '*')); }
                 else if (Accept("//")) { var b = Unary(); l = new Fn(sc => (long)Math.Floor(Num(a.Eval(sc)) / Num(b.Eval(sc)))); }
                 else if (Accept("/")) { var b = Unary(); l = new Fn(sc => Num(a.Eval(sc)) / Num(b.Eval(sc))); }
-                else if (Accept("%")) { var b = Unary(); l = new Fn(sc => Num(a.Eval(sc)) % Num(b.Eval(sc))); }
+                else if (Accept("%")) { var b = Unary(); l = new Fn(sc => Arith(a.Eval(sc), b.Eval(sc), '%')); }
                 else return l;
             }
         }
 
         Expr Unary()
         {
-            if (Accept("-")) { var e = Unary(); return new Fn(sc => -Num(e.Eval(sc))); }
+            if (Accept("-")) { var e = Unary(); return new Fn(sc => e.Eval(sc) is long l ? -l : (object)-Num(e.Eval(sc))); }
             return Postfix();
         }
 
@@ -424,7 +424,7 @@ internal static class Jinja
                 int start = _i;
                 while (_i < s.Length && (char.IsDigit(s[_i]) || s[_i] == '.')) _i++;
                 string n = s[start.._i];
-                return new Const(n.Contains('.') ? double.Parse(n, CultureInfo.InvariantCulture) : long.Parse(n, CultureInfo.InvariantCulture));
+                return new Const(n.Contains('.') ? double.Parse(n, CultureInfo.InvariantCulture) : (object)long.Parse(n, CultureInfo.InvariantCulture));
             }
             if (Accept("("))
             {
@@ -519,6 +519,17 @@ internal static class Jinja
         double d => d,
         bool b => b ? 1 : 0,
         _ => throw new InvalidOperationException($"chat template: {TypeName(v)} is not a number"),
+    };
+
+    // Integers stay integers (so computed indexes work); anything else is float arithmetic.
+    static object Arith(object? a, object? b, char op) => (a, b, op) switch
+    {
+        (long x, long y, '-') => x - y,
+        (long x, long y, '*') => x * y,
+        (long x, long y, '%') when y != 0 => ((x % y) + y) % y,
+        (_, _, '-') => Num(a) - Num(b),
+        (_, _, '*') => Num(a) * Num(b),
+        _ => Num(a) % Num(b),
     };
 
     static object? Add(object? a, object? b) => (a, b) switch
