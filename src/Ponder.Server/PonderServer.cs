@@ -32,12 +32,14 @@ public sealed record PonderServerOptions
 /// carrying <c>usage</c> and <c>ponder</c>. The Ponder extension <c>ponder: {strategy, n, beam_width, lookahead,
 /// budget_flops, budget_generations, max_step_tokens, max_rounds}</c> selects test-time compute; every response has
 /// <c>ponder: {strategy, flops: {total, projection, attention, lm_head, prm_head, elementwise}, generations, ...}</c>.
-/// Client mistakes are 400 with <c>{"error": {"message", "type", "param", "code"}}</c>; a client that disconnects
+/// A search ignores <c>max_tokens</c>: each branch is bounded by <c>max_step_tokens</c> × <c>max_rounds</c>, the whole
+/// search by its budget. Client mistakes are 400 with <c>{"error": {"message", "type", "param", "code"}}</c>; a client that disconnects
 /// cancels its request (its KV blocks return to the pool).
 /// </summary>
 public static class PonderServer
 {
-    static readonly JsonSerializerOptions Json = new() { DefaultIgnoreCondition = JsonIgnoreCondition.Never };
+    // Relaxed escaping: bodies are JSON for API clients, never embedded in HTML.
+    static readonly JsonSerializerOptions Json = new() { DefaultIgnoreCondition = JsonIgnoreCondition.Never, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>Builds (does not start) a web application serving <paramref name="engine"/>.</summary>
     public static WebApplication Create(CompletionEngine engine, PonderServerOptions? options = null)
