@@ -5,6 +5,7 @@
 #   ./build.ps1 demo       run the main demo
 #   ./build.ps1 bench ...  run the BenchmarkDotNet suites
 #   ./build.ps1 ponder ... run the ponder CLI
+#   ./build.ps1 pack [DIR] pack the Ponder and Ponder.Kernels NuGet packages (default artifacts/packages)
 param([Parameter(Position = 0)][string]$Command = 'build', [Parameter(ValueFromRemainingArguments = $true)][string[]]$Rest = @())
 $ErrorActionPreference = 'Stop'
 Set-Location $PSScriptRoot
@@ -20,6 +21,13 @@ switch ($Command) {
   }
   'demo' { Invoke-Build; dotnet $cli demo @Rest; exit $LASTEXITCODE }
   'bench' { dotnet run -c Release --project bench/Ponder.Bench -- @Rest; exit $LASTEXITCODE }
+  'pack' {
+    $out = if ($Rest.Count -gt 0) { $Rest[0] } else { 'artifacts/packages' }
+    foreach ($p in 'src/Ponder/Ponder.csproj', 'kernels/Ponder.Kernels/Ponder.Kernels.csproj') {
+      dotnet pack $p -c Release -nologo -v minimal -o $out; if ($LASTEXITCODE) { exit $LASTEXITCODE }
+    }
+    Get-ChildItem "$out/*.nupkg" | ForEach-Object { $_.FullName }
+  }
   'ponder' { if (-not (Test-Path $cli)) { Invoke-Build }; dotnet $cli @Rest; exit $LASTEXITCODE }
-  default { Write-Error "usage: ./build.ps1 [build|test|demo|bench|ponder ARGS]"; exit 2 }
+  default { Write-Error "usage: ./build.ps1 [build|test|demo|bench|pack [DIR]|ponder ARGS]"; exit 2 }
 }

@@ -5,6 +5,7 @@
 #   ./build.sh demo     run the main demo
 #   ./build.sh bench [args]    run the BenchmarkDotNet suites (e.g. --filter '*Gemm*')
 #   ./build.sh ponder ARGS     run the ponder CLI (e.g. ./build.sh ponder info -m weights/policy-small)
+#   ./build.sh pack [DIR]      pack the Ponder and Ponder.Kernels NuGet packages into DIR (default artifacts/packages)
 set -euo pipefail
 cd "$(dirname "$0")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
@@ -25,8 +26,15 @@ case "$cmd" in
     [ -f src/Ponder.Cli/bin/Release/net10.0/Ponder.Cli.dll ] || build >&2
     dotnet src/Ponder.Cli/bin/Release/net10.0/Ponder.Cli.dll "$@"
     ;;
+  pack)
+    out="${1:-artifacts/packages}"
+    for p in src/Ponder/Ponder.csproj kernels/Ponder.Kernels/Ponder.Kernels.csproj; do
+      dotnet pack "$p" -c Release -nologo -v minimal -o "$out"
+    done
+    ls -1 "$out"/*.nupkg
+    ;;
   bench)
     dotnet run -c Release --project bench/Ponder.Bench -- "$@"
     ;;
-  *) echo "usage: ./build.sh [build|test|demo|bench|ponder ARGS]" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh [build|test|demo|bench|pack [DIR]|ponder ARGS]" >&2; exit 2 ;;
 esac

@@ -1,0 +1,51 @@
+using System.Text;
+using Ponder.Models;
+using Ponder.TestSupport;
+using Ponder.Tokenization;
+
+namespace Ponder.Tests.Hosting;
+
+/// <summary>Small random models with a raw-byte tokenizer (ids 0..255 are bytes; 257 is EOS), a policy and a value-head PRM.</summary>
+static class HostingTestModels
+{
+    public static ModelConfig PolicyConfig => new()
+    {
+        Vocab = 259, DModel = 32, NLayers = 2, NHeads = 4, NKvHeads = 2, HeadDim = 8, DFf = 48, MaxPositions = 512, EosTokenIds = [257],
+    };
+
+    public static ModelConfig PrmConfig => PolicyConfig with { Head = HeadKind.Value, NumLabels = 1, DModel = 24, NHeads = 3, NKvHeads = 1, DFf = 40 };
+
+    public static PonderModel Policy(int kvTokens = 4096, int seed = 11, string location = "random-policy") =>
+        PonderModel.Load(new HostTensorSource(PolicyConfig, RandomModel.Create(PolicyConfig, seed), location), new RawBytes(PolicyConfig),
+            new ModelOptions { Threads = 1, KvCacheTokens = kvTokens, BlockSize = 8 });
+
+    public static PonderModel Prm(int seed = 12) =>
+        PonderModel.Load(new HostTensorSource(PrmConfig, RandomModel.Create(PrmConfig, seed), "random-prm"), new RawBytes(PrmConfig),
+            new ModelOptions { Threads = 1, KvCacheTokens = 4096, BlockSize = 8 });
+
+    /// <summary>Evicts every cached block and checks the pool is whole again: nothing leaked.</summary>
+    public static void AssertNoLeaks(PonderModel model)
+    {
+        lock (model.Scheduler.SyncRoot)
+        {
+            var pool = model.Pool;
+            pool.ValidateInvariants();
+            foreach (var index in pool.Indexes) index.Evict(pool.BlockCount);
+            pool.ValidateInvariants();
+            Assert.Equal(0, pool.SequenceCount);
+            Assert.Equal(pool.BlockCount, pool.FreeBlocks);
+        }
+    }
+
+    sealed class RawBytes(ModelConfig config) : ITokenizer
+    {
+        public int VocabSize => config.Vocab;
+        public int? BosId => null;
+        public IReadOnlyList<int> EosIds => config.EosTokenIds;
+        public bool AddBos => false;
+        public int[] Encode(string text, bool addSpecialTokens = true) => [.. Encoding.UTF8.GetBytes(text).Select(b => (int)b)];
+        public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false) =>
+            Encoding.UTF8.GetString([.. ids.ToArray().Where(i => i < 256).Select(i => (byte)i)]);
+        public byte[] TokenBytes(int id) => id < 256 ? [(byte)id] : [];
+    }
+}
