@@ -17,6 +17,7 @@ public static class PonderCli
             ProfileCommand.Create(),
             TrainCommand.Create(),
             SweepCommand.Create(),
+            ServeCommand.Create(),
         };
         return root.Parse(args).InvokeAsync();
     }
