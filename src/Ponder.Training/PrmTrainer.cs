@@ -12,7 +12,7 @@ public sealed record PrmEvaluation(int Questions, int SamplesPerQuestion, double
     double WeightedBestOfNAccuracy, double BestOfNMaxAccuracy, double OracleAccuracy);
 
 /// <summary>What a PRM run produced.</summary>
-public sealed record PrmRunResult(FineTuneResult Training, int LabelledSolutions, int Prefixes, double MeanStepLabel, PrmEvaluation Evaluation, TimeSpan DataTime);
+public sealed record PrmRunResult(FineTuneResult Training, int LabelledSolutions, int Prefixes, double MeanStepLabel, PrmEvaluation Evaluation, TimeSpan DataTime, int UnsolvedQuestions);
 
 /// <summary>
 /// Trains a process reward model (METHOD.md "PRM training", Math-Shepherd): policy samples on training questions,
@@ -38,7 +38,15 @@ public static class PrmTrainer
         else
         {
             var rng = DeterministicRandom.ForStream(c.Seed, 0x9011);
-            var solutions = samples.SelectMany(s => s.Attempts.Where(a => task.ExtractAnswer(a.Completion) is not null).Select(a => (s.Question, a.Completion))).ToList();
+            // Questions none of whose samples is correct get all-zero labels without rollouts when the config says
+            // so: the policy's pass rate there is under 1/samplesPerQuestion, and their long solutions would take
+            // nearly all of the rollout budget.
+            bool Rolled(QuestionSamples s) => c.RolloutUnsolved || s.Attempts.Any(a => a.Correct);
+            static IEnumerable<(string, string)> Parsable(ITask task, QuestionSamples s) =>
+                s.Attempts.Where(a => task.ExtractAnswer(a.Completion) is not null).Select(a => (s.Question, a.Completion));
+            var solutions = samples.Where(Rolled).SelectMany(s => Parsable(task, s)).ToList();
+            var unsolved = samples.Where(s => !Rolled(s)).SelectMany(s => Parsable(task, s))
+                .Select(x => new PrmSample(x.Item1, x.Item2, false, new float[PrmLabels.Steps(x.Item2).Count])).ToList();
             labelled = PrmLabels.Build(task, solutions, c.Rollouts, prompts =>
             {
                 var outs = new List<string?>(prompts.Count);
@@ -49,6 +57,7 @@ public static class PrmTrainer
                 }
                 return outs;
             });
+            labelled.AddRange(unsolved);
             File.WriteAllLines(labelsPath, labelled.Select(l => JsonSerializer.Serialize(l)));
         }
         var dataTime = dataClock.Elapsed;
@@ -67,7 +76,8 @@ public static class PrmTrainer
         status?.Report("evaluating");
         var evaluation = Evaluate(c, task, policy, prm, maxLength);
         double meanLabel = labelled.SelectMany(l => l.StepLabels).DefaultIfEmpty(0).Average();
-        var result = new PrmRunResult(training, labelled.Count, prefixes, meanLabel, evaluation, dataTime);
+        int unsolvedQuestions = samples.Count(s => !s.Attempts.Any(a => a.Correct));
+        var result = new PrmRunResult(training, labelled.Count, prefixes, meanLabel, evaluation, dataTime, unsolvedQuestions);
         FineTuneLoop.Export(c, parameters, "prm_eval.json", JsonSerializer.Serialize(result), () => ModelCard(c, parameters.Config, result));
         return result;
     }
@@ -151,6 +161,8 @@ public static class PrmTrainer
         sb.AppendLine("## Data (scaled down from the paper)");
         sb.AppendLine(inv, $"- Policy: `{c.PolicyCheckpoint}`. Questions: {c.Questions} from the policy's train distribution (level u^{c.LevelPower}), disjoint from validation/test.");
         sb.AppendLine(inv, $"- {c.SamplesPerQuestion} samples per question at T=1 (paper: 16) and {c.Rollouts} rollouts at T=1 per step prefix (paper: 16); identical prefixes share rollouts.");
+        if (!c.RolloutUnsolved)
+            sb.AppendLine(inv, $"- Scaled down: on questions where none of the {c.SamplesPerQuestion} samples is correct ({r.UnsolvedQuestions} of {c.Questions}), every step label is 0 without rollouts (the policy's pass rate there is under 1/{c.SamplesPerQuestion}; their long solutions held ~95% of the step prefixes).");
         sb.AppendLine(inv, $"- {r.LabelledSolutions:N0} labelled solutions (unfinished or answerless samples dropped), {r.Prefixes:N0} step prefixes; mean step label {r.MeanStepLabel:F3}. The last step's label is the solution's grade.");
         sb.AppendLine(inv, $"- Data generation time: {r.DataTime:hh\\:mm\\:ss} (0 when the cached labels were reused).");
         sb.AppendLine();
