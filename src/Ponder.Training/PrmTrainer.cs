@@ -9,7 +9,7 @@ namespace Ponder.Training;
 
 /// <summary>How well a PRM ranks the policy's samples on held-out questions.</summary>
 public sealed record PrmEvaluation(int Questions, int SamplesPerQuestion, double Auc, double MeanPassAtOne, double MajorityAccuracy,
-    double WeightedBestOfNAccuracy, double BestOfNMaxAccuracy, double OracleAccuracy);
+    double WeightedBestOfNAccuracy, double BestOfNMaxAccuracy, double OracleAccuracy, double WithinQuestionAuc, int MixedQuestions);
 
 /// <summary>What a PRM run produced.</summary>
 public sealed record PrmRunResult(FineTuneResult Training, int LabelledSolutions, int Prefixes, double MeanStepLabel, PrmEvaluation Evaluation, TimeSpan DataTime, int UnsolvedQuestions);
@@ -124,7 +124,8 @@ public static class PrmTrainer
         var labels = samples.SelectMany(s => s.Attempts.Select(a => a.Correct)).ToList();
         double auc = Metrics.Auc(final, labels);
         int k = 0;
-        double maj = 0, weighted = 0, max = 0, oracle = 0, pass = 0;
+        double maj = 0, weighted = 0, max = 0, oracle = 0, pass = 0, withinAuc = 0;
+        int mixed = 0;
         foreach (var s in samples)
         {
             var answers = s.Attempts.Select(a => task.ExtractAnswer(a.Completion)).ToList();
@@ -136,10 +137,12 @@ public static class PrmTrainer
             int best = sc.Count > 0 ? sc.IndexOf(sc.Max()) : -1;
             max += best >= 0 && answers[best] == truth ? 1 : 0;
             oracle += s.Attempts.Any(a => a.Correct) ? 1 : 0;
+            double qAuc = Metrics.Auc(sc, s.Attempts.Select(a => a.Correct).ToList());
+            if (!double.IsNaN(qAuc)) { withinAuc += qAuc; mixed++; }
             pass += s.Attempts.Count(a => a.Correct) / (double)c.EvalSamples;
         }
         int nq = samples.Count;
-        return new PrmEvaluation(nq, c.EvalSamples, auc, pass / nq, maj / nq, weighted / nq, max / nq, oracle / nq);
+        return new PrmEvaluation(nq, c.EvalSamples, auc, pass / nq, maj / nq, weighted / nq, max / nq, oracle / nq, mixed > 0 ? withinAuc / mixed : double.NaN, mixed);
     }
 
     static string ModelCard(FineTuneConfig c, ModelConfig m, PrmRunResult r)
@@ -176,6 +179,7 @@ public static class PrmTrainer
         sb.AppendLine("| metric | value |");
         sb.AppendLine("|---|---|");
         sb.AppendLine(inv, $"| AUC of the final-step score, correct vs incorrect samples | {e.Auc:F3} |");
+        sb.AppendLine(inv, $"| mean AUC within a question (the {e.MixedQuestions} questions with both correct and incorrect samples) | {e.WithinQuestionAuc:F3} |");
         sb.AppendLine(inv, $"| policy pass@1 (mean over samples) | {e.MeanPassAtOne:P1} |");
         sb.AppendLine(inv, $"| majority vote @ {e.SamplesPerQuestion} | {e.MajorityAccuracy:P1} |");
         sb.AppendLine(inv, $"| best-of-N weighted (sum of final-step scores per answer) @ {e.SamplesPerQuestion} | {e.WeightedBestOfNAccuracy:P1} |");
