@@ -24,6 +24,8 @@ public sealed record FineTuneConfig
     public int SamplesPerQuestion { get; init; } = 16;
     /// <summary>PRM: Monte Carlo rollouts per step prefix.</summary>
     public int Rollouts { get; init; } = 8;
+    /// <summary>PRM: also run rollouts on questions none of whose samples is correct (false: their steps are labelled 0).</summary>
+    public bool RolloutUnsolved { get; init; }
     /// <summary>Revision: most examples built per question.</summary>
     public int MaxExamplesPerQuestion { get; init; } = 4;
     /// <summary>Shared cache of the policy's samples on the training questions (JSONL); reused when present.</summary>

@@ -56,7 +56,7 @@ public static class FineTuneLoop
         var log = LossLog.Open(csv, state.Step);
         var sw = Stopwatch.StartNew();
         long step = state.Step, cursor = state.DataCursor, tokens = 0;
-        double trainLoss = double.NaN, valLoss = log.LastValidation;
+        double trainLoss = log.LastTrain, valLoss = log.LastValidation;
         int evalEvery = Math.Max(1, c.CheckpointEvery);
         while (step < c.Steps)
         {

@@ -138,6 +138,7 @@ sealed class LossLog
     readonly string path;
     readonly StringBuilder pending = new();
     public double LastValidation { get; private set; } = double.NaN;
+    public double LastTrain { get; private set; } = double.NaN;
 
     LossLog(string path) => this.path = path;
 
@@ -152,6 +153,7 @@ sealed class LossLog
                 var cells = line.Split(',');
                 if (cells.Length < 7 || !long.TryParse(cells[0], CultureInfo.InvariantCulture, out long s) || s > resumeStep) continue;
                 kept.Add(line);
+                if (double.TryParse(cells[2], CultureInfo.InvariantCulture, out double tr)) log.LastTrain = tr;
                 if (double.TryParse(cells[3], CultureInfo.InvariantCulture, out double v)) log.LastValidation = v;
             }
         File.WriteAllLines(path, kept);

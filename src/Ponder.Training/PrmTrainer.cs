@@ -9,10 +9,10 @@ namespace Ponder.Training;
 
 /// <summary>How well a PRM ranks the policy's samples on held-out questions.</summary>
 public sealed record PrmEvaluation(int Questions, int SamplesPerQuestion, double Auc, double MeanPassAtOne, double MajorityAccuracy,
-    double WeightedBestOfNAccuracy, double BestOfNMaxAccuracy, double OracleAccuracy);
+    double WeightedBestOfNAccuracy, double BestOfNMaxAccuracy, double OracleAccuracy, double WithinQuestionAuc, int MixedQuestions);
 
 /// <summary>What a PRM run produced.</summary>
-public sealed record PrmRunResult(FineTuneResult Training, int LabelledSolutions, int Prefixes, double MeanStepLabel, PrmEvaluation Evaluation, TimeSpan DataTime);
+public sealed record PrmRunResult(FineTuneResult Training, int LabelledSolutions, int Prefixes, double MeanStepLabel, PrmEvaluation Evaluation, TimeSpan DataTime, int UnsolvedQuestions);
 
 /// <summary>
 /// Trains a process reward model (METHOD.md "PRM training", Math-Shepherd): policy samples on training questions,
@@ -38,7 +38,15 @@ public static class PrmTrainer
         else
         {
             var rng = DeterministicRandom.ForStream(c.Seed, 0x9011);
-            var solutions = samples.SelectMany(s => s.Attempts.Where(a => task.ExtractAnswer(a.Completion) is not null).Select(a => (s.Question, a.Completion))).ToList();
+            // Questions none of whose samples is correct get all-zero labels without rollouts when the config says
+            // so: the policy's pass rate there is under 1/samplesPerQuestion, and their long solutions would take
+            // nearly all of the rollout budget.
+            bool Rolled(QuestionSamples s) => c.RolloutUnsolved || s.Attempts.Any(a => a.Correct);
+            static IEnumerable<(string, string)> Parsable(ITask task, QuestionSamples s) =>
+                s.Attempts.Where(a => task.ExtractAnswer(a.Completion) is not null).Select(a => (s.Question, a.Completion));
+            var solutions = samples.Where(Rolled).SelectMany(s => Parsable(task, s)).ToList();
+            var unsolved = samples.Where(s => !Rolled(s)).SelectMany(s => Parsable(task, s))
+                .Select(x => new PrmSample(x.Item1, x.Item2, false, new float[PrmLabels.Steps(x.Item2).Count])).ToList();
             labelled = PrmLabels.Build(task, solutions, c.Rollouts, prompts =>
             {
                 var outs = new List<string?>(prompts.Count);
@@ -49,6 +57,7 @@ public static class PrmTrainer
                 }
                 return outs;
             });
+            labelled.AddRange(unsolved);
             File.WriteAllLines(labelsPath, labelled.Select(l => JsonSerializer.Serialize(l)));
         }
         var dataTime = dataClock.Elapsed;
@@ -67,7 +76,8 @@ public static class PrmTrainer
         status?.Report("evaluating");
         var evaluation = Evaluate(c, task, policy, prm, maxLength);
         double meanLabel = labelled.SelectMany(l => l.StepLabels).DefaultIfEmpty(0).Average();
-        var result = new PrmRunResult(training, labelled.Count, prefixes, meanLabel, evaluation, dataTime);
+        int unsolvedQuestions = samples.Count(s => !s.Attempts.Any(a => a.Correct));
+        var result = new PrmRunResult(training, labelled.Count, prefixes, meanLabel, evaluation, dataTime, unsolvedQuestions);
         FineTuneLoop.Export(c, parameters, "prm_eval.json", JsonSerializer.Serialize(result), () => ModelCard(c, parameters.Config, result));
         return result;
     }
@@ -114,7 +124,8 @@ public static class PrmTrainer
         var labels = samples.SelectMany(s => s.Attempts.Select(a => a.Correct)).ToList();
         double auc = Metrics.Auc(final, labels);
         int k = 0;
-        double maj = 0, weighted = 0, max = 0, oracle = 0, pass = 0;
+        double maj = 0, weighted = 0, max = 0, oracle = 0, pass = 0, withinAuc = 0;
+        int mixed = 0;
         foreach (var s in samples)
         {
             var answers = s.Attempts.Select(a => task.ExtractAnswer(a.Completion)).ToList();
@@ -126,10 +137,12 @@ public static class PrmTrainer
             int best = sc.Count > 0 ? sc.IndexOf(sc.Max()) : -1;
             max += best >= 0 && answers[best] == truth ? 1 : 0;
             oracle += s.Attempts.Any(a => a.Correct) ? 1 : 0;
+            double qAuc = Metrics.Auc(sc, s.Attempts.Select(a => a.Correct).ToList());
+            if (!double.IsNaN(qAuc)) { withinAuc += qAuc; mixed++; }
             pass += s.Attempts.Count(a => a.Correct) / (double)c.EvalSamples;
         }
         int nq = samples.Count;
-        return new PrmEvaluation(nq, c.EvalSamples, auc, pass / nq, maj / nq, weighted / nq, max / nq, oracle / nq);
+        return new PrmEvaluation(nq, c.EvalSamples, auc, pass / nq, maj / nq, weighted / nq, max / nq, oracle / nq, mixed > 0 ? withinAuc / mixed : double.NaN, mixed);
     }
 
     static string ModelCard(FineTuneConfig c, ModelConfig m, PrmRunResult r)
@@ -151,6 +164,8 @@ public static class PrmTrainer
         sb.AppendLine("## Data (scaled down from the paper)");
         sb.AppendLine(inv, $"- Policy: `{c.PolicyCheckpoint}`. Questions: {c.Questions} from the policy's train distribution (level u^{c.LevelPower}), disjoint from validation/test.");
         sb.AppendLine(inv, $"- {c.SamplesPerQuestion} samples per question at T=1 (paper: 16) and {c.Rollouts} rollouts at T=1 per step prefix (paper: 16); identical prefixes share rollouts.");
+        if (!c.RolloutUnsolved)
+            sb.AppendLine(inv, $"- Scaled down: on questions where none of the {c.SamplesPerQuestion} samples is correct ({r.UnsolvedQuestions} of {c.Questions}), every step label is 0 without rollouts (the policy's pass rate there is under 1/{c.SamplesPerQuestion}; their long solutions held ~95% of the step prefixes).");
         sb.AppendLine(inv, $"- {r.LabelledSolutions:N0} labelled solutions (unfinished or answerless samples dropped), {r.Prefixes:N0} step prefixes; mean step label {r.MeanStepLabel:F3}. The last step's label is the solution's grade.");
         sb.AppendLine(inv, $"- Data generation time: {r.DataTime:hh\\:mm\\:ss} (0 when the cached labels were reused).");
         sb.AppendLine();
@@ -164,6 +179,7 @@ public static class PrmTrainer
         sb.AppendLine("| metric | value |");
         sb.AppendLine("|---|---|");
         sb.AppendLine(inv, $"| AUC of the final-step score, correct vs incorrect samples | {e.Auc:F3} |");
+        sb.AppendLine(inv, $"| mean AUC within a question (the {e.MixedQuestions} questions with both correct and incorrect samples) | {e.WithinQuestionAuc:F3} |");
         sb.AppendLine(inv, $"| policy pass@1 (mean over samples) | {e.MeanPassAtOne:P1} |");
         sb.AppendLine(inv, $"| majority vote @ {e.SamplesPerQuestion} | {e.MajorityAccuracy:P1} |");
         sb.AppendLine(inv, $"| best-of-N weighted (sum of final-step scores per answer) @ {e.SamplesPerQuestion} | {e.WeightedBestOfNAccuracy:P1} |");
