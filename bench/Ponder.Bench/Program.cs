@@ -14,5 +14,12 @@ if (args.Length > 0 && args[0] == "--perf")
     return;
 }
 
+// --server-load [clients] [seconds] [n]: a bounded load test of `ponder serve` on loopback (see ServerLoad).
+if (args.Length > 0 && args[0] == "--server-load")
+{
+    await Ponder.Bench.ServerLoad.RunAsync(args[1..]);
+    return;
+}
+
 // Runs the suites chosen on the command line (BenchmarkDotNet's switcher: --filter, --list, ...).
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
