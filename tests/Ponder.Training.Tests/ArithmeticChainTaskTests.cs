@@ -128,4 +128,18 @@ public sealed class ArithmeticChainTaskTests
         }
         finally { Directory.Delete(dir, true); }
     }
+
+    [Fact]
+    public void Generator_resamples_expressions_whose_intermediates_overflow()
+    {
+        // 16 operations on 6-digit operands overflow a long often; the generator must resample, not throw.
+        var rng = new DeterministicRandom(11);
+        var hard = new ArithmeticDifficulty(16, 6, 0.5);
+        Assert.Throws<OverflowException>(() => ArithmeticChainTask.Solve("999999*999999*999999*999999"));
+        for (int i = 0; i < 30; i++)
+        {
+            var p = ArithmeticChainTask.Generate(rng, hard);
+            Assert.Equal(p.Answer, ArithmeticChainTask.Solve(p.Question).Answer);
+        }
+    }
 }

@@ -68,7 +68,11 @@ public sealed class ArithmeticChainTask : ITask
         for (int attempt = 0; ; attempt++)
         {
             string question = RandomExpression(rng, difficulty);
-            var (answer, solution, maxAbs) = SolveCore(question);
+            long answer, maxAbs;
+            string solution;
+            // A chain of 3-digit products can overflow long before the magnitude check sees it: resample those too.
+            try { (answer, solution, maxAbs) = SolveCore(question); }
+            catch (OverflowException) { continue; }
             if (maxAbs <= MaxMagnitude || attempt > 1000)
                 return new ArithmeticProblem(question, answer, solution, difficulty, level);
         }
