@@ -13,6 +13,18 @@ public struct Rng
         _s0 = SplitMix(ref seed); _s1 = SplitMix(ref seed); _s2 = SplitMix(ref seed); _s3 = SplitMix(ref seed);
     }
 
+    /// <summary>The four state words, for checkpoints (never all zero).</summary>
+    public ulong[] State
+    {
+        readonly get => [_s0, _s1, _s2, _s3];
+        set
+        {
+            if (value is not { Length: 4 }) throw new ArgumentException("state must have 4 words", nameof(value));
+            if ((value[0] | value[1] | value[2] | value[3]) == 0) throw new ArgumentException("state must not be all zero", nameof(value));
+            (_s0, _s1, _s2, _s3) = (value[0], value[1], value[2], value[3]);
+        }
+    }
+
     static ulong SplitMix(ref ulong x)
     {
         ulong z = x += 0x9E3779B97F4A7C15UL;
