@@ -14,11 +14,14 @@ public sealed class Sampler
     float[] _probs = [];
     int[] _order = [];
     bool[] _seen = [];
+    readonly Comparison<int> _byProbabilityDescending;
 
     public Sampler(SamplingOptions options)
     {
         _options = options.Validate();
         _rng = new Rng(options.Seed);
+        // Created once: a lambda per Sample call would allocate a closure per token.
+        _byProbabilityDescending = (a, b) => _probs[b] != _probs[a] ? _probs[b].CompareTo(_probs[a]) : a.CompareTo(b);
     }
 
     public SamplingOptions Options => _options;
@@ -48,7 +51,7 @@ public sealed class Sampler
         var order = _order.AsSpan(0, vocab);
         for (int i = 0; i < vocab; i++) order[i] = i;
         var p = _probs;
-        order.Sort((a, b) => p[b] != p[a] ? p[b].CompareTo(p[a]) : a.CompareTo(b));
+        order.Sort(_byProbabilityDescending);
         int keep = o.TopK > 0 ? Math.Min(o.TopK, vocab) : vocab;
         if (o.TopP < 1f)
         {
