@@ -69,14 +69,8 @@ public static class RevisionTrainer
     /// The revision prompt for a chain, with the widest window (at most <see cref="RevisionPrompt.Window"/>) that
     /// leaves <paramref name="room"/> tokens for the answer inside <paramref name="blockSize"/>.
     /// </summary>
-    public static string FittingPrompt(ITask task, string question, IReadOnlyList<string> attempts, int blockSize, int room)
-    {
-        for (int w = RevisionPrompt.Window; ; w--)
-        {
-            string p = RevisionPrompt.Format(task.Prompt(question), attempts, w);
-            if (w == 0 || ByteTokenizer.Encode(p).Length + 1 + room <= blockSize) return p;
-        }
-    }
+    public static string FittingPrompt(ITask task, string question, IReadOnlyList<string> attempts, int blockSize, int room) =>
+        RevisionPrompt.Fit(task.Prompt(question), attempts, p => ByteTokenizer.Encode(p).Length + 1, blockSize, room);
 
     /// <summary>Sequential chains at temperature 1 on validation questions; a chain whose attempt did not finish keeps going without it.</summary>
     public static RevisionEvaluation Evaluate(FineTuneConfig c, ITask task, TrainableLlama policy, TrainableLlama reviser)

@@ -35,6 +35,8 @@ public sealed record StudyConfig
     public required string Policy { get; init; }
     /// <summary>Value-head PRM path; null or missing file = no verifier (majority-only fallback).</summary>
     public string? Prm { get; init; }
+    /// <summary>Revision model (writes a new attempt after previous ones) for the revisions strategy; null or missing = revisions are skipped.</summary>
+    public string? Reviser { get; init; }
     /// <summary>A larger policy for the FLOPs-matched comparison; null or missing = that part is skipped.</summary>
     public string? LargePolicy { get; init; }
     /// <summary>Question file: arithmetic-chain JSONL (question, answer, ...).</summary>
@@ -101,7 +103,7 @@ public sealed record StudyConfig
         var r = new Reader(root, source);
         var known = new HashSet<string>(StringComparer.Ordinal)
         {
-            "name", "policy", "prm", "largePolicy", "dataset", "questions", "from", "to", "strategies", "budgets", "seeds", "oracleSamples",
+            "name", "policy", "prm", "reviser", "largePolicy", "dataset", "questions", "from", "to", "strategies", "budgets", "seeds", "oracleSamples",
             "oracleSeed", "oracleCache", "bins", "temperature", "maxStepTokens", "maxRounds", "threads", "concurrency", "kvCacheTokens",
             "ratios", "policyPretrainTokens", "largePretrainTokens", "comment",
         };
@@ -113,6 +115,7 @@ public sealed record StudyConfig
             Name = r.String("name") ?? defaults.Name,
             Policy = r.String("policy") ?? throw r.Missing("policy"),
             Prm = r.String("prm"),
+            Reviser = r.String("reviser"),
             LargePolicy = r.String("largePolicy"),
             Dataset = r.String("dataset") ?? throw r.Missing("dataset"),
             Questions = r.Int("questions", 1) ?? defaults.Questions,

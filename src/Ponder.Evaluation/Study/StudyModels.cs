@@ -26,15 +26,18 @@ public sealed class StudyModels : IDisposable
     readonly IBackend? _ownedBackend;
 
     /// <summary>Wraps loaded models (not owned by the caller any more: <see cref="Dispose"/> disposes them).</summary>
-    public StudyModels(StudyModel policy, StudyModel? prm = null, StudyModel? large = null, IBackend? ownedBackend = null)
+    public StudyModels(StudyModel policy, StudyModel? prm = null, StudyModel? large = null, IBackend? ownedBackend = null, StudyModel? reviser = null)
     {
         ArgumentNullException.ThrowIfNull(policy);
         if (policy.Model.Tokenizer is null) throw new ArgumentException($"policy {policy.Model.Location} has no tokenizer", nameof(policy));
         if (policy.Model.Config.Head != HeadKind.LanguageModel) throw new ArgumentException($"policy {policy.Model.Location} has a value head; it cannot sample", nameof(policy));
         if (prm is not null && prm.Model.Config.Head != HeadKind.Value)
             throw new ArgumentException($"PRM {prm.Model.Location} has a language-model head; the study's verifier needs a value head (score.weight)", nameof(prm));
-        Policy = policy; Prm = prm; Large = large; _ownedBackend = ownedBackend;
+        if (reviser is not null && (reviser.Model.Config.Head != HeadKind.LanguageModel || reviser.Model.Config.Vocab != policy.Model.Config.Vocab))
+            throw new ArgumentException($"reviser {reviser.Model.Location} must be a language model over the policy's vocabulary ({policy.Model.Config.Vocab} ids)", nameof(reviser));
+        Policy = policy; Prm = prm; Large = large; Reviser = reviser; _ownedBackend = ownedBackend;
         PrmScheduled = prm is null ? null : new ScheduledModel("prm", prm.Model.Transformer, prm.Model.Pool, prm.Model.PrefixIndex);
+        ReviserScheduled = reviser is null ? null : new ScheduledModel("reviser", reviser.Model.Transformer, reviser.Model.Pool, reviser.Model.PrefixIndex);
     }
 
     /// <summary>The policy.</summary>
@@ -43,6 +46,10 @@ public sealed class StudyModels : IDisposable
     public StudyModel? Prm { get; }
     /// <summary>The larger policy, or null.</summary>
     public StudyModel? Large { get; }
+    /// <summary>The revision model, or null.</summary>
+    public StudyModel? Reviser { get; }
+    /// <summary>The revision model as the policy's scheduler runs it (revision searches sample from it).</summary>
+    public ScheduledModel? ReviserScheduled { get; }
     /// <summary>The PRM as the policy's scheduler runs it.</summary>
     public ScheduledModel? PrmScheduled { get; }
     /// <summary>The policy's tokenizer (the PRM must share it).</summary>
@@ -50,9 +57,13 @@ public sealed class StudyModels : IDisposable
     /// <summary>The scheduler every search runs on.</summary>
     public StepScheduler Scheduler => Policy.Model.Scheduler;
 
-    /// <summary>A search engine for one run on the policy (and PRM when present) with a generation budget (null = unlimited).</summary>
-    public ScheduledSearchEngine Engine(double? generations, string name, CancellationToken cancellationToken = default) =>
-        new(Scheduler, Policy.Model.Scheduled, Tokenizer, PrmScheduled is null ? null : new ValueHeadVerifier(PrmScheduled),
+    /// <summary>
+    /// A search engine for one run on the policy (or, with <paramref name="revise"/>, the revision model) and the PRM
+    /// when present, with a generation budget (null = unlimited).
+    /// </summary>
+    public ScheduledSearchEngine Engine(double? generations, string name, CancellationToken cancellationToken = default, bool revise = false) =>
+        new(Scheduler, revise ? ReviserScheduled ?? throw new InvalidOperationException("no revision model loaded (study field 'reviser')") : Policy.Model.Scheduled,
+            Tokenizer, PrmScheduled is null ? null : new ValueHeadVerifier(PrmScheduled),
             new Budget(new BudgetLimits(Generations: generations)), new SearchEngineOptions { Name = name }, cancellationToken);
 
     /// <summary>
@@ -85,7 +96,9 @@ public sealed class StudyModels : IDisposable
             var policy = (await Load(config.Policy, "policy", config.PolicyPretrainTokens, required: true).ConfigureAwait(false))!;
             var prm = await Load(config.Prm, "PRM", null, required: false).ConfigureAwait(false);
             var large = await Load(config.LargePolicy, "larger policy", config.LargePretrainTokens, required: false).ConfigureAwait(false);
-            return new StudyModels(policy, prm, large, backend);
+            var reviser = config.Strategies.Any(s => s.Name == "revisions")
+                ? await Load(config.Reviser, "revision model", null, required: false).ConfigureAwait(false) : null;
+            return new StudyModels(policy, prm, large, backend, reviser);
         }
         catch
         {
@@ -128,6 +141,7 @@ public sealed class StudyModels : IDisposable
         Policy.Model.Dispose();
         Prm?.Model.Dispose();
         Large?.Model.Dispose();
+        Reviser?.Model.Dispose();
         _ownedBackend?.Dispose();
     }
 }

@@ -24,14 +24,16 @@ public readonly record struct StudyProgress(string Phase, int Done, int Total);
 /// <param name="Correct">Graded.</param>
 /// <param name="Answer">Selected answer.</param>
 /// <param name="Flops">Exact FLOPs (request report: policy + PRM).</param>
-/// <param name="PolicyFlops">Policy share.</param>
+/// <param name="PolicyFlops">Policy share (the revision model's, for revisions).</param>
 /// <param name="PrmFlops">PRM share.</param>
 /// <param name="Generations">Generations spent.</param>
 /// <param name="TokensComputed">Tokens run through a model.</param>
 /// <param name="TokensReused">Tokens served by the KV/prefix cache.</param>
 /// <param name="BudgetExhausted">The engine refused work (the search finished with what it had).</param>
+/// <param name="RoundAccuracy">Revisions only: per sequential step, the fraction of chains whose attempt there is correct.</param>
 public sealed record StudyRecord(string Strategy, string Params, int Budget, string QuestionId, ulong Seed, bool Correct, string? Answer,
-    long Flops, long PolicyFlops, long PrmFlops, double Generations, long TokensComputed, long TokensReused, bool BudgetExhausted)
+    long Flops, long PolicyFlops, long PrmFlops, double Generations, long TokensComputed, long TokensReused, bool BudgetExhausted,
+    IReadOnlyList<double>? RoundAccuracy = null)
 {
     /// <summary>"strategy(params)".</summary>
     public string Configuration => Params.Length == 0 ? Strategy : $"{Strategy}({Params})";

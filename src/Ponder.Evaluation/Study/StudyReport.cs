@@ -39,12 +39,85 @@ public static class StudyReport
         if (baseCurve is not null && result.ComputeOptimal.Count > 0)
             files.AddRange(StudyPlots.ComputeOptimalVsBestOfN(Path.Combine(plots, "compute-optimal-vs-best-of-n"),
                 [.. baseCurve.Select(p => new CurvePoint(p.Budget, p.Accuracy.Value))], ComputeOptimalFit.OverallCurve(result.ComputeOptimal)));
+        foreach (var rev in Revisions(result))
+        {
+            files.AddRange(StudyPlots.RevisionsByStep(Path.Combine(plots, $"{rev.Name}-by-step"), rev.ByStep));
+            if (rev.Ratios.Count > 1)
+                files.AddRange(StudyPlots.SequentialParallelRatio(Path.Combine(plots, $"{rev.Name}-ratio"), rev.Budget,
+                    [.. rev.Ratios.Select(r => r.Label)], rev.RatioAccuracyByBin));
+        }
         if (result.FlopsMatched.Skipped is null)
         {
             files.AddRange(StudyPlots.FlopsMatchedBars(Path.Combine(plots, "flops-matched-paper"), result.FlopsMatched.Paper));
             files.AddRange(StudyPlots.FlopsMatchedBars(Path.Combine(plots, "flops-matched-exact"), result.FlopsMatched.Exact));
         }
         return files;
+    }
+
+    /// <summary>One revisions record name's analysis at the sweep's largest budget.</summary>
+    /// <param name="Name">Record name ("revisions", "revisions-majority").</param>
+    /// <param name="Budget">The budget B analysed.</param>
+    /// <param name="ByStep">Pass@1 at each sequential step per configuration ("P=1 (L=64)"), plus the policy's oracle pass@1 as a flat reference.</param>
+    /// <param name="Ratios">The sequential/parallel ratios L/P at B, most parallel first: label and P.</param>
+    /// <param name="RatioAccuracyByBin">Accuracy per oracle bin (0 = all) at each ratio, in <paramref name="Ratios"/> order.</param>
+    public sealed record RevisionAnalysis(string Name, int Budget, IReadOnlyDictionary<string, IReadOnlyList<double>> ByStep,
+        IReadOnlyList<(string Label, int Parallel)> Ratios, IReadOnlyDictionary<int, IReadOnlyList<double>> RatioAccuracyByBin);
+
+    /// <summary>The revisions analyses of a study (none without revision runs).</summary>
+    public static List<RevisionAnalysis> Revisions(StudyResult result)
+    {
+        var list = new List<RevisionAnalysis>();
+        foreach (var family in result.Records.Where(r => r.RoundAccuracy is not null).GroupBy(r => r.Strategy).OrderBy(g => g.Key, StringComparer.Ordinal))
+        {
+            int budget = family.Max(r => r.Budget);
+            var atBudget = family.Where(r => r.Budget == budget).ToList();
+            var configs = atBudget.GroupBy(r => StrategySpecOf(r).Parallel).OrderByDescending(g => g.Key).ToList();
+            var byStep = new Dictionary<string, IReadOnlyList<double>>(StringComparer.Ordinal);
+            foreach (var g in configs.Where(g => budget / g.Key > 1))
+            {
+                int steps = g.Max(r => r.RoundAccuracy!.Count);
+                byStep[$"P={g.Key} (L={budget / g.Key})"] = [.. Enumerable.Range(0, steps).Select(t =>
+                    g.Where(r => r.RoundAccuracy!.Count > t).Average(r => r.RoundAccuracy![t]))];
+            }
+            if (byStep.Count == 0) continue;
+            double policy = result.Oracle.Count == 0 ? double.NaN : result.Oracle.Average(o => o.PassAt1);
+            byStep["policy pass@1 (oracle samples)"] = [.. Enumerable.Repeat(policy, byStep.Values.Max(v => v.Count))];
+            var ratios = configs.Select(g => (Label: RatioLabel(budget / g.Key, g.Key), Parallel: g.Key)).ToList();
+            var bins = result.OracleBins.Values.Distinct().Order().Prepend(0).ToList();
+            var accuracy = bins.ToDictionary(b => b, b => (IReadOnlyList<double>)[.. configs.Select(g =>
+            {
+                var runs = g.Where(r => b == 0 || result.OracleBins.GetValueOrDefault(r.QuestionId) == b).ToList();
+                return runs.Count == 0 ? double.NaN : runs.Average(r => r.Correct ? 1.0 : 0.0);
+            })]);
+            list.Add(new RevisionAnalysis(family.Key, budget, byStep, ratios, accuracy));
+        }
+        return list;
+    }
+
+    static Ponder.Search.StrategySpec StrategySpecOf(StudyRecord r) => Ponder.Search.StrategySpec.Parse("revisions", r.Params, r.Budget);
+
+    /// <summary>L/P as the paper labels it: "16" or "1/4".</summary>
+    static string RatioLabel(int sequential, int parallel) =>
+        sequential >= parallel ? (sequential / parallel).ToString(CultureInfo.InvariantCulture) : $"1/{parallel / sequential}";
+
+    static string RevisionsMarkdown(StudyResult result)
+    {
+        var sb = new StringBuilder();
+        foreach (var rev in Revisions(result))
+        {
+            sb.Append($"### {rev.Name} at budget {rev.Budget}\n\nPass@1 of the attempt at each sequential step (mean over chains and questions; step 1 is the first attempt):\n\n");
+            int steps = rev.ByStep.Values.Max(v => v.Count);
+            var shown = Enumerable.Range(1, steps).Where(t => t <= 2 || (t & (t - 1)) == 0 || t == steps).ToList();
+            sb.Append(MarkdownReport.Table(["configuration", .. shown.Select(t => t.ToString(CultureInfo.InvariantCulture))],
+                rev.ByStep.Select(kv => (IReadOnlyList<string>)[kv.Key, .. shown.Select(t => t <= kv.Value.Count ? Pct(kv.Value[t - 1]) : "")]))).Append('\n');
+            if (rev.Ratios.Count > 1)
+            {
+                sb.Append($"Accuracy (final answer selected over all attempts) by sequential/parallel ratio L/P at budget {rev.Budget}, per oracle bin (0 = all):\n\n");
+                sb.Append(MarkdownReport.Table(["bin", .. rev.Ratios.Select(r => $"L/P = {r.Label} (P={r.Parallel})")],
+                    rev.RatioAccuracyByBin.Select(kv => (IReadOnlyList<string>)[kv.Key.ToString(CultureInfo.InvariantCulture), .. kv.Value.Select(Pct)]))).Append('\n');
+            }
+        }
+        return sb.ToString();
     }
 
     /// <summary>Accuracy series per configuration (plus compute-optimal) over all questions or one oracle bin.</summary>
@@ -127,7 +200,8 @@ public static class StudyReport
         var sb = new StringBuilder();
         sb.Append($"# Study: {c.Name}\n\n");
         if (command is not null) sb.Append($"Command: `{command}`\n\n");
-        sb.Append($"Models: policy `{result.Models[0]}`, PRM `{result.Models[1]}`, larger policy `{result.Models[2]}`.\n");
+        sb.Append($"Models: policy `{result.Models[0]}`, PRM `{result.Models[1]}`, larger policy `{result.Models[2]}`");
+        sb.Append(result.Models.Count > 3 && result.Models[3] != "none" ? $", revision model `{result.Models[3]}`.\n" : ".\n");
         sb.Append($"Questions: {result.Questions.Count} of `{c.Dataset}` (evenly spaced over lines {c.From}..{(c.To?.ToString(CultureInfo.InvariantCulture) ?? "end")}). ");
         sb.Append($"Budgets: {string.Join(", ", c.Budgets)} generations; seeds: {string.Join(", ", c.Seeds)}; ");
         sb.Append($"sampling T = {c.Temperature.ToString(CultureInfo.InvariantCulture)}, steps of at most {c.MaxStepTokens} tokens, {c.MaxRounds} rounds.\n");
@@ -158,6 +232,9 @@ public static class StudyReport
                 ComputeOptimalFit.OverallCurve(result.ComputeOptimalPredicted).Select(p => (IReadOnlyList<string>)
                     [p.Budget.ToString(CultureInfo.InvariantCulture), Pct(p.Accuracy)]))).Append('\n');
         }
+
+        string revisions = RevisionsMarkdown(result);
+        if (revisions.Length > 0) sb.Append("## Sequential revisions\n\n").Append(revisions);
 
         sb.Append("## Cost of estimating difficulty (not part of the budgets above)\n\n");
         long oraclePolicy = result.Oracle.Sum(o => o.PolicyFlops), oraclePrm = result.Oracle.Sum(o => o.PrmFlops);

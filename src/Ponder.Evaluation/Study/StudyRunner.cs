@@ -31,7 +31,7 @@ public sealed record StudyResult
 {
     /// <summary>The config.</summary>
     public required StudyConfig Config { get; init; }
-    /// <summary>Model fingerprints: policy, PRM ("none"), larger policy ("none").</summary>
+    /// <summary>Model fingerprints: policy, PRM ("none"), larger policy ("none"), revision model ("none").</summary>
     public required IReadOnlyList<string> Models { get; init; }
     /// <summary>The questions.</summary>
     public required IReadOnlyList<StudyQuestion> Questions { get; init; }
@@ -118,6 +118,11 @@ public static class StudyRunner
             strategies = [.. strategies.Where(s => !s.NeedsVerifier)];
             if (strategies.Count == 0) strategies = [new StudyStrategy("best-of-n", [""], AnswerSelection.Majority)];
         }
+        if (models.Reviser is null && strategies.Any(s => s.Name == "revisions"))
+        {
+            Notice($"no revision model ({config.Reviser ?? "none configured"}): revisions are skipped");
+            strategies = [.. strategies.Where(s => s.Name != "revisions")];
+        }
         var jobs = Jobs(config, strategies, questions, Notice);
         var records = await RunJobsAsync(models, jobs, search, config.Concurrency, progress, cancellationToken).ConfigureAwait(false);
         walls["sweep"] = clock.Elapsed;
@@ -139,7 +144,7 @@ public static class StudyRunner
         return new StudyResult
         {
             Config = config,
-            Models = [models.Policy.Fingerprint, models.Prm?.Fingerprint ?? "none", models.Large?.Fingerprint ?? "none"],
+            Models = [models.Policy.Fingerprint, models.Prm?.Fingerprint ?? "none", models.Large?.Fingerprint ?? "none", models.Reviser?.Fingerprint ?? "none"],
             Questions = questions, Oracle = oracle, OracleBins = oracleBins, PredictedBins = predictedBins, Records = records,
             ComputeOptimal = cells, ComputeOptimalPredicted = predictedCells, Baseline = baseline, Efficiency = efficiency,
             FlopsMatched = matched, Notices = notices, WallTimes = walls, OracleComputed = cache.Computed,
@@ -157,6 +162,8 @@ public static class StudyRunner
         foreach (int budget in config.Budgets.Order())
         {
             var spec = StrategySpec.Parse(s.Name, p, budget);
+            // More chains than generations is no configuration at this budget (a P sweep meets it at every small budget).
+            if (spec.Kind == StrategyKind.Revisions && spec.Parallel > budget) continue;
             try { spec.Create(); }
             catch (ArgumentException e)
             {
@@ -188,7 +195,8 @@ public static class StudyRunner
 
     static async Task<StudyRecord> RunJobAsync(StudyModels models, Job job, SearchOptions search, CancellationToken ct)
     {
-        using var engine = models.Engine(job.Spec.Budget, $"{job.Strategy.RecordName}({job.Spec.Params})@{job.Spec.Budget} {job.Question.Id}", ct);
+        bool revise = job.Spec.Kind == StrategyKind.Revisions;
+        using var engine = models.Engine(job.Spec.Budget, $"{job.Strategy.RecordName}({job.Spec.Params})@{job.Spec.Budget} {job.Question.Id}", ct, revise);
         // Seeds differ per question too, so two questions never share a sampling stream.
         var options = search with
         {
@@ -201,8 +209,12 @@ public static class StudyRunner
         long flops = report.Flops.Total;
         return new StudyRecord(job.Strategy.RecordName, job.Spec.Params, job.Spec.Budget, job.Question.Id, job.Seed,
             job.Question.IsCorrect(result.Answer), result.Answer, flops, flops - prmFlops, prmFlops, report.Generations,
-            report.TokensComputed, report.TokensReused, result.BudgetExhausted);
+            report.TokensComputed, report.TokensReused, result.BudgetExhausted, revise ? RoundAccuracy(job.Question, result) : null);
     }
+
+    /// <summary>Per sequential step of a revision search: the fraction of its chains whose attempt at that step is correct.</summary>
+    static double[] RoundAccuracy(StudyQuestion question, SearchResult result) =>
+        [.. result.Candidates.GroupBy(c => c.Round).OrderBy(g => g.Key).Select(g => g.Average(c => question.IsCorrect(c.Answer) ? 1.0 : 0.0))];
 
     /// <summary>A deterministic (process-independent) hash of a question id, folded to an int.</summary>
     static int StableHash(string s)

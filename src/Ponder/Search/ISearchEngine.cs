@@ -28,6 +28,16 @@ public interface ISearchEngine
 
     /// <summary>Spent and remaining budget of the search this engine serves.</summary>
     BudgetReport Budget { get; }
+
+    /// <summary>
+    /// Tokens <paramref name="prompt"/> occupies in the policy's context (special tokens included). Strategies that
+    /// build long prompts (revisions) use it with <see cref="ContextTokens"/> to keep them inside the context.
+    /// The default (engines without a tokenizer, e.g. scripted ones) counts characters.
+    /// </summary>
+    int PromptTokens(string prompt) => prompt.Length;
+
+    /// <summary>The policy's context length in tokens (prompt + generated); unbounded by default.</summary>
+    int ContextTokens => int.MaxValue;
 }
 
 /// <summary>How steps are sampled. Temperature 0 is greedy (lookahead rollouts).</summary>

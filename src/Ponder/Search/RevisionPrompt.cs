@@ -53,4 +53,22 @@ public static class RevisionPrompt
         }
         return sb.Append(RevisionHeader).ToString();
     }
+
+    /// <summary>Tokens left free for the revision itself when a prompt is fitted (a hard question's attempt is ~100-130 tokens).</summary>
+    public const int AnswerRoom = 96;
+
+    /// <summary>
+    /// The prompt with the widest window (at most <see cref="Window"/> attempts) whose <paramref name="promptTokens"/>
+    /// leave <paramref name="room"/> tokens for the revision within <paramref name="contextTokens"/>; with no attempt
+    /// fitting, the question alone (the caller's engine rejects it if even that is too long).
+    /// </summary>
+    public static string Fit(string questionPrompt, IReadOnlyList<string> attempts, Func<string, int> promptTokens, int contextTokens, int room = AnswerRoom)
+    {
+        ArgumentNullException.ThrowIfNull(promptTokens);
+        for (int w = Window; ; w--)
+        {
+            string p = Format(questionPrompt, attempts, w);
+            if (w == 0 || (long)promptTokens(p) + room <= contextTokens) return p;
+        }
+    }
 }

@@ -22,6 +22,10 @@ public sealed class ScriptedEngine(Func<StepRequest, string> policy, Func<string
     public long ScoreFlops { get; init; } = 1;
     public int StepsPerGeneration { get; init; } = 2;
     public long? FlopsCap { get; init; }
+    /// <summary>The scripted policy's context, in characters (the default prompt-token count is characters).</summary>
+    public int Context { get; init; } = int.MaxValue;
+
+    public int ContextTokens => Context;
 
     long flops;
     long stepsExtended;

@@ -182,6 +182,25 @@ public sealed class StrategyTests
         Assert.Empty(maj.Scores);
     }
 
+    /// <summary>
+    /// A context that holds the question, two attempts and the answer room: the window shrinks from four attempts to the
+    /// two most recent, and the chain goes on.
+    /// </summary>
+    [Fact]
+    public void Revisions_shrink_the_window_to_fit_the_policy_context()
+    {
+        static int Attempts(string prompt) => (prompt.Length - prompt.Replace(RevisionPrompt.AttemptHeader, "").Length) / RevisionPrompt.AttemptHeader.Length;
+        // "Q: 1+1\n" (7) + w x "Attempt:\nA: 0k\n" (15) + "Revision:\n" (10) + room.
+        int context = 7 + 2 * 15 + 10 + RevisionPrompt.AnswerRoom;
+        var e = new ScriptedEngine(r => $"A: {r.Index}{Attempts(r.Prompt)}", (_, _) => 0.5) { Context = context };
+        var result = Run(new Revisions(1, 6), e);
+
+        Assert.Equal(6, e.StartedPrompts.Count);
+        Assert.All(e.StartedPrompts, p => Assert.True(p.Length + RevisionPrompt.AnswerRoom <= context, p));
+        Assert.Equal("Q: 1+1\nAttempt:\nA: 02\nAttempt:\nA: 02\nRevision:\n", e.StartedPrompts[5]);
+        Assert.Equal(["00", "01", "02", "02", "02", "02"], result.Candidates.Select(c => c.Answer));
+    }
+
     public static TheoryData<string, long> Strategies => new()
     {
         { "best-of-n", 115 }, { "beam", 115 }, { "dvts", 115 }, { "revisions", 115 },

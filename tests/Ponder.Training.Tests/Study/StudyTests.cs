@@ -58,7 +58,7 @@ public sealed class StudyTests : IDisposable
         return path;
     }
 
-    static (StudyModels Models, CpuBackend Backend) Models(bool large = false)
+    static (StudyModels Models, CpuBackend Backend) Models(bool large = false, bool reviser = false)
     {
         var backend = new CpuBackend(threads: 1);
         var options = new ModelOptions { Backend = backend, KvCacheTokens = 4096, BlockSize = 8 };
@@ -71,7 +71,55 @@ public sealed class StudyTests : IDisposable
             var largeConfig = PolicyConfig with { DModel = 64, DFf = 96, HeadDim = 16 };
             largeModel = new StudyModel(PonderModel.Load(new HostTensorSource(largeConfig, RandomModels.Create(largeConfig, 5)), tokenizer, options), "tiny-large@1", 4000);
         }
-        return (new StudyModels(new StudyModel(policy, "tiny-policy@1", 1000), new StudyModel(prm, "tiny-prm@1", null), largeModel, backend), backend);
+        StudyModel? reviserModel = null;
+        if (reviser)
+        {
+            var reviserConfig = PolicyConfig with { MaxPositions = 256 };
+            reviserModel = new StudyModel(PonderModel.Load(new HostTensorSource(reviserConfig, RandomModels.Create(reviserConfig, 6)), tokenizer, options), "tiny-reviser@1", null);
+        }
+        return (new StudyModels(new StudyModel(policy, "tiny-policy@1", 1000), new StudyModel(prm, "tiny-prm@1", null), largeModel, backend, reviserModel), backend);
+    }
+
+    [Fact]
+    public async Task Revisions_run_on_the_revision_model_with_per_step_accuracy_and_a_ratio_analysis()
+    {
+        var config = Config() with { Budgets = [2, 4], Strategies = [new StudyStrategy("revisions", ["P=1", "P=2", "P=4"], AnswerSelection.Weighted)] };
+        var (models, backend) = Models(reviser: true);
+        using var _ = models;
+        var result = await StudyRunner.RunAsync(config, models, _dir);
+
+        // P=4 has no run at budget 2 (more chains than generations): P=1@2, P=2@2, P=1@4, P=2@4, P=4@4, 5 questions each.
+        Assert.Equal(5 * 5, result.Records.Count);
+        Assert.DoesNotContain(result.Records, r => r.Params == "P=4" && r.Budget == 2);
+        Assert.All(result.Records, r => Assert.Equal(r.Budget / StrategySpec.Parse("revisions", r.Params, r.Budget).Parallel, r.RoundAccuracy!.Count));
+        Assert.All(result.Records, r => Assert.True(r.Generations <= r.Budget && r.PolicyFlops > 0 && r.PrmFlops > 0, r.ToString()));
+        long accounted = result.Records.Sum(r => r.Flops) + result.Oracle.Sum(o => o.PolicyFlops + o.PrmFlops);
+        Assert.Equal(backend.Flops.Total, accounted);
+        Assert.Equal("tiny-reviser@1", result.Models[3]);
+
+        var analysis = Assert.Single(StudyReport.Revisions(result));
+        Assert.Equal(4, analysis.Budget);
+        Assert.Equal(["1/4", "1", "4"], analysis.Ratios.Select(r => r.Label));
+        Assert.Equal(["P=2 (L=2)", "P=1 (L=4)", "policy pass@1 (oracle samples)"], analysis.ByStep.Keys);
+        var p1 = result.Records.Where(r => r.Params == "P=1" && r.Budget == 4).ToList();
+        Assert.Equal(p1.Average(r => r.RoundAccuracy![3]), analysis.ByStep["P=1 (L=4)"][3], 12);
+        Assert.Equal(p1.Average(r => r.Correct ? 1.0 : 0.0), analysis.RatioAccuracyByBin[0][2], 12);
+        Assert.Contains("## Sequential revisions", StudyReport.Markdown(result));
+    }
+
+    [Fact]
+    public async Task Revisions_without_a_revision_model_are_skipped_with_a_notice()
+    {
+        var config = Config() with
+        {
+            Budgets = [2],
+            Strategies = [new StudyStrategy("best-of-n", [""], AnswerSelection.Majority), new StudyStrategy("revisions", ["P=1"], AnswerSelection.Weighted)],
+        };
+        var (models, _) = Models();
+        using var _ = models;
+        var result = await StudyRunner.RunAsync(config, models, _dir);
+        Assert.All(result.Records, r => Assert.Equal("best-of-n-majority", r.Strategy));
+        Assert.Contains(result.Notices, n => n.Contains("revisions are skipped", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -93,6 +93,12 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
     }
 
     /// <inheritdoc/>
+    public int PromptTokens(string prompt) => _tokenizer.Encode(prompt, addSpecialTokens: true).Length;
+
+    /// <inheritdoc/>
+    public int ContextTokens => _policy.Config.MaxPositions;
+
+    /// <inheritdoc/>
     public Branch Start(string prompt)
     {
         ArgumentNullException.ThrowIfNull(prompt);
