@@ -81,8 +81,8 @@ public static class StudyPlots
     }
 
     /// <summary>
-    /// Accuracy vs sequential/parallel ratio L/P, one line per difficulty bin (paper figure 7 right); x labels are the
-    /// ratios in the given order.
+    /// Accuracy vs sequential/parallel ratio L/P, one line per difficulty bin (bin 0 = all questions; paper figure 7
+    /// right); x labels are the ratios in the given order.
     /// </summary>
     public static IReadOnlyList<string> SequentialParallelRatio(string path, int budget, IReadOnlyList<string> ratioLabels,
         IReadOnlyDictionary<int, IReadOnlyList<double>> accuracyByBin)
@@ -91,13 +91,14 @@ public static class StudyPlots
         ArgumentNullException.ThrowIfNull(accuracyByBin);
         var plot = new Plot();
         double[] xs = Enumerable.Range(0, ratioLabels.Count).Select(i => (double)i).ToArray();
+        int colour = 0;
         foreach (var (bin, acc) in accuracyByBin.OrderBy(kv => kv.Key))
         {
             if (acc.Count != ratioLabels.Count)
                 throw new ArgumentException($"bin {bin} has {acc.Count} accuracies for {ratioLabels.Count} ratios", nameof(accuracyByBin));
             var line = plot.Add.Scatter(xs, acc.ToArray());
-            line.LegendText = $"bin {bin}";
-            line.Color = Palette.GetColor(bin - 1);
+            line.LegendText = bin == 0 ? "all questions" : $"bin {bin}";
+            line.Color = Palette.GetColor(colour++);
         }
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(xs, ratioLabels.ToArray());
         return Save(plot, path, $"Sequential/parallel ratio at budget {budget}", "sequential/parallel ratio", "accuracy");

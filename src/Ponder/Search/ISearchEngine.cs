@@ -13,6 +13,14 @@ public interface ISearchEngine
     Branch Start(string prompt);
 
     /// <summary>
+    /// A new branch whose policy reads <paramref name="prompt"/> but whose verifier scores its steps after
+    /// <paramref name="verifierPrompt"/> instead (null = the same prompt): a revision's steps are scored as an answer
+    /// to the question alone, not after the previous attempts the reviser saw. Engines without a separate verifier
+    /// context (scripted ones) start from the prompt.
+    /// </summary>
+    Branch Start(string prompt, string? verifierPrompt) => Start(prompt);
+
+    /// <summary>
     /// Samples one more step for every branch in <paramref name="branches"/> that is not finished: tokens until the
     /// step delimiter (included), end of sequence, or <see cref="StepSampling.MaxStepTokens"/>. Runs them together.
     /// When the budget cannot pay for all of it, the branches it could not extend are left exactly as they were and

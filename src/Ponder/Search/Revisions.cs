@@ -3,7 +3,8 @@ namespace Ponder.Search;
 /// <summary>
 /// Sequential revisions (Snell et al. 2024, section 6): P parallel chains, each a sequence of L attempts; attempt t
 /// of a chain is generated from <see cref="RevisionPrompt"/> with the chain's most recent (up to 4) finished attempts in
-/// context, fewer when they would not leave <see cref="RevisionPrompt.AnswerRoom"/> tokens of the policy's context. All chains advance together (one batched attempt per chain per sequential step). Selection: with a
+/// context, fewer when they would not leave <see cref="RevisionPrompt.AnswerRoom"/> tokens of the policy's context; the
+/// verifier scores each attempt as an answer to the question alone (as it would score a best-of-N sample). All chains advance together (one batched attempt per chain per sequential step). Selection: with a
 /// verifier (selector naive or weighted) every attempt is scored and the answer is chosen hierarchically (within each
 /// chain, then across chain winners); with majority, flat over all attempts of all chains and nothing is scored.
 /// Costs P x L generations.
@@ -50,7 +51,7 @@ public sealed class Revisions : ISearchStrategy
             {
                 foreach (var chain in chains)
                     attempts.Add(engine.Start(RevisionPrompt.Fit(questionPrompt, [.. chain.Where(c => c.Finished).Select(c => c.Text)],
-                        engine.PromptTokens, engine.ContextTokens)));
+                        engine.PromptTokens, engine.ContextTokens), verifierPrompt: questionPrompt));
                 (_, exhausted) = await SearchBranches.ExtendToEndAsync(engine, attempts, options, phase: t, cancellationToken)
                     .ConfigureAwait(false);
                 if (!exhausted && verify)

@@ -93,6 +93,43 @@ public sealed class ScheduledSearchEngineTests
         fork.Dispose();
     }
 
+    /// <summary>
+    /// A branch started with a verifier prompt (a revision: the reviser reads earlier attempts, the PRM only the
+    /// question): the policy computes the long prompt, the PRM mirror the short one plus the steps, and its scores
+    /// match a direct PRM forward over the short prompt and the generated text.
+    /// </summary>
+    [Fact]
+    public async Task VerifierPromptReplacesThePolicyPromptInThePrmMirror()
+    {
+        const string Short = "Q: 1+2=";     // 7 tokens
+        using var rig = new SchedulingRig();
+        using var engine = rig.Engine();
+        var b = engine.Start(Prompt, verifierPrompt: Short);
+        await engine.ExtendAsync([b], Sampling);
+        await engine.ScoreAsync([b]);
+        Assert.Equal(P + StepTokens, Usage(engine, "policy").TokensComputed);
+        Assert.Equal(7 + StepTokens, Usage(engine, "prm").TokensComputed);
+
+        var tokens = rig.Tokenizer.Encode(Short).Concat(rig.Tokenizer.Encode(b.Text)).ToArray();
+        using var seq = new Sequence(rig.PrmPool);
+        seq.Append(tokens);
+        var layout = new BatchLayout(rig.PrmPool.BlockSize);
+        layout.Add(0, tokens.Length, seq.BlockTable);
+        var output = new float[1];
+        lock (rig.Scheduler.SyncRoot) rig.PrmTransformer.Forward(layout, tokens, rig.PrmPool.Storage, [tokens.Length - 1], output);
+        Assert.Equal(1 / (1 + Math.Exp(-output[0])), b.StepScores[0], 5);
+
+        // The same policy prompt with another verifier prompt is another root: its PRM mirror holds the other prompt
+        // (computed, or its leading full block "Q: 1" found in the PRM's prefix index).
+        var other = engine.Start(Prompt, verifierPrompt: Prompt);
+        await engine.ExtendAsync([other], Sampling);
+        await engine.ScoreAsync([other]);
+        var prm = Usage(engine, "prm");
+        Assert.Equal(7 + StepTokens + P + StepTokens, prm.TokensComputed + prm.TokensReused);
+        b.Dispose();
+        other.Dispose();
+    }
+
     [Fact]
     public async Task SameSeedGivesTheSameStepsWhateverElseIsInTheBatch()
     {

@@ -105,6 +105,9 @@ public sealed class StudyTests : IDisposable
         Assert.Equal(p1.Average(r => r.RoundAccuracy![3]), analysis.ByStep["P=1 (L=4)"][3], 12);
         Assert.Equal(p1.Average(r => r.Correct ? 1.0 : 0.0), analysis.RatioAccuracyByBin[0][2], 12);
         Assert.Contains("## Sequential revisions", StudyReport.Markdown(result));
+        var files = StudyReport.Write(result, Path.Combine(_dir, "report"));
+        foreach (var plot in new[] { "revisions-by-step", "revisions-ratio" })
+            Assert.True(new FileInfo(Path.Combine(_dir, "report", "plots", plot + ".png")).Length > 1000, plot);
     }
 
     [Fact]

@@ -99,22 +99,28 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
     public int ContextTokens => _policy.Config.MaxPositions;
 
     /// <inheritdoc/>
-    public Branch Start(string prompt)
+    public Branch Start(string prompt) => Start(prompt, null);
+
+    /// <inheritdoc/>
+    public Branch Start(string prompt, string? verifierPrompt)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         int[] tokens = _tokenizer.Encode(prompt, addSpecialTokens: true);
         if (tokens.Length == 0) throw new ArgumentException("the prompt encodes to no tokens", nameof(prompt));
         if (tokens.Length >= _policy.Config.MaxPositions)
             throw new ArgumentException($"the prompt has {tokens.Length} tokens; policy '{_policy.Name}' has {_policy.Config.MaxPositions} positions", nameof(prompt));
+        int[] verifierTokens = verifierPrompt is null ? tokens : _tokenizer.Encode(verifierPrompt, addSpecialTokens: true);
+        if (verifierTokens.Length == 0) throw new ArgumentException("the verifier prompt encodes to no tokens", nameof(verifierPrompt));
+        string key = verifierPrompt is null ? prompt : prompt + "\0" + verifierPrompt;
         lock (_scheduler.SyncRoot)
         {
             ThrowIfClosed();
-            if (!_roots.TryGetValue(prompt, out var root))
+            if (!_roots.TryGetValue(key, out var root))
             {
                 var sequence = _policy.CreateSequence(tokens);
-                root = new PromptRoot(this, prompt, tokens, sequence);
+                root = new PromptRoot(this, key, tokens, verifierTokens, sequence);
                 _request.Own(root);
-                _roots[prompt] = root;
+                _roots[key] = root;
                 if (sequence.ComputedLength > 0) _request.RecordReuse(_policy.Name, sequence.ComputedLength, _policy.Counter.Prefill(sequence.ComputedLength));
             }
             var branch = new EngineBranch(this, root);
@@ -277,7 +283,7 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
                 var root = b.Root;
                 if (root.Prm is null)
                 {
-                    root.Prm = prm.CreateSequence(root.Tokens);
+                    root.Prm = prm.CreateSequence(root.VerifierTokens);
                     if (root.Prm.ComputedLength > 0) _request.RecordReuse(prm.Name, root.Prm.ComputedLength, prm.Counter.Prefill(root.Prm.ComputedLength));
                 }
                 root.PrmReady ??= _scheduler.SubmitAsync(_request, prm, root.Prm, [], Memory<float>.Empty);
@@ -299,7 +305,7 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
             }
         }
         var output = new float[prm.Config.HeadRows];
-        int prompt = b.Root.Tokens.Length;
+        int prompt = b.Root.VerifierTokens.Length;
         while (b.StepScores.Count < b.Steps.Count)
         {
             int end = b.StepEnds[b.StepScores.Count];
@@ -354,11 +360,13 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
     /// A distinct prompt's sequences, prefilled once and forked by every branch started from it; disposed when the
     /// last such branch is (its full blocks stay in the prefix index, so starting the prompt again recomputes little).
     /// </summary>
-    internal sealed class PromptRoot(ScheduledSearchEngine engine, string key, int[] tokens, Ponder.Cache.Sequence policy) : IDisposable
+    internal sealed class PromptRoot(ScheduledSearchEngine engine, string key, int[] tokens, int[] verifierTokens, Ponder.Cache.Sequence policy) : IDisposable
     {
         int _holders;
 
         public int[] Tokens { get; } = tokens;
+        /// <summary>What the PRM mirror starts from: the policy's prompt, or the verifier prompt the branch was started with.</summary>
+        public int[] VerifierTokens { get; } = verifierTokens;
         public Ponder.Cache.Sequence Policy { get; } = policy;
         public Ponder.Cache.Sequence? Prm { get; set; }
         public float[]? Logits { get; set; }
