@@ -15,6 +15,9 @@ public static class StudyReport
     /// <summary>The name compute-optimal (cross-validated) carries in tables and plots.</summary>
     public const string ComputeOptimalName = "compute-optimal (2-fold CV)";
 
+    /// <summary>The name compute-optimal over revision configurations carries.</summary>
+    public const string ComputeOptimalRevisionsName = "compute-optimal revisions (2-fold CV)";
+
     /// <summary>Writes every output; returns the files written.</summary>
     public static List<string> Write(StudyResult result, string outDirectory, string? command = null)
     {
@@ -27,7 +30,10 @@ public static class StudyReport
         SweepResults.WriteCsv(F("records.csv"), sweep);
         File.WriteAllText(F("records.json"), JsonSerializer.Serialize(result.Records, Json));
         File.WriteAllText(F("difficulty.csv"), DifficultyCsv(result));
-        File.WriteAllText(F("compute_optimal.json"), JsonSerializer.Serialize(new { oracle = Cells(result.ComputeOptimal), predicted = Cells(result.ComputeOptimalPredicted) }, Json));
+        File.WriteAllText(F("compute_optimal.json"), JsonSerializer.Serialize(new
+        {
+            oracle = Cells(result.ComputeOptimal), predicted = Cells(result.ComputeOptimalPredicted), revisions = Cells(result.ComputeOptimalRevisions),
+        }, Json));
         File.WriteAllText(F("summary.json"), JsonSerializer.Serialize(Summary(result), Json));
         File.WriteAllText(F("report.md"), Markdown(result, command));
 
@@ -125,10 +131,13 @@ public static class StudyReport
     {
         var series = Curves.ByConfiguration(result.Records.Select(r => r.ToSweepRecord()),
             bin is int b ? q => result.OracleBins.GetValueOrDefault(q) == b : null);
-        var cells = result.ComputeOptimal.Where(c => bin is null || c.Bin == bin).ToList();
-        if (cells.Count > 0)
-            series[ComputeOptimalName] = [.. cells.GroupBy(c => c.Budget).OrderBy(g => g.Key)
-                .Select(g => (g.Key, AccuracyEstimate.Wilson(g.Sum(c => c.CrossValidated.Correct), g.Sum(c => c.CrossValidated.Trials))))];
+        foreach (var (name, fitted) in new[] { (ComputeOptimalName, result.ComputeOptimal), (ComputeOptimalRevisionsName, result.ComputeOptimalRevisions) })
+        {
+            var cells = fitted.Where(c => bin is null || c.Bin == bin).ToList();
+            if (cells.Count > 0)
+                series[name] = [.. cells.GroupBy(c => c.Budget).OrderBy(g => g.Key)
+                    .Select(g => (g.Key, AccuracyEstimate.Wilson(g.Sum(c => c.CrossValidated.Correct), g.Sum(c => c.CrossValidated.Trials))))];
+        }
         return series;
     }
 
@@ -157,9 +166,12 @@ public static class StudyReport
     }
 
     /// <summary>The efficiency table: compute-optimal vs the baseline per budget.</summary>
-    public static string EfficiencyTable(StudyResult result) =>
-        MarkdownReport.Table(["budget", "compute-optimal", result.Baseline, $"{result.Baseline} budget for the same accuracy", "ratio"],
-            result.Efficiency.Select(e => (IReadOnlyList<string>)
+    public static string EfficiencyTable(StudyResult result) => EfficiencyTable(result.Efficiency, result.Baseline);
+
+    /// <summary>An efficiency table of <paramref name="rows"/> against <paramref name="baseline"/>.</summary>
+    public static string EfficiencyTable(IReadOnlyList<EfficiencyRow> rows, string baseline, string name = "compute-optimal") =>
+        MarkdownReport.Table(["budget", name, baseline, $"{baseline} budget for the same accuracy", "ratio"],
+            rows.Select(e => (IReadOnlyList<string>)
             [
                 e.Budget.ToString(CultureInfo.InvariantCulture), Pct(e.Accuracy), Pct(e.BaselineAccuracy),
                 e.BaselineBudget is double bb ? bb.ToString("0.#", CultureInfo.InvariantCulture) : "not reached",
@@ -170,15 +182,18 @@ public static class StudyReport
     /// One line: the largest budget saving of compute-optimal over the baseline within the sweep (the paper: 16 vs 64
     /// generations, 4x), or why there is none.
     /// </summary>
-    public static string EfficiencyHeadline(StudyResult result)
+    public static string EfficiencyHeadline(StudyResult result) => EfficiencyHeadline(result.Efficiency, result.Baseline);
+
+    /// <summary>The headline of <paramref name="rows"/> against <paramref name="baseline"/>.</summary>
+    public static string EfficiencyHeadline(IReadOnlyList<EfficiencyRow> rows, string baseline, string name = "compute-optimal")
     {
-        var best = result.Efficiency.Where(e => e.Ratio is not null).OrderByDescending(e => e.Ratio).ThenBy(e => e.Budget).FirstOrDefault();
-        if (best is null) return $"compute-optimal: no budget at which {result.Baseline} reaches its accuracy within the sweep";
-        if (best.Ratio <= 1) return $"compute-optimal needs no less compute than {result.Baseline} at any budget of the sweep";
+        var best = rows.Where(e => e.Ratio is not null).OrderByDescending(e => e.Ratio).ThenBy(e => e.Budget).FirstOrDefault();
+        if (best is null) return $"{name}: no budget at which {baseline} reaches its accuracy within the sweep";
+        if (best.Ratio <= 1) return $"{name} needs no less compute than {baseline} at any budget of the sweep";
         var inv = CultureInfo.InvariantCulture;
-        return $"compute-optimal at {best.Budget} generations ({Pct(best.Accuracy)}) matches {result.Baseline} at " +
+        return $"{name} at {best.Budget} generations ({Pct(best.Accuracy)}) matches {baseline} at " +
                $"{best.BaselineBudget!.Value.ToString("0.#", inv)} generations: {best.Ratio!.Value.ToString("0.##", inv)}x less compute" +
-               (result.Efficiency.Any(e => e.Ratio is null) ? " (at some budgets the baseline never reaches compute-optimal's accuracy within the sweep)" : "");
+               (rows.Any(e => e.Ratio is null) ? " (at some budgets the baseline never reaches its accuracy within the sweep)" : "");
     }
 
     /// <summary>Difficulty bins: questions, pass@1 range and mean per oracle bin.</summary>
@@ -218,13 +233,7 @@ public static class StudyReport
 
         sb.Append("## Compute-optimal (oracle bins, 2-fold cross-validation within each bin)\n\n");
         sb.Append(EfficiencyHeadline(result)).Append(".\n\n").Append(EfficiencyTable(result)).Append('\n');
-        sb.Append(MarkdownReport.Table(["bin", "budget", "chosen (all questions)", "chosen on fold 1 / fold 0", "held-out accuracy"],
-            result.ComputeOptimal.Select(cell => (IReadOnlyList<string>)
-            [
-                cell.Bin.ToString(CultureInfo.InvariantCulture), cell.Budget.ToString(CultureInfo.InvariantCulture),
-                cell.Final.Params.Length == 0 ? cell.Final.Strategy : $"{cell.Final.Strategy}({cell.Final.Params})",
-                string.Join(" / ", cell.FoldChoices), MarkdownReport.Percent(cell.CrossValidated),
-            ]))).Append('\n');
+        sb.Append(CellTable(result.ComputeOptimal)).Append('\n');
         if (result.ComputeOptimalPredicted.Count > 0)
         {
             sb.Append("### With predicted bins (mean PRM score, no ground truth)\n\n");
@@ -234,7 +243,18 @@ public static class StudyReport
         }
 
         string revisions = RevisionsMarkdown(result);
-        if (revisions.Length > 0) sb.Append("## Sequential revisions\n\n").Append(revisions);
+        if (revisions.Length > 0)
+        {
+            sb.Append("## Sequential revisions\n\n").Append(revisions);
+            if (result.ComputeOptimalRevisions.Count > 0)
+            {
+                const string name = "compute-optimal revisions";
+                sb.Append($"### Compute-optimal revisions (the ratio L/P chosen per oracle bin and budget, 2-fold CV) vs {result.Baseline}\n\n");
+                sb.Append(EfficiencyHeadline(result.EfficiencyRevisions, result.Baseline, name)).Append(".\n\n");
+                sb.Append(EfficiencyTable(result.EfficiencyRevisions, result.Baseline, name)).Append('\n');
+                sb.Append(CellTable(result.ComputeOptimalRevisions)).Append('\n');
+            }
+        }
 
         sb.Append("## Cost of estimating difficulty (not part of the budgets above)\n\n");
         long oraclePolicy = result.Oracle.Sum(o => o.PolicyFlops), oraclePrm = result.Oracle.Sum(o => o.PrmFlops);
@@ -258,6 +278,15 @@ public static class StudyReport
         return sb.ToString();
     }
 
+    static string CellTable(IEnumerable<ComputeOptimalCell> cells) =>
+        MarkdownReport.Table(["bin", "budget", "chosen (all questions)", "chosen on fold 1 / fold 0", "held-out accuracy"],
+            cells.Select(cell => (IReadOnlyList<string>)
+            [
+                cell.Bin.ToString(CultureInfo.InvariantCulture), cell.Budget.ToString(CultureInfo.InvariantCulture),
+                cell.Final.Params.Length == 0 ? cell.Final.Strategy : $"{cell.Final.Strategy}({cell.Final.Params})",
+                string.Join(" / ", cell.FoldChoices), MarkdownReport.Percent(cell.CrossValidated),
+            ]));
+
     // Entries carry a computed Spec that only parses the paper's family names (not "best-of-n-majority"): written field by field.
     static IEnumerable<object> Cells(IEnumerable<ComputeOptimalCell> cells) => cells.Select(c => new
     {
@@ -274,6 +303,7 @@ public static class StudyReport
         runs = r.Records.Count,
         baseline = r.Baseline,
         efficiency = r.Efficiency,
+        efficiencyRevisions = r.EfficiencyRevisions,
         notices = r.Notices,
         wallSeconds = r.WallTimes.ToDictionary(kv => kv.Key, kv => Math.Round(kv.Value.TotalSeconds, 1)),
         flopsMatched = r.FlopsMatched,

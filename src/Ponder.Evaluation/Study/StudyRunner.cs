@@ -43,7 +43,7 @@ public sealed record StudyResult
     public required IReadOnlyDictionary<string, int> PredictedBins { get; init; }
     /// <summary>Sweep runs.</summary>
     public required IReadOnlyList<StudyRecord> Records { get; init; }
-    /// <summary>Compute-optimal cells over oracle bins.</summary>
+    /// <summary>Compute-optimal cells over oracle bins (search configurations: everything but revisions).</summary>
     public required IReadOnlyList<ComputeOptimalCell> ComputeOptimal { get; init; }
     /// <summary>Compute-optimal cells over predicted bins (empty without a PRM).</summary>
     public required IReadOnlyList<ComputeOptimalCell> ComputeOptimalPredicted { get; init; }
@@ -51,6 +51,10 @@ public sealed record StudyResult
     public required string Baseline { get; init; }
     /// <summary>Compute-optimal (oracle bins) vs the baseline per budget.</summary>
     public required IReadOnlyList<EfficiencyRow> Efficiency { get; init; }
+    /// <summary>Compute-optimal over revision configurations only (the sequential/parallel ratio per bin); empty without revisions.</summary>
+    public IReadOnlyList<ComputeOptimalCell> ComputeOptimalRevisions { get; init; } = [];
+    /// <summary>Revisions' compute-optimal vs the baseline per budget.</summary>
+    public IReadOnlyList<EfficiencyRow> EfficiencyRevisions { get; init; } = [];
     /// <summary>FLOPs-matched comparison.</summary>
     public required FlopsMatchedResult FlopsMatched { get; init; }
     /// <summary>Notices (fallbacks, skipped configurations).</summary>
@@ -129,11 +133,15 @@ public static class StudyRunner
 
         // Compute-optimal and its efficiency against best-of-N.
         var sweep = records.Select(r => r.ToSweepRecord()).ToList();
-        var cells = ComputeOptimalFit.Fit(sweep, oracleBins);
-        var predictedCells = predictedBins.Count == 0 ? [] : ComputeOptimalFit.Fit(sweep, predictedBins);
+        // As in the paper, compute-optimal chooses among search configurations, and separately among revision
+        // configurations (the sequential/parallel ratio); both are compared against best-of-N.
+        var cells = ComputeOptimalFit.Fit(sweep, oracleBins, r => !IsRevision(r));
+        var predictedCells = predictedBins.Count == 0 ? [] : ComputeOptimalFit.Fit(sweep, predictedBins, r => !IsRevision(r));
+        var revisionCells = sweep.Any(IsRevision) ? ComputeOptimalFit.Fit(sweep, oracleBins, IsRevision) : [];
         string baseline = records.Any(r => r.Strategy == "best-of-n") ? "best-of-n"
             : records.Select(r => r.Configuration).FirstOrDefault(c => c.StartsWith("best-of-n", StringComparison.Ordinal)) ?? records[0].Configuration;
         var efficiency = Efficiency(sweep, baseline, cells);
+        var revisionEfficiency = Efficiency(sweep, baseline, revisionCells);
 
         // FLOPs-matched comparison against the larger policy.
         clock.Restart();
@@ -148,6 +156,7 @@ public static class StudyRunner
             Questions = questions, Oracle = oracle, OracleBins = oracleBins, PredictedBins = predictedBins, Records = records,
             ComputeOptimal = cells, ComputeOptimalPredicted = predictedCells, Baseline = baseline, Efficiency = efficiency,
             FlopsMatched = matched, Notices = notices, WallTimes = walls, OracleComputed = cache.Computed,
+            ComputeOptimalRevisions = revisionCells, EfficiencyRevisions = revisionEfficiency,
         };
     }
 
@@ -215,6 +224,8 @@ public static class StudyRunner
     /// <summary>Per sequential step of a revision search: the fraction of its chains whose attempt at that step is correct.</summary>
     static double[] RoundAccuracy(StudyQuestion question, SearchResult result) =>
         [.. result.Candidates.GroupBy(c => c.Round).OrderBy(g => g.Key).Select(g => g.Average(c => question.IsCorrect(c.Answer) ? 1.0 : 0.0))];
+
+    static bool IsRevision(SweepRecord r) => r.Strategy.StartsWith("revisions", StringComparison.Ordinal);
 
     /// <summary>A deterministic (process-independent) hash of a question id, folded to an int.</summary>
     static int StableHash(string s)

@@ -83,19 +83,32 @@ public sealed class StudyTests : IDisposable
     [Fact]
     public async Task Revisions_run_on_the_revision_model_with_per_step_accuracy_and_a_ratio_analysis()
     {
-        var config = Config() with { Budgets = [2, 4], Strategies = [new StudyStrategy("revisions", ["P=1", "P=2", "P=4"], AnswerSelection.Weighted)] };
+        var config = Config() with
+        {
+            Budgets = [2, 4],
+            Strategies = [new StudyStrategy("best-of-n", [""], AnswerSelection.Weighted), new StudyStrategy("revisions", ["P=1", "P=2", "P=4"], AnswerSelection.Weighted)],
+        };
         var (models, backend) = Models(reviser: true);
         using var _ = models;
         var result = await StudyRunner.RunAsync(config, models, _dir);
+
+        // Compute-optimal chooses among search configurations; revisions get their own fit.
+        Assert.All(result.ComputeOptimal, c => Assert.Equal("best-of-n", c.Final.Strategy));
+        Assert.NotEmpty(result.ComputeOptimalRevisions);
+        Assert.All(result.ComputeOptimalRevisions, c => Assert.Equal("revisions", c.Final.Strategy));
+        Assert.Equal(2, result.EfficiencyRevisions.Count);
+        var full = result;
+        result = result with { Records = [.. result.Records.Where(r => r.Strategy == "revisions")] };
 
         // P=4 has no run at budget 2 (more chains than generations): P=1@2, P=2@2, P=1@4, P=2@4, P=4@4, 5 questions each.
         Assert.Equal(5 * 5, result.Records.Count);
         Assert.DoesNotContain(result.Records, r => r.Params == "P=4" && r.Budget == 2);
         Assert.All(result.Records, r => Assert.Equal(r.Budget / StrategySpec.Parse("revisions", r.Params, r.Budget).Parallel, r.RoundAccuracy!.Count));
         Assert.All(result.Records, r => Assert.True(r.Generations <= r.Budget && r.PolicyFlops > 0 && r.PrmFlops > 0, r.ToString()));
-        long accounted = result.Records.Sum(r => r.Flops) + result.Oracle.Sum(o => o.PolicyFlops + o.PrmFlops);
-        Assert.Equal(backend.Flops.Total, accounted);
         Assert.Equal("tiny-reviser@1", result.Models[3]);
+
+        long accounted = full.Records.Sum(r => r.Flops) + full.Oracle.Sum(o => o.PolicyFlops + o.PrmFlops);
+        Assert.Equal(backend.Flops.Total, accounted);
 
         var analysis = Assert.Single(StudyReport.Revisions(result));
         Assert.Equal(4, analysis.Budget);
