@@ -59,6 +59,8 @@ public sealed record StudyConfig
     public ulong OracleSeed { get; init; } = 7;
     /// <summary>Oracle sample cache (JSONL).</summary>
     public string OracleCache { get; init; } = "out/study-cache/oracle-samples.jsonl";
+    /// <summary>Sweep record cache (JSONL): runs found there under the same models, settings and job are not rerun.</summary>
+    public string RecordCache { get; init; } = "out/study-cache/records.jsonl";
     /// <summary>Difficulty bins.</summary>
     public int Bins { get; init; } = DifficultyBins.DefaultBins;
     /// <summary>Sampling temperature of proposals.</summary>
@@ -104,7 +106,7 @@ public sealed record StudyConfig
         var known = new HashSet<string>(StringComparer.Ordinal)
         {
             "name", "policy", "prm", "reviser", "largePolicy", "dataset", "questions", "from", "to", "strategies", "budgets", "seeds", "oracleSamples",
-            "oracleSeed", "oracleCache", "bins", "temperature", "maxStepTokens", "maxRounds", "threads", "concurrency", "kvCacheTokens",
+            "oracleSeed", "oracleCache", "recordCache", "bins", "temperature", "maxStepTokens", "maxRounds", "threads", "concurrency", "kvCacheTokens",
             "ratios", "policyPretrainTokens", "largePretrainTokens", "comment",
         };
         foreach (var (key, _) in root)
@@ -127,6 +129,7 @@ public sealed record StudyConfig
             OracleSamples = r.Int("oracleSamples", 1) ?? defaults.OracleSamples,
             OracleSeed = (ulong)(r.Int("oracleSeed", 0) ?? (int)defaults.OracleSeed),
             OracleCache = r.String("oracleCache") ?? defaults.OracleCache,
+            RecordCache = r.String("recordCache") ?? defaults.RecordCache,
             Bins = r.Int("bins", 1) ?? defaults.Bins,
             Temperature = (float)(r.Double("temperature", 0) ?? defaults.Temperature),
             MaxStepTokens = r.Int("maxStepTokens", 1) ?? defaults.MaxStepTokens,

@@ -260,7 +260,8 @@ public static class StudyReport
         long oraclePolicy = result.Oracle.Sum(o => o.PolicyFlops), oraclePrm = result.Oracle.Sum(o => o.PrmFlops);
         sb.Append($"- oracle samples (policy): {Flops(oraclePolicy)} in all, {Flops((double)oraclePolicy / Math.Max(1, result.Oracle.Count))} per question\n");
         sb.Append($"- predicted difficulty (PRM scoring of the same samples): {Flops(oraclePrm)} in all, {Flops((double)oraclePrm / Math.Max(1, result.Oracle.Count))} per question\n");
-        sb.Append($"- {result.OracleComputed} of {result.Oracle.Count} questions' samples were drawn in this run; the rest came from the cache `{c.OracleCache}`\n\n");
+        sb.Append($"- {result.OracleComputed} of {result.Oracle.Count} questions' samples were drawn in this run; the rest came from the cache `{c.OracleCache}`\n");
+        sb.Append($"- {result.RecordsComputed} of {result.Records.Count} sweep runs were computed in this run; the rest came from the cache `{c.RecordCache}`\n\n");
 
         sb.Append("## FLOPs-matched comparison\n\n");
         var fm = result.FlopsMatched;

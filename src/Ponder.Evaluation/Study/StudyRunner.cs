@@ -63,6 +63,8 @@ public sealed record StudyResult
     public required IReadOnlyDictionary<string, TimeSpan> WallTimes { get; init; }
     /// <summary>Oracle samples drawn now (the rest came from the cache).</summary>
     public required int OracleComputed { get; init; }
+    /// <summary>Sweep runs computed now (the rest came from the record cache).</summary>
+    public int RecordsComputed { get; init; }
 }
 
 /// <summary>
@@ -128,7 +130,9 @@ public static class StudyRunner
             strategies = [.. strategies.Where(s => s.Name != "revisions")];
         }
         var jobs = Jobs(config, strategies, questions, Notice);
-        var records = await RunJobsAsync(models, jobs, search, config.Concurrency, progress, cancellationToken).ConfigureAwait(false);
+        var recordCache = new JsonlCache<CachedRecord>(Path.GetFullPath(config.RecordCache, baseDirectory), r => r.Key, "a sweep record");
+        recordCache.EnsureDirectory();
+        var (records, recordsComputed) = await RunJobsAsync(models, jobs, search, config.Concurrency, recordCache, progress, cancellationToken).ConfigureAwait(false);
         walls["sweep"] = clock.Elapsed;
 
         // Compute-optimal and its efficiency against best-of-N.
@@ -155,7 +159,7 @@ public static class StudyRunner
             Models = [models.Policy.Fingerprint, models.Prm?.Fingerprint ?? "none", models.Large?.Fingerprint ?? "none", models.Reviser?.Fingerprint ?? "none"],
             Questions = questions, Oracle = oracle, OracleBins = oracleBins, PredictedBins = predictedBins, Records = records,
             ComputeOptimal = cells, ComputeOptimalPredicted = predictedCells, Baseline = baseline, Efficiency = efficiency,
-            FlopsMatched = matched, Notices = notices, WallTimes = walls, OracleComputed = cache.Computed,
+            FlopsMatched = matched, Notices = notices, WallTimes = walls, OracleComputed = cache.Computed, RecordsComputed = recordsComputed,
             ComputeOptimalRevisions = revisionCells, EfficiencyRevisions = revisionEfficiency,
         };
     }
@@ -186,20 +190,36 @@ public static class StudyRunner
         return jobs;
     }
 
-    static async Task<List<StudyRecord>> RunJobsAsync(StudyModels models, List<Job> jobs, SearchOptions search, int concurrency,
-        IProgress<StudyProgress>? progress, CancellationToken cancellationToken)
+    /// <summary>A sweep record as the record cache holds it, under a key of everything that decides its outcome.</summary>
+    public sealed record CachedRecord(string Key, StudyRecord Record);
+
+    /// <summary>The record cache key of a job: the models it runs on, the sampling settings, the configuration, budget, question and seed.</summary>
+    static string RecordKey(StudyModels models, Job job, SearchOptions search)
+    {
+        string policy = job.Spec.Kind == StrategyKind.Revisions ? models.Reviser?.Fingerprint ?? "none" : models.Policy.Fingerprint;
+        return $"{policy}|{models.Prm?.Fingerprint ?? "none"}|{OracleEntry.SamplingOf(search)}|{job.Strategy.RecordName}|{job.Spec.Params}|" +
+               $"{job.Spec.Budget}|{job.Seed}|{job.Question.Id}|{job.Question.Question}";
+    }
+
+    static async Task<(List<StudyRecord> Records, int Computed)> RunJobsAsync(StudyModels models, List<Job> jobs, SearchOptions search, int concurrency,
+        JsonlCache<CachedRecord> cache, IProgress<StudyProgress>? progress, CancellationToken cancellationToken)
     {
         var records = new StudyRecord[jobs.Count];
-        int done = 0;
-        progress?.Report(new StudyProgress("sweep", 0, jobs.Count));
-        await Parallel.ForEachAsync(Enumerable.Range(0, jobs.Count),
+        var missing = new List<int>();
+        for (int i = 0; i < jobs.Count; i++)
+            if (cache.TryGet(RecordKey(models, jobs[i], search), out var hit)) records[i] = hit.Record;
+            else missing.Add(i);
+        int done = jobs.Count - missing.Count;
+        progress?.Report(new StudyProgress("sweep", done, jobs.Count));
+        await Parallel.ForEachAsync(missing,
             new ParallelOptions { MaxDegreeOfParallelism = concurrency, CancellationToken = cancellationToken },
             async (i, ct) =>
             {
                 records[i] = await RunJobAsync(models, jobs[i], search, ct).ConfigureAwait(false);
+                cache.Add(new CachedRecord(RecordKey(models, jobs[i], search), records[i]));
                 progress?.Report(new StudyProgress("sweep", Interlocked.Increment(ref done), jobs.Count));
             }).ConfigureAwait(false);
-        return [.. records];
+        return ([.. records], missing.Count);
     }
 
     static async Task<StudyRecord> RunJobAsync(StudyModels models, Job job, SearchOptions search, CancellationToken ct)

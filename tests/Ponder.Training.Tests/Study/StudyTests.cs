@@ -190,6 +190,30 @@ public sealed class StudyTests : IDisposable
     }
 
     [Fact]
+    public async Task A_rerun_takes_every_sweep_run_from_the_record_cache_and_a_new_budget_computes_only_its_runs()
+    {
+        var config = Config() with { Budgets = [1, 2] };
+        var (models, _) = Models();
+        using var __ = models;
+        var first = await StudyRunner.RunAsync(config, models, _dir);
+        Assert.Equal(first.Records.Count, first.RecordsComputed);
+        long forwards = models.Scheduler.Forwards;
+
+        var again = await StudyRunner.RunAsync(config, models, _dir);
+        Assert.Equal(0, again.RecordsComputed);
+        Assert.Equal(0, again.OracleComputed);
+        Assert.Equal(forwards, models.Scheduler.Forwards);
+        Assert.Equal(first.Records, again.Records, (a, b) => a with { RoundAccuracy = null } == b with { RoundAccuracy = null });
+
+        // Another budget: only its runs are computed; other sampling settings miss the cache entirely.
+        var wider = await StudyRunner.RunAsync(config with { Budgets = [1, 2, 4] }, models, _dir);
+        Assert.Equal(3 * 5, wider.RecordsComputed);
+        var otherRounds = await StudyRunner.RunAsync(config with { MaxRounds = 2 }, models, _dir);
+        Assert.Equal(otherRounds.Records.Count, otherRounds.RecordsComputed);
+        Assert.Equal(5, otherRounds.OracleComputed);
+    }
+
+    [Fact]
     public async Task Oracle_samples_are_cached_on_disk_and_a_second_run_does_no_forward()
     {
         var config = Config();
