@@ -143,7 +143,7 @@ public static class StudyReport
 
     /// <summary>
     /// Accuracy per configuration (rows) and budget (columns) over all questions or one oracle bin, each cell
-    /// "accuracy% (mean exact FLOPs per question)".
+    /// "accuracy% ±half-width of its 95% Wilson interval (mean exact FLOPs per question)".
     /// </summary>
     public static string AccuracyTable(StudyResult result, int? bin)
     {
@@ -158,7 +158,7 @@ public static class StudyReport
                 var point = kv.Value.Where(p => p.Budget == b).Select(p => p.Accuracy).FirstOrDefault();
                 var runs = result.Records.Where(r => r.Budget == b && InBin(r.QuestionId) && r.Configuration == kv.Key).ToList();
                 string flops = runs.Count == 0 ? "" : " (" + Flops(runs.Average(r => (double)r.Flops)) + ")";
-                row.Add(point is null ? "" : (point.Value * 100).ToString("0.0", CultureInfo.InvariantCulture) + "%" + flops);
+                row.Add(point is null ? "" : string.Create(CultureInfo.InvariantCulture, $"{point.Value * 100:0.0}% ±{(point.High - point.Low) * 50:0}") + flops);
             }
             return (IReadOnlyList<string>)row;
         });
@@ -225,7 +225,7 @@ public static class StudyReport
         foreach (var n in result.Notices) sb.Append($"> {n}\n");
         if (result.Notices.Count > 0) sb.Append('\n');
 
-        sb.Append("## Accuracy per strategy and budget (all questions)\n\nEach cell: accuracy (mean exact FLOPs per question, policy + PRM, from the scheduler's request report).\n\n");
+        sb.Append("## Accuracy per strategy and budget (all questions)\n\nEach cell: accuracy ±half-width of its 95% Wilson interval (mean exact FLOPs per question, policy + PRM, from the scheduler's request report).\n\n");
         sb.Append(AccuracyTable(result, null)).Append('\n');
         sb.Append("## Per oracle difficulty bin\n\n").Append(BinTable(result)).Append('\n');
         foreach (int b in result.OracleBins.Values.Distinct().Order())
