@@ -47,12 +47,13 @@ public sealed class Sampler
         bool filter = o.TopK > 0 && o.TopK < vocab || o.TopP < 1f || o.MinP > 0f;
         if (!filter) return Draw(probs);
 
-        // Candidates sorted by probability, descending (ties by id, for determinism).
-        var order = _order.AsSpan(0, vocab);
-        for (int i = 0; i < vocab; i++) order[i] = i;
+        // Candidates sorted by probability, descending (ties by id, for determinism): only those above a threshold
+        // that provably holds every kept token, so a 49k vocabulary is not sorted per token.
+        int n = Candidates(probs, o, _order);
+        var order = _order.AsSpan(0, n);
         var p = _probs;
         order.Sort(_byProbabilityDescending);
-        int keep = o.TopK > 0 ? Math.Min(o.TopK, vocab) : vocab;
+        int keep = o.TopK > 0 ? Math.Min(o.TopK, n) : n;
         if (o.TopP < 1f)
         {
             double cumulative = 0;
@@ -78,6 +79,38 @@ public sealed class Sampler
             if (u < 0) return order[i];
         }
         return order[keep - 1];
+    }
+
+    /// <summary>
+    /// Writes to <paramref name="order"/> the ids of every token with probability at least a threshold t, and returns
+    /// their count. Tokens below t are less likely than every candidate, so the candidates sorted are exactly the head
+    /// of the whole vocabulary sorted; t is lowered (halved) until that head is long enough for what the filters keep:
+    /// top-k's k tokens, top-p's nucleus (candidate mass reaching top_p, with a margin for summation order), or every
+    /// token min-p admits (t at or below min_p times the largest probability). t = 0 admits the whole vocabulary.
+    /// </summary>
+    static int Candidates(ReadOnlySpan<float> probs, SamplingOptions o, int[] order)
+    {
+        float max = TensorPrimitives.Max(probs);
+        float minP = o.MinP * max;
+        float t = o.MinP > 0f ? minP : max / 64;
+        for (int round = 0; ; round++)
+        {
+            if (round == 40) t = 0f;
+            int n = 0;
+            double mass = 0;
+            for (int i = 0; i < probs.Length; i++)
+            {
+                if (probs[i] < t) continue;
+                order[n++] = i;
+                mass += probs[i];
+            }
+            bool enough = t == 0f
+                || (o.MinP > 0f && t <= minP)
+                || (o.TopK > 0 && n >= o.TopK)
+                || (o.TopP < 1f && mass >= o.TopP + 1e-5);
+            if (enough) return n;
+            t *= 0.5f;
+        }
     }
 
     int Draw(ReadOnlySpan<float> probs)

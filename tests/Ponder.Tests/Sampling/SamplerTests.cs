@@ -65,6 +65,66 @@ public sealed class SamplerTests
         Assert.InRange(c2[0], n * q - 4 * sigma, n * q + 4 * sigma);
     }
 
+    /// <summary>
+    /// The filters as specified, on the whole vocabulary sorted (probability descending, ties by id), drawing with the
+    /// same random stream: the sampler's thresholded candidate set must pick exactly the same tokens.
+    /// </summary>
+    static int ReferenceFiltered(float[] logits, SamplingOptions o, ref Rng rng)
+    {
+        var p = logits.Select(l => l / o.Temperature).ToArray();
+        Sampler.Softmax(p);
+        var order = Enumerable.Range(0, p.Length).OrderByDescending(i => p[i]).ThenBy(i => i).ToArray();
+        int keep = o.TopK > 0 ? Math.Min(o.TopK, p.Length) : p.Length;
+        if (o.TopP < 1f)
+        {
+            double cumulative = 0;
+            for (int i = 0; i < keep; i++)
+                if ((cumulative += p[order[i]]) >= o.TopP) { keep = i + 1; break; }
+        }
+        if (o.MinP > 0f)
+        {
+            int k = 1;
+            while (k < keep && p[order[k]] >= o.MinP * p[order[0]]) k++;
+            keep = k;
+        }
+        double total = 0;
+        for (int i = 0; i < keep; i++) total += p[order[i]];
+        double u = rng.NextDouble() * total;
+        for (int i = 0; i < keep; i++)
+            if ((u -= p[order[i]]) < 0) return order[i];
+        return order[keep - 1];
+    }
+
+    [Theory]
+    [InlineData(50, 1f, 0f)]
+    [InlineData(1, 1f, 0f)]
+    [InlineData(3000, 1f, 0f)]
+    [InlineData(0, 0.9f, 0f)]
+    [InlineData(0, 0.999f, 0f)]
+    [InlineData(0, 0.3f, 0f)]
+    [InlineData(0, 1f, 0.05f)]
+    [InlineData(40, 0.95f, 0.02f)]
+    public void Filtering_on_a_candidate_threshold_picks_what_sorting_the_whole_vocabulary_picks(int topK, float topP, float minP)
+    {
+        var random = new Random(topK * 31 + (int)(topP * 1000) + (int)(minP * 100));
+        const int vocab = 4096;
+        foreach (double scale in new[] { 0.1, 1.0, 4.0, 12.0 })   // flat to peaked
+        {
+            var o = new SamplingOptions { TopK = topK, TopP = topP, MinP = minP, Seed = 99, Temperature = 0.8f };
+            var sampler = new Sampler(o);
+            var rng = new Rng(99);
+            for (int draw = 0; draw < 25; draw++)
+            {
+                // Gaussian logits, a few exact ties among the largest.
+                var logits = Enumerable.Range(0, vocab).Select(_ => (float)(scale * Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble()))).ToArray();
+                int top = Array.IndexOf(logits, logits.Max());
+                logits[(top + 1) % vocab] = logits[top];
+                int expected = ReferenceFiltered(logits, o, ref rng);
+                Assert.Equal(expected, sampler.Sample((float[])logits.Clone(), []));
+            }
+        }
+    }
+
     [Fact]
     public void A_seed_reproduces_its_sequence_and_another_seed_differs()
     {
