@@ -62,6 +62,8 @@ public sealed record FineTuneConfig
     public int EvalSamples { get; init; } = 16;
     /// <summary>PRM: a previous version's prm_eval.json, shown beside this run's figures in the model card (null = none).</summary>
     public string? BaselineEval { get; init; }
+    /// <summary>PRM: a Markdown file appended to the model card (the reading of the figures, which a generator cannot write; null = none).</summary>
+    public string? CardNotes { get; init; }
     /// <summary>Checkpoints, caches and logs go here.</summary>
     public string OutputDir { get; init; } = "out/prm";
     /// <summary>Exported weights and model card (null = not exported).</summary>
@@ -84,6 +86,7 @@ public sealed record FineTuneConfig
         if (!(c.MinLevel >= 0 && c.MinLevel <= c.MaxLevel && c.MaxLevel <= 1))
             throw new InvalidDataException($"{path}: minLevel = {c.MinLevel}, maxLevel = {c.MaxLevel} must satisfy 0 <= minLevel <= maxLevel <= 1");
         if (c.BaselineEval is { } b && !File.Exists(b)) throw new InvalidDataException($"{path}: baselineEval '{b}' does not exist");
+        if (c.CardNotes is { } n && !File.Exists(n)) throw new InvalidDataException($"{path}: cardNotes '{n}' does not exist");
         if (!(c.LearningRate > 0)) throw new InvalidDataException($"{path}: learningRate = {c.LearningRate} must be positive");
         if (c.WarmupSteps < 0 || c.WarmupSteps > c.Steps) throw new InvalidDataException($"{path}: warmupSteps = {c.WarmupSteps} must be in [0, steps]");
         if (!(c.Dropout >= 0 && c.Dropout < 1)) throw new InvalidDataException($"{path}: dropout = {c.Dropout} must be in [0, 1)");

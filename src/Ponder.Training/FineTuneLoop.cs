@@ -4,9 +4,9 @@ using Ponder.Models;
 
 namespace Ponder.Training;
 
-/// <summary>What a fine-tuning loop ended with; with early stopping, the step and validation loss of the parameters it kept (else 0 and NaN).</summary>
+/// <summary>What a fine-tuning loop ended with; with early stopping, the step and validation loss of the parameters it kept (else 0 and null).</summary>
 public sealed record FineTuneResult(long Steps, double TrainLoss, double ValidationLoss, double TokensPerSecond, TimeSpan WallTime,
-    long BestStep = 0, double BestValidationLoss = double.NaN);
+    long BestStep = 0, double? BestValidationLoss = null);
 
 /// <summary>
 /// The shared part of the PRM and revision runs: starting weights from the policy's checkpoint (or resuming the run's
@@ -89,8 +89,11 @@ public static class FineTuneLoop
         log.Flush();
         LossLog.Plot(csv, Path.Combine(c.OutputDir, "loss.png"), c.Name);
         best?.Restore(model.Parameters);
-        return new FineTuneResult(step, trainLoss, valLoss, tokens / Math.Max(1e-9, sw.Elapsed.TotalSeconds), sw.Elapsed,
-            best?.Step ?? 0, best?.Loss ?? double.NaN);
+        // A session that had nothing left to train (a finished run re-exported) reports the wall time of the session
+        // that ran the last step, from the log, and no throughput.
+        var wall = tokens > 0 ? sw.Elapsed : TimeSpan.FromSeconds(log.LastSeconds);
+        return new FineTuneResult(step, trainLoss, valLoss, tokens / Math.Max(1e-9, sw.Elapsed.TotalSeconds), wall,
+            best?.Step ?? 0, best is { Step: > 0 } ? best.Loss : null);
     }
 
     /// <summary>Writes the evaluation JSON to the output folder and, when the config names a weights folder, the weights, loss log and plot, evaluation and model card there.</summary>

@@ -13,14 +13,14 @@ public sealed record PrmEvaluation(int Questions, int SamplesPerQuestion, double
 
 /// <summary>
 /// How the PRM's training data was made: wall times of sampling (null when the samples came from the cache) and of
-/// the rollouts, how many rollouts on how many distinct step prefixes, and how many questions had a correct sample
-/// (solved) and both correct and incorrect ones (mixed). Kept in data_stats.json beside the labels it describes.
+/// the rollouts, and how many rollouts on how many distinct step prefixes. Kept in data_stats.json beside the labels it describes.
 /// </summary>
-public sealed record PrmDataStats(TimeSpan? SamplingTime, TimeSpan RolloutTime, int Rollouts, int RolledPrefixes, int SolvedQuestions, int MixedQuestions);
+public sealed record PrmDataStats(TimeSpan? SamplingTime, TimeSpan RolloutTime, int Rollouts, int RolledPrefixes);
 
 /// <summary>What a PRM run produced.</summary>
+/// <remarks>MixedQuestions: training questions with both correct and incorrect samples (only those teach ranking within a question).</remarks>
 public sealed record PrmRunResult(FineTuneResult Training, int LabelledSolutions, int Prefixes, double MeanStepLabel, PrmEvaluation Evaluation, TimeSpan DataTime, int UnsolvedQuestions,
-    PrmDataStats? Data = null);
+    PrmDataStats? Data = null, int MixedQuestions = 0);
 
 /// <summary>
 /// Trains a process reward model (METHOD.md "PRM training", Math-Shepherd): policy samples on training questions,
@@ -77,8 +77,7 @@ public static class PrmTrainer
             });
             labelled.AddRange(unsolved);
             File.WriteAllLines(labelsPath, labelled.Select(l => JsonSerializer.Serialize(l)));
-            stats = new PrmDataStats(sampled ? samplingTime : null, rolloutClock.Elapsed, rollouts, rollouts / c.Rollouts,
-                samples.Count(s => s.Attempts.Any(a => a.Correct)), samples.Count(s => s.Attempts.Any(a => a.Correct) && s.Attempts.Any(a => !a.Correct)));
+            stats = new PrmDataStats(sampled ? samplingTime : null, rolloutClock.Elapsed, rollouts, rollouts / c.Rollouts);
             File.WriteAllText(statsPath, JsonSerializer.Serialize(stats));
         }
         var dataTime = dataClock.Elapsed;
@@ -98,7 +97,8 @@ public static class PrmTrainer
         var evaluation = Evaluate(c, task, policy, prm, maxLength);
         double meanLabel = labelled.SelectMany(l => l.StepLabels).DefaultIfEmpty(0).Average();
         int unsolvedQuestions = samples.Count(s => !s.Attempts.Any(a => a.Correct));
-        var result = new PrmRunResult(training, labelled.Count, prefixes, meanLabel, evaluation, dataTime, unsolvedQuestions, stats);
+        int mixedQuestions = samples.Count(s => s.Attempts.Any(a => a.Correct) && s.Attempts.Any(a => !a.Correct));
+        var result = new PrmRunResult(training, labelled.Count, prefixes, meanLabel, evaluation, dataTime, unsolvedQuestions, stats, mixedQuestions);
         var baseline = c.BaselineEval is { } b ? JsonSerializer.Deserialize<PrmRunResult>(File.ReadAllText(b)) : null;
         FineTuneLoop.Export(c, parameters, "prm_eval.json", JsonSerializer.Serialize(result), () => ModelCard(c, parameters.Config, result, baseline));
         return result;
@@ -189,8 +189,7 @@ public static class PrmTrainer
         string levels = c.MinLevel == 0 && c.MaxLevel == 1 ? string.Create(inv, $"level u^{c.LevelPower}")
             : string.Create(inv, $"level {c.MinLevel} + {c.MaxLevel - c.MinLevel:0.###} u^{c.LevelPower}, i.e. in [{c.MinLevel}, {c.MaxLevel}]");
         sb.AppendLine(inv, $"- Policy: `{c.PolicyCheckpoint}`. Questions: {c.Questions:N0} from the train split ({levels}), disjoint from validation/test.");
-        if (d is not null)
-            sb.AppendLine(inv, $"  {d.SolvedQuestions:N0} of them have a correct sample and {d.MixedQuestions:N0} have both correct and incorrect samples (only those can teach ranking within a question).");
+        sb.AppendLine(inv, $"  {c.Questions - r.UnsolvedQuestions:N0} of them have a correct sample and {r.MixedQuestions:N0} have both correct and incorrect samples (only those can teach ranking within a question).");
         sb.AppendLine(inv, $"- {c.SamplesPerQuestion} samples per question at T=1 (paper: 16) and {c.Rollouts} rollouts at T=1 per step prefix (paper: 16), sampled in batches by the engine; identical prefixes share rollouts.");
         if (!c.RolloutUnsolved)
             sb.AppendLine(inv, $"- Scaled down: on questions where none of the {c.SamplesPerQuestion} samples is correct ({r.UnsolvedQuestions:N0} of {c.Questions:N0}), every step label is 0 without rollouts (the policy's pass rate there is under 1/{c.SamplesPerQuestion}).");
@@ -205,7 +204,8 @@ public static class PrmTrainer
         sb.AppendLine(inv, $"- Validation: the last tenth of the questions is held out; its BCE is measured every {evalEvery} steps.");
         if (c.EarlyStopping)
             sb.AppendLine(inv, $"- **Early stopping**: the exported parameters are those of step {t.BestStep} (lowest validation BCE, {t.BestValidationLoss:F4}), not the last step's.");
-        sb.AppendLine(inv, $"- At the last step, BCE (nats per step end): train {t.TrainLoss:F4}, validation {t.ValidationLoss:F4}; {t.TokensPerSecond:F0} tokens/s, wall {t.WallTime:hh\\:mm\\:ss} (last session).");
+        string speed = t.TokensPerSecond > 0 ? string.Create(inv, $"{t.TokensPerSecond:F0} tokens/s, ") : "";
+        sb.AppendLine(inv, $"- At the last step, BCE (nats per step end): train {t.TrainLoss:F4}, validation {t.ValidationLoss:F4}; {speed}training wall {t.WallTime:hh\\:mm\\:ss} (the session that ran the last step).");
         sb.AppendLine();
         sb.AppendLine(inv, $"## Evaluation ({e.Questions} validation questions, N = {e.SamplesPerQuestion} policy samples each at T=1)");
         var p = previous?.Evaluation;
@@ -221,6 +221,7 @@ public static class PrmTrainer
         sb.AppendLine(Row($"oracle pass@{e.SamplesPerQuestion} (any sample correct)", x => x.OracleAccuracy.ToString("P1", inv)));
         if (previous is not null)
             sb.AppendLine(inv, $"\nPrevious version: {previous.LabelledSolutions:N0} labelled solutions, {previous.Training.Steps} steps, last-step parameters (no early stopping); its figures are `{c.BaselineEval}`.");
+        if (c.CardNotes is { } notes) sb.AppendLine().Append(File.ReadAllText(notes));
         return sb.ToString();
     }
 }

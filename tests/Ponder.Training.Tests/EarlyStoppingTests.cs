@@ -45,8 +45,8 @@ public sealed class EarlyStoppingTests : IDisposable
         Assert.True(min.Loss >= -(0.7 * Math.Log(0.7) + 0.3 * Math.Log(0.3)) - 1e-6);
 
         Assert.Equal(min.Step, result.BestStep);
-        Assert.Equal(min.Loss, result.BestValidationLoss, 6);
-        Assert.Equal(result.BestValidationLoss, PolicyTrainer.ValidationLoss(model, validation, c.BatchSize), 12);
+        Assert.Equal(min.Loss, result.BestValidationLoss!.Value, 6);
+        Assert.Equal(result.BestValidationLoss.Value, PolicyTrainer.ValidationLoss(model, validation, c.BatchSize), 12);
         Assert.Equal(curve[^1].Loss, result.ValidationLoss, 6);
 
         // A re-run from the final checkpoint trains nothing and restores the same parameters from best.bin.
@@ -56,7 +56,25 @@ public sealed class EarlyStoppingTests : IDisposable
         Assert.Equal(curve[^1].Loss, PolicyTrainer.ValidationLoss(resumed, validation, c.BatchSize), 6);
         var again = FineTuneLoop.Train(c, resumed, train, validation, ckpt, state, null, CancellationToken.None);
         Assert.Equal(result.BestStep, again.BestStep);
-        Assert.Equal(result.BestValidationLoss, PolicyTrainer.ValidationLoss(resumed, validation, c.BatchSize), 12);
+        // An idle session reports the wall time the log holds for the session that ran the last step.
+        double loggedSeconds = double.Parse(File.ReadLines(Path.Combine(_dir, "loss.csv")).Last().Split(',')[6], CultureInfo.InvariantCulture);
+        Assert.True(loggedSeconds > 0);
+        Assert.Equal(loggedSeconds, again.WallTime.TotalSeconds, 6);
+        Assert.Equal(result.BestValidationLoss.Value, PolicyTrainer.ValidationLoss(resumed, validation, c.BatchSize), 12);
+    }
+
+    [Fact]
+    public void Without_early_stopping_the_loop_keeps_the_last_parameters_and_its_result_serializes()
+    {
+        var c = new FineTuneConfig { Name = "plain", Seed = 1, Steps = 4, BatchSize = 2, LearningRate = 2e-3f, WarmupSteps = 0, CheckpointEvery = 2, OutputDir = _dir };
+        Directory.CreateDirectory(_dir);
+        var model = TinyModels.ByteValueModel(5);
+        var validation = Labelled(0.7f);
+        var result = FineTuneLoop.Train(c, model, Labelled(1f), validation, Path.Combine(_dir, "checkpoint.bin"), new TrainingState(0, 0, c.Seed), null, CancellationToken.None);
+        Assert.Equal((0L, (double?)null), (result.BestStep, result.BestValidationLoss));
+        Assert.Equal(result.ValidationLoss, PolicyTrainer.ValidationLoss(model, validation, c.BatchSize), 12);
+        Assert.False(File.Exists(Path.Combine(_dir, BestParameters.CheckpointFile)));
+        Assert.Contains("\"BestValidationLoss\":null", System.Text.Json.JsonSerializer.Serialize(result), StringComparison.Ordinal);
     }
 
     [Fact]
