@@ -20,6 +20,10 @@ public sealed record FineTuneConfig
     public int Questions { get; init; } = 300;
     /// <summary>Levels of those questions are u^levelPower.</summary>
     public double LevelPower { get; init; } = 1;
+    /// <summary>Lowest level of the questions (levels span [minLevel, maxLevel], tilted by levelPower).</summary>
+    public double MinLevel { get; init; }
+    /// <summary>Highest level of the questions.</summary>
+    public double MaxLevel { get; init; } = 1;
     /// <summary>Policy samples per training question (temperature 1).</summary>
     public int SamplesPerQuestion { get; init; } = 16;
     /// <summary>PRM: Monte Carlo rollouts per step prefix.</summary>
@@ -48,10 +52,18 @@ public sealed record FineTuneConfig
     public float Dropout { get; init; }
     /// <summary>Steps between checkpoints.</summary>
     public int CheckpointEvery { get; init; } = 100;
+    /// <summary>Steps between validation losses (0: every checkpointEvery steps).</summary>
+    public int EvalEvery { get; init; }
+    /// <summary>Keep and export the parameters with the lowest validation loss (evaluated every evalEvery steps) rather than the last.</summary>
+    public bool EarlyStopping { get; init; }
     /// <summary>Validation questions for the evaluation.</summary>
     public int EvalQuestions { get; init; } = 200;
     /// <summary>PRM: N of best-of-N at evaluation. Revision: length of each revision chain.</summary>
     public int EvalSamples { get; init; } = 16;
+    /// <summary>PRM: a previous version's prm_eval.json, shown beside this run's figures in the model card (null = none).</summary>
+    public string? BaselineEval { get; init; }
+    /// <summary>PRM: a Markdown file appended to the model card (the reading of the figures, which a generator cannot write; null = none).</summary>
+    public string? CardNotes { get; init; }
     /// <summary>Checkpoints, caches and logs go here.</summary>
     public string OutputDir { get; init; } = "out/prm";
     /// <summary>Exported weights and model card (null = not exported).</summary>
@@ -70,6 +82,11 @@ public sealed record FineTuneConfig
         Positive("blockSize", c.BlockSize); Positive("steps", c.Steps); Positive("batchSize", c.BatchSize);
         Positive("checkpointEvery", c.CheckpointEvery); Positive("evalQuestions", c.EvalQuestions); Positive("evalSamples", c.EvalSamples);
         Positive("maxExamplesPerQuestion", c.MaxExamplesPerQuestion);
+        if (c.EvalEvery < 0) throw new InvalidDataException($"{path}: evalEvery = {c.EvalEvery} must be 0 (every checkpoint) or positive");
+        if (!(c.MinLevel >= 0 && c.MinLevel <= c.MaxLevel && c.MaxLevel <= 1))
+            throw new InvalidDataException($"{path}: minLevel = {c.MinLevel}, maxLevel = {c.MaxLevel} must satisfy 0 <= minLevel <= maxLevel <= 1");
+        if (c.BaselineEval is { } b && !File.Exists(b)) throw new InvalidDataException($"{path}: baselineEval '{b}' does not exist");
+        if (c.CardNotes is { } n && !File.Exists(n)) throw new InvalidDataException($"{path}: cardNotes '{n}' does not exist");
         if (!(c.LearningRate > 0)) throw new InvalidDataException($"{path}: learningRate = {c.LearningRate} must be positive");
         if (c.WarmupSteps < 0 || c.WarmupSteps > c.Steps) throw new InvalidDataException($"{path}: warmupSteps = {c.WarmupSteps} must be in [0, steps]");
         if (!(c.Dropout >= 0 && c.Dropout < 1)) throw new InvalidDataException($"{path}: dropout = {c.Dropout} must be in [0, 1)");

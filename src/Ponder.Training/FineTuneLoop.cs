@@ -4,8 +4,9 @@ using Ponder.Models;
 
 namespace Ponder.Training;
 
-/// <summary>What a fine-tuning loop ended with.</summary>
-public sealed record FineTuneResult(long Steps, double TrainLoss, double ValidationLoss, double TokensPerSecond, TimeSpan WallTime);
+/// <summary>What a fine-tuning loop ended with; with early stopping, the step and validation loss of the parameters it kept (else 0 and null).</summary>
+public sealed record FineTuneResult(long Steps, double TrainLoss, double ValidationLoss, double TokensPerSecond, TimeSpan WallTime,
+    long BestStep = 0, double? BestValidationLoss = null);
 
 /// <summary>
 /// The shared part of the PRM and revision runs: starting weights from the policy's checkpoint (or resuming the run's
@@ -46,7 +47,11 @@ public static class FineTuneLoop
         return new(p);
     }
 
-    /// <summary>Trains to c.Steps from <paramref name="state"/>, checkpointing to <paramref name="checkpointPath"/> and logging loss.csv.</summary>
+    /// <summary>
+    /// Trains to c.Steps from <paramref name="state"/>, checkpointing to <paramref name="checkpointPath"/> and logging
+    /// loss.csv. With c.EarlyStopping the model ends holding the parameters of the evaluation with the lowest
+    /// validation loss (kept in best.bin beside the checkpoint, so a resumed or re-run finished run restores the same).
+    /// </summary>
     public static FineTuneResult Train(FineTuneConfig c, TrainableLlama model, SftData train, SftData validation, string checkpointPath,
         TrainingState state, IProgress<TrainingProgress>? progress, CancellationToken ct)
     {
@@ -57,7 +62,8 @@ public static class FineTuneLoop
         var sw = Stopwatch.StartNew();
         long step = state.Step, cursor = state.DataCursor, tokens = 0;
         double trainLoss = log.LastTrain, valLoss = log.LastValidation;
-        int evalEvery = Math.Max(1, c.CheckpointEvery);
+        int evalEvery = c.EvalEvery > 0 ? c.EvalEvery : Math.Max(1, c.CheckpointEvery);
+        var best = c.EarlyStopping ? BestParameters.Open(c.OutputDir, state.Step) : null;
         while (step < c.Steps)
         {
             ct.ThrowIfCancellationRequested();
@@ -66,7 +72,11 @@ public static class FineTuneLoop
             trainLoss = PolicyTrainer.TrainStep(model, batch, adam, lr, step, 1.0, DeterministicRandom.ForStream(c.Seed, 3_000_000UL + (ulong)step), out double gradNorm);
             cursor = next; step++; tokens += batch.Count;
             double? val = null;
-            if (step % evalEvery == 0 || step == c.Steps) valLoss = (double)(val = PolicyTrainer.ValidationLoss(model, validation, c.BatchSize));
+            if (step % evalEvery == 0 || step == c.Steps)
+            {
+                valLoss = (double)(val = PolicyTrainer.ValidationLoss(model, validation, c.BatchSize));
+                best?.Offer(step, valLoss, model.Parameters, new TrainingState(step, cursor, c.Seed));
+            }
             log.Append(step, lr, trainLoss, val, gradNorm, cursor, sw.Elapsed.TotalSeconds);
             if (step % c.CheckpointEvery == 0 || step == c.Steps)
             {
@@ -78,7 +88,12 @@ public static class FineTuneLoop
         }
         log.Flush();
         LossLog.Plot(csv, Path.Combine(c.OutputDir, "loss.png"), c.Name);
-        return new FineTuneResult(step, trainLoss, valLoss, tokens / Math.Max(1e-9, sw.Elapsed.TotalSeconds), sw.Elapsed);
+        best?.Restore(model.Parameters);
+        // A session that had nothing left to train (a finished run re-exported) reports the wall time of the session
+        // that ran the last step, from the log, and no throughput.
+        var wall = tokens > 0 ? sw.Elapsed : TimeSpan.FromSeconds(log.LastSeconds);
+        return new FineTuneResult(step, trainLoss, valLoss, tokens / Math.Max(1e-9, sw.Elapsed.TotalSeconds), wall,
+            best?.Step ?? 0, best is { Step: > 0 } ? best.Loss : null);
     }
 
     /// <summary>Writes the evaluation JSON to the output folder and, when the config names a weights folder, the weights, loss log and plot, evaluation and model card there.</summary>
@@ -94,5 +109,5 @@ public static class FineTuneLoop
 
     /// <summary>The questions the run samples on: the policy's train distribution, disjoint from validation and test.</summary>
     public static List<string> TrainQuestions(FineTuneConfig c) =>
-        ArithmeticChainSplits.Train(c.SplitSeed, c.Questions, c.LevelPower).Select(p => p.Question).ToList();
+        ArithmeticChainSplits.Train(c.SplitSeed, c.Questions, c.LevelPower, c.MinLevel, c.MaxLevel).Select(p => p.Question).ToList();
 }

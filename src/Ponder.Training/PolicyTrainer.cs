@@ -139,6 +139,8 @@ sealed class LossLog
     readonly StringBuilder pending = new();
     public double LastValidation { get; private set; } = double.NaN;
     public double LastTrain { get; private set; } = double.NaN;
+    /// <summary>Wall seconds of the session that logged the last kept row (0 when none).</summary>
+    public double LastSeconds { get; private set; }
 
     LossLog(string path) => this.path = path;
 
@@ -155,6 +157,7 @@ sealed class LossLog
                 kept.Add(line);
                 if (double.TryParse(cells[2], CultureInfo.InvariantCulture, out double tr)) log.LastTrain = tr;
                 if (double.TryParse(cells[3], CultureInfo.InvariantCulture, out double v)) log.LastValidation = v;
+                if (double.TryParse(cells[6], CultureInfo.InvariantCulture, out double sec)) log.LastSeconds = sec;
             }
         File.WriteAllLines(path, kept);
         return log;

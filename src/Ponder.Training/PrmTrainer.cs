@@ -11,8 +11,16 @@ namespace Ponder.Training;
 public sealed record PrmEvaluation(int Questions, int SamplesPerQuestion, double Auc, double MeanPassAtOne, double MajorityAccuracy,
     double WeightedBestOfNAccuracy, double BestOfNMaxAccuracy, double OracleAccuracy, double WithinQuestionAuc, int MixedQuestions);
 
+/// <summary>
+/// How the PRM's training data was made: wall times of sampling (null when the samples came from the cache) and of
+/// the rollouts, and how many rollouts on how many distinct step prefixes. Kept in data_stats.json beside the labels it describes.
+/// </summary>
+public sealed record PrmDataStats(TimeSpan? SamplingTime, TimeSpan RolloutTime, int Rollouts, int RolledPrefixes);
+
 /// <summary>What a PRM run produced.</summary>
-public sealed record PrmRunResult(FineTuneResult Training, int LabelledSolutions, int Prefixes, double MeanStepLabel, PrmEvaluation Evaluation, TimeSpan DataTime, int UnsolvedQuestions);
+/// <remarks>MixedQuestions: training questions with both correct and incorrect samples (only those teach ranking within a question).</remarks>
+public sealed record PrmRunResult(FineTuneResult Training, int LabelledSolutions, int Prefixes, double MeanStepLabel, PrmEvaluation Evaluation, TimeSpan DataTime, int UnsolvedQuestions,
+    PrmDataStats? Data = null, int MixedQuestions = 0);
 
 /// <summary>
 /// Trains a process reward model (METHOD.md "PRM training", Math-Shepherd): policy samples on training questions,
@@ -31,12 +39,21 @@ public static class PrmTrainer
         var dataClock = Stopwatch.StartNew();
         Directory.CreateDirectory(c.OutputDir);
         var questions = FineTuneLoop.TrainQuestions(c);
+        bool sampled = !File.Exists(c.SamplesFile);
         var samples = PolicySamples.LoadOrSample(c.SamplesFile, policy, task, questions, c.SamplesPerQuestion, c.Seed, maxLength, status);
-        string labelsPath = Path.Combine(c.OutputDir, "prm_labels.jsonl");
+        var samplingTime = dataClock.Elapsed;
+        string labelsPath = Path.Combine(c.OutputDir, "prm_labels.jsonl"), statsPath = Path.Combine(c.OutputDir, "data_stats.json");
         List<PrmSample> labelled;
-        if (File.Exists(labelsPath)) labelled = File.ReadLines(labelsPath).Select(l => JsonSerializer.Deserialize<PrmSample>(l)!).ToList();
+        PrmDataStats? stats = null;
+        if (File.Exists(labelsPath))
+        {
+            labelled = File.ReadLines(labelsPath).Select(l => JsonSerializer.Deserialize<PrmSample>(l)!).ToList();
+            if (File.Exists(statsPath)) stats = JsonSerializer.Deserialize<PrmDataStats>(File.ReadAllText(statsPath));
+        }
         else
         {
+            var rolloutClock = Stopwatch.StartNew();
+            int rollouts = 0;
             var rng = DeterministicRandom.ForStream(c.Seed, 0x9011);
             // Questions none of whose samples is correct get all-zero labels without rollouts when the config says
             // so: the policy's pass rate there is under 1/samplesPerQuestion, and their long solutions would take
@@ -49,6 +66,7 @@ public static class PrmTrainer
                 .Select(x => new PrmSample(x.Item1, x.Item2, false, new float[PrmLabels.Steps(x.Item2).Count])).ToList();
             labelled = PrmLabels.Build(task, solutions, c.Rollouts, prompts =>
             {
+                rollouts = prompts.Count;
                 var outs = new List<string?>(prompts.Count);
                 for (int i = 0; i < prompts.Count; i += 2048)
                 {
@@ -59,6 +77,8 @@ public static class PrmTrainer
             });
             labelled.AddRange(unsolved);
             File.WriteAllLines(labelsPath, labelled.Select(l => JsonSerializer.Serialize(l)));
+            stats = new PrmDataStats(sampled ? samplingTime : null, rolloutClock.Elapsed, rollouts, rollouts / c.Rollouts);
+            File.WriteAllText(statsPath, JsonSerializer.Serialize(stats));
         }
         var dataTime = dataClock.Elapsed;
         int prefixes = labelled.Select(l => (l.Question, PrmLabels.Steps(l.Solution).Count)).Sum(x => Math.Max(0, x.Item2 - 1));
@@ -77,8 +97,10 @@ public static class PrmTrainer
         var evaluation = Evaluate(c, task, policy, prm, maxLength);
         double meanLabel = labelled.SelectMany(l => l.StepLabels).DefaultIfEmpty(0).Average();
         int unsolvedQuestions = samples.Count(s => !s.Attempts.Any(a => a.Correct));
-        var result = new PrmRunResult(training, labelled.Count, prefixes, meanLabel, evaluation, dataTime, unsolvedQuestions);
-        FineTuneLoop.Export(c, parameters, "prm_eval.json", JsonSerializer.Serialize(result), () => ModelCard(c, parameters.Config, result));
+        int mixedQuestions = samples.Count(s => s.Attempts.Any(a => a.Correct) && s.Attempts.Any(a => !a.Correct));
+        var result = new PrmRunResult(training, labelled.Count, prefixes, meanLabel, evaluation, dataTime, unsolvedQuestions, stats, mixedQuestions);
+        var baseline = c.BaselineEval is { } b ? JsonSerializer.Deserialize<PrmRunResult>(File.ReadAllText(b)) : null;
+        FineTuneLoop.Export(c, parameters, "prm_eval.json", JsonSerializer.Serialize(result), () => ModelCard(c, parameters.Config, result, baseline));
         return result;
     }
 
@@ -145,10 +167,12 @@ public static class PrmTrainer
         return new PrmEvaluation(nq, c.EvalSamples, auc, pass / nq, maj / nq, weighted / nq, max / nq, oracle / nq, mixed > 0 ? withinAuc / mixed : double.NaN, mixed);
     }
 
-    static string ModelCard(FineTuneConfig c, ModelConfig m, PrmRunResult r)
+    static string ModelCard(FineTuneConfig c, ModelConfig m, PrmRunResult r, PrmRunResult? previous)
     {
         var inv = CultureInfo.InvariantCulture;
         var e = r.Evaluation;
+        var t = r.Training;
+        var d = r.Data;
         var sb = new StringBuilder();
         sb.AppendLine(inv, $"# {c.Name}");
         sb.AppendLine();
@@ -162,29 +186,42 @@ public static class PrmTrainer
         sb.AppendLine("Files: `config.json` + `model.safetensors` (f32), `model.gguf` (f32), `tokenizer.json`, `loss.csv`, `loss.png`, `prm_eval.json`.");
         sb.AppendLine();
         sb.AppendLine("## Data (scaled down from the paper)");
-        sb.AppendLine(inv, $"- Policy: `{c.PolicyCheckpoint}`. Questions: {c.Questions} from the policy's train distribution (level u^{c.LevelPower}), disjoint from validation/test.");
-        sb.AppendLine(inv, $"- {c.SamplesPerQuestion} samples per question at T=1 (paper: 16) and {c.Rollouts} rollouts at T=1 per step prefix (paper: 16); identical prefixes share rollouts.");
+        string levels = c.MinLevel == 0 && c.MaxLevel == 1 ? string.Create(inv, $"level u^{c.LevelPower}")
+            : string.Create(inv, $"level {c.MinLevel} + {c.MaxLevel - c.MinLevel:0.###} u^{c.LevelPower}, i.e. in [{c.MinLevel}, {c.MaxLevel}]");
+        sb.AppendLine(inv, $"- Policy: `{c.PolicyCheckpoint}`. Questions: {c.Questions:N0} from the train split ({levels}), disjoint from validation/test.");
+        sb.AppendLine(inv, $"  {c.Questions - r.UnsolvedQuestions:N0} of them have a correct sample and {r.MixedQuestions:N0} have both correct and incorrect samples (only those can teach ranking within a question).");
+        sb.AppendLine(inv, $"- {c.SamplesPerQuestion} samples per question at T=1 (paper: 16) and {c.Rollouts} rollouts at T=1 per step prefix (paper: 16), sampled in batches by the engine; identical prefixes share rollouts.");
         if (!c.RolloutUnsolved)
-            sb.AppendLine(inv, $"- Scaled down: on questions where none of the {c.SamplesPerQuestion} samples is correct ({r.UnsolvedQuestions} of {c.Questions}), every step label is 0 without rollouts (the policy's pass rate there is under 1/{c.SamplesPerQuestion}; their long solutions held ~95% of the step prefixes).");
+            sb.AppendLine(inv, $"- Scaled down: on questions where none of the {c.SamplesPerQuestion} samples is correct ({r.UnsolvedQuestions:N0} of {c.Questions:N0}), every step label is 0 without rollouts (the policy's pass rate there is under 1/{c.SamplesPerQuestion}).");
         sb.AppendLine(inv, $"- {r.LabelledSolutions:N0} labelled solutions (unfinished or answerless samples dropped), {r.Prefixes:N0} step prefixes; mean step label {r.MeanStepLabel:F3}. The last step's label is the solution's grade.");
-        sb.AppendLine(inv, $"- Data generation time: {r.DataTime:hh\\:mm\\:ss} (0 when the cached labels were reused).");
+        if (d is not null)
+            sb.AppendLine(inv, $"- Data generation: sampling {(d.SamplingTime is { } st ? st.ToString(@"hh\:mm\:ss", inv) : "(cached)")} ({c.Questions * c.SamplesPerQuestion:N0} samples), rollouts {d.RolloutTime:hh\\:mm\\:ss} ({d.Rollouts:N0} rollouts on {d.RolledPrefixes:N0} distinct prefixes), on the shared 2-core machine.");
         sb.AppendLine();
         sb.AppendLine("## Training");
         sb.AppendLine(inv, $"- Command: `ponder train prm --config configs/{c.Name}.json` (resumes from `{c.OutputDir}/checkpoint.bin`; reuses `{c.SamplesFile}` and `{c.OutputDir}/prm_labels.jsonl`).");
-        sb.AppendLine(inv, $"- Initialised from the policy (value head at zero); BCE with soft labels at every step end; AdamW lr {c.LearningRate} (warmup {c.WarmupSteps}, cosine to {c.MinLearningRateFraction}x), batch {c.BatchSize} x {c.BlockSize}, weight decay {c.WeightDecay}, dropout {c.Dropout}, {r.Training.Steps} steps.");
-        sb.AppendLine(inv, $"  (Paper: lr 3e-5, batch 128, dropout 0.05, early stopping; here the last tenth of the questions is held out for the validation loss.)");
-        sb.AppendLine(inv, $"- Final BCE (nats per step): train {r.Training.TrainLoss:F4}, validation {r.Training.ValidationLoss:F4}; {r.Training.TokensPerSecond:F0} tokens/s, wall {r.Training.WallTime:hh\\:mm\\:ss} (last session).");
+        sb.AppendLine(inv, $"- Initialised from the policy (value head at zero); BCE with soft labels at every step end; AdamW lr {c.LearningRate} (warmup {c.WarmupSteps}, cosine to {c.MinLearningRateFraction}x), batch {c.BatchSize} x {c.BlockSize}, weight decay {c.WeightDecay}, dropout {c.Dropout}, {t.Steps} steps.");
+        int evalEvery = c.EvalEvery > 0 ? c.EvalEvery : c.CheckpointEvery;
+        sb.AppendLine(inv, $"- Validation: the last tenth of the questions is held out; its BCE is measured every {evalEvery} steps.");
+        if (c.EarlyStopping)
+            sb.AppendLine(inv, $"- **Early stopping**: the exported parameters are those of step {t.BestStep} (lowest validation BCE, {t.BestValidationLoss:F4}), not the last step's.");
+        string speed = t.TokensPerSecond > 0 ? string.Create(inv, $"{t.TokensPerSecond:F0} tokens/s, ") : "";
+        sb.AppendLine(inv, $"- At the last step, BCE (nats per step end): train {t.TrainLoss:F4}, validation {t.ValidationLoss:F4}; {speed}training wall {t.WallTime:hh\\:mm\\:ss} (the session that ran the last step).");
         sb.AppendLine();
         sb.AppendLine(inv, $"## Evaluation ({e.Questions} validation questions, N = {e.SamplesPerQuestion} policy samples each at T=1)");
-        sb.AppendLine("| metric | value |");
-        sb.AppendLine("|---|---|");
-        sb.AppendLine(inv, $"| AUC of the final-step score, correct vs incorrect samples | {e.Auc:F3} |");
-        sb.AppendLine(inv, $"| mean AUC within a question (the {e.MixedQuestions} questions with both correct and incorrect samples) | {e.WithinQuestionAuc:F3} |");
-        sb.AppendLine(inv, $"| policy pass@1 (mean over samples) | {e.MeanPassAtOne:P1} |");
-        sb.AppendLine(inv, $"| majority vote @ {e.SamplesPerQuestion} | {e.MajorityAccuracy:P1} |");
-        sb.AppendLine(inv, $"| best-of-N weighted (sum of final-step scores per answer) @ {e.SamplesPerQuestion} | {e.WeightedBestOfNAccuracy:P1} |");
-        sb.AppendLine(inv, $"| best-of-N (highest final-step score) @ {e.SamplesPerQuestion} | {e.BestOfNMaxAccuracy:P1} |");
-        sb.AppendLine(inv, $"| oracle pass@{e.SamplesPerQuestion} (any sample correct) | {e.OracleAccuracy:P1} |");
+        var p = previous?.Evaluation;
+        string Row(string metric, Func<PrmEvaluation, string> value) => p is null ? $"| {metric} | {value(e)} |" : $"| {metric} | {value(e)} | {value(p)} |";
+        sb.AppendLine(p is null ? "| metric | value |" : "| metric | this version | previous version |");
+        sb.AppendLine(p is null ? "|---|---|" : "|---|---|---|");
+        sb.AppendLine(Row("AUC of the final-step score, correct vs incorrect samples", x => x.Auc.ToString("F3", inv)));
+        sb.AppendLine(Row("mean AUC within a question (questions with both correct and incorrect samples)", x => $"{x.WithinQuestionAuc.ToString("F3", inv)} ({x.MixedQuestions} questions)"));
+        sb.AppendLine(Row("policy pass@1 (mean over samples)", x => x.MeanPassAtOne.ToString("P1", inv)));
+        sb.AppendLine(Row($"majority vote @ {e.SamplesPerQuestion}", x => x.MajorityAccuracy.ToString("P1", inv)));
+        sb.AppendLine(Row($"best-of-N weighted (sum of final-step scores per answer) @ {e.SamplesPerQuestion}", x => x.WeightedBestOfNAccuracy.ToString("P1", inv)));
+        sb.AppendLine(Row($"best-of-N (highest final-step score) @ {e.SamplesPerQuestion}", x => x.BestOfNMaxAccuracy.ToString("P1", inv)));
+        sb.AppendLine(Row($"oracle pass@{e.SamplesPerQuestion} (any sample correct)", x => x.OracleAccuracy.ToString("P1", inv)));
+        if (previous is not null)
+            sb.AppendLine(inv, $"\nPrevious version: {previous.LabelledSolutions:N0} labelled solutions, {previous.Training.Steps} steps, last-step parameters (no early stopping); its figures are `{c.BaselineEval}`.");
+        if (c.CardNotes is { } notes) sb.AppendLine().Append(File.ReadAllText(notes));
         return sb.ToString();
     }
 }

@@ -78,6 +78,20 @@ public sealed class ArithmeticChainTaskTests
         Assert.DoesNotContain(ArithmeticChainSplits.Train(5, 2000), p => held.Contains(p.Question));
     }
 
+    [Fact]
+    public void Train_split_level_range_confines_levels_and_the_full_range_is_the_old_split()
+    {
+        var ranged = ArithmeticChainSplits.Train(5, 300, 1, 0.2, 0.3);
+        Assert.All(ranged, p => Assert.InRange(p.Level, 0.2, 0.3));
+        // Levels in [0.2, 0.3] give 2-3 operations on single digits (ArithmeticDifficulty.AtLevel).
+        Assert.All(ranged, p => Assert.InRange(p.Difficulty.Ops, 2, 3));
+        // The default range keeps the level exactly u^levelPower, u the stream's first draw, so existing splits do not move.
+        double u = DeterministicRandom.ForStream(5, 3).NextDouble();
+        Assert.Equal(Math.Pow(u, 1.5), ArithmeticChainSplits.Train(5, 1, 1.5)[0].Level);
+        Assert.Equal(0.2 + 0.1 * Math.Pow(u, 1.5), ArithmeticChainSplits.Train(5, 1, 1.5, 0.2, 0.3)[0].Level, 15);
+        Assert.Throws<ArgumentOutOfRangeException>(() => ArithmeticChainSplits.Train(5, 1, 1, 0.5, 0.4));
+    }
+
     [Theory]
     [InlineData("4*9=36\n", null)]                    // no A: line
     [InlineData("A: 4x\n", null)]                     // not an integer

@@ -72,14 +72,7 @@ public sealed class PrmTests
     [Fact]
     public void Bce_training_steps_teach_a_value_head_to_score_right_and_wrong_steps()
     {
-        var config = new ModelConfig
-        {
-            Head = HeadKind.Value, NumLabels = 1, Vocab = ByteTokenizer.VocabSize, DModel = 32, NLayers = 2, NHeads = 4, NKvHeads = 2,
-            HeadDim = 8, DFf = 64, MaxPositions = 64, TiedEmbeddings = true,
-        }.Validate("value");
-        var p = new ParameterSet(config);
-        p.Initialize(3);
-        var model = new TrainableLlama(p);
+        var model = TinyModels.ByteValueModel(3);
         var data = new SftData([
             PrmLabels.Example(Task, new PrmSample("1+2*3", Right, true, [1f, 1f, 1f])),
             PrmLabels.Example(Task, new PrmSample("1+2*3", Wrong, false, [0f, 0f, 0f]))], 64, 1);

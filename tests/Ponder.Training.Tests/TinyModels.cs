@@ -13,6 +13,19 @@ static class TinyModels
         NHeads = 4, NKvHeads = 2, HeadDim = 4, DFf = 12, MaxPositions = 16, TiedEmbeddings = tied, QkvBias = qkvBias,
     }.Validate("tiny");
 
+    /// <summary>A small value-head (PRM) model over the byte vocabulary, default-initialised (value head at zero: every score 0.5).</summary>
+    public static TrainableLlama ByteValueModel(ulong seed)
+    {
+        var config = new ModelConfig
+        {
+            Head = HeadKind.Value, NumLabels = 1, Vocab = ByteTokenizer.VocabSize, DModel = 32, NLayers = 2, NHeads = 4, NKvHeads = 2,
+            HeadDim = 8, DFf = 64, MaxPositions = 64, TiedEmbeddings = true,
+        }.Validate("value");
+        var p = new ParameterSet(config);
+        p.Initialize(seed);
+        return new TrainableLlama(p);
+    }
+
     public static TrainableLlama Model(ModelConfig config, ulong seed = 5)
     {
         var p = new ParameterSet(config);

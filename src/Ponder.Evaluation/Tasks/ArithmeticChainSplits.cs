@@ -28,20 +28,26 @@ public static class ArithmeticChainSplits
     /// <summary>The validation split: levels uniform in [0, 1].</summary>
     public static List<ArithmeticProblem> Validation(ulong seed, int count = 500) => RandomLevels(DeterministicRandom.ForStream(seed, 2), count, 1, null);
 
-    /// <summary>The train split: levels u^<paramref name="levelPower"/>, u uniform; excludes test and validation questions.</summary>
-    public static List<ArithmeticProblem> Train(ulong seed, int count, double levelPower = 1)
+    /// <summary>
+    /// The train split: levels <paramref name="minLevel"/> + (<paramref name="maxLevel"/> - <paramref name="minLevel"/>)
+    /// u^<paramref name="levelPower"/>, u uniform (the default range [0, 1] gives u^levelPower exactly); excludes test
+    /// and validation questions.
+    /// </summary>
+    public static List<ArithmeticProblem> Train(ulong seed, int count, double levelPower = 1, double minLevel = 0, double maxLevel = 1)
     {
+        if (!(minLevel >= 0 && minLevel <= maxLevel && maxLevel <= 1))
+            throw new ArgumentOutOfRangeException(nameof(maxLevel), $"level range [{minLevel}, {maxLevel}] must lie within [0, 1] with min <= max");
         var held = new HashSet<string>(Test(seed).Select(p => p.Question).Concat(Validation(seed).Select(p => p.Question)));
-        return RandomLevels(DeterministicRandom.ForStream(seed, 3), count, levelPower, held);
+        return RandomLevels(DeterministicRandom.ForStream(seed, 3), count, levelPower, held, minLevel, maxLevel);
     }
 
-    static List<ArithmeticProblem> RandomLevels(DeterministicRandom rng, int count, double power, HashSet<string>? exclude)
+    static List<ArithmeticProblem> RandomLevels(DeterministicRandom rng, int count, double power, HashSet<string>? exclude, double minLevel = 0, double maxLevel = 1)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         var list = new List<ArithmeticProblem>(count);
         while (list.Count < count)
         {
-            double level = Math.Pow(rng.NextDouble(), power);
+            double level = minLevel + (maxLevel - minLevel) * Math.Pow(rng.NextDouble(), power);
             var p = ArithmeticChainTask.Generate(rng, ArithmeticDifficulty.AtLevel(level), level);
             if (exclude is null || !exclude.Contains(p.Question)) list.Add(p);
         }
