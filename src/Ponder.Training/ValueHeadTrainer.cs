@@ -24,8 +24,10 @@ public sealed record ValueHeadFit(int Epochs, int BestEpoch, double TrainBce, do
 public sealed record ScoringFlops(long Steps, double SeparatePrm, double SharedHead, double PolicyPerStep);
 
 /// <summary>What a value-head run produced.</summary>
+/// <param name="Separate">The separate PRM (config compareWith) on the same evaluation samples.</param>
+/// <param name="SeparateCard">The separate PRM's own shipped evaluation (prm_eval.json), on the samples drawn when it was trained.</param>
 public sealed record ValueHeadRunResult(ValueHeadFit Fit, int LabelledSolutions, double MeanStepLabel, PrmEvaluation Evaluation, PrmEvaluation? Separate,
-    ScoringFlops Flops, TimeSpan DataTime, TimeSpan FeatureTime, TimeSpan WallTime);
+    PrmEvaluation? SeparateCard, ScoringFlops Flops, TimeSpan DataTime, TimeSpan FeatureTime, TimeSpan WallTime);
 
 /// <summary>
 /// Trains the shared-backbone PRM (issue 7, beyond the paper): a one-row value head on the frozen policy's final normed
@@ -68,9 +70,12 @@ public static class ValueHeadTrainer
         var evalSamples = PrmTrainer.EvaluationSamples(c, task, policy, maxLength);
         var items = evalSamples.SelectMany(s => s.Attempts.Select(a => (s.Question, a.Completion))).ToList();
         var evaluation = PrmTrainer.Evaluate(c, task, evalSamples, StepScores(policy, w, task, items));
-        PrmEvaluation? separate = null;
+        PrmEvaluation? separate = null, separateCard = null;
         if (c.CompareWith is { } prmPath)
         {
+            // The PRM's own evaluation (its card's figures, on the samples drawn when it was trained), when shipped.
+            string cardEval = Path.Combine(prmPath, "prm_eval.json");
+            if (File.Exists(cardEval)) separateCard = JsonSerializer.Deserialize<PrmRunResult>(File.ReadAllText(cardEval))?.Evaluation;
             var prm = FineTuneLoop.LoadPolicy(prmPath);
             if (prm.Parameters.Config.Head != HeadKind.Value) throw new InvalidDataException($"compareWith '{prmPath}' is not a value-head PRM");
             separate = PrmTrainer.Evaluate(c, task, evalSamples, PrmTrainer.StepScores(prm, task, items));
@@ -81,7 +86,7 @@ public static class ValueHeadTrainer
         foreach (var t in shared.All)
             (t.Name == TensorNames.SharedValueHead ? w : policy.Parameters[t.Name].Data).CopyTo(t.Data, 0);
         double meanLabel = labelled.SelectMany(l => l.StepLabels).DefaultIfEmpty(0).Average();
-        var result = new ValueHeadRunResult(fit, labelled.Count, meanLabel, evaluation, separate, flops, dataTime, featureTime, wall.Elapsed);
+        var result = new ValueHeadRunResult(fit, labelled.Count, meanLabel, evaluation, separate, separateCard, flops, dataTime, featureTime, wall.Elapsed);
         File.WriteAllText(Path.Combine(c.OutputDir, "value_head_eval.json"), JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
         if (c.WeightsDir is { } dir)
         {
@@ -229,10 +234,11 @@ public static class ValueHeadTrainer
     {
         var inv = CultureInfo.InvariantCulture;
         var e = r.Evaluation;
-        var p = r.Separate;
-        string Col(Func<PrmEvaluation, string> f) => p is null ? "" : $" {f(p)} |";
+        // Columns: this head; the separate PRM on the same samples; the separate PRM's card (its own draw of samples).
+        var others = new[] { r.Separate, r.SeparateCard }.Where(x => x is not null).Select(x => x!).ToList();
+        string Cols(Func<PrmEvaluation, string> f) => string.Concat(others.Select(x => $" {f(x)} |"));
         var sb = new StringBuilder();
-        sb.AppendLine(inv, $"# {c.Name}");
+        sb.AppendLine(inv, $"# {Path.GetFileName(Path.TrimEndingDirectorySeparator(c.WeightsDir ?? c.Name))}");
         sb.AppendLine();
         sb.AppendLine("`weights/policy-small` with a **shared-backbone PRM**: one value row on the policy's own final hidden state (issue 7,");
         sb.AppendLine("beyond the paper). Scores come with the tokens: every forward's output row holds the vocabulary's logits and, at index");
@@ -249,7 +255,7 @@ public static class ValueHeadTrainer
         sb.AppendLine("`weights/policy-small/model.gguf` is the same policy for llama.cpp), `tokenizer.json`, `loss.csv` (BCE every 10 epochs), `value_head_eval.json`.");
         sb.AppendLine();
         sb.AppendLine("## Training");
-        sb.AppendLine(inv, $"- Command: `ponder train value-head --config configs/{c.Name}.json`.");
+        sb.AppendLine(inv, $"- Command: `ponder train value-head --config configs/{c.Name}.json` (reuses `{c.SamplesFile}` and `{c.LabelsFile ?? Path.Combine(c.OutputDir, "prm_labels.jsonl")}` when present).");
         sb.AppendLine(inv, $"- Labels: the Monte Carlo step labels of the separate PRM's recipe (configs/prm-small.json's questions, samples and {c.Rollouts} rollouts per prefix; built by the same code,");
         sb.AppendLine(inv, $"  `PrmTrainer.LoadOrBuildLabels`): {r.LabelledSolutions:N0} labelled solutions, mean step label {r.MeanStepLabel:F3}. Data time {r.DataTime:hh\\:mm\\:ss} (0 when cached).");
         sb.AppendLine(inv, $"- The policy is frozen. One forward per labelled solution collects the final normed hidden state at each step end ({r.Fit.TrainStepEnds:N0} train, {r.Fit.ValidationStepEnds:N0} held-out step ends; the last tenth of the questions is held out), {r.FeatureTime:hh\\:mm\\:ss}.");
@@ -258,16 +264,20 @@ public static class ValueHeadTrainer
         sb.AppendLine(inv, $"  (The separate PRM, fine-tuned end to end: train 0.0642, validation 0.1381 (lowest 0.1139), see weights/prm-small.)");
         sb.AppendLine(inv, $"- Wall time of the run {r.WallTime:hh\\:mm\\:ss} on the shared 2-core CPU.");
         sb.AppendLine();
-        sb.AppendLine(inv, $"## Evaluation ({e.Questions} validation questions, N = {e.SamplesPerQuestion} policy samples each at T=1; same protocol and same samples as weights/prm-small)");
-        sb.AppendLine(p is null ? "| metric | shared head |" : $"| metric | shared head (this) | separate PRM ({c.CompareWith}) |");
-        sb.AppendLine(p is null ? "|---|---|" : "|---|---|---|");
-        sb.AppendLine(inv, $"| AUC of the final-step score across questions | {e.Auc:F3} |{Col(x => x.Auc.ToString("F3", inv))}");
-        sb.AppendLine(inv, $"| mean AUC within a question ({e.MixedQuestions} questions with both outcomes) | {e.WithinQuestionAuc:F3} |{Col(x => x.WithinQuestionAuc.ToString("F3", inv))}");
-        sb.AppendLine(inv, $"| majority vote @ {e.SamplesPerQuestion} (no verifier) | {e.MajorityAccuracy:P1} |{Col(x => x.MajorityAccuracy.ToString("P1", inv))}");
-        sb.AppendLine(inv, $"| best-of-N weighted @ {e.SamplesPerQuestion} | {e.WeightedBestOfNAccuracy:P1} |{Col(x => x.WeightedBestOfNAccuracy.ToString("P1", inv))}");
-        sb.AppendLine(inv, $"| best-of-N (highest final-step score) @ {e.SamplesPerQuestion} | {e.BestOfNMaxAccuracy:P1} |{Col(x => x.BestOfNMaxAccuracy.ToString("P1", inv))}");
-        sb.AppendLine(inv, $"| policy pass@1 / oracle pass@{e.SamplesPerQuestion} | {e.MeanPassAtOne:P1} / {e.OracleAccuracy:P1} |{Col(x => $"{x.MeanPassAtOne.ToString("P1", inv)} / {x.OracleAccuracy.ToString("P1", inv)}")}");
-        sb.AppendLine(inv, $"| exact scoring FLOPs per step (mean over {r.Flops.Steps:N0} steps) | {r.Flops.SharedHead:N0} | {r.Flops.SeparatePrm:N0} |");
+        sb.AppendLine(inv, $"## Evaluation ({e.Questions} validation questions, N = {e.SamplesPerQuestion} policy samples each at T=1: weights/prm-small's protocol)");
+        sb.AppendLine("| metric | shared head (this) |" + (r.Separate is null ? "" : $" separate PRM ({c.CompareWith}), same samples |")
+            + (r.SeparateCard is null ? "" : " separate PRM, its model card |"));
+        sb.AppendLine("|---|---|" + string.Concat(others.Select(_ => "---|")));
+        sb.AppendLine(inv, $"| AUC of the final-step score across questions | {e.Auc:F3} |{Cols(x => x.Auc.ToString("F3", inv))}");
+        sb.AppendLine(inv, $"| mean AUC within a question (questions with both outcomes) | {e.WithinQuestionAuc:F3} ({e.MixedQuestions}) |{Cols(x => $"{x.WithinQuestionAuc.ToString("F3", inv)} ({x.MixedQuestions})")}");
+        sb.AppendLine(inv, $"| majority vote @ {e.SamplesPerQuestion} (no verifier) | {e.MajorityAccuracy:P1} |{Cols(x => x.MajorityAccuracy.ToString("P1", inv))}");
+        sb.AppendLine(inv, $"| best-of-N weighted @ {e.SamplesPerQuestion} | {e.WeightedBestOfNAccuracy:P1} |{Cols(x => x.WeightedBestOfNAccuracy.ToString("P1", inv))}");
+        sb.AppendLine(inv, $"| best-of-N (highest final-step score) @ {e.SamplesPerQuestion} | {e.BestOfNMaxAccuracy:P1} |{Cols(x => x.BestOfNMaxAccuracy.ToString("P1", inv))}");
+        sb.AppendLine(inv, $"| policy pass@1 / oracle pass@{e.SamplesPerQuestion} | {e.MeanPassAtOne:P1} / {e.OracleAccuracy:P1} |{Cols(x => $"{x.MeanPassAtOne.ToString("P1", inv)} / {x.OracleAccuracy.ToString("P1", inv)}")}");
+        sb.AppendLine(inv, $"| exact scoring FLOPs per step (mean over {r.Flops.Steps:N0} steps) | {r.Flops.SharedHead:N0} |{Cols(_ => r.Flops.SeparatePrm.ToString("N0", inv))}");
+        sb.AppendLine();
+        sb.AppendLine("The two first columns score the very same samples (drawn with the PRM run's seed). The PRM's card drew its samples in an earlier");
+        sb.AppendLine("session with the same seed; they differ slightly (its pass@1 and majority differ), so compare within the same-samples columns.");
         sb.AppendLine();
         sb.AppendLine(inv, $"Scoring FLOPs: the separate PRM prefills each step's tokens into its own mirror sequence (and its own KV cache); the shared head adds");
         sb.AppendLine(inv, $"2·dModel = {2 * m.DModel} FLOPs to every policy output row and one extra policy forward for a finishing step's last token. For scale, the policy");
