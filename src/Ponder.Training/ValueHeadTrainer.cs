@@ -274,7 +274,7 @@ public static class ValueHeadTrainer
         sb.AppendLine(inv, $"| best-of-N weighted @ {e.SamplesPerQuestion} | {e.WeightedBestOfNAccuracy:P1} |{Cols(x => x.WeightedBestOfNAccuracy.ToString("P1", inv))}");
         sb.AppendLine(inv, $"| best-of-N (highest final-step score) @ {e.SamplesPerQuestion} | {e.BestOfNMaxAccuracy:P1} |{Cols(x => x.BestOfNMaxAccuracy.ToString("P1", inv))}");
         sb.AppendLine(inv, $"| policy pass@1 / oracle pass@{e.SamplesPerQuestion} | {e.MeanPassAtOne:P1} / {e.OracleAccuracy:P1} |{Cols(x => $"{x.MeanPassAtOne.ToString("P1", inv)} / {x.OracleAccuracy.ToString("P1", inv)}")}");
-        sb.AppendLine(inv, $"| exact scoring FLOPs per step (mean over {r.Flops.Steps:N0} steps) | {r.Flops.SharedHead:N0} |{Cols(_ => r.Flops.SeparatePrm.ToString("N0", inv))}");
+        sb.AppendLine(inv, $"| exact scoring FLOPs per step (mean over these {r.Flops.Steps:N0} steps) | {r.Flops.SharedHead:N0} |{Cols(x => x == r.Separate ? r.Flops.SeparatePrm.ToString("N0", inv) : "")}");
         sb.AppendLine();
         sb.AppendLine("The two first columns score the very same samples (drawn with the PRM run's seed). The PRM's card drew its samples in an earlier");
         sb.AppendLine("session with the same seed; they differ slightly (its pass@1 and majority differ), so compare within the same-samples columns.");
