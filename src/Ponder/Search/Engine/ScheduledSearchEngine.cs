@@ -214,10 +214,14 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
         }
         if (_sharedHead)
         {
+            int scored = 0;
             lock (_scheduler.SyncRoot)
-                foreach (var b in engineBranches)
+                foreach (var b in engineBranches.Where(b => b.StepScores.Count < b.Steps.Count))
+                {
                     while (b.StepScores.Count < b.Steps.Count) b.AddScore(b.SharedValues[b.StepScores.Count]);
-            return new StepOutcome(engineBranches.Length, 0, false);
+                    scored++;
+                }
+            return new StepOutcome(scored, 0, false);
         }
         var jobs = engineBranches.Where(b => b.StepScores.Count < b.Steps.Count).Select(b => ScoreBranchAsync(b, verifier)).ToArray();
         bool[] done = await Task.WhenAll(jobs).ConfigureAwait(false);
