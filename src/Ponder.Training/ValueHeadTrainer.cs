@@ -278,6 +278,8 @@ public static class ValueHeadTrainer
         sb.AppendLine();
         sb.AppendLine("The two first columns score the very same samples (drawn with the PRM run's seed). The PRM's card drew its samples in an earlier");
         sb.AppendLine("session with the same seed; they differ slightly (its pass@1 and majority differ), so compare within the same-samples columns.");
+        sb.AppendLine(inv, $"With {e.Questions} questions one point of accuracy is {e.Questions / 100.0:0.#} questions (a 95% interval is about ±6 points): differences of a point");
+        sb.AppendLine(inv, $"or two are noise. The within-question AUC averages over only the {e.MixedQuestions} questions with both outcomes.");
         sb.AppendLine();
         sb.AppendLine(inv, $"Scoring FLOPs: the separate PRM prefills each step's tokens into its own mirror sequence (and its own KV cache); the shared head adds");
         sb.AppendLine(inv, $"2·dModel = {2 * m.DModel} FLOPs to every policy output row and one extra policy forward for a finishing step's last token. For scale, the policy");

@@ -1,3 +1,5 @@
+using Ponder.Backends;
+using Ponder.Cache;
 using Ponder.Evaluation.Tasks;
 using Ponder.Models;
 using Ponder.Scheduling;
@@ -43,6 +45,41 @@ public sealed class ValueHeadTests
         for (int i = 0; i < d; i++) { dot += w[i] * wStar[i]; nw += w[i] * w[i]; ns += wStar[i] * wStar[i]; }
         Assert.True(dot / Math.Sqrt(nw * ns) > 0.99, $"cosine(w, w*) = {dot / Math.Sqrt(nw * ns):F3}");
         Assert.Equal(nTrain, fit.TrainStepEnds);
+    }
+
+    /// <summary>
+    /// What the trainer fits on is what the engine serves: the trainer's sigmoid(w · h) at each step end equals the
+    /// value row (head output index vocab) of the engine's forward over the exported policy + row.
+    /// </summary>
+    [Fact]
+    public void TrainerScoresEqualTheEngineForwardOfTheExportedModel()
+    {
+        var config = TinyModels.Config() with { Vocab = 259, MaxPositions = 64 };
+        var policy = TinyModels.Model(config, seed: 3);
+        var rng = new DeterministicRandom(4);
+        float[] w = [.. Enumerable.Range(0, config.DModel).Select(_ => (float)rng.NextGaussian())];
+        var task = new ArithmeticChainTask();
+        const string q = "1+2*3", s = "2*3=6\n1+6=7\nA: 7\n";
+        var scores = ValueHeadTrainer.StepScores(policy, w, task, [(q, s)])[0];
+        Assert.Equal(3, scores.Length);
+
+        var shared = config with { SharedValueHead = true };
+        var tensors = new Dictionary<string, HostTensor>(policy.Parameters.Tensors) { [TensorNames.SharedValueHead] = new HostTensor(w, [1, config.DModel]) };
+        using var engine = PonderModel.Load(new HostTensorSource(shared, tensors), null, new ModelOptions { Threads = 1, KvCacheTokens = 128 });
+        var example = PrmLabels.Example(task, q, s, null);
+        int[] tokens = example.Tokens[..^1];
+        int[] rows = [.. Enumerable.Range(0, tokens.Length).Where(t => !float.IsNaN(example.Labels![t]))];
+        using var seq = new Sequence(engine.Pool);
+        seq.Append(tokens);
+        var layout = new BatchLayout(engine.Pool.BlockSize);
+        layout.Add(0, tokens.Length, seq.BlockTable);
+        var output = new float[rows.Length * shared.HeadRows];
+        engine.Transformer.Forward(layout, tokens, engine.Pool.Storage, rows, output);
+        for (int i = 0; i < rows.Length; i++)
+        {
+            double value = 1 / (1 + Math.Exp(-output[i * shared.HeadRows + config.Vocab]));
+            Assert.True(Math.Abs(value - scores[i]) < 1e-4, $"step {i}: engine {value:G6}, trainer {scores[i]:G6}");
+        }
     }
 
     [Fact]
