@@ -76,11 +76,12 @@ public sealed class StudyModels : IDisposable
 
     /// <summary>
     /// A search engine for one run on the policy (or, with <paramref name="revise"/>, the revision model) and the PRM
-    /// when present, with a generation budget (null = unlimited).
+    /// when present, with a generation budget (null = unlimited). <paramref name="verify"/> false leaves the verifier
+    /// out (majority voting): a shared value head would otherwise cost a finishing step's last token.
     /// </summary>
-    public ScheduledSearchEngine Engine(double? generations, string name, CancellationToken cancellationToken = default, bool revise = false) =>
+    public ScheduledSearchEngine Engine(double? generations, string name, CancellationToken cancellationToken = default, bool revise = false, bool verify = true) =>
         new(Scheduler, revise ? ReviserScheduled ?? throw new InvalidOperationException("no revision model loaded (study field 'reviser')") : Policy.Model.Scheduled,
-            Tokenizer, Verifier(revise),
+            Tokenizer, verify ? Verifier(revise) : null,
             new Budget(new BudgetLimits(Generations: generations)), new SearchEngineOptions { Name = name }, cancellationToken);
 
     IStepVerifier? Verifier(bool revise) =>

@@ -161,6 +161,11 @@ public sealed class StudyTests : IDisposable
         Assert.Equal(3 * 3 * 5, result.Records.Count); // weighted best-of-N and beam search were not dropped
         Assert.All(result.Records, r => Assert.Equal(0, r.PrmFlops));
         Assert.All(result.Records, r => Assert.Equal(r.Flops, r.PolicyFlops));
+        // Majority voting runs without the verifier: a shared head would feed each finishing step's last token for nothing.
+        var majority = result.Records.Where(r => r.Strategy == "best-of-n-majority").ToDictionary(r => (r.QuestionId, r.Budget));
+        Assert.All(result.Records.Where(r => r.Strategy == "best-of-n"), r => Assert.True(r.Flops >= majority[(r.QuestionId, r.Budget)].Flops));
+        using (var engine = models.Engine(null, "majority", verify: false))
+            Assert.Contains("no verifier", (await Assert.ThrowsAsync<InvalidOperationException>(async () => await engine.ScoreAsync([]))).Message);
         Assert.All(result.Oracle, o => Assert.All(o.Samples, s => Assert.InRange(s.Score, 0, 1)));
         Assert.Equal(result.Questions.Select(q => q.Id).Order(), result.PredictedBins.Keys.Order());
         long accounted = result.Records.Sum(r => r.Flops) + result.Oracle.Sum(o => o.PolicyFlops + o.PrmFlops);
