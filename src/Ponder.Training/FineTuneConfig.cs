@@ -34,6 +34,10 @@ public sealed record FineTuneConfig
     public int MaxExamplesPerQuestion { get; init; } = 4;
     /// <summary>Shared cache of the policy's samples on the training questions (JSONL); reused when present.</summary>
     public string SamplesFile { get; init; } = "out/samples-small/train_samples.jsonl";
+    /// <summary>PRM / value head: the Monte Carlo step labels (JSONL of <see cref="PrmSample"/>); null = outputDir/prm_labels.jsonl. Built there when missing.</summary>
+    public string? LabelsFile { get; init; }
+    /// <summary>Value head: a separate PRM to evaluate beside it on the same samples (null = none).</summary>
+    public string? CompareWith { get; init; }
     /// <summary>Context of the fine-tuned model (the revision model needs room for 4 attempts).</summary>
     public int BlockSize { get; init; } = 256;
     /// <summary>Optimizer steps.</summary>

@@ -38,7 +38,8 @@ public static class FineTuneLoop
     {
         if (File.Exists(path) && path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase)) return new(Checkpoint.Load(path).Parameters);
         using var source = ModelFiles.Open(path);
-        var p = new ParameterSet(source.Config);
+        // A policy with a shared value row samples with its LM head; the row is the value head trainer's business.
+        var p = new ParameterSet(source.Config with { SharedValueHead = false });
         foreach (var t in p.All)
         {
             if (!source.Tensors.ContainsKey(t.Name)) throw new InvalidDataException($"{path}: missing tensor '{t.Name}'");

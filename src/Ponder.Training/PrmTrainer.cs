@@ -42,44 +42,7 @@ public static class PrmTrainer
         bool sampled = !File.Exists(c.SamplesFile);
         var samples = PolicySamples.LoadOrSample(c.SamplesFile, policy, task, questions, c.SamplesPerQuestion, c.Seed, maxLength, status);
         var samplingTime = dataClock.Elapsed;
-        string labelsPath = Path.Combine(c.OutputDir, "prm_labels.jsonl"), statsPath = Path.Combine(c.OutputDir, "data_stats.json");
-        List<PrmSample> labelled;
-        PrmDataStats? stats = null;
-        if (File.Exists(labelsPath))
-        {
-            labelled = File.ReadLines(labelsPath).Select(l => JsonSerializer.Deserialize<PrmSample>(l)!).ToList();
-            if (File.Exists(statsPath)) stats = JsonSerializer.Deserialize<PrmDataStats>(File.ReadAllText(statsPath));
-        }
-        else
-        {
-            var rolloutClock = Stopwatch.StartNew();
-            int rollouts = 0;
-            var rng = DeterministicRandom.ForStream(c.Seed, 0x9011);
-            // Questions none of whose samples is correct get all-zero labels without rollouts when the config says
-            // so: the policy's pass rate there is under 1/samplesPerQuestion, and their long solutions would take
-            // nearly all of the rollout budget.
-            bool Rolled(QuestionSamples s) => c.RolloutUnsolved || s.Attempts.Any(a => a.Correct);
-            static IEnumerable<(string, string)> Parsable(ITask task, QuestionSamples s) =>
-                s.Attempts.Where(a => task.ExtractAnswer(a.Completion) is not null).Select(a => (s.Question, a.Completion));
-            var solutions = samples.Where(Rolled).SelectMany(s => Parsable(task, s)).ToList();
-            var unsolved = samples.Where(s => !Rolled(s)).SelectMany(s => Parsable(task, s))
-                .Select(x => new PrmSample(x.Item1, x.Item2, false, new float[PrmLabels.Steps(x.Item2).Count])).ToList();
-            labelled = PrmLabels.Build(task, solutions, c.Rollouts, prompts =>
-            {
-                rollouts = prompts.Count;
-                var outs = new List<string?>(prompts.Count);
-                for (int i = 0; i < prompts.Count; i += 2048)
-                {
-                    outs.AddRange(PolicySamples.Complete(policy, prompts.Skip(i).Take(2048).ToList(), 1f, rng, maxLength));
-                    status?.Report($"rollouts {outs.Count}/{prompts.Count}");
-                }
-                return outs;
-            });
-            labelled.AddRange(unsolved);
-            File.WriteAllLines(labelsPath, labelled.Select(l => JsonSerializer.Serialize(l)));
-            stats = new PrmDataStats(sampled ? samplingTime : null, rolloutClock.Elapsed, rollouts, rollouts / c.Rollouts);
-            File.WriteAllText(statsPath, JsonSerializer.Serialize(stats));
-        }
+        var (labelled, stats) = LoadOrBuildLabels(c, task, policy, samples, status, sampled ? samplingTime : null);
         var dataTime = dataClock.Elapsed;
         int prefixes = labelled.Select(l => (l.Question, PrmLabels.Steps(l.Solution).Count)).Sum(x => Math.Max(0, x.Item2 - 1));
 
@@ -104,10 +67,68 @@ public static class PrmTrainer
         return result;
     }
 
-    /// <summary>sigmoid(score) at every step end of each (question, solution), one row per solution.</summary>
-    public static List<float[]> StepScores(TrainableLlama prm, ITask task, IReadOnlyList<(string Question, string Solution)> items, int chunk = 32)
+    /// <summary>
+    /// The Monte Carlo step labels of the run (<see cref="FineTuneConfig.LabelsFile"/>, by default
+    /// <c>outputDir/prm_labels.jsonl</c>): read when the file exists, else built from <paramref name="samples"/> with
+    /// rollouts of <paramref name="policy"/> and written there. The PRM and the shared value head train on these.
+    /// </summary>
+    public static (List<PrmSample> Labels, PrmDataStats? Stats) LoadOrBuildLabels(FineTuneConfig c, ITask task, TrainableLlama policy,
+        IReadOnlyList<QuestionSamples> samples, IProgress<string>? status, TimeSpan? samplingTime = null)
     {
-        var result = new List<float[]>(items.Count);
+        string labelsPath = c.LabelsFile ?? Path.Combine(c.OutputDir, "prm_labels.jsonl");
+        string statsPath = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(labelsPath))!, "data_stats.json");
+        if (File.Exists(labelsPath))
+        {
+            var read = new List<PrmSample>();
+            int line = 0;
+            foreach (string l in File.ReadLines(labelsPath))
+            {
+                line++;
+                try { read.Add(JsonSerializer.Deserialize<PrmSample>(l) ?? throw new JsonException("null record")); }
+                catch (JsonException e) { throw new InvalidDataException($"{labelsPath}:{line}: not a PRM label record ({e.Message})", e); }
+            }
+            return (read, File.Exists(statsPath) ? JsonSerializer.Deserialize<PrmDataStats>(File.ReadAllText(statsPath)) : null);
+        }
+        var rolloutClock = Stopwatch.StartNew();
+        int rollouts = 0;
+        int maxLength = policy.Parameters.Config.MaxPositions;
+        var rng = DeterministicRandom.ForStream(c.Seed, 0x9011);
+        // Questions none of whose samples is correct get all-zero labels without rollouts when the config says
+        // so: the policy's pass rate there is under 1/samplesPerQuestion, and their long solutions would take
+        // nearly all of the rollout budget.
+        bool Rolled(QuestionSamples s) => c.RolloutUnsolved || s.Attempts.Any(a => a.Correct);
+        static IEnumerable<(string, string)> Parsable(ITask task, QuestionSamples s) =>
+            s.Attempts.Where(a => task.ExtractAnswer(a.Completion) is not null).Select(a => (s.Question, a.Completion));
+        var solutions = samples.Where(Rolled).SelectMany(s => Parsable(task, s)).ToList();
+        var unsolved = samples.Where(s => !Rolled(s)).SelectMany(s => Parsable(task, s))
+            .Select(x => new PrmSample(x.Item1, x.Item2, false, new float[PrmLabels.Steps(x.Item2).Count])).ToList();
+        var labelled = PrmLabels.Build(task, solutions, c.Rollouts, prompts =>
+        {
+            rollouts = prompts.Count;
+            var outs = new List<string?>(prompts.Count);
+            for (int i = 0; i < prompts.Count; i += 2048)
+            {
+                outs.AddRange(PolicySamples.Complete(policy, prompts.Skip(i).Take(2048).ToList(), 1f, rng, maxLength));
+                status?.Report($"rollouts {outs.Count}/{prompts.Count}");
+            }
+            return outs;
+        });
+        labelled.AddRange(unsolved);
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(labelsPath))!);
+        File.WriteAllLines(labelsPath, labelled.Select(l => JsonSerializer.Serialize(l)));
+        var stats = new PrmDataStats(samplingTime, rolloutClock.Elapsed, rollouts, rollouts / c.Rollouts);
+        File.WriteAllText(statsPath, JsonSerializer.Serialize(stats));
+        return (labelled, stats);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="model"/> over each (question, solution), <paramref name="chunk"/> at a time, and after each
+    /// forward calls <paramref name="atStepEnd"/>(item, step, row) for every step end, row indexing the forward's rows
+    /// (<see cref="TrainableLlama.Logits"/>, <see cref="TrainableLlama.FinalHidden"/>).
+    /// </summary>
+    public static void ForEachStepEnd(TrainableLlama model, ITask task, IReadOnlyList<(string Question, string Solution)> items,
+        Action<int, int, int> atStepEnd, int chunk = 32)
+    {
         for (int start = 0; start < items.Count; start += chunk)
         {
             var examples = items.Skip(start).Take(chunk).Select(x => PrmLabels.Example(task, x.Question, x.Solution, null)).ToList();
@@ -121,27 +142,43 @@ public static class PrmTrainer
                     b.Positions[o] = t < len ? t : 0;
                     b.SegmentStart[o] = t < len ? 0 : t;
                 }
-            prm.Forward(b);
-            var logits = prm.Logits;
+            model.Forward(b);
             for (int r = 0; r < B; r++)
             {
                 var labels = examples[r].Labels!;
-                var scores = new List<float>();
+                int step = 0;
                 for (int t = 0; t < T && t < labels.Length; t++)
-                    if (!float.IsNaN(labels[t])) scores.Add(1f / (1f + MathF.Exp(-logits[r * T + t])));
-                result.Add(scores.ToArray());
+                    if (!float.IsNaN(labels[t])) atStepEnd(start + r, step++, r * T + t);
             }
         }
-        return result;
+    }
+
+    /// <summary>sigmoid(score) at every step end of each (question, solution), one row per solution.</summary>
+    public static List<float[]> StepScores(TrainableLlama prm, ITask task, IReadOnlyList<(string Question, string Solution)> items, int chunk = 32)
+    {
+        var scores = items.Select(_ => new List<float>()).ToList();
+        ForEachStepEnd(prm, task, items, (item, _, row) => scores[item].Add(1f / (1f + MathF.Exp(-prm.Logits[row]))), chunk);
+        return scores.Select(s => s.ToArray()).ToList();
     }
 
     static PrmEvaluation Evaluate(FineTuneConfig c, ITask task, TrainableLlama policy, TrainableLlama prm, int maxLength)
     {
-        var questions = ArithmeticChainSplits.Validation(c.SplitSeed, c.EvalQuestions).Select(p => p.Question).ToList();
-        var samples = PolicySamples.LoadOrSample(Path.Combine(c.OutputDir, "eval_samples.jsonl"), policy, task, questions, c.EvalSamples,
-            c.Seed ^ 0xEEEE, maxLength);
+        var samples = EvaluationSamples(c, task, policy, maxLength);
         var items = samples.SelectMany(s => s.Attempts.Select(a => (s.Question, a.Completion))).ToList();
-        var scores = StepScores(prm, task, items);
+        return Evaluate(c, task, samples, StepScores(prm, task, items));
+    }
+
+    /// <summary>The evaluation's policy samples: c.EvalSamples per validation question at T=1 (cached in the output folder).</summary>
+    public static List<QuestionSamples> EvaluationSamples(FineTuneConfig c, ITask task, TrainableLlama policy, int maxLength)
+    {
+        var questions = ArithmeticChainSplits.Validation(c.SplitSeed, c.EvalQuestions).Select(p => p.Question).ToList();
+        return PolicySamples.LoadOrSample(Path.Combine(c.OutputDir, "eval_samples.jsonl"), policy, task, questions, c.EvalSamples,
+            c.Seed ^ 0xEEEE, maxLength);
+    }
+
+    /// <summary>The ranking and selection metrics of step <paramref name="scores"/> (one row per attempt, in order) on <paramref name="samples"/>.</summary>
+    public static PrmEvaluation Evaluate(FineTuneConfig c, ITask task, IReadOnlyList<QuestionSamples> samples, IReadOnlyList<float[]> scores)
+    {
         var final = scores.Select(s => s.Length > 0 ? s[^1] : 0f).ToList();
         var labels = samples.SelectMany(s => s.Attempts.Select(a => a.Correct)).ToList();
         double auc = Metrics.Auc(final, labels);

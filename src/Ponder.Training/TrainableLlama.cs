@@ -50,6 +50,7 @@ public sealed class TrainableLlama
         Parameters = parameters;
         config = parameters.Config;
         if (config.RopeScaling is not null) throw new NotSupportedException("the trainer does not support rope_scaling");
+        if (config.SharedValueHead) throw new NotSupportedException("the trainer runs a causal LM without its shared value row (ModelConfig.SharedValueHead); load the policy part (config with SharedValueHead = false)");
         (ropeCos, ropeSin) = Layers.RopeTables(config.MaxPositions, config.HeadDim, config.RopeTheta);
     }
 
@@ -138,6 +139,9 @@ public sealed class TrainableLlama
 
     /// <summary>The logits (or value-head scores) of the last <see cref="Forward"/>: (N, vocab) or (N, numLabels).</summary>
     public ReadOnlySpan<float> Logits => logits.AsSpan(0, allocatedN * config.HeadRows);
+
+    /// <summary>The final normed hidden states of the last <see cref="Forward"/> (N, dModel): what the head reads.</summary>
+    public ReadOnlySpan<float> FinalHidden => lnF.AsSpan(0, allocatedN * config.DModel);
 
     /// <summary>
     /// Gradients of the last <see cref="Forward"/>'s loss, ADDED to every parameter's Grad (call

@@ -135,7 +135,8 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
         var stops = new TextStopMatcher(options.StopStrings);
         var eos = options.StopAtEos ? (Tokenizer?.EosIds ?? Config.EosTokenIds) : [];
         var context = new List<int>(prompt);
-        var logits = new float[Config.Vocab];
+        // HeadRows: a shared value row (index vocab) comes after the logits; the sampler reads only the vocabulary.
+        var output = new float[Config.HeadRows];
         var req = request ?? Scheduler.CreateRequest(null, "generate", cancellationToken);
         // One sampled answer is one generation (the paper's unit).
         var generation = new Charge(FlopCounts.Zero, 0, 1);
@@ -156,9 +157,9 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
             for (int step = 0; step < options.MaxNewTokens && sequence.Length + next.Length <= Config.MaxPositions; step++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var result = await Scheduler.SubmitAsync(req, Scheduled, sequence, next, logits).ConfigureAwait(false);
+                var result = await Scheduler.SubmitAsync(req, Scheduled, sequence, next, output).ConfigureAwait(false);
                 if (!result.Completed) break;
-                int token = sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(context));
+                int token = sampler.Sample(output.AsSpan(0, Config.Vocab), System.Runtime.InteropServices.CollectionsMarshal.AsSpan(context));
                 context.Add(token);
                 if (eos.Contains(token)) yield break;
                 string emit = decoder is null ? "" : stops.Push(decoder.Push(token));
@@ -211,10 +212,10 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
                 batch.Clear();
                 batch.Add(0, chunk.Length, sequence.BlockTable);
                 var rows = Enumerable.Range(0, chunk.Length - 1).ToArray();
-                var logits = new float[(long)rows.Length * Config.Vocab];
+                var logits = new float[(long)rows.Length * Config.HeadRows];
                 Transformer.Forward(batch, chunk, Pool.Storage, rows, logits);
                 for (int i = 0; i < rows.Length; i++)
-                    nll -= Sampler.LogProbability(logits.AsSpan(i * Config.Vocab, Config.Vocab), chunk[i + 1]);
+                    nll -= Sampler.LogProbability(logits.AsSpan(i * Config.HeadRows, Config.Vocab), chunk[i + 1]);
                 scored += rows.Length;
                 progress?.Report((float)Math.Min(1, (start + chunk.Length) / (double)tokens.Length));
             }

@@ -86,7 +86,9 @@ public static class ReferenceForward
         else
         {
             head = W(config.TiedEmbeddings ? TensorNames.Embedding : TensorNames.LmHead);
-            headBias = new double[config.Vocab];
+            // A shared value row is one more output: value = value_head · norm(x), after the vocab's logits.
+            if (config.SharedValueHead) head = [.. head, .. W(TensorNames.SharedValueHead)];
+            headBias = new double[config.HeadRows];
         }
         var result = new double[n, config.HeadRows];
         for (int t = 0; t < n; t++)

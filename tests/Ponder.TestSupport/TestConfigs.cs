@@ -37,6 +37,12 @@ public static class TestConfigs
         Vocab = 256, DModel = 64, NLayers = 2, NHeads = 4, NKvHeads = 2, HeadDim = 16, DFf = 96, MaxPositions = 256,
     };
 
+    /// <summary>
+    /// A causal LM with a shared value row (<c>value_head.weight</c>) beside its tied LM head. Not in <see cref="All"/>:
+    /// llama.cpp refuses the extra tensor, so it has tests of its own.
+    /// </summary>
+    public static ModelConfig TinySharedValueHead { get; } = Tiny with { SharedValueHead = true };
+
     /// <summary>Multi-head attention: nHeads == nKvHeads.</summary>
     public static ModelConfig TinyMha { get; } = new()
     {

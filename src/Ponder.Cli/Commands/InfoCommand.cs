@@ -33,6 +33,7 @@ public static class InfoCommand
             Row("max positions", c.MaxPositions);
             Row("tied embeddings", c.TiedEmbeddings);
             Row("QKV bias", c.QkvBias);
+            if (c.SharedValueHead) Row("shared value head", "value_head.weight [1, dModel]: head row vocab is the step score");
             Row("parameters (total)", $"{c.TotalParameters:N0}");
             Row("parameters (non-embedding)", $"{c.NonEmbeddingParameters:N0}");
             var dtypes = source.Tensors.Values.GroupBy(t => t.Type).Select(g => $"{g.Key} x{g.Count()}");

@@ -5,7 +5,7 @@ using Spectre.Console;
 namespace Ponder.Cli.Commands;
 
 /// <summary>
-/// <c>ponder train policy|prm|revision --config FILE</c>: trains (or resumes) a policy, a process reward model or a
+/// <c>ponder train policy|prm|value-head|revision --config FILE</c>: trains (or resumes) a policy, a process reward model or a
 /// revision model and exports it with its model card.
 /// </summary>
 public static class TrainCommand
@@ -54,6 +54,15 @@ public static class TrainCommand
             {
                 var e = PrmTrainer.Run(cfg, progress, status, ct).Evaluation;
                 return $"AUC {e.Auc:F3}; @{e.SamplesPerQuestion}: majority {e.MajorityAccuracy:P1}, PRM-weighted best-of-N {e.WeightedBestOfNAccuracy:P1}, best-of-N {e.BestOfNMaxAccuracy:P1}, pass@1 {e.MeanPassAtOne:P1}, oracle {e.OracleAccuracy:P1}";
+            }));
+        train.Subcommands.Add(FineTune("value-head", "Fit a shared-backbone PRM: one value row on the frozen policy's hidden states, on the PRM's Monte Carlo labels (configs/value-head-small.json)",
+            (cfg, progress, status, ct) =>
+            {
+                var r = ValueHeadTrainer.Run(cfg, status, ct);
+                var e = r.Evaluation;
+                return $"held-out BCE {r.Fit.ValidationBce:F4}; AUC {e.Auc:F3}, within-question AUC {e.WithinQuestionAuc:F3}; @{e.SamplesPerQuestion}: majority {e.MajorityAccuracy:P1}, weighted best-of-N {e.WeightedBestOfNAccuracy:P1}"
+                    + (r.Separate is { } p ? $" (separate PRM: AUC {p.Auc:F3}, within {p.WithinQuestionAuc:F3}, weighted {p.WeightedBestOfNAccuracy:P1})" : "")
+                    + $"; scoring FLOPs per step: shared {r.Flops.SharedHead:N0}, separate {r.Flops.SeparatePrm:N0}";
             }));
         train.Subcommands.Add(FineTune("revision", "Fine-tune the policy into a revision model on its own wrong and right samples (configs/revision-small.json)",
             (cfg, progress, status, ct) =>

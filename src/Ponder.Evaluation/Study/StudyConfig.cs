@@ -33,8 +33,17 @@ public sealed record StudyConfig
     public string Name { get; init; } = "study";
     /// <summary>Policy model path (folder or GGUF).</summary>
     public required string Policy { get; init; }
-    /// <summary>Value-head PRM path; null or missing file = no verifier (majority-only fallback).</summary>
+    /// <summary>
+    /// Value-head PRM path; null or missing file = no verifier (majority-only fallback). <see cref="SharedPrm"/>
+    /// ("shared"): the policy's own value row scores the steps (a policy with <c>"ponder_value_head": 1</c>).
+    /// </summary>
     public string? Prm { get; init; }
+
+    /// <summary>The <see cref="Prm"/> value that selects the policy's shared value head as the verifier.</summary>
+    public const string SharedPrm = "shared";
+
+    /// <summary>Whether the verifier is the policy's shared value head (<c>"prm": "shared"</c>).</summary>
+    public bool UsesSharedPrm => Prm == SharedPrm;
     /// <summary>Revision model (writes a new attempt after previous ones) for the revisions strategy; null or missing = revisions are skipped.</summary>
     public string? Reviser { get; init; }
     /// <summary>A larger policy for the FLOPs-matched comparison; null or missing = that part is skipped.</summary>

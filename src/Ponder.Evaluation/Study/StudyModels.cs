@@ -25,9 +25,23 @@ public sealed class StudyModels : IDisposable
 {
     readonly IBackend? _ownedBackend;
 
-    /// <summary>Wraps loaded models (not owned by the caller any more: <see cref="Dispose"/> disposes them).</summary>
-    public StudyModels(StudyModel policy, StudyModel? prm = null, StudyModel? large = null, IBackend? ownedBackend = null, StudyModel? reviser = null)
+    /// <summary>
+    /// Wraps loaded models (not owned by the caller any more: <see cref="Dispose"/> disposes them). With
+    /// <paramref name="sharedPrm"/>, the verifier is the policy's own value row (<see cref="SharedValueHeadVerifier"/>):
+    /// <paramref name="prm"/> must be null, and <see cref="Prm"/> is the policy (its fingerprint keys the cached scores).
+    /// </summary>
+    public StudyModels(StudyModel policy, StudyModel? prm = null, StudyModel? large = null, IBackend? ownedBackend = null, StudyModel? reviser = null,
+        bool sharedPrm = false)
     {
+        if (sharedPrm)
+        {
+            ArgumentNullException.ThrowIfNull(policy);
+            if (prm is not null) throw new ArgumentException("a shared value head is the verifier: pass no separate PRM", nameof(prm));
+            if (!policy.Model.Config.SharedValueHead)
+                throw new ArgumentException($"policy {policy.Model.Location} has no shared value head (config.json \"ponder_value_head\": 1); \"prm\": \"shared\" needs one", nameof(policy));
+            if (reviser is not null)
+                throw new ArgumentException("the shared value head scores the policy's own tokens; revisions sample from the revision model and need a separate PRM", nameof(reviser));
+        }
         ArgumentNullException.ThrowIfNull(policy);
         if (policy.Model.Tokenizer is null) throw new ArgumentException($"policy {policy.Model.Location} has no tokenizer", nameof(policy));
         if (policy.Model.Config.Head != HeadKind.LanguageModel) throw new ArgumentException($"policy {policy.Model.Location} has a value head; it cannot sample", nameof(policy));
@@ -35,22 +49,25 @@ public sealed class StudyModels : IDisposable
             throw new ArgumentException($"PRM {prm.Model.Location} has a language-model head; the study's verifier needs a value head (score.weight)", nameof(prm));
         if (reviser is not null && (reviser.Model.Config.Head != HeadKind.LanguageModel || reviser.Model.Config.Vocab != policy.Model.Config.Vocab))
             throw new ArgumentException($"reviser {reviser.Model.Location} must be a language model over the policy's vocabulary ({policy.Model.Config.Vocab} ids)", nameof(reviser));
-        Policy = policy; Prm = prm; Large = large; Reviser = reviser; _ownedBackend = ownedBackend;
+        Policy = policy; Prm = sharedPrm ? policy : prm; Large = large; Reviser = reviser; _ownedBackend = ownedBackend;
+        SharedPrm = sharedPrm;
         PrmScheduled = prm is null ? null : new ScheduledModel("prm", prm.Model.Transformer, prm.Model.Pool, prm.Model.PrefixIndex);
         ReviserScheduled = reviser is null ? null : new ScheduledModel("reviser", reviser.Model.Transformer, reviser.Model.Pool, reviser.Model.PrefixIndex);
     }
 
     /// <summary>The policy.</summary>
     public StudyModel Policy { get; }
-    /// <summary>The PRM, or null.</summary>
+    /// <summary>The PRM (the policy itself with a shared value head), or null.</summary>
     public StudyModel? Prm { get; }
+    /// <summary>Whether the verifier is the policy's shared value head: its scores come with the policy's tokens, no PRM FLOPs.</summary>
+    public bool SharedPrm { get; }
     /// <summary>The larger policy, or null.</summary>
     public StudyModel? Large { get; }
     /// <summary>The revision model, or null.</summary>
     public StudyModel? Reviser { get; }
     /// <summary>The revision model as the policy's scheduler runs it (revision searches sample from it).</summary>
     public ScheduledModel? ReviserScheduled { get; }
-    /// <summary>The PRM as the policy's scheduler runs it.</summary>
+    /// <summary>The separate PRM as the policy's scheduler runs it (null with a shared value head: the policy is the verifier).</summary>
     public ScheduledModel? PrmScheduled { get; }
     /// <summary>The policy's tokenizer (the PRM must share it).</summary>
     public ITokenizer Tokenizer => Policy.Model.Tokenizer!;
@@ -59,12 +76,17 @@ public sealed class StudyModels : IDisposable
 
     /// <summary>
     /// A search engine for one run on the policy (or, with <paramref name="revise"/>, the revision model) and the PRM
-    /// when present, with a generation budget (null = unlimited).
+    /// when present, with a generation budget (null = unlimited). <paramref name="verify"/> false leaves the verifier
+    /// out (majority voting): a shared value head would otherwise cost a finishing step's last token.
     /// </summary>
-    public ScheduledSearchEngine Engine(double? generations, string name, CancellationToken cancellationToken = default, bool revise = false) =>
+    public ScheduledSearchEngine Engine(double? generations, string name, CancellationToken cancellationToken = default, bool revise = false, bool verify = true) =>
         new(Scheduler, revise ? ReviserScheduled ?? throw new InvalidOperationException("no revision model loaded (study field 'reviser')") : Policy.Model.Scheduled,
-            Tokenizer, PrmScheduled is null ? null : new ValueHeadVerifier(PrmScheduled),
+            Tokenizer, verify ? Verifier(revise) : null,
             new Budget(new BudgetLimits(Generations: generations)), new SearchEngineOptions { Name = name }, cancellationToken);
+
+    IStepVerifier? Verifier(bool revise) =>
+        SharedPrm ? (revise ? throw new InvalidOperationException("the shared value head cannot score the revision model's tokens") : new SharedValueHeadVerifier(Policy.Model.Scheduled))
+        : PrmScheduled is null ? null : new ValueHeadVerifier(PrmScheduled);
 
     /// <summary>
     /// Loads the config's models on one CPU backend. A PRM or larger policy whose path does not exist is left out and
@@ -94,11 +116,14 @@ public sealed class StudyModels : IDisposable
                 return new StudyModel(model, Fingerprint(full), pretrainTokens ?? PretrainTokensFromCard(full));
             }
             var policy = (await Load(config.Policy, "policy", config.PolicyPretrainTokens, required: true).ConfigureAwait(false))!;
-            var prm = await Load(config.Prm, "PRM", null, required: false).ConfigureAwait(false);
+            bool shared = config.UsesSharedPrm;
+            var prm = shared ? null : await Load(config.Prm, "PRM", null, required: false).ConfigureAwait(false);
             var large = await Load(config.LargePolicy, "larger policy", config.LargePretrainTokens, required: false).ConfigureAwait(false);
-            var reviser = config.Strategies.Any(s => s.Name == "revisions")
+            bool revisions = config.Strategies.Any(s => s.Name == "revisions");
+            if (revisions && shared) notice?.Invoke("\"prm\": \"shared\": revisions sample from the revision model, which the policy's value head cannot score: skipped");
+            var reviser = revisions && !shared
                 ? await Load(config.Reviser, "revision model", null, required: false).ConfigureAwait(false) : null;
-            return new StudyModels(policy, prm, large, backend, reviser);
+            return new StudyModels(policy, prm, large, backend, reviser, shared);
         }
         catch
         {
@@ -139,7 +164,7 @@ public sealed class StudyModels : IDisposable
     public void Dispose()
     {
         Policy.Model.Dispose();
-        Prm?.Model.Dispose();
+        if (!SharedPrm) Prm?.Model.Dispose();
         Large?.Model.Dispose();
         Reviser?.Model.Dispose();
         _ownedBackend?.Dispose();

@@ -225,7 +225,8 @@ public static class StudyRunner
     static async Task<StudyRecord> RunJobAsync(StudyModels models, Job job, SearchOptions search, CancellationToken ct)
     {
         bool revise = job.Spec.Kind == StrategyKind.Revisions;
-        using var engine = models.Engine(job.Spec.Budget, $"{job.Strategy.RecordName}({job.Spec.Params})@{job.Spec.Budget} {job.Question.Id}", ct, revise);
+        using var engine = models.Engine(job.Spec.Budget, $"{job.Strategy.RecordName}({job.Spec.Params})@{job.Spec.Budget} {job.Question.Id}", ct, revise,
+            verify: job.Strategy.NeedsVerifier);
         // Seeds differ per question too, so two questions never share a sampling stream.
         var options = search with
         {

@@ -92,7 +92,10 @@ public sealed class CompletionEngine : IDisposable
         if (compute.BudgetFlops < prefill)
             throw new ArgumentException($"budget_flops {compute.BudgetFlops} is below the {prefill} FLOPs the {tokens.Length}-token prompt's prefill needs", "budget_flops");
         var prm = await ResolvePrmAsync(compute, cancellationToken).ConfigureAwait(false);
-        var strategy = compute.Strategy == TestTimeStrategy.None ? null : CreateStrategy(compute, sampling, prm is not null);
+        // Without a separate PRM, a policy with a shared value row scores its own steps.
+        IStepVerifier? verifier = prm is not null ? new ValueHeadVerifier(prm)
+            : Model.Config.SharedValueHead ? new SharedValueHeadVerifier(Model.Scheduled) : null;
+        var strategy = compute.Strategy == TestTimeStrategy.None ? null : CreateStrategy(compute, sampling, verifier is not null);
 
         var activity = PonderTelemetry.Start(ModelId, strategy?.Name ?? "none", tokens.Length);
         CompletionReport? report = null;
@@ -116,7 +119,7 @@ public sealed class CompletionEngine : IDisposable
                 SearchResult result;
                 RequestReport flops;
                 using (var engine = new ScheduledSearchEngine(Model.Scheduler, Model.Scheduled, Model.Tokenizer!,
-                           prm is null ? null : new ValueHeadVerifier(prm), compute.CreateBudget(), new SearchEngineOptions { Name = "completion" }, cancellationToken))
+                           verifier, compute.CreateBudget(), new SearchEngineOptions { Name = "completion" }, cancellationToken))
                 {
                     result = await strategy.RunAsync(engine, prompt, cancellationToken).ConfigureAwait(false);
                     flops = engine.Request.Report();

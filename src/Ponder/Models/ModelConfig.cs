@@ -52,13 +52,19 @@ public sealed record ModelConfig
     public bool QkvBias { get; init; }
     public int? BosTokenId { get; init; }
     public IReadOnlyList<int> EosTokenIds { get; init; } = [];
+    /// <summary>
+    /// A language model that also carries a one-row value head (<c>value_head.weight</c>, [1, dModel]) on its final
+    /// normed hidden state (config.json <c>"ponder_value_head": 1</c>): a PRM sharing the policy's backbone. Its row is
+    /// the head's last output row (index vocab), so every forward returns the step score with the logits.
+    /// </summary>
+    public bool SharedValueHead { get; init; }
 
     /// <summary>Query width: nHeads * headDim.</summary>
     public int QDim => NHeads * HeadDim;
     /// <summary>Key/value width: nKvHeads * headDim.</summary>
     public int KvDim => NKvHeads * HeadDim;
-    /// <summary>Rows of the output head: vocab for a language model, numLabels for a value head.</summary>
-    public int HeadRows => Head == HeadKind.LanguageModel ? Vocab : NumLabels;
+    /// <summary>Rows of the output head: vocab (+ 1 with <see cref="SharedValueHead"/>) for a language model, numLabels for a value head.</summary>
+    public int HeadRows => Head == HeadKind.LanguageModel ? Vocab + (SharedValueHead ? 1 : 0) : NumLabels;
 
     /// <summary>Parameters of one decoder layer (projections, biases, two norms).</summary>
     public long LayerParameters =>
@@ -71,7 +77,8 @@ public sealed record ModelConfig
     public long EmbeddingParameters => (long)Vocab * DModel;
 
     /// <summary>Output head parameters that are not the (tied) embedding.</summary>
-    public long HeadParameters => Head == HeadKind.Value ? (long)NumLabels * DModel : TiedEmbeddings ? 0 : (long)Vocab * DModel;
+    public long HeadParameters => Head == HeadKind.Value ? (long)NumLabels * DModel
+        : (TiedEmbeddings ? 0 : (long)Vocab * DModel) + (SharedValueHead ? DModel : 0);
 
     /// <summary>All parameters, counting a tied embedding once.</summary>
     public long TotalParameters => EmbeddingParameters + NLayers * LayerParameters + DModel + HeadParameters;
@@ -80,7 +87,8 @@ public sealed record ModelConfig
     /// Parameters excluding the token embedding and an untied LM head (Kaplan et al.'s convention, which the
     /// paper's 2N / 6N approximations use). A value head is counted: it is compute, not a lookup.
     /// </summary>
-    public long NonEmbeddingParameters => NLayers * LayerParameters + DModel + (Head == HeadKind.Value ? HeadParameters : 0);
+    public long NonEmbeddingParameters => NLayers * LayerParameters + DModel
+        + (Head == HeadKind.Value ? HeadParameters : SharedValueHead ? DModel : 0);
 
     /// <summary>Largest dimension accepted from a file; larger values are taken to be corruption.</summary>
     public const int MaxDimension = 1 << 20;
@@ -110,6 +118,8 @@ public sealed record ModelConfig
         if (!(RopeTheta > 0) || double.IsInfinity(RopeTheta))
             throw new InvalidDataException($"{source}: rope_theta = {RopeTheta} must be positive");
         if (Head == HeadKind.Value) Positive("num_labels", NumLabels, 1 << 16);
+        if (SharedValueHead && Head != HeadKind.LanguageModel)
+            throw new InvalidDataException($"{source}: ponder_value_head is for causal language models; a token-classification model's score head already is its value head");
         if ((long)QDim * DModel > int.MaxValue || (long)DFf * DModel > int.MaxValue || (long)Vocab * DModel > int.MaxValue)
             throw new InvalidDataException($"{source}: a weight matrix would exceed {int.MaxValue} elements");
         foreach (int id in EosTokenIds)
@@ -175,6 +185,9 @@ public sealed record ModelConfig
             case JsonArray arr: eos.AddRange(arr.Select(n => n!.GetValue<int>())); break;
             case JsonValue v: eos.Add(v.GetValue<int>()); break;
         }
+        int sharedValueHead = Int("ponder_value_head", 0);
+        if (sharedValueHead is not (0 or 1))
+            throw new InvalidDataException($"{source}: 'ponder_value_head' = {sharedValueHead}; expected 0 (none) or 1 (one value row, value_head.weight [1, hidden_size])");
         int? numLabels = obj["num_labels"] is JsonValue nl ? nl.GetValue<int>()
             : obj["id2label"] is JsonObject id2 ? id2.Count : null;
 
@@ -198,6 +211,7 @@ public sealed record ModelConfig
             QkvBias = arch == Architecture.Qwen2 || (obj["attention_bias"] is JsonValue ab && ab.GetValue<bool>()),
             BosTokenId = obj["bos_token_id"] is JsonValue b ? b.GetValue<int>() : null,
             EosTokenIds = eos,
+            SharedValueHead = sharedValueHead == 1,
         }.Validate(source);
     }
 
@@ -232,6 +246,7 @@ public sealed record ModelConfig
             ["torch_dtype"] = "float32",
         };
         if (Head == HeadKind.Value) obj["num_labels"] = NumLabels;
+        if (SharedValueHead) obj["ponder_value_head"] = 1;
         if (BosTokenId is int bos) obj["bos_token_id"] = bos;
         if (EosTokenIds.Count == 1) obj["eos_token_id"] = EosTokenIds[0];
         else if (EosTokenIds.Count > 1) obj["eos_token_id"] = new JsonArray(EosTokenIds.Select(i => (JsonNode)i).ToArray());

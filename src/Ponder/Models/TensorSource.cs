@@ -42,6 +42,8 @@ public static class TensorNames
     public const string LmHead = "lm_head.weight";
     public const string ValueHead = "score.weight";
     public const string ValueHeadBias = "score.bias";
+    /// <summary>The value row a causal LM with <see cref="ModelConfig.SharedValueHead"/> carries beside its LM head.</summary>
+    public const string SharedValueHead = "value_head.weight";
 
     public static string AttnNorm(int layer) => $"model.layers.{layer}.input_layernorm.weight";
     public static string FfnNorm(int layer) => $"model.layers.{layer}.post_attention_layernorm.weight";
@@ -82,6 +84,7 @@ public static class TensorNames
         yield return (FinalNorm, [d], "(dModel)");
         if (config.Head == HeadKind.Value) yield return (ValueHead, [config.NumLabels, d], "(numLabels, dModel)");
         else if (!config.TiedEmbeddings) yield return (LmHead, [config.Vocab, d], "(vocab, dModel)");
+        if (config.SharedValueHead) yield return (SharedValueHead, [1, d], "(1, dModel)");
     }
 
     /// <summary>Checks that <paramref name="source"/> has every expected tensor with the expected shape; throws naming the first that does not.</summary>

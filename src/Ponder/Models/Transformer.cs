@@ -15,7 +15,7 @@ public sealed class Transformer : IDisposable
     readonly LayerWeights[] _layers;
     readonly DeviceTensor _embedding;   // (vocab, dModel)
     readonly DeviceTensor _finalNorm;   // (dModel)
-    readonly DeviceWeight _head;        // (headRows, dModel): lm_head, the tied embedding, or score
+    readonly DeviceWeight _head;        // (headRows, dModel): lm_head or the tied embedding (+ the shared value row), or score
     readonly DeviceTensor? _headBias;   // (headRows), value heads only
     DeviceTensor _rope;                 // (ropePositions, headDim): cos | sin
     Workspace? _ws;
@@ -79,6 +79,15 @@ public sealed class Transformer : IDisposable
             {
                 _head = Matrix(TensorNames.ValueHead);
                 if (source.Tensors.ContainsKey(TensorNames.ValueHeadBias)) _headBias = Vector(TensorNames.ValueHeadBias);
+            }
+            else if (Config.SharedValueHead)
+            {
+                // The value row rides as one more row of the LM head (index vocab): the same GEMM returns the logits
+                // and the step score, for 2·dModel FLOPs per output row. Kept in f32 (a tied model gets its own copy).
+                var rows = new float[(long)(Config.Vocab + 1) * d];
+                Read(Config.TiedEmbeddings ? TensorNames.Embedding : TensorNames.LmHead).CopyTo(rows);
+                Read(TensorNames.SharedValueHead).CopyTo(rows.AsSpan(Config.Vocab * d));
+                _head = Keep(backend.UploadWeight(rows, Config.Vocab + 1, d));
             }
             else
             {

@@ -17,12 +17,13 @@ public readonly record struct ChunkWork(int NewTokens, int Context, int OutputRo
 /// Predicts, before a forward runs, the exact FLOPs <see cref="Transformer.Forward"/> will perform, by category, from the
 /// model's shape and the planned batch alone. Every term mirrors one op of the forward and uses <see cref="OpFlops"/>,
 /// so the prediction equals what the backend's ledger reports, to the FLOP. With d = dModel, h = nHeads, g = nKvHeads,
-/// e = headDim, f = dFf, L = nLayers, H = head rows (vocab or labels), a chunk of n new tokens after p cached ones
+/// e = headDim, f = dFf, L = nLayers, H = head rows (vocab, vocab + 1 with a shared value row, or labels), a chunk of n new tokens after p cached ones
 /// with m output rows costs:
 /// <code>
 ///   projection   L · n · (2·d·(h·e + 2·g·e) + 2·h·e·d + 2·3·d·f)
 ///   attention    L · 4·h·e·K                      K = n·p + n(n+1)/2 (exact causal keys)
-///   head         2·d·H · m                         LM head (H = vocab) or PRM value head (H = numLabels)
+///   head         2·d·H · m                         LM head (H = vocab, + 1 for a shared value row: counted as
+///                                                 LM head, it is one GEMM) or PRM value head (H = numLabels)
 ///   elementwise  L · (2·4·n·d                      two RMSNorms
 ///                   + 3·n·(h + g)·e               RoPE on q and k
 ///                   + 5·h·K                       softmax

@@ -95,6 +95,23 @@ public sealed class ChatClientTests
         HostingTestModels.AssertNoLeaks(prm);
     }
 
+    [Fact]
+    public async Task BeamSearchOnAPolicyWithASharedValueHeadNeedsNoPrm()
+    {
+        using var model = HostingTestModels.Policy(location: "random-policy-vh", config: HostingTestModels.PolicyConfig with { SharedValueHead = true });
+        using var chat = model.AsChatClient();
+        var options = new ChatOptions
+        {
+            AdditionalProperties = new() { ["strategy"] = "beam", ["n"] = 4, ["beam_width"] = 2, ["budget_generations"] = 8.0, ["max_step_tokens"] = 6, ["max_rounds"] = 3 },
+        };
+        var response = await chat.GetResponseAsync(Messages, options);
+        var report = Assert.IsType<CompletionReport>(response.AdditionalProperties!["ponder"]);
+        var only = Assert.Single(report.Flops.Models);
+        Assert.Equal(0, only.Flops.PrmHead);
+        Assert.True(only.Flops.LmHead > 0);
+        HostingTestModels.AssertNoLeaks(model);
+    }
+
     [Theory]
     [InlineData("strategy", "simulated_annealing", "strategy")]
     [InlineData("strategy", "beam", "strategy")]          // no PRM

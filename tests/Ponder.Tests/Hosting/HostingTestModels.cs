@@ -15,8 +15,8 @@ static class HostingTestModels
 
     public static ModelConfig PrmConfig => PolicyConfig with { Head = HeadKind.Value, NumLabels = 1, DModel = 24, NHeads = 3, NKvHeads = 1, DFf = 40 };
 
-    public static PonderModel Policy(int kvTokens = 4096, int seed = 11, string location = "random-policy") =>
-        PonderModel.Load(new HostTensorSource(PolicyConfig, RandomModel.Create(PolicyConfig, seed), location), new RawBytes(PolicyConfig),
+    public static PonderModel Policy(int kvTokens = 4096, int seed = 11, string location = "random-policy", ModelConfig? config = null) =>
+        PonderModel.Load(new HostTensorSource(config ?? PolicyConfig, RandomModel.Create(config ?? PolicyConfig, seed), location), new RawBytes(PolicyConfig),
             new ModelOptions { Threads = 1, KvCacheTokens = kvTokens, BlockSize = 8 });
 
     public static PonderModel Prm(int seed = 12) =>

@@ -138,6 +138,43 @@ public sealed class StudyTests : IDisposable
         Assert.Contains(result.Notices, n => n.Contains("revisions are skipped", StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// <c>"prm": "shared"</c>: the policy's own value row is the verifier. Weighted strategies run, every score is read
+    /// from the policy's forwards (no PRM FLOPs, no second model), and requests still account for every FLOP the
+    /// backend ran.
+    /// </summary>
+    [Fact]
+    public async Task A_study_with_the_shared_value_head_as_verifier_spends_no_prm_flops()
+    {
+        var config = Config() with { Prm = StudyConfig.SharedPrm };
+        Assert.True(config.UsesSharedPrm);
+        var backend = new CpuBackend(threads: 1);
+        var options = new ModelOptions { Backend = backend, KvCacheTokens = 4096, BlockSize = 8 };
+        var sharedConfig = PolicyConfig with { SharedValueHead = true };
+        var policy = PonderModel.Load(new HostTensorSource(sharedConfig, RandomModels.Create(sharedConfig, 3)), new RawBytes(PolicyConfig), options);
+        using var models = new StudyModels(new StudyModel(policy, "tiny-policy-vh@1", 1000), ownedBackend: backend, sharedPrm: true);
+        Assert.Same(models.Policy, models.Prm);
+        Assert.Null(models.PrmScheduled);
+
+        var result = await StudyRunner.RunAsync(config, models, _dir);
+
+        Assert.Equal(3 * 3 * 5, result.Records.Count); // weighted best-of-N and beam search were not dropped
+        Assert.All(result.Records, r => Assert.Equal(0, r.PrmFlops));
+        Assert.All(result.Records, r => Assert.Equal(r.Flops, r.PolicyFlops));
+        // Majority voting runs without the verifier: a shared head would feed each finishing step's last token for nothing.
+        var majority = result.Records.Where(r => r.Strategy == "best-of-n-majority").ToDictionary(r => (r.QuestionId, r.Budget));
+        Assert.All(result.Records.Where(r => r.Strategy == "best-of-n"), r => Assert.True(r.Flops >= majority[(r.QuestionId, r.Budget)].Flops));
+        using (var engine = models.Engine(null, "majority", verify: false))
+            Assert.Contains("no verifier", (await Assert.ThrowsAsync<InvalidOperationException>(async () => await engine.ScoreAsync([]))).Message);
+        Assert.All(result.Oracle, o => Assert.All(o.Samples, s => Assert.InRange(s.Score, 0, 1)));
+        Assert.Equal(result.Questions.Select(q => q.Id).Order(), result.PredictedBins.Keys.Order());
+        long accounted = result.Records.Sum(r => r.Flops) + result.Oracle.Sum(o => o.PolicyFlops + o.PrmFlops);
+        Assert.Equal(backend.Flops.Total, accounted);
+
+        using var plain = PonderModel.Load(new HostTensorSource(PolicyConfig, RandomModels.Create(PolicyConfig, 3)), new RawBytes(PolicyConfig), options);
+        Assert.Contains("has no shared value head", Assert.Throws<ArgumentException>(() => new StudyModels(new StudyModel(plain, "p@1", null), sharedPrm: true)).Message);
+    }
+
     [Fact]
     public async Task Study_records_carry_exact_flops_bins_cover_every_question_and_the_fit_runs()
     {
@@ -261,7 +298,7 @@ public sealed class StudyTests : IDisposable
     public void The_shipped_study_configs_parse()
     {
         string root = RepositoryRoot();
-        foreach (var name in new[] { "study-demo.json", "study-full.json" })
+        foreach (var name in new[] { "study-demo.json", "study-full.json", "study-shared-prm.json" })
         {
             var config = StudyConfig.Load(Path.Combine(root, "configs", name));
             Assert.NotEmpty(config.Strategies);

@@ -12,6 +12,11 @@ internal static partial class GgufNames
     /// <summary>Where Ponder stores a value head; llama.cpp names a classifier output this way.</summary>
     public const string ValueHead = "cls.output.weight";
     public const string ValueHeadBias = "cls.output.bias";
+    /// <summary>
+    /// Where Ponder stores a causal LM's shared value row (<see cref="ModelConfig.SharedValueHead"/>). llama.cpp has no
+    /// such tensor and refuses files with tensors it does not create, so such a GGUF is for Ponder only.
+    /// </summary>
+    public const string SharedValueHead = "ponder.value_head.weight";
 
     private static readonly (string Gguf, Func<int, string> Hf)[] LayerNames =
     [
@@ -36,6 +41,7 @@ internal static partial class GgufNames
         ("output.weight", TensorNames.LmHead),
         (ValueHead, TensorNames.ValueHead),
         (ValueHeadBias, TensorNames.ValueHeadBias),
+        (SharedValueHead, TensorNames.SharedValueHead),
     ];
 
     [GeneratedRegex(@"^blk\.(\d{1,5})\.(.+)$")]

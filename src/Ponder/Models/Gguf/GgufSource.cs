@@ -96,6 +96,8 @@ internal static class GgufMetadata
     public const string RopeScalingHigh = "ponder.rope_scaling.high_freq_factor";
     public const string RopeScalingOriginal = "ponder.rope_scaling.original_max_position_embeddings";
     public const string HeadKindKey = "ponder.head";
+    /// <summary>1 when a causal LM carries a shared value row (<see cref="ModelConfig.SharedValueHead"/>).</summary>
+    public const string SharedValueHeadKey = "ponder.value_head";
     public const string EosIds = "ponder.eos_token_ids";
 
     public static ModelConfig ReadConfig(GgufFile file, Architecture architecture, string arch, IReadOnlyDictionary<string, GgufTensorInfo> tensors)
@@ -162,6 +164,12 @@ internal static class GgufMetadata
             QkvBias = tensors.ContainsKey(TensorNames.QBias(0)),
             BosTokenId = bos,
             EosTokenIds = eos,
+            SharedValueHead = Int(SharedValueHeadKey, 0) switch
+            {
+                0 => false,
+                1 => true,
+                int v => throw new InvalidDataException($"{file.Path}: metadata '{SharedValueHeadKey}' = {v}; expected 0 or 1"),
+            },
         }.Validate(file.Path);
     }
 }

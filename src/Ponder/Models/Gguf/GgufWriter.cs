@@ -76,6 +76,7 @@ public static class GgufWriter
             metadata.Add((GgufMetadata.RopeScalingOriginal, (uint)s.OriginalMaxPositionEmbeddings));
         }
         if (config.Head == HeadKind.Value) metadata.Add((GgufMetadata.HeadKindKey, "value"));
+        if (config.SharedValueHead) metadata.Add((GgufMetadata.SharedValueHeadKey, 1u));
         if (config.BosTokenId is int bos) metadata.Add(("tokenizer.ggml.bos_token_id", (uint)bos));
         if (config.EosTokenIds.Count > 0)
         {

@@ -8,20 +8,22 @@ namespace Ponder.Search.Engine;
 /// <code>
 ///   generated tokens:  [ step 0 tokens | step 1 tokens | ... ]     StepEnds[i] = tokens after step i
 ///   policy sequence:   prompt + generated, all computed (a finished branch may lack its last token)
-///   PRM mirror:        prompt + generated up to the last scored step
+///   PRM mirror:        prompt + generated up to the last scored step (none with a shared value head: its
+///                      step scores come from the policy's own forwards, SharedValues[i] at StepEnds[i] - 1)
 /// </code>
 /// </summary>
 sealed class EngineBranch : Branch
 {
     readonly List<string> _steps;
     readonly List<double> _scores;
+    readonly List<double> _sharedValues;
     string _text;
     float[]? _logits;
     bool _logitsShared;
 
     public EngineBranch(ScheduledSearchEngine engine, ScheduledSearchEngine.PromptRoot root)
     {
-        Engine = engine; Root = root; _steps = []; _scores = []; _text = ""; Generated = []; StepEnds = [];
+        Engine = engine; Root = root; _steps = []; _scores = []; _sharedValues = []; _text = ""; Generated = []; StepEnds = [];
         root.Hold();
     }
 
@@ -29,7 +31,7 @@ sealed class EngineBranch : Branch
     {
         Engine = parent.Engine; Root = parent.Root;
         Root.Hold();
-        _steps = [.. parent._steps]; _scores = [.. parent._scores]; _text = parent._text;
+        _steps = [.. parent._steps]; _scores = [.. parent._scores]; _sharedValues = [.. parent._sharedValues]; _text = parent._text;
         Generated = [.. parent.Generated]; StepEnds = [.. parent.StepEnds];
         IsFinished = parent.IsFinished;
         _logits = parent._logits;
@@ -45,6 +47,8 @@ sealed class EngineBranch : Branch
     public bool IsFinished { get; private set; }
     public bool IsDisposed { get; private set; }
     public float[]? Logits => _logits;
+    /// <summary>With a shared value head: each committed step's score, read from the forward of its last token.</summary>
+    public IReadOnlyList<double> SharedValues => _sharedValues;
 
     public override string Text => _text;
     public override IReadOnlyList<string> Steps => _steps;
@@ -57,12 +61,13 @@ sealed class EngineBranch : Branch
     /// <summary>A logits buffer only this branch holds, for the next forward to write.</summary>
     public Memory<float> ExclusiveLogits()
     {
-        if (_logitsShared || _logits is null) { _logits = new float[Engine.Policy.Config.Vocab]; _logitsShared = false; }
+        if (_logitsShared || _logits is null) { _logits = new float[Engine.Policy.Config.HeadRows]; _logitsShared = false; }
         return _logits;
     }
 
-    public void CommitStep(List<int> tokens, string text, string step, bool finished)
+    public void CommitStep(List<int> tokens, string text, string step, bool finished, double? sharedValue)
     {
+        if (sharedValue is double v) _sharedValues.Add(v);
         Generated.AddRange(tokens);
         StepEnds.Add(Generated.Count);
         _text += text;

@@ -33,7 +33,9 @@ public sealed record SearchEngineOptions
 ///   ExtendAsync: per branch, reserve the worst case (MaxStepTokens decodes + an unfilled prompt root) in the
 ///                budget, or skip it untouched; sample with Rng.Derive(Rng.Derive(seed, branch index), depth)
 ///                until the delimiter, EOS or MaxStepTokens; release what the step did not use
-///   ScoreAsync:  per unscored step, append the step's tokens to the mirror and read the PRM at its last token
+///   ScoreAsync:  per unscored step, append the step's tokens to the mirror and read the PRM at its last token;
+///                with a <see cref="SharedValueHeadVerifier"/>, no mirror: the step's score was read from the policy's
+///                forward of its last token (a finishing step computes that token too), so scoring computes nothing
 /// </code>
 /// Generations (the paper's unit) are charged as the width of the widest level of the search tree: the most steps
 /// sampled at any one depth (see <see cref="BudgetLimits.Generations"/>). Cancelling (the engine's token or a call's)
@@ -44,6 +46,7 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
     readonly StepScheduler _scheduler;
     readonly ScheduledModel _policy;
     readonly IStepVerifier? _verifier;
+    readonly bool _sharedHead;
     readonly ITokenizer _tokenizer;
     readonly SearchEngineOptions _options;
     readonly ScheduledRequest _request;
@@ -69,7 +72,10 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
         _options = options ?? new SearchEngineOptions();
         ArgumentException.ThrowIfNullOrEmpty(_options.StepDelimiter, nameof(SearchEngineOptions.StepDelimiter));
         ArgumentNullException.ThrowIfNull(_options.IsFinalStep, nameof(SearchEngineOptions.IsFinalStep));
+        if (verifier is SharedValueHeadVerifier && verifier.Model != policy)
+            throw new ArgumentException($"a shared value head scores the policy's own tokens; its model '{verifier.Model.Name}' is not the policy '{policy.Name}'", nameof(verifier));
         _scheduler = scheduler; _policy = policy; _tokenizer = tokenizer; _verifier = verifier;
+        _sharedHead = verifier is SharedValueHeadVerifier;
         _eos = [.. tokenizer.EosIds.Count > 0 ? tokenizer.EosIds : policy.Config.EosTokenIds];
         _request = scheduler.CreateRequest(budget, _options.Name, cancellationToken);
     }
@@ -109,6 +115,8 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
         if (tokens.Length == 0) throw new ArgumentException("the prompt encodes to no tokens", nameof(prompt));
         if (tokens.Length >= _policy.Config.MaxPositions)
             throw new ArgumentException($"the prompt has {tokens.Length} tokens; policy '{_policy.Name}' has {_policy.Config.MaxPositions} positions", nameof(prompt));
+        if (_sharedHead && verifierPrompt is not null && verifierPrompt != prompt)
+            throw new ArgumentException("a shared value head scores steps in the policy's own context; it cannot read them after a different verifier prompt", nameof(verifierPrompt));
         int[] verifierTokens = verifierPrompt is null ? tokens : _tokenizer.Encode(verifierPrompt, addSpecialTokens: true);
         if (verifierTokens.Length == 0) throw new ArgumentException("the verifier prompt encodes to no tokens", nameof(verifierPrompt));
         string key = verifierPrompt is null ? prompt : prompt + "\0" + verifierPrompt;
@@ -204,6 +212,17 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
             ThrowIfClosed();
             engineBranches = Check(branches);
         }
+        if (_sharedHead)
+        {
+            int scored = 0;
+            lock (_scheduler.SyncRoot)
+                foreach (var b in engineBranches.Where(b => b.StepScores.Count < b.Steps.Count))
+                {
+                    while (b.StepScores.Count < b.Steps.Count) b.AddScore(b.SharedValues[b.StepScores.Count]);
+                    scored++;
+                }
+            return new StepOutcome(scored, 0, false);
+        }
         var jobs = engineBranches.Where(b => b.StepScores.Count < b.Steps.Count).Select(b => ScoreBranchAsync(b, verifier)).ToArray();
         bool[] done = await Task.WhenAll(jobs).ConfigureAwait(false);
         await LeavePump();
@@ -222,7 +241,7 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
 
     async Task ComputeRootAsync(PromptRoot root, BudgetReservation reservation)
     {
-        var logits = new float[_policy.Config.Vocab];
+        var logits = new float[_policy.Config.HeadRows];
         var result = await _scheduler.SubmitAsync(_request, _policy, root.Policy, [], logits, reservation).ConfigureAwait(false);
         if (!result.Completed) throw new InvalidOperationException($"the prompt's reservation did not cover its prefill: {result.Reason}");
         root.Logits = logits;
@@ -244,27 +263,36 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
             }
             var sampler = new Sampler(sampling);
             var decoder = new StreamingDecoder(_tokenizer, skipSpecialTokens: true);
-            var scratch = new float[_policy.Config.Vocab];
+            int vocab = _policy.Config.Vocab;
+            var scratch = new float[vocab];
             var stepTokens = new List<int>();
             var text = new StringBuilder();
-            bool finished = false;
+            bool finished;
             string delimiter = _options.StepDelimiter;
             while (true)
             {
-                b.Logits!.CopyTo(scratch, 0);
+                b.Logits.AsSpan(0, vocab).CopyTo(scratch); // the sampler reads the vocabulary only, never a value row
                 int token = sampler.Sample(scratch, []);
                 stepTokens.Add(token);
-                if (_eos.Contains(token)) { finished = true; break; }
-                text.Append(decoder.Push(token));
-                bool ends = stepTokens.Count == maxTokens || Contains(text, delimiter);
-                if (ends && _options.IsFinalStep(StepOf(text.ToString()))) { finished = true; break; }
+                bool ends;
+                if (_eos.Contains(token)) finished = ends = true;
+                else
+                {
+                    text.Append(decoder.Push(token));
+                    ends = stepTokens.Count == maxTokens || Contains(text, delimiter);
+                    finished = ends && _options.IsFinalStep(StepOf(text.ToString()));
+                }
+                // A finished branch needs no next-token logits, except from a shared value head: its score is read
+                // from the forward of the step's last token (the reservation covers every token of the step).
+                if (finished && !_sharedHead) break;
                 var result = await _scheduler.SubmitAsync(_request, _policy, b.Policy, [token], b.ExclusiveLogits(), reservation).ConfigureAwait(false);
                 if (!result.Completed) throw new InvalidOperationException($"the step's reservation did not cover its tokens: {result.Reason}");
                 if (ends) break;
             }
             text.Append(decoder.Flush());
             string stepText = text.ToString();
-            b.CommitStep(stepTokens, stepText, StepOf(stepText), finished);
+            double? value = _sharedHead ? _verifier!.Score(b.Logits) : null;
+            b.CommitStep(stepTokens, stepText, StepOf(stepText), finished, value);
         }
         finally
         {

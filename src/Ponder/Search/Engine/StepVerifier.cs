@@ -46,3 +46,31 @@ public sealed class ValueHeadVerifier : IStepVerifier
 
     static double Sigmoid(double x) => 1 / (1 + Math.Exp(-x));
 }
+
+/// <summary>
+/// The shared-backbone PRM: a value row on the policy's own final hidden state (<see cref="ModelConfig.SharedValueHead"/>),
+/// read from the same forward that computes the next token's logits. The engine feeds every step's last token anyway
+/// (for the next step's logits), so a step's score costs no second model, no second KV cache and no extra forward:
+/// only the head's 2·dModel FLOPs per output row, counted with the LM head. Score = sigmoid(output[vocab]).
+/// </summary>
+public sealed class SharedValueHeadVerifier : IStepVerifier
+{
+    /// <summary>Wraps <paramref name="policy"/>, which must be a language model with a shared value row.</summary>
+    public SharedValueHeadVerifier(ScheduledModel policy)
+    {
+        ArgumentNullException.ThrowIfNull(policy);
+        if (policy.Config.Head != HeadKind.LanguageModel || !policy.Config.SharedValueHead)
+            throw new ArgumentException($"model '{policy.Name}' has no shared value head (config.json \"ponder_value_head\": 1 with value_head.weight)", nameof(policy));
+        Model = policy;
+    }
+
+    /// <summary>The policy itself: scores come with its tokens.</summary>
+    public ScheduledModel Model { get; }
+
+    public double Score(ReadOnlySpan<float> headOutput)
+    {
+        if (headOutput.Length != Model.Config.HeadRows)
+            throw new ArgumentException($"a head output of {headOutput.Length} values; the policy writes {Model.Config.HeadRows} (vocab {Model.Config.Vocab} + the value row)", nameof(headOutput));
+        return 1 / (1 + Math.Exp(-(double)headOutput[Model.Config.Vocab]));
+    }
+}
