@@ -16,6 +16,9 @@ public sealed class BatchInvarianceTests
     [InlineData(DType.F32, 1536, 200)]    // depth in several blocks, ragged
     [InlineData(DType.F16, 64, 1536)]
     [InlineData(DType.Q8_0, 80, 640)]
+    [InlineData(DType.F32, 1000, 96)]     // decode: 63 panels (the last ragged) in groups of 4 over both threads
+    [InlineData(DType.Q8_0, 1000, 96)]
+    [InlineData(DType.BF16, 200, 1536)]   // decode: groups of 3, depth in three blocks
     public void Each_row_is_bitwise_the_same_whatever_the_batch_size(DType type, int rows, int cols)
     {
         var rng = new Rng(42);

@@ -18,7 +18,7 @@ public sealed unsafe class CpuWeight
     readonly byte[] _values; // pinned; (ceil(rows / NR), cols, NR) elements of Type, padding rows zero
     readonly float[]? _scales; // pinned; Q8_0 only: (ceil(rows / NR), cols / 32, NR)
     readonly GemmShape _shape;
-    readonly bool _fuseRow; // decode converts in registers (WeightPanels.CanFuseRow)
+    readonly bool _fuseRow; // decode runs the row kernels (WeightPanels.CanFuseRow)
 
     CpuWeight(byte[] values, float[]? scales, DType type, GemmShape shape, int rows, int cols)
     {
