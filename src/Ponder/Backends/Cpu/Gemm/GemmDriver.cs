@@ -18,6 +18,8 @@ internal sealed unsafe class GemmDriver : IParallelPart
     const long ParallelFlops = 1L << 17;
     // Most weight panels the row path (one token) multiplies together: 4 x 2 FMA chains hide the FMA latency.
     const int RowGroup = 4;
+    /// <summary>Most weights one <see cref="RunRows"/> dispatch takes.</summary>
+    public const int MaxRowWeights = 4;
 
     [ThreadStatic] static GemmDriver? t_driver;
     [ThreadStatic] static float[]? t_aBuffer, t_bBuffer, t_panelBuffer;
@@ -30,7 +32,10 @@ internal sealed unsafe class GemmDriver : IParallelPart
     DType _weightType;
     nint _lda, _ldb, _ldc;
     bool _transA, _transB, _splitRows, _rowPath;
-    int _groupPanels, _groups, _nextGroup; // row path: panels per work item, work items, next unclaimed item
+    // Row path: the weights, the end of each one's work items (cumulative), panels per item, items, next unclaimed item.
+    readonly RowWeight[] _rowWeights = new RowWeight[MaxRowWeights];
+    readonly int[] _groupEnd = new int[MaxRowWeights];
+    int _groupPanels, _groups, _nextGroup;
 
     /// <summary>
     /// Runs the GEMM. <paramref name="weight"/>, when not null, is op(B) as whole micro-panels of k x NR (panel stride k*NR)
@@ -47,28 +52,55 @@ internal sealed unsafe class GemmDriver : IParallelPart
         d._weight = weight; d._weightType = weightType; d._scales = scales;
         d._c = c; d._ldc = ldc;
 
+        // One token against a pre-packed weight (decode): the row path (RunRows).
+        if (weight != null && m == 1 && !transA && fuseRow)
+        {
+            var target = new RowWeight(weight, weightType, scales, n, c);
+            RunRows(shape, threads, k, alpha, beta, a, new ReadOnlySpan<RowWeight>(in target));
+            return;
+        }
+        d._rowPath = false;
         int mPanels = (m + shape.MR - 1) / shape.MR, nPanels = (n + shape.NR - 1) / shape.NR;
+        // A pre-packed weight is split by columns so each thread streams only its share of it.
+        d._splitRows = weight == null && nPanels < mPanels && nPanels < 4 * threads;
+        int parts = 2L * m * n * k < ParallelFlops ? 1 : Math.Min(threads, d._splitRows ? mPanels : nPanels);
+        Dispatch(d, parts);
+    }
+
+    /// <summary>
+    /// One token (decode) times several pre-packed weights of depth k that share it (Q, K and V; gate and up), as one
+    /// dispatch: c_i[0..n_i) = alpha * a[0..k) · W_iᵀ + beta * c_i. The row kernels read A in place (no packing) and the
+    /// weights' panels (converted in registers), a few panels per work item; items are claimed from a shared counter,
+    /// so a core that starts late (woken late, or busy with another process) takes fewer of them instead of holding the
+    /// other at the end. Every weight needs <see cref="WeightPanels.CanFuseRow"/>; at most <see cref="MaxRowWeights"/>.
+    /// </summary>
+    public static void RunRows(GemmShape shape, int threads, int k, float alpha, float beta, float* a, ReadOnlySpan<RowWeight> weights)
+    {
+        if (weights.Length > MaxRowWeights) throw new ArgumentOutOfRangeException(nameof(weights), $"{weights.Length} weights in one row dispatch, at most {MaxRowWeights}");
+        var d = t_driver ??= new GemmDriver();
+        d._shape = shape; d._k = k; d._alpha = alpha; d._beta = beta; d._a = a; d._rowPath = true;
+        int nr = shape.NR, totalPanels = 0;
+        long flops = 0;
+        foreach (var w in weights) { totalPanels += (w.N + nr - 1) / nr; flops += 2L * w.N * k; }
         var workers = GemmWorkers.Shared;
-        int parts;
-        // One token against a pre-packed weight (decode): the row kernels, A read in place (no packing), the weight's
-        // panels handed out a few at a time from a shared counter, so a core that starts late (woken late, or busy with
-        // another process) takes fewer of them instead of holding the other at the end.
-        d._rowPath = weight != null && m == 1 && !transA && fuseRow;
-        if (d._rowPath)
+        int parts = flops < ParallelFlops ? 1 : Math.Min(Math.Min(threads, workers.MaxParts), totalPanels);
+        // Up to RowGroup panels per item (eight FMA chains), fewer when that would leave too few items to balance.
+        int groupPanels = Math.Clamp(totalPanels / (2 * parts), 1, RowGroup), groups = 0;
+        for (int i = 0; i < weights.Length; i++)
         {
-            parts = 2L * n * k < ParallelFlops ? 1 : Math.Min(Math.Min(threads, workers.MaxParts), nPanels);
-            // Up to RowGroup panels per item (eight FMA chains), fewer when that would leave too few items to balance.
-            d._groupPanels = Math.Clamp(nPanels / (2 * parts), 1, RowGroup);
-            d._groups = (nPanels + d._groupPanels - 1) / d._groupPanels;
-            d._nextGroup = 0;
+            d._rowWeights[i] = weights[i];
+            groups += (weights[i].N + nr * groupPanels - 1) / (nr * groupPanels);
+            d._groupEnd[i] = groups;
         }
-        else
-        {
-            // A pre-packed weight is split by columns so each thread streams only its share of it.
-            d._splitRows = weight == null && nPanels < mPanels && nPanels < 4 * threads;
-            parts = 2L * m * n * k < ParallelFlops ? 1 : Math.Min(threads, d._splitRows ? mPanels : nPanels);
-            parts = Math.Min(parts, workers.MaxParts);
-        }
+        d._groupPanels = groupPanels; d._groups = groups; d._nextGroup = 0;
+        try { Dispatch(d, parts); }
+        finally { Array.Clear(d._rowWeights, 0, weights.Length); }
+    }
+
+    static void Dispatch(GemmDriver d, int parts)
+    {
+        var workers = GemmWorkers.Shared;
+        parts = Math.Min(parts, workers.MaxParts);
         try
         {
             if (parts <= 1) d.Execute(0, 1);
@@ -179,42 +211,46 @@ internal sealed unsafe class GemmDriver : IParallelPart
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     void RowGroups()
     {
-        int nr = _shape.NR, nPanels = (_n + nr - 1) / nr;
+        int nr = _shape.NR;
         int kcMax = BalancedDepth(_k, _shape.KC);
         float* tile = stackalloc float[RowGroup * nr];
         int g;
         while ((g = Interlocked.Increment(ref _nextGroup) - 1) < _groups)
         {
-            int p0 = g * _groupPanels, count = Math.Min(_groupPanels, nPanels - p0);
+            int i = 0;
+            while (g >= _groupEnd[i]) i++;
+            ref readonly var w = ref _rowWeights[i];
+            int p0 = (g - (i == 0 ? 0 : _groupEnd[i - 1])) * _groupPanels;
+            int count = Math.Min(_groupPanels, (w.N + nr - 1) / nr - p0);
             for (int pc = 0; pc < _k; pc += kcMax)
             {
                 int kc = Math.Min(kcMax, _k - pc);
-                for (int j = 0; j < nr; j += 16) RowPanels(p0, count, pc, kc, j, tile + j);
+                for (int j = 0; j < nr; j += 16) RowPanels(w, p0, count, pc, kc, j, tile + j);
                 float beta = pc == 0 ? _beta : 1f;
-                for (int i = 0; i < count; i++)
+                for (int p = 0; p < count; p++)
                 {
-                    int col = (p0 + i) * nr;
-                    GemmKernels.Update(_c + col, _ldc, tile + i * nr, nr, 1, Math.Min(nr, _n - col), _alpha, beta);
+                    int col = (p0 + p) * nr;
+                    GemmKernels.Update(w.C + col, w.N, tile + p * nr, nr, 1, Math.Min(nr, w.N - col), _alpha, beta);
                 }
             }
         }
     }
 
-    /// <summary>Columns j..j+16 of <paramref name="count"/> panels from <paramref name="panel"/>, depth rows [k0, k0 + kc), into t (stride NR per panel).</summary>
-    void RowPanels(int panel, int count, int k0, int kc, int j, float* t)
+    /// <summary>Columns j..j+16 of <paramref name="count"/> panels of w from <paramref name="panel"/>, depth rows [k0, k0 + kc), into t (stride NR per panel).</summary>
+    void RowPanels(in RowWeight w, int panel, int count, int k0, int kc, int j, float* t)
     {
         int nr = _shape.NR;
         nint panelStride = (nint)_k * nr, start = panel * panelStride + (nint)k0 * nr + j;
         float* a = _a + k0;
-        switch (_weightType)
+        switch (w.Type)
         {
-            case DType.F32: Rows<WeightPanels.F32Load, float>(count, (float*)_weight + start, panelStride, nr, a, kc, t); break;
-            case DType.F16: Rows<WeightPanels.F16Convert, ushort>(count, (ushort*)_weight + start, panelStride, nr, a, kc, t); break;
-            case DType.BF16: Rows<WeightPanels.Bf16Convert, ushort>(count, (ushort*)_weight + start, panelStride, nr, a, kc, t); break;
+            case DType.F32: Rows<WeightPanels.F32Load, float>(count, (float*)w.Values + start, panelStride, nr, a, kc, t); break;
+            case DType.F16: Rows<WeightPanels.F16Convert, ushort>(count, (ushort*)w.Values + start, panelStride, nr, a, kc, t); break;
+            case DType.BF16: Rows<WeightPanels.Bf16Convert, ushort>(count, (ushort*)w.Values + start, panelStride, nr, a, kc, t); break;
             default:
                 nint scaleStride = (nint)(_k / DTypes.Q8BlockValues) * nr;
-                float* scales = _scales + panel * scaleStride + (nint)(k0 / DTypes.Q8BlockValues) * nr + j;
-                sbyte* q = (sbyte*)_weight + start;
+                float* scales = w.Scales + panel * scaleStride + (nint)(k0 / DTypes.Q8BlockValues) * nr + j;
+                sbyte* q = (sbyte*)w.Values + start;
                 switch (count)
                 {
                     case 1: WeightPanels.RowsQ8<R1>(q, panelStride, scales, scaleStride, nr, a, kc, t); break;
@@ -256,4 +292,17 @@ internal sealed unsafe class GemmDriver : IParallelPart
             buffer = GC.AllocateUninitializedArray<float>(checked((int)Math.Max(length, 1)), pinned: true);
         return (float*)Unsafe.AsPointer(ref buffer[0]);
     }
+}
+
+/// <summary>
+/// One weight of a row dispatch (<see cref="GemmDriver.RunRows"/>): its pre-packed panels (<see cref="WeightPanels"/>
+/// layout) of its element type, Q8_0 scales, output count N (the weight's rows) and where the N outputs go.
+/// </summary>
+internal readonly unsafe struct RowWeight(void* values, DType type, float* scales, int n, float* c)
+{
+    public void* Values { get; } = values;
+    public DType Type { get; } = type;
+    public float* Scales { get; } = scales;
+    public int N { get; } = n;
+    public float* C { get; } = c;
 }
