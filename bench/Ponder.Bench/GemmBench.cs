@@ -213,11 +213,30 @@ public class GemmCeilingBench
 /// </summary>
 internal static class GemmCpuTime
 {
-    public static void Run()
+    public static void Run(bool decodeOnly = false)
     {
         int saved = Sgemm.MaxThreads;
         Sgemm.MaxThreads = 1;
         try
+        {
+            // Decode kernels alone: one token against a weight that stays in L2/L3, so the row kernel's own cost shows
+            // (memory-bound decode needs about bandwidth / bytes-per-weight / 2 cores of it: ~13 G weights/s per core for F16 at 54 GB/s).
+            Console.WriteLine("| decode n=1, 1536x576, one thread | G weights per CPU-s |");
+            Console.WriteLine("|---|---|");
+            foreach (var type in new[] { DType.F32, DType.F16, DType.BF16, DType.Q8_0 })
+                Console.WriteLine($"| {type} | {Best(new WeightCase("1536x576", type, 1).Run, 1536.0 * 576):F1} |");
+            if (!decodeOnly) Compute();
+        }
+        finally
+        {
+            Sgemm.MaxThreads = saved;
+        }
+        Decode();
+    }
+
+    /// <summary>Prefill, batched decode and trainer shapes, one thread, against the FMA peak.</summary>
+    static void Compute()
+    {
         {
             var fma = new GemmCeilingBench.FmaPart();
             double peak = Best(() => fma.Execute(0, 1), GemmCeilingBench.FmaTrips * GemmCeilingBench.FmaChains * 2.0 * GemmCeilingBench.Lanes);
@@ -244,11 +263,6 @@ internal static class GemmCpuTime
                 }
             }
         }
-        finally
-        {
-            Sgemm.MaxThreads = saved;
-        }
-        Decode();
     }
 
     /// <summary>n = 1 against the 49152 x 576 head (113 MiB in f32, far beyond L3) on all threads, vs. the read probe.</summary>

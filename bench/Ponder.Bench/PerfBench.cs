@@ -14,7 +14,8 @@ namespace Ponder.Bench;
 /// threads) in alternating rounds of one process, with the machine's ceilings measured in the same run. On a shared,
 /// loaded machine a round's wall time is mostly other people's work, so each side reports its best round (the least
 /// disturbed) and the CPU time it used per token (this process only), and the ratio divides the best rounds.
-/// Run: <c>./build.sh bench --perf [rounds] [filter]</c> (filter: a substring of the workload names, e.g. "decode").
+/// Run: <c>./build.sh bench --perf [rounds] [filter]</c> (filter: substrings of the workload names, comma-separated,
+/// e.g. "decode" or "decode F,decode Q" for the single-stream decode rows).
 /// </summary>
 public static class PerfBench
 {
@@ -36,7 +37,7 @@ public static class PerfBench
     public static void Run(string[] args)
     {
         int rounds = args.Length > 0 && int.TryParse(args[0], out int r) ? r : 5;
-        string filter = args.Length > 1 ? args[1] : "";
+        string[] filters = args.Length > 1 ? args[1].Split(',') : [""];
         Sgemm.MaxThreads = Threads;
         var ceilings = MeasureCeilings();
         Console.WriteLine($"ceilings ({Threads} threads): FMA {ceilings.Gflops:F0} GFLOP/s, read {ceilings.GBps:F1} GB/s; load average {LoadAverage()}");
@@ -46,7 +47,7 @@ public static class PerfBench
         var rows = new List<string>();
         foreach (var w in Workloads(smol, tiny))
         {
-            if (!w.Name.Contains(filter, StringComparison.OrdinalIgnoreCase)) continue;
+            if (!filters.Any(f => w.Name.Contains(f, StringComparison.OrdinalIgnoreCase))) continue;
             var (ponder, llama) = Measure(w, rounds);
             double ceiling = w.CeilingTokPerS(ceilings);
             string ratio = llama is { } l ? $"{ponder.TokPerS / l.TokPerS:F2}x" : "";

@@ -1,9 +1,10 @@
 using BenchmarkDotNet.Running;
 
 // --gemm-cputime: the GEMM kernels' single-thread efficiency in CPU time (see GemmCpuTime), robust to a loaded machine.
+// --gemm-cputime decode: only the decode (one token) parts.
 if (args.Contains("--gemm-cputime"))
 {
-    Ponder.Bench.GemmCpuTime.Run();
+    Ponder.Bench.GemmCpuTime.Run(decodeOnly: args.Contains("decode"));
     return;
 }
 

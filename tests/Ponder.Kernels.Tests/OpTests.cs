@@ -71,6 +71,45 @@ public abstract class MatMulTests : BackendTest
 
     protected virtual DeviceWeight Upload(float[] w, int rows, int cols) => Backend.UploadWeight(w, rows, cols);
 
+    /// <summary>Weights sharing one input (Q, K, V) in one call, against the float64 reference (bitwise vs single calls: Ponder.Tests, CPU).</summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public void SharedInputMatchesReference(int n)
+    {
+        const int cols = 96;
+        int[] rows = [64, 17, 200];
+        var xs = Random(n * cols, 11);
+        var ws = rows.Select((r, i) => Random(r * cols, 12 + i)).ToArray();
+        using var x = Backend.Upload(xs, n, cols);
+        var weights = rows.Select((r, i) => Upload(ws[i], r, cols)).ToArray();
+        var ys = rows.Select(r => Poisoned(n, r)).ToArray();
+        try
+        {
+            long before = Backend.Flops[FlopCategory.Projection];
+            Backend.MatMul(x, weights, ys, n, FlopCategory.Projection);
+            Assert.Equal(rows.Sum(r => OpFlops.MatMul(n, r, cols)), Backend.Flops[FlopCategory.Projection] - before);
+            for (int w = 0; w < rows.Length; w++)
+            {
+                var expected = new double[n * rows[w]];
+                for (int i = 0; i < n; i++)
+                    for (int r = 0; r < rows[w]; r++)
+                    {
+                        double acc = 0;
+                        for (int k = 0; k < cols; k++) acc += (double)xs[i * cols + k] * RoundWeight(ws[w][r * cols + k]);
+                        expected[i * rows[w] + r] = acc;
+                    }
+                Compare.Close(expected, Read(ys[w], n), 1e-5, $"shared-input matmul n={n}, weight {w} [{rows[w]}, {cols}]");
+            }
+            var e = Assert.Throws<ArgumentException>(() => Backend.MatMul(x, weights, ys[..2], n, FlopCategory.Projection));
+            Assert.Contains("3 weights but 2 outputs", e.Message);
+        }
+        finally
+        {
+            foreach (var d in weights.Concat<IDisposable>(ys)) d.Dispose();
+        }
+    }
+
     protected void Check(int n, int rows, int cols, Func<float[], int, int, DeviceWeight> upload, double tol = 1e-5)
     {
         var xs = Random(n * cols, 4); var ws = Random(rows * cols, 5);

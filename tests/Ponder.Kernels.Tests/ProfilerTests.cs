@@ -35,14 +35,18 @@ public sealed class ProfilerTests
 
         var records = profiler.Records;
         Assert.Equal(profiler.Flops.Total - before, records.Sum(r => r.Flops));
-        // Per forward: embed, per layer 2 norms + 7 projections + 2 rope + store + attention + 2 adds + swiglu + 3 biases,
-        // then gather, final norm, head, download.
-        int perForward = 1 + config.NLayers * (2 + 7 + 2 + 1 + 1 + 2 + 1 + 3) + 4;
+        // Per forward: embed, per layer 2 norms + 4 projection calls (Q|K|V and gate|up each one shared-input call, O,
+        // down) + 2 rope + store + attention + 2 adds + swiglu + 3 biases, then gather, final norm, head, download.
+        int perForward = 1 + config.NLayers * (2 + 4 + 2 + 1 + 1 + 2 + 1 + 3) + 4;
         Assert.Equal(2 * perForward, records.Count);
-        Assert.Equal(2 * 7 * config.NLayers, records.Count(r => r.Op == "MatMul"));
+        Assert.Equal(2 * 2 * config.NLayers, records.Count(r => r.Op == "MatMul"));
+        Assert.Equal(2 * config.NLayers, records.Count(r => r.Op == "MatMul x3"));
+        Assert.Equal(2 * config.NLayers, records.Count(r => r.Op == "MatMul x2"));
         Assert.All(records, r => Assert.True(r.DurationUs >= 0 && r.Bytes > 0, $"{r.Op} {r.Shape}"));
-        var matmul = records.First(r => r.Op == "MatMul");
-        Assert.Equal(OpFlops.MatMul(6, config.QDim, config.DModel), matmul.Flops);
+        var qkv = records.First(r => r.Op == "MatMul x3");
+        Assert.Equal(OpFlops.MatMul(6, config.QDim, config.DModel) + 2 * OpFlops.MatMul(6, config.KvDim, config.DModel), qkv.Flops);
+        var output = records.First(r => r.Op == "MatMul");
+        Assert.Equal(OpFlops.MatMul(6, config.DModel, config.QDim), output.Flops);
 
         var summary = ProfileReport.Summarize(records, new Roofline(100, 10, "test"));
         Assert.Equal(records.Count, summary.Sum(s => s.Calls));

@@ -42,6 +42,19 @@ public interface IBackend : IDisposable
     /// <summary>y[n, w.Rows] = x[n, w.Cols] · Wᵀ. FLOPs: 2 * n * rows * cols, charged to <paramref name="category"/>.</summary>
     void MatMul(DeviceTensor x, DeviceWeight w, DeviceTensor y, int n, FlopCategory category);
 
+    /// <summary>
+    /// y_i[n, W_i.Rows] = x[n, cols] · W_iᵀ for weights that share their input (a layer's Q, K and V; gate and up). A
+    /// backend may run them as one dispatch (the CPU does for one token: one hand-off to its workers instead of three);
+    /// each output is what <see cref="MatMul(DeviceTensor, DeviceWeight, DeviceTensor, int, FlopCategory)"/> computes (on the
+    /// CPU bit for bit, so a token's projections do not depend on how they were dispatched).
+    /// FLOPs: the sum of the single MatMuls. The default runs them one by one.
+    /// </summary>
+    void MatMul(DeviceTensor x, ReadOnlySpan<DeviceWeight> weights, ReadOnlySpan<DeviceTensor> outputs, int n, FlopCategory category)
+    {
+        if (weights.Length != outputs.Length) throw new ArgumentException($"{weights.Length} weights but {outputs.Length} outputs", nameof(outputs));
+        for (int i = 0; i < weights.Length; i++) MatMul(x, weights[i], outputs[i], n, category);
+    }
+
     /// <summary>y[i, :] += bias for n rows. FLOPs (elementwise): n * cols.</summary>
     void AddBias(DeviceTensor y, DeviceTensor bias, int n);
 

@@ -22,7 +22,12 @@ public sealed class Transformer : IDisposable
 
     sealed record LayerWeights(
         DeviceTensor AttnNorm, DeviceWeight Q, DeviceWeight K, DeviceWeight V, DeviceTensor? QBias, DeviceTensor? KBias,
-        DeviceTensor? VBias, DeviceWeight O, DeviceTensor FfnNorm, DeviceWeight Gate, DeviceWeight Up, DeviceWeight Down);
+        DeviceTensor? VBias, DeviceWeight O, DeviceTensor FfnNorm, DeviceWeight Gate, DeviceWeight Up, DeviceWeight Down)
+    {
+        // Projections that share their input, multiplied in one call (IBackend.MatMul over several weights).
+        public DeviceWeight[] Qkv { get; } = [Q, K, V];
+        public DeviceWeight[] GateUp { get; } = [Gate, Up];
+    }
 
     /// <summary>Loads every weight of <paramref name="source"/> onto <paramref name="backend"/>, checking names and shapes first.</summary>
     public Transformer(IBackend backend, ITensorSource source, IProgress<float>? progress = null, CancellationToken cancellationToken = default)
@@ -141,9 +146,8 @@ public sealed class Transformer : IDisposable
         {
             var w = _layers[l];
             b.RmsNorm(ws.X, w.AttnNorm, eps, ws.H, n);                      // h = norm(x)          (n, d)
-            b.MatMul(ws.H, w.Q, ws.Q, n, FlopCategory.Projection);          // q = h Wqᵀ            (n, nHeads*headDim)
-            b.MatMul(ws.H, w.K, ws.K, n, FlopCategory.Projection);          // k = h Wkᵀ            (n, kvDim)
-            b.MatMul(ws.H, w.V, ws.V, n, FlopCategory.Projection);          // v = h Wvᵀ            (n, kvDim)
+            b.MatMul(ws.H, w.Qkv, ws.Qkv, n, FlopCategory.Projection);       // q = h Wqᵀ            (n, nHeads*headDim)
+                                                                            // k = h Wkᵀ, v = h Wvᵀ (n, kvDim)
             if (w.QBias is not null)
             {
                 b.AddBias(ws.Q, w.QBias, n); b.AddBias(ws.K, w.KBias!, n); b.AddBias(ws.V, w.VBias!, n);
@@ -155,8 +159,7 @@ public sealed class Transformer : IDisposable
             b.MatMul(ws.Att, w.O, ws.H, n, FlopCategory.Projection);        // o = att Woᵀ          (n, d)
             b.Add(ws.X, ws.H, n);                                           // x += o
             b.RmsNorm(ws.X, w.FfnNorm, eps, ws.H, n);                       // h = norm(x)
-            b.MatMul(ws.H, w.Gate, ws.Gate, n, FlopCategory.Projection);    // g = h Wgᵀ            (n, dFf)
-            b.MatMul(ws.H, w.Up, ws.Up, n, FlopCategory.Projection);        // u = h Wuᵀ            (n, dFf)
+            b.MatMul(ws.H, w.GateUp, ws.GateUp, n, FlopCategory.Projection); // g = h Wgᵀ, u = h Wuᵀ (n, dFf)
             b.SwiGlu(ws.Gate, ws.Up, n);                                    // g = silu(g) * u
             b.MatMul(ws.Gate, w.Down, ws.H, n, FlopCategory.Projection);    // o = g Wdᵀ            (n, d)
             b.Add(ws.X, ws.H, n);                                           // x += o
@@ -212,6 +215,10 @@ public sealed class Transformer : IDisposable
         public DeviceTensor Selected { get; } = b.Allocate(outputs, c.DModel);
         public DeviceTensor SelectedNorm { get; } = b.Allocate(outputs, c.DModel);
         public DeviceTensor Out { get; } = b.Allocate(outputs, c.HeadRows);
+        /// <summary>The outputs of the shared-input projections: Q, K, V and Gate, Up.</summary>
+        public DeviceTensor[] Qkv => _qkv ??= [Q, K, V];
+        public DeviceTensor[] GateUp => _gateUp ??= [Gate, Up];
+        DeviceTensor[]? _qkv, _gateUp;
 
         public void Dispose()
         {

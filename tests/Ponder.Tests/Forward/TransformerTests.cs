@@ -49,6 +49,34 @@ public sealed class TransformerTests
     }
 
     [Fact]
+    public void Attention_split_across_threads_gives_the_same_bits()
+    {
+        // Small shapes run attention on the calling thread; forcing the split (work items on the GEMM workers) must not
+        // change a bit: an item's arithmetic does not depend on which thread runs it.
+        var config = TestConfigs.Tiny;
+        var tensors = RandomModel.Create(config, seed: 4);
+        int[] tokens = RandomModel.Tokens(config, 40, seed: 6);
+        List<float[]> Run()
+        {
+            using var h = new ForwardHarness(config, tensors, blockSize: 8);
+            using var seq = new Sequence(h.Pool);
+            var rows = new List<float[]>(h.Run(seq, tokens[..33]));
+            for (int i = 33; i < tokens.Length; i++) rows.AddRange(h.Run(seq, [tokens[i]]));
+            return rows;
+        }
+        var alone = Run();
+        long saved = Backends.Cpu.Attention.PagedAttention.ParallelFlops;
+        Backends.Cpu.Attention.PagedAttention.ParallelFlops = 0;
+        try
+        {
+            var split = Run();
+            for (int i = 0; i < tokens.Length; i++)
+                Assert.True(alone[i].AsSpan().SequenceEqual(split[i]), $"position {i}: logits differ when attention is split across threads");
+        }
+        finally { Backends.Cpu.Attention.PagedAttention.ParallelFlops = saved; }
+    }
+
+    [Fact]
     public void A_batch_of_sequences_equals_each_run_alone()
     {
         var config = TestConfigs.Tiny;

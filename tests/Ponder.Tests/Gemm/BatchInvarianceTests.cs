@@ -1,3 +1,4 @@
+using Ponder.Backends;
 using Ponder.Backends.Cpu;
 using Ponder.Sampling;
 using Ponder.Tensors;
@@ -16,6 +17,9 @@ public sealed class BatchInvarianceTests
     [InlineData(DType.F32, 1536, 200)]    // depth in several blocks, ragged
     [InlineData(DType.F16, 64, 1536)]
     [InlineData(DType.Q8_0, 80, 640)]
+    [InlineData(DType.F32, 1000, 96)]     // decode: 63 panels (the last ragged) in groups of 4 over both threads
+    [InlineData(DType.Q8_0, 1000, 96)]
+    [InlineData(DType.BF16, 200, 1536)]   // decode: groups of 3, depth in three blocks
     public void Each_row_is_bitwise_the_same_whatever_the_batch_size(DType type, int rows, int cols)
     {
         var rng = new Rng(42);
@@ -39,6 +43,39 @@ public sealed class BatchInvarianceTests
                     if (BitConverter.SingleToInt32Bits(part[i]) != BitConverter.SingleToInt32Bits(all[start * rows + i]))
                         Assert.Fail($"{type} [{rows}x{cols}]: row {start + i / rows} column {i % rows} is {part[i]:R} in a batch of {batch}, {all[start * rows + i]:R} in a batch of {n}");
             }
+        }
+    }
+
+    [Fact]
+    public void A_shared_input_dispatch_of_mixed_types_is_bitwise_the_single_multiplies()
+    {
+        // One token times Q8_0, F16, F32 and BF16 weights in one row dispatch (IBackend.MatMul over several weights).
+        const int cols = 576;
+        var types = new[] { DType.Q8_0, DType.F16, DType.F32, DType.BF16 };
+        int[] rows = [576, 192, 193, 40];
+        var rng = new Rng(7);
+        float[] Random(int count) { var v = new float[count]; for (int i = 0; i < count; i++) v[i] = (float)(rng.NextDouble() * 2 - 1); return v; }
+        using var backend = new CpuBackend(2);
+        using var x = backend.Upload(Random(cols), 1, cols);
+        var weights = new DeviceWeight[types.Length];
+        var shared = new DeviceTensor[types.Length];
+        for (int i = 0; i < types.Length; i++)
+        {
+            var w = Random(rows[i] * cols);
+            weights[i] = types[i] == DType.F32 ? backend.UploadWeight(w, rows[i], cols) : backend.UploadWeight(DTypes.FromF32(types[i], w), types[i], rows[i], cols);
+            shared[i] = backend.Allocate(1, rows[i]);
+        }
+        backend.MatMul(x, weights, shared, 1, FlopCategory.Projection);
+        for (int i = 0; i < types.Length; i++)
+        {
+            using var single = backend.Allocate(1, rows[i]);
+            backend.MatMul(x, weights[i], single, 1, FlopCategory.Projection);
+            var (got, want) = (new float[rows[i]], new float[rows[i]]);
+            backend.Download(shared[i], got);
+            backend.Download(single, want);
+            for (int j = 0; j < rows[i]; j++)
+                Assert.True(BitConverter.SingleToInt32Bits(got[j]) == BitConverter.SingleToInt32Bits(want[j]),
+                    $"{types[i]} [{rows[i]}x{cols}] output {j}: {got[j]:R} shared, {want[j]:R} alone");
         }
     }
 }

@@ -2,6 +2,7 @@ using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Ponder.Backends.Cpu.Attention;
+using Ponder.Backends.Cpu.Gemm;
 using Ponder.Tensors;
 
 namespace Ponder.Backends.Cpu;
@@ -104,13 +105,44 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
 
     public void MatMul(DeviceTensor x, DeviceWeight w, DeviceTensor y, int n, FlopCategory category)
     {
-        var xt = Cast(x); var yt = Cast(y);
-        var cw = (w as CpuDeviceWeight ?? throw new ArgumentException("weight belongs to another backend", nameof(w))).Weight;
-        if (xt.Cols != cw.Cols || yt.Cols != cw.Rows)
-            throw new ArgumentException($"matmul shapes: x [{n}, {xt.Cols}] · W[{cw.Rows}, {cw.Cols}]ᵀ -> y [{n}, {yt.Cols}]");
+        var xt = Cast(x); var yt = Cast(y); var cw = CheckMatMul(xt, w, yt, n);
         if (n == 0) return;
         cw.Multiply(xt.RowsSpan(n), n, yt.RowsSpan(n));
         Flops.Add(category, OpFlops.MatMul(n, cw.Rows, cw.Cols));
+    }
+
+    /// <summary>One token: all weights in one row dispatch (one hand-off to the workers); otherwise one by one.</summary>
+    public void MatMul(DeviceTensor x, ReadOnlySpan<DeviceWeight> weights, ReadOnlySpan<DeviceTensor> outputs, int n, FlopCategory category)
+    {
+        if (weights.Length != outputs.Length) throw new ArgumentException($"{weights.Length} weights but {outputs.Length} outputs", nameof(outputs));
+        var xt = Cast(x);
+        bool shared = n == 1 && weights.Length is > 0 and <= GemmDriver.MaxRowWeights;
+        Span<RowWeight> targets = stackalloc RowWeight[GemmDriver.MaxRowWeights];
+        GemmShape shape = default;
+        for (int i = 0; i < weights.Length; i++)
+        {
+            var yt = Cast(outputs[i]);
+            var cw = CheckMatMul(xt, weights[i], yt, n);
+            if (i == 0) shape = cw.Shape;
+            shared &= cw.RowPath && cw.Shape == shape;
+            if (shared) targets[i] = cw.RowTarget(yt.Pointer);
+        }
+        if (!shared)
+        {
+            for (int i = 0; i < weights.Length; i++) MatMul(x, weights[i], outputs[i], n, category);
+            return;
+        }
+        GemmDriver.RunRows(shape, Sgemm.MaxThreads, xt.Cols, 1f, 0f, xt.Pointer, targets[..weights.Length]);
+        foreach (var w in weights) Flops.Add(category, OpFlops.MatMul(n, w.Rows, w.Cols));
+    }
+
+    static CpuWeight CheckMatMul(CpuTensor x, DeviceWeight w, CpuTensor y, int n)
+    {
+        var cw = (w as CpuDeviceWeight ?? throw new ArgumentException("weight belongs to another backend", nameof(w))).Weight;
+        if (x.Cols != cw.Cols || y.Cols != cw.Rows)
+            throw new ArgumentException($"matmul shapes: x [{n}, {x.Cols}] · W[{cw.Rows}, {cw.Cols}]ᵀ -> y [{n}, {y.Cols}]");
+        if (n > x.Rows || n > y.Rows) throw new ArgumentOutOfRangeException(nameof(n), $"{n} rows, but x has {x.Rows} and y {y.Rows}");
+        return cw;
     }
 
     public void AddBias(DeviceTensor y, DeviceTensor bias, int n)

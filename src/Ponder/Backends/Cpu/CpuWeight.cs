@@ -18,7 +18,7 @@ public sealed unsafe class CpuWeight
     readonly byte[] _values; // pinned; (ceil(rows / NR), cols, NR) elements of Type, padding rows zero
     readonly float[]? _scales; // pinned; Q8_0 only: (ceil(rows / NR), cols / 32, NR)
     readonly GemmShape _shape;
-    readonly bool _fuseRow; // decode converts in registers (WeightPanels.CanFuseRow)
+    readonly bool _fuseRow; // decode runs the row kernels (WeightPanels.CanFuseRow)
 
     CpuWeight(byte[] values, float[]? scales, DType type, GemmShape shape, int rows, int cols)
     {
@@ -103,6 +103,16 @@ public sealed unsafe class CpuWeight
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         ArgumentOutOfRangeException.ThrowIfNegative(cols);
     }
+
+    /// <summary>Whether one token runs through the row kernels (<see cref="GemmDriver.RunRows"/>), so it can share a dispatch.</summary>
+    internal bool RowPath => _fuseRow;
+    internal GemmShape Shape => _shape;
+
+    /// <summary>This weight as a target of a row dispatch writing its Rows outputs to <paramref name="y"/>. Requires <see cref="RowPath"/>.</summary>
+    internal RowWeight RowTarget(float* y) =>
+        // The arrays are pinned (allocated on the pinned object heap), so their addresses stay valid.
+        new(Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_values)), Type,
+            _scales == null ? null : (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_scales)), Rows, y);
 
     /// <summary>y[n, Rows] = x[n, Cols] · Wᵀ (y is overwritten). FLOPs: 2 * n * Rows * Cols.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -95,6 +95,15 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
         End(s, category == FlopCategory.Projection ? "MatMul" : "MatMul." + category, $"n={n} W[{w.Rows}, {w.Cols}]", OpBytes.MatMul(n, w));
     }
 
+    public void MatMul(DeviceTensor x, ReadOnlySpan<DeviceWeight> weights, ReadOnlySpan<DeviceTensor> outputs, int n, FlopCategory category)
+    {
+        var s = Begin();
+        _inner.MatMul(x, weights, outputs, n, category);
+        long bytes = 0, rows = 0;
+        foreach (var w in weights) { bytes += OpBytes.MatMul(n, w); rows += w.Rows; }
+        End(s, (category == FlopCategory.Projection ? "MatMul" : "MatMul." + category) + $" x{weights.Length}", $"n={n} W[{rows}, {x.Cols}] in {weights.Length}", bytes);
+    }
+
     public void AddBias(DeviceTensor y, DeviceTensor bias, int n)
     {
         var s = Begin();

@@ -25,8 +25,13 @@ internal sealed unsafe class PagedAttention : IParallelPart
 {
     /// <summary>Query rows per work item: enough items to balance a long prefill across cores, few enough to keep each one worth a hand-off.</summary>
     const int RowsPerItem = 16;
-    /// <summary>Below this many FLOPs (4 * heads * headDim * keys) the whole op runs on the calling thread: a hand-off costs more.</summary>
-    const long ParallelFlops = 1L << 16;
+    /// <summary>
+    /// Below this many FLOPs (4 * heads * headDim * keys) the whole op runs on the calling thread. A decode token of
+    /// SmolLM2 shape has 3 items (KV heads) of ~1.5 us each at 50 keys: two threads save at best one item's time, and
+    /// lose far more whenever the worker wakes late (tens of us on a shared VM). 2^19 is ~220 keys of that shape.
+    /// Settable so tests can force the split (its result is bitwise the same).
+    /// </summary>
+    internal static long ParallelFlops { get; set; } = 1L << 19;
 
     float* _q, _out, _kv;
     int _qCols, _nHeads, _nKvHeads, _group, _layer;

@@ -7,14 +7,19 @@ namespace Ponder.Backends.Cpu.Gemm;
 /// The blocked GEMM: C[m, n] = alpha * op(A) · op(B) + beta * C, split across threads, then blocked for the caches
 /// (Goto / BLIS loop order): columns by NC, depth by KC (pack B block), rows by MC (pack A block), then NR x MR tiles.
 /// op(B) is either packed per block from (B, ldb, transB) or read from a whole pre-packed weight (see <see cref="WeightPanels"/>);
-/// a 16-bit or 8-bit weight is converted to f32 one micro-panel segment at a time into a small per-thread buffer, or, for
-/// a single token, in registers by the fused row kernels of <see cref="WeightPanels"/>.
+/// a 16-bit or 8-bit weight is converted to f32 one micro-panel segment at a time into a small per-thread buffer.
+/// A single token (decode) skips the blocking: the row kernels of <see cref="WeightPanels"/> read A in place and the
+/// weight's panels (converted in registers), a few panels per work item, items claimed dynamically by the threads.
 /// Callers validate arguments; this type trusts its pointers.
 /// </summary>
 internal sealed unsafe class GemmDriver : IParallelPart
 {
     // Below this many FLOPs a second thread costs more (wake + cache traffic) than it saves.
     const long ParallelFlops = 1L << 17;
+    // Most weight panels the row path (one token) multiplies together: 4 x 2 FMA chains hide the FMA latency.
+    const int RowGroup = 4;
+    /// <summary>Most weights one <see cref="RunRows"/> dispatch takes.</summary>
+    public const int MaxRowWeights = 4;
 
     [ThreadStatic] static GemmDriver? t_driver;
     [ThreadStatic] static float[]? t_aBuffer, t_bBuffer, t_panelBuffer;
@@ -26,7 +31,11 @@ internal sealed unsafe class GemmDriver : IParallelPart
     void* _weight;
     DType _weightType;
     nint _lda, _ldb, _ldc;
-    bool _transA, _transB, _splitRows, _fuseRow;
+    bool _transA, _transB, _splitRows, _rowPath;
+    // Row path: the weights, the end of each one's work items (cumulative), panels per item, items, next unclaimed item.
+    readonly RowWeight[] _rowWeights = new RowWeight[MaxRowWeights];
+    readonly int[] _groupEnd = new int[MaxRowWeights];
+    int _groupPanels, _groups, _nextGroup;
 
     /// <summary>
     /// Runs the GEMM. <paramref name="weight"/>, when not null, is op(B) as whole micro-panels of k x NR (panel stride k*NR)
@@ -40,13 +49,56 @@ internal sealed unsafe class GemmDriver : IParallelPart
         var d = t_driver ??= new GemmDriver();
         d._shape = shape; d._m = m; d._n = n; d._k = k; d._alpha = alpha; d._beta = beta;
         d._a = a; d._lda = lda; d._transA = transA; d._b = b; d._ldb = ldb; d._transB = transB;
-        d._weight = weight; d._weightType = weightType; d._scales = scales; d._fuseRow = fuseRow;
+        d._weight = weight; d._weightType = weightType; d._scales = scales;
         d._c = c; d._ldc = ldc;
 
+        // One token against a pre-packed weight (decode): the row path (RunRows).
+        if (weight != null && m == 1 && !transA && fuseRow)
+        {
+            var target = new RowWeight(weight, weightType, scales, n, c);
+            RunRows(shape, threads, k, alpha, beta, a, new ReadOnlySpan<RowWeight>(in target));
+            return;
+        }
+        d._rowPath = false;
         int mPanels = (m + shape.MR - 1) / shape.MR, nPanels = (n + shape.NR - 1) / shape.NR;
         // A pre-packed weight is split by columns so each thread streams only its share of it.
         d._splitRows = weight == null && nPanels < mPanels && nPanels < 4 * threads;
         int parts = 2L * m * n * k < ParallelFlops ? 1 : Math.Min(threads, d._splitRows ? mPanels : nPanels);
+        Dispatch(d, parts);
+    }
+
+    /// <summary>
+    /// One token (decode) times several pre-packed weights of depth k that share it (Q, K and V; gate and up), as one
+    /// dispatch: c_i[0..n_i) = alpha * a[0..k) · W_iᵀ + beta * c_i. The row kernels read A in place (no packing) and the
+    /// weights' panels (converted in registers), a few panels per work item; items are claimed from a shared counter,
+    /// so a core that starts late (woken late, or busy with another process) takes fewer of them instead of holding the
+    /// other at the end. Every weight needs <see cref="WeightPanels.CanFuseRow"/>; at most <see cref="MaxRowWeights"/>.
+    /// </summary>
+    public static void RunRows(GemmShape shape, int threads, int k, float alpha, float beta, float* a, ReadOnlySpan<RowWeight> weights)
+    {
+        if (weights.Length > MaxRowWeights) throw new ArgumentOutOfRangeException(nameof(weights), $"{weights.Length} weights in one row dispatch, at most {MaxRowWeights}");
+        var d = t_driver ??= new GemmDriver();
+        d._shape = shape; d._k = k; d._alpha = alpha; d._beta = beta; d._a = a; d._rowPath = true;
+        int nr = shape.NR, totalPanels = 0;
+        long flops = 0;
+        foreach (var w in weights) { totalPanels += (w.N + nr - 1) / nr; flops += 2L * w.N * k; }
+        var workers = GemmWorkers.Shared;
+        int parts = flops < ParallelFlops ? 1 : Math.Min(Math.Min(threads, workers.MaxParts), totalPanels);
+        // Up to RowGroup panels per item (eight FMA chains), fewer when that would leave too few items to balance.
+        int groupPanels = Math.Clamp(totalPanels / (2 * parts), 1, RowGroup), groups = 0;
+        for (int i = 0; i < weights.Length; i++)
+        {
+            d._rowWeights[i] = weights[i];
+            groups += (weights[i].N + nr * groupPanels - 1) / (nr * groupPanels);
+            d._groupEnd[i] = groups;
+        }
+        d._groupPanels = groupPanels; d._groups = groups; d._nextGroup = 0;
+        try { Dispatch(d, parts); }
+        finally { Array.Clear(d._rowWeights, 0, weights.Length); }
+    }
+
+    static void Dispatch(GemmDriver d, int parts)
+    {
         var workers = GemmWorkers.Shared;
         parts = Math.Min(parts, workers.MaxParts);
         try
@@ -75,7 +127,8 @@ internal sealed unsafe class GemmDriver : IParallelPart
     /// <inheritdoc />
     public void Execute(int part, int parts)
     {
-        if (_splitRows)
+        if (_rowPath) RowGroups();
+        else if (_splitRows)
         {
             var (lo, hi) = Range(part, parts, (_m + _shape.MR - 1) / _shape.MR);
             Blocked(lo * _shape.MR, Math.Min(_m, hi * _shape.MR), 0, _n);
@@ -97,8 +150,6 @@ internal sealed unsafe class GemmDriver : IParallelPart
         var s = _shape;
         int mr = s.MR, nr = s.NR;
         bool prepacked = _weight != null, convert = prepacked && _weightType != DType.F32;
-        // One token against a 16- or 8-bit weight: convert in registers (WeightPanels.CanFuseRow), no panel buffer.
-        bool fused = convert && _fuseRow && i1 - i0 == 1;
         // The depth blocking must not depend on the number of rows: each depth block's partial sum is added to C,
         // so a different split would round differently, and a token's logits would depend on what else is in its
         // batch. The cache's bitwise-identity tests (fork vs prefix index vs scratch) rely on this.
@@ -138,12 +189,6 @@ internal sealed unsafe class GemmDriver : IParallelPart
                     {
                         int cols = Math.Min(nr, nc - jr);
                         float* bPanel = pb + jr / nr * panelStride;
-                        if (fused)
-                        {
-                            FusedRow((jc + jr) / nr, pc, kc, aBuf, tile);
-                            GemmKernels.Update(_c + ic * _ldc + jc + jr, _ldc, tile, nr, 1, cols, _alpha, beta);
-                            continue;
-                        }
                         if (convert)
                         {
                             WeightPanels.ToF32(_weightType, _weight, _scales, (jc + jr) / nr, _k, pc, kc, nr, panelBuf);
@@ -159,20 +204,73 @@ internal sealed unsafe class GemmDriver : IParallelPart
         }
     }
 
-    /// <summary>One row of A times rows [k0, k0 + kc) of an F16, BF16 or Q8_0 weight panel, converted in registers, 16 columns at a time.</summary>
-    void FusedRow(int panel, int k0, int kc, float* a, float* tile)
+    /// <summary>
+    /// The row path (m = 1): claims groups of panels until none is left; for each, every depth block in order through
+    /// the row kernels, merged into C exactly as the tile path merges its depth blocks (same blocks, same order).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    void RowGroups()
     {
         int nr = _shape.NR;
-        nint start = (nint)panel * _k * nr + (nint)k0 * nr;
-        float* scales = _scales + (nint)panel * (_k / DTypes.Q8BlockValues) * nr + (nint)(k0 / DTypes.Q8BlockValues) * nr;
-        for (int j = 0; j < nr; j += 16)
+        int kcMax = BalancedDepth(_k, _shape.KC);
+        float* tile = stackalloc float[RowGroup * nr];
+        int g;
+        while ((g = Interlocked.Increment(ref _nextGroup) - 1) < _groups)
         {
-            switch (_weightType)
+            int i = 0;
+            while (g >= _groupEnd[i]) i++;
+            ref readonly var w = ref _rowWeights[i];
+            int p0 = (g - (i == 0 ? 0 : _groupEnd[i - 1])) * _groupPanels;
+            int count = Math.Min(_groupPanels, (w.N + nr - 1) / nr - p0);
+            for (int pc = 0; pc < _k; pc += kcMax)
             {
-                case DType.F16: WeightPanels.Row16<WeightPanels.F16Convert>((ushort*)_weight + start + j, nr, a, _shape.MR, kc, tile + j); break;
-                case DType.BF16: WeightPanels.Row16<WeightPanels.Bf16Convert>((ushort*)_weight + start + j, nr, a, _shape.MR, kc, tile + j); break;
-                default: WeightPanels.RowQ8((sbyte*)_weight + start + j, scales + j, nr, a, _shape.MR, kc, tile + j); break;
+                int kc = Math.Min(kcMax, _k - pc);
+                for (int j = 0; j < nr; j += 16) RowPanels(w, p0, count, pc, kc, j, tile + j);
+                float beta = pc == 0 ? _beta : 1f;
+                for (int p = 0; p < count; p++)
+                {
+                    int col = (p0 + p) * nr;
+                    GemmKernels.Update(w.C + col, w.N, tile + p * nr, nr, 1, Math.Min(nr, w.N - col), _alpha, beta);
+                }
             }
+        }
+    }
+
+    /// <summary>Columns j..j+16 of <paramref name="count"/> panels of w from <paramref name="panel"/>, depth rows [k0, k0 + kc), into t (stride NR per panel).</summary>
+    void RowPanels(in RowWeight w, int panel, int count, int k0, int kc, int j, float* t)
+    {
+        int nr = _shape.NR;
+        nint panelStride = (nint)_k * nr, start = panel * panelStride + (nint)k0 * nr + j;
+        float* a = _a + k0;
+        switch (w.Type)
+        {
+            case DType.F32: Rows<WeightPanels.F32Load, float>(count, (float*)w.Values + start, panelStride, nr, a, kc, t); break;
+            case DType.F16: Rows<WeightPanels.F16Convert, ushort>(count, (ushort*)w.Values + start, panelStride, nr, a, kc, t); break;
+            case DType.BF16: Rows<WeightPanels.Bf16Convert, ushort>(count, (ushort*)w.Values + start, panelStride, nr, a, kc, t); break;
+            default:
+                nint scaleStride = (nint)(_k / DTypes.Q8BlockValues) * nr;
+                float* scales = w.Scales + panel * scaleStride + (nint)(k0 / DTypes.Q8BlockValues) * nr + j;
+                sbyte* q = (sbyte*)w.Values + start;
+                switch (count)
+                {
+                    case 1: WeightPanels.RowsQ8<R1>(q, panelStride, scales, scaleStride, nr, a, kc, t); break;
+                    case 2: WeightPanels.RowsQ8<R2>(q, panelStride, scales, scaleStride, nr, a, kc, t); break;
+                    case 3: WeightPanels.RowsQ8<R3>(q, panelStride, scales, scaleStride, nr, a, kc, t); break;
+                    default: WeightPanels.RowsQ8<R4>(q, panelStride, scales, scaleStride, nr, a, kc, t); break;
+                }
+                break;
+        }
+    }
+
+    static void Rows<TLoad, T>(int count, T* w, nint panelStride, int nr, float* a, int kc, float* t)
+        where TLoad : struct, WeightPanels.IRowLoad<T> where T : unmanaged
+    {
+        switch (count)
+        {
+            case 1: WeightPanels.Rows<R1, TLoad, T>(w, panelStride, nr, a, kc, t); break;
+            case 2: WeightPanels.Rows<R2, TLoad, T>(w, panelStride, nr, a, kc, t); break;
+            case 3: WeightPanels.Rows<R3, TLoad, T>(w, panelStride, nr, a, kc, t); break;
+            default: WeightPanels.Rows<R4, TLoad, T>(w, panelStride, nr, a, kc, t); break;
         }
     }
 
@@ -194,4 +292,17 @@ internal sealed unsafe class GemmDriver : IParallelPart
             buffer = GC.AllocateUninitializedArray<float>(checked((int)Math.Max(length, 1)), pinned: true);
         return (float*)Unsafe.AsPointer(ref buffer[0]);
     }
+}
+
+/// <summary>
+/// One weight of a row dispatch (<see cref="GemmDriver.RunRows"/>): its pre-packed panels (<see cref="WeightPanels"/>
+/// layout) of its element type, Q8_0 scales, output count N (the weight's rows) and where the N outputs go.
+/// </summary>
+internal readonly unsafe struct RowWeight(void* values, DType type, float* scales, int n, float* c)
+{
+    public void* Values { get; } = values;
+    public DType Type { get; } = type;
+    public float* Scales { get; } = scales;
+    public int N { get; } = n;
+    public float* C { get; } = c;
 }

@@ -56,13 +56,15 @@ internal static unsafe class WeightPanels
     }
 
     /// <summary>
-    /// Whether the fused one-row kernels (<see cref="Row16"/>, <see cref="RowQ8"/>) run here for this weight: decode
-    /// (one token) is memory bound, and converting in registers keeps a 16- or 8-bit weight's smaller traffic the limit.
-    /// They need AVX2 (a 32-wide AVX-512 panel is done as two 16-wide halves); F16 infinities and NaNs take the exact
-    /// conversion path instead, because the fused conversion only handles finite values.
+    /// Whether one token (decode) runs through the row kernels (<see cref="Rows"/>, <see cref="RowsQ8"/>): decode is memory
+    /// bound, so they read the weight straight from its panels (16- and 8-bit weights converted in registers) and keep
+    /// up to eight FMA chains in flight. They need AVX2 and an FMA tile kernel (the scalar tile does not fuse, so its batch
+    /// rows would round differently); a 32-wide AVX-512 panel is done as two 16-wide halves. F16 infinities and NaNs
+    /// take the exact conversion path instead, because the fused conversion only handles finite values.
     /// </summary>
     public static bool CanFuseRow(DType type, GemmShape shape, bool hasF16Specials) =>
-        Avx2.IsSupported && shape.NR % 16 == 0 && (type is DType.Q8_0 or DType.BF16 || (type == DType.F16 && !hasF16Specials));
+        Avx2.IsSupported && shape.Isa != GemmIsa.Scalar && shape.NR % 16 == 0
+        && (type is DType.F32 or DType.Q8_0 or DType.BF16 || (type == DType.F16 && !hasF16Specials));
 
     /// <summary>Whether any f16 value is an infinity or a NaN (exponent all ones).</summary>
     public static bool HasF16Specials(ReadOnlySpan<ushort> values)
@@ -73,33 +75,48 @@ internal static unsafe class WeightPanels
     }
 
     /// <summary>
-    /// t[0..16] = sum over p &lt; kc of a[p*mr] * w[p*nr + 0..16] for 16 columns of an F16 or BF16 panel segment
-    /// starting at w, converted by <typeparamref name="TConvert"/>. One FMA chain per column, in p order: exactly the
-    /// arithmetic of the tile kernels on a converted panel, so a token's result does not depend on its batch.
+    /// t[i*nr + 0..16] = sum over p &lt; kc of a[p] * w_i[p*nr + 0..16] for 16 columns of each of TP.Count consecutive
+    /// panels (panel i's segment at w + i * panelStride), loaded by <typeparamref name="TLoad"/>. One FMA chain per column,
+    /// in p order: exactly the arithmetic of the tile kernels on a converted panel, so a token's result does not depend
+    /// on its batch. Several panels at once, because one panel's two chains leave the loop waiting on FMA latency.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Row16<TConvert>(ushort* w, int nr, float* a, int mr, int kc, float* t) where TConvert : struct, IConvert16
+    public static void Rows<TP, TLoad, T>(T* w, nint panelStride, int nr, float* a, int kc, float* t)
+        where TP : struct, IRows where TLoad : struct, IRowLoad<T> where T : unmanaged
     {
-        Vector256<float> s0 = default, s1 = default;
-        for (int p = 0; p < kc; p++, a += mr, w += nr)
+        Vector256<float> s00 = default, s01 = default, s10 = default, s11 = default, s20 = default, s21 = default, s30 = default, s31 = default;
+        T* w1 = w + panelStride, w2 = w1 + panelStride, w3 = w2 + panelStride;
+        nint o = 0;
+        for (int p = 0; p < kc; p++, o += nr)
         {
-            var a0 = Vector256.Create(a[0]);
-            s0 = Vector256.FusedMultiplyAdd(a0, TConvert.Load8(w), s0);
-            s1 = Vector256.FusedMultiplyAdd(a0, TConvert.Load8(w + 8), s1);
+            var a0 = Vector256.Create(a[p]);
+            s00 = Vector256.FusedMultiplyAdd(a0, TLoad.Load8(w + o), s00); s01 = Vector256.FusedMultiplyAdd(a0, TLoad.Load8(w + o + 8), s01);
+            if (TP.Count > 1) { s10 = Vector256.FusedMultiplyAdd(a0, TLoad.Load8(w1 + o), s10); s11 = Vector256.FusedMultiplyAdd(a0, TLoad.Load8(w1 + o + 8), s11); }
+            if (TP.Count > 2) { s20 = Vector256.FusedMultiplyAdd(a0, TLoad.Load8(w2 + o), s20); s21 = Vector256.FusedMultiplyAdd(a0, TLoad.Load8(w2 + o + 8), s21); }
+            if (TP.Count > 3) { s30 = Vector256.FusedMultiplyAdd(a0, TLoad.Load8(w3 + o), s30); s31 = Vector256.FusedMultiplyAdd(a0, TLoad.Load8(w3 + o + 8), s31); }
         }
-        s0.Store(t);
-        s1.Store(t + 8);
+        s00.Store(t); s01.Store(t + 8);
+        if (TP.Count > 1) { s10.Store(t + nr); s11.Store(t + nr + 8); }
+        if (TP.Count > 2) { s20.Store(t + 2 * nr); s21.Store(t + 2 * nr + 8); }
+        if (TP.Count > 3) { s30.Store(t + 3 * nr); s31.Store(t + 3 * nr + 8); }
     }
 
-    /// <summary>Eight 16-bit floats to f32 in registers (AVX2).</summary>
-    internal interface IConvert16 { static abstract Vector256<float> Load8(ushort* h); }
+    /// <summary>Eight consecutive weights of a panel as f32, in registers (AVX2).</summary>
+    internal interface IRowLoad<T> where T : unmanaged { static abstract Vector256<float> Load8(T* w); }
+
+    /// <summary>F32: a plain load.</summary>
+    internal struct F32Load : IRowLoad<float>
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load8(float* w) => Vector256.Load(w);
+    }
 
     /// <summary>
     /// F16: sign-extend h to 32 bits and shift left 13, which puts the sign in bit 31 and exponent and mantissa in place
     /// for an exponent bias of 15 (clearing bits 28..30 removes the sign copies); multiplying by 2^112 rebiases to 127 and
     /// is exact for normal, subnormal and zero values alike (not for infinities and NaNs: see <see cref="CanFuseRow"/>).
     /// </summary>
-    internal struct F16Convert : IConvert16
+    internal struct F16Convert : IRowLoad<ushort>
     {
         const float TwoPow112 = 5.192296858534828e33f; // 2^112, exactly representable
 
@@ -110,34 +127,54 @@ internal static unsafe class WeightPanels
     }
 
     /// <summary>BF16: the high half of an f32, exact for every value.</summary>
-    internal struct Bf16Convert : IConvert16
+    internal struct Bf16Convert : IRowLoad<ushort>
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Load8(ushort* h) => Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(h), 16).AsSingle();
     }
 
     /// <summary>
-    /// t[0..16] = sum over p &lt; kc of a[p*mr] * w[p*nr + 0..16] for 16 columns of a Q8_0 panel segment: int8 values q
-    /// and one f32 scale per 32 values of p (scales[block*nr + 0..16]). Each weight is dequantized (q * scale) and
-    /// accumulated in p order, exactly as the tile kernels do on a converted panel (batch invariance).
+    /// As <see cref="Rows"/> for Q8_0 panels: int8 values q and one f32 scale per 32 values of p (panel i's scales at
+    /// scales + i * scaleStride, scales[block*nr + 0..16]). Each weight is dequantized (q * scale) and accumulated in
+    /// p order, exactly as the tile kernels do on a converted panel (batch invariance). The scales are read from L1 on
+    /// every step rather than held: eight accumulators and eight scales would fill all sixteen registers.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void RowQ8(sbyte* q, float* scales, int nr, float* a, int mr, int kc, float* t)
+    public static void RowsQ8<TP>(sbyte* q, nint panelStride, float* scales, nint scaleStride, int nr, float* a, int kc, float* t)
+        where TP : struct, IRows
     {
-        Vector256<float> s0 = default, s1 = default;
-        for (int block = 0; block < kc; block += DTypes.Q8BlockValues, scales += nr)
+        Vector256<float> s00 = default, s01 = default, s10 = default, s11 = default, s20 = default, s21 = default, s30 = default, s31 = default;
+        sbyte* q1 = q + panelStride, q2 = q1 + panelStride, q3 = q2 + panelStride;
+        float* c0 = scales, c1 = c0 + scaleStride, c2 = c1 + scaleStride, c3 = c2 + scaleStride;
+        nint o = 0, so = 0;
+        for (int block = 0; block < kc; block += DTypes.Q8BlockValues, so += nr)
         {
-            var scale0 = Vector256.Load(scales);
-            var scale1 = Vector256.Load(scales + 8);
-            for (int p = 0; p < DTypes.Q8BlockValues; p++, a += mr, q += nr)
+            for (int p = block; p < block + DTypes.Q8BlockValues; p++, o += nr)
             {
-                var a0 = Vector256.Create(a[0]);
-                s0 = Vector256.FusedMultiplyAdd(a0, Int8x8(q) * scale0, s0);
-                s1 = Vector256.FusedMultiplyAdd(a0, Int8x8(q + 8) * scale1, s1);
+                var a0 = Vector256.Create(a[p]);
+                s00 = Vector256.FusedMultiplyAdd(a0, Int8x8(q + o) * Vector256.Load(c0 + so), s00);
+                s01 = Vector256.FusedMultiplyAdd(a0, Int8x8(q + o + 8) * Vector256.Load(c0 + so + 8), s01);
+                if (TP.Count > 1)
+                {
+                    s10 = Vector256.FusedMultiplyAdd(a0, Int8x8(q1 + o) * Vector256.Load(c1 + so), s10);
+                    s11 = Vector256.FusedMultiplyAdd(a0, Int8x8(q1 + o + 8) * Vector256.Load(c1 + so + 8), s11);
+                }
+                if (TP.Count > 2)
+                {
+                    s20 = Vector256.FusedMultiplyAdd(a0, Int8x8(q2 + o) * Vector256.Load(c2 + so), s20);
+                    s21 = Vector256.FusedMultiplyAdd(a0, Int8x8(q2 + o + 8) * Vector256.Load(c2 + so + 8), s21);
+                }
+                if (TP.Count > 3)
+                {
+                    s30 = Vector256.FusedMultiplyAdd(a0, Int8x8(q3 + o) * Vector256.Load(c3 + so), s30);
+                    s31 = Vector256.FusedMultiplyAdd(a0, Int8x8(q3 + o + 8) * Vector256.Load(c3 + so + 8), s31);
+                }
             }
         }
-        s0.Store(t);
-        s1.Store(t + 8);
+        s00.Store(t); s01.Store(t + 8);
+        if (TP.Count > 1) { s10.Store(t + nr); s11.Store(t + nr + 8); }
+        if (TP.Count > 2) { s20.Store(t + 2 * nr); s21.Store(t + 2 * nr + 8); }
+        if (TP.Count > 3) { s30.Store(t + 3 * nr); s31.Store(t + 3 * nr + 8); }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
