@@ -20,13 +20,16 @@ public sealed class StepSchedulerTests
         Assert.True((await s.SubmitAsync(decodeRequest, rig.Policy, decodeSeq, [1, 2, 3], new float[64])).Completed);
         long rounds0 = s.Rounds;
         Task<WorkResult> prefill, decode;
+        Task<long> decodeRound;
         lock (s.SyncRoot) // the next round waits for both submissions
         {
             prefill = s.SubmitAsync(prefillRequest, rig.Policy, prefillSeq, [.. Enumerable.Range(0, 40).Select(i => i % 64)], new float[64]);
             decode = s.SubmitAsync(decodeRequest, rig.Policy, decodeSeq, [4], new float[64]);
+            // Read on the pump as the decode completes, before its next round (the test thread may run much later).
+            decodeRound = decode.ContinueWith(_ => s.Rounds, TaskContinuationOptions.ExecuteSynchronously);
         }
         Assert.True((await decode).Completed);
-        Assert.Equal(rounds0 + 1, s.Rounds);                    // the decode ran in the first round, beside the first chunk
+        Assert.Equal(rounds0 + 1, await decodeRound);            // the decode ran in the first round, beside the first chunk
         Assert.True((await prefill).Completed);
         // 7 rows left beside the decode, then 33 more in chunks of 8: 1 + 5 forwards.
         Assert.Equal(6, prefillRequest.Report().Models.Single().Forwards);
