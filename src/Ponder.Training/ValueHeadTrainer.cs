@@ -261,7 +261,9 @@ public static class ValueHeadTrainer
         sb.AppendLine(inv, $"- The policy is frozen. One forward per labelled solution collects the final normed hidden state at each step end ({r.Fit.TrainStepEnds:N0} train, {r.Fit.ValidationStepEnds:N0} held-out step ends; the last tenth of the questions is held out), {r.FeatureTime:hh\\:mm\\:ss}.");
         sb.AppendLine(inv, $"- The row: logistic regression without bias (BCE with the soft labels), full-batch AdamW lr {c.LearningRate}, weight decay {c.WeightDecay}, from zero; early stopping on the held-out BCE");
         sb.AppendLine(inv, $"  (kept epoch {r.Fit.BestEpoch} of {r.Fit.Epochs}). BCE (nats per step end): zero head {r.Fit.InitialBce:F4}; train {r.Fit.TrainBce:F4}, held-out {r.Fit.ValidationBce:F4}.");
-        sb.AppendLine(inv, $"  (The separate PRM, fine-tuned end to end: train 0.0642, validation 0.1381 (lowest 0.1139), see weights/prm-small.)");
+        if (SeparatePrmLosses(c.CompareWith) is { } prm)
+            sb.AppendLine(string.Create(inv, $"  (The separate PRM {c.CompareWith}, fine-tuned end to end: train {prm.Train:F4}, validation {prm.Validation:F4}") +
+                (prm.Best is double best ? string.Create(inv, $", exported at its lowest, {best:F4}).") : ")."));
         sb.AppendLine(inv, $"- Wall time of the run {r.WallTime:hh\\:mm\\:ss} on the shared 2-core CPU.");
         sb.AppendLine();
         sb.AppendLine(inv, $"## Evaluation ({e.Questions} validation questions, N = {e.SamplesPerQuestion} policy samples each at T=1: weights/prm-small's protocol)");
@@ -285,5 +287,15 @@ public static class ValueHeadTrainer
         sb.AppendLine(inv, $"2·dModel = {2 * m.DModel} FLOPs to every policy output row and one extra policy forward for a finishing step's last token. For scale, the policy");
         sb.AppendLine(inv, $"spends {r.Flops.PolicyPerStep:N0} FLOPs sampling a step. Ratio separate / shared: {r.Flops.SeparatePrm / Math.Max(1, r.Flops.SharedHead):F1}x.");
         return sb.ToString();
+    }
+
+    /// <summary>The separate PRM's final train and validation BCE (and its early-stopping minimum) from its prm_eval.json, when there.</summary>
+    static (double Train, double Validation, double? Best)? SeparatePrmLosses(string? prmPath)
+    {
+        string file = prmPath is null ? "" : Path.Combine(prmPath, "prm_eval.json");
+        if (!File.Exists(file)) return null;
+        var t = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(file))?["Training"];
+        if (t?["TrainLoss"] is null || t["ValidationLoss"] is null) return null;
+        return ((double)t["TrainLoss"]!, (double)t["ValidationLoss"]!, t["BestValidationLoss"] is { } b ? (double)b : null);
     }
 }
