@@ -130,6 +130,27 @@ public sealed class ScheduledSearchEngineTests
         other.Dispose();
     }
 
+    /// <summary>
+    /// The verifier's context bounds a branch too: with a 240-token verifier prompt the PRM (256 positions) can read
+    /// 16 generated tokens, so the branch stops there (finished at the context limit) and every step is scored.
+    /// </summary>
+    [Fact]
+    public async Task BranchesStopWhereTheVerifierContextEnds()
+    {
+        string longVerifierPrompt = new('7', 239);
+        using var rig = new SchedulingRig();
+        using var engine = rig.Engine();
+        int verifierTokens = rig.Tokenizer.Encode(longVerifierPrompt, addSpecialTokens: true).Length;
+        int room = SchedulingRig.PrmConfig.MaxPositions - verifierTokens;
+        var b = engine.Start(Prompt, verifierPrompt: longVerifierPrompt);
+        for (int i = 0; i < 10 && !b.Finished; i++) await engine.ExtendAsync([b], Sampling);
+        Assert.True(b.Finished);
+        Assert.Equal(room, b.Text.Length);
+        Assert.Equal(new StepOutcome(1, 0, false), await engine.ScoreAsync([b]));
+        Assert.Equal(b.Steps.Count, b.StepScores.Count);
+        b.Dispose();
+    }
+
     [Fact]
     public async Task SameSeedGivesTheSameStepsWhateverElseIsInTheBatch()
     {

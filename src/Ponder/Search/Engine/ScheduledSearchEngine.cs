@@ -159,6 +159,10 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
                 if (b.IsFinished) continue;
                 int context = b.Root.Tokens.Length + b.Generated.Count;
                 int maxTokens = Math.Min(sampling.MaxStepTokens, _policy.Config.MaxPositions - context);
+                // A separate verifier must be able to read every step: its mirror (verifier prompt + steps) has its own
+                // context, which can be the shorter one (a reviser reading earlier attempts, a PRM of 256 positions).
+                if (_verifier is { } v && !_sharedHead)
+                    maxTokens = Math.Min(maxTokens, v.Model.Config.MaxPositions - b.Root.VerifierTokens.Length - b.Generated.Count);
                 if (maxTokens <= 0) { b.FinishAtContextLimit(); continue; }
                 // Worst case: every token of the step is computed (the last one too, for the next step's logits).
                 var flops = counter.Decode(context, maxTokens);
