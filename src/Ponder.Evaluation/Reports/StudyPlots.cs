@@ -8,7 +8,7 @@ namespace Ponder.Evaluation.Reports;
 /// </summary>
 public static class StudyPlots
 {
-    const int Width = 800, Height = 500;
+    const int Width = 1050, Height = 520;
 
     /// <summary>Accuracy vs generation budget, one line (with Wilson interval bars) per configuration (paper figures 3, 7, 9).</summary>
     public static IReadOnlyList<string> AccuracyVsBudget(string path, string title,
@@ -135,7 +135,7 @@ public static class StudyPlots
         return Save(plot, path, "FLOPs-matched: test-time compute minus larger model", "difficulty bin", "accuracy difference");
     }
 
-    static readonly ScottPlot.Palettes.Category10 Palette = new();
+    static readonly ScottPlot.Palettes.Category20 Palette = new();
 
     static void Log2Axis(Plot plot, IEnumerable<int> budgets)
     {
@@ -151,7 +151,8 @@ public static class StudyPlots
         plot.Title(title);
         plot.XLabel(xLabel);
         plot.YLabel(yLabel);
-        if (plot.PlottableList.Any(p => p is ScottPlot.Plottables.Scatter)) plot.ShowLegend();
+        // Outside the data area: with a dozen configurations an inside legend hides curves.
+        if (plot.PlottableList.Any(p => p is ScottPlot.Plottables.Scatter)) plot.ShowLegend(Edge.Right);
         var dir = Path.GetDirectoryName(Path.GetFullPath(path));
         if (dir is not null) Directory.CreateDirectory(dir);
         string png = path + ".png", svg = path + ".svg";
