@@ -334,7 +334,10 @@ public static class StudyRunner
                     null, new Scheduling.Budget(new Scheduling.BudgetLimits(Generations: 1)), new Search.Engine.SearchEngineOptions { Name = phase }, token);
                 var result = await new BestOfN(1, greedy).RunAsync(engine, questions[i].Question, token).ConfigureAwait(false);
                 var report = engine.Request.Report();
-                answers[i] = new GreedyAnswer(questions[i].IsCorrect(result.Answer), report.Flops.Total, report.TokensComputed + report.TokensReused);
+                // The cost of a fresh answer: a prompt prefix the index already held (from the sweep's runs of the same
+                // question) counts as if computed, so the baseline does not depend on what ran before it in the process.
+                long flops = report.Flops.Total + report.Models.Sum(m => m.SavedFlops.Total);
+                answers[i] = new GreedyAnswer(questions[i].IsCorrect(result.Answer), flops, report.TokensComputed + report.TokensReused);
                 progress?.Report(new StudyProgress(phase, Interlocked.Increment(ref done), questions.Count));
             }).ConfigureAwait(false);
         return [.. answers];

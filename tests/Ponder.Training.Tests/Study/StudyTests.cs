@@ -224,6 +224,11 @@ public sealed class StudyTests : IDisposable
         Assert.True(fm.LargeGreedyFlops > fm.SmallGreedyFlops, "the larger policy's greedy answer costs more");
         Assert.All(fm.Exact, r => Assert.True(r.Multiplier > fm.LargeGreedyFlops / fm.SmallGreedyFlops));
         Assert.Equal(6, fm.LargeGreedyAccuracy.Count);
+
+        // A rerun finds every prompt in the prefix indexes; a greedy answer still costs what a fresh one does.
+        var again = (await StudyRunner.RunAsync(config, models, _dir)).FlopsMatched;
+        Assert.Equal(fm.SmallGreedyFlops, again.SmallGreedyFlops);
+        Assert.Equal(fm.LargeGreedyFlops, again.LargeGreedyFlops);
     }
 
     [Fact]
