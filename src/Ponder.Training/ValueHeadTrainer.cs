@@ -71,6 +71,7 @@ public static class ValueHeadTrainer
         var items = evalSamples.SelectMany(s => s.Attempts.Select(a => (s.Question, a.Completion))).ToList();
         var evaluation = PrmTrainer.Evaluate(c, task, evalSamples, StepScores(policy, w, task, items));
         PrmEvaluation? separate = null, separateCard = null;
+        ModelConfig? separateConfig = null;
         if (c.CompareWith is { } prmPath)
         {
             // The PRM's own evaluation (its card's figures, on the samples drawn when it was trained), when shipped.
@@ -79,8 +80,9 @@ public static class ValueHeadTrainer
             var prm = FineTuneLoop.LoadPolicy(prmPath);
             if (prm.Parameters.Config.Head != HeadKind.Value) throw new InvalidDataException($"compareWith '{prmPath}' is not a value-head PRM");
             separate = PrmTrainer.Evaluate(c, task, evalSamples, PrmTrainer.StepScores(prm, task, items));
+            separateConfig = prm.Parameters.Config;
         }
-        var flops = ScoringCost(config, task, items, c.CompareWith is null ? config with { Head = HeadKind.Value, NumLabels = 1 } : FineTuneLoop.LoadPolicy(c.CompareWith).Parameters.Config);
+        var flops = ScoringCost(config, task, items, separateConfig ?? config with { Head = HeadKind.Value, NumLabels = 1 });
 
         var shared = new ParameterSet(config with { SharedValueHead = true });
         foreach (var t in shared.All)

@@ -124,6 +124,26 @@ public sealed class StudyTests : IDisposable
     }
 
     [Fact]
+    public void A_corrupt_record_cache_line_fails_naming_the_file_and_the_line()
+    {
+        string path = Path.Combine(_dir, "records.jsonl");
+        File.WriteAllText(path, "\n{\"Key\": \"k\", \"Record\": 12}\n");
+        var e = Assert.Throws<InvalidDataException>(() => new JsonlCache<StudyRunner.CachedRecord>(path, r => r.Key, "a sweep record"));
+        Assert.Contains($"{path}:2", e.Message);
+        Assert.Contains("not a sweep record", e.Message);
+    }
+
+    [Fact]
+    public void A_reviser_that_cannot_write_the_policy_tokens_is_refused_by_name()
+    {
+        var (models, _) = Models();
+        using var __ = models;
+        var e = Assert.Throws<ArgumentException>(() => new StudyModels(models.Policy, reviser: models.Prm));
+        Assert.Contains("reviser", e.Message);
+        Assert.Contains("language model", e.Message);
+    }
+
+    [Fact]
     public async Task Revisions_without_a_revision_model_are_skipped_with_a_notice()
     {
         var config = Config() with

@@ -111,11 +111,12 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
     public Branch Start(string prompt, string? verifierPrompt)
     {
         ArgumentNullException.ThrowIfNull(prompt);
+        if (verifierPrompt == prompt) verifierPrompt = null; // the same context: one root, one encoding
         int[] tokens = _tokenizer.Encode(prompt, addSpecialTokens: true);
         if (tokens.Length == 0) throw new ArgumentException("the prompt encodes to no tokens", nameof(prompt));
         if (tokens.Length >= _policy.Config.MaxPositions)
             throw new ArgumentException($"the prompt has {tokens.Length} tokens; policy '{_policy.Name}' has {_policy.Config.MaxPositions} positions", nameof(prompt));
-        if (_sharedHead && verifierPrompt is not null && verifierPrompt != prompt)
+        if (_sharedHead && verifierPrompt is not null)
             throw new ArgumentException("a shared value head scores steps in the policy's own context; it cannot read them after a different verifier prompt", nameof(verifierPrompt));
         int[] verifierTokens = verifierPrompt is null ? tokens : _tokenizer.Encode(verifierPrompt, addSpecialTokens: true);
         if (verifierTokens.Length == 0) throw new ArgumentException("the verifier prompt encodes to no tokens", nameof(verifierPrompt));
