@@ -26,6 +26,26 @@ public sealed record FineTuneConfig
     public double MaxLevel { get; init; } = 1;
     /// <summary>Policy samples per training question (temperature 1).</summary>
     public int SamplesPerQuestion { get; init; } = 16;
+    /// <summary>
+    /// PRM / value head: where step labels come from. "monte-carlo" (default, Math-Shepherd): the fraction of
+    /// <see cref="Rollouts"/> policy rollouts from the step's prefix that end correct. "checker": the task's own step
+    /// checker (1 while every step so far is correct, 0 from the first wrong step on; the analogue of human process labels).
+    /// </summary>
+    public string Labels { get; init; } = MonteCarloLabels;
+    /// <summary>The <see cref="Labels"/> value for Monte Carlo rollout labels.</summary>
+    public const string MonteCarloLabels = "monte-carlo";
+    /// <summary>The <see cref="Labels"/> value for the task checker's labels.</summary>
+    public const string CheckerLabels = "checker";
+    /// <summary>
+    /// What early stopping keeps: "validation-loss" (default: the lowest held-out loss) or, for a PRM,
+    /// "within-question-auc" (the highest mean AUC of final-step scores among the held-out questions' own samples:
+    /// the ranking a verifier is used for).
+    /// </summary>
+    public string EarlyStoppingMetric { get; init; } = ValidationLossMetric;
+    /// <summary>The <see cref="EarlyStoppingMetric"/> value for the validation loss.</summary>
+    public const string ValidationLossMetric = "validation-loss";
+    /// <summary>The <see cref="EarlyStoppingMetric"/> value for the held-out within-question AUC.</summary>
+    public const string WithinQuestionAucMetric = "within-question-auc";
     /// <summary>PRM: Monte Carlo rollouts per step prefix.</summary>
     public int Rollouts { get; init; } = 8;
     /// <summary>PRM: also run rollouts on questions none of whose samples is correct (false: their steps are labelled 0).</summary>
@@ -94,6 +114,10 @@ public sealed record FineTuneConfig
         if (!(c.LearningRate > 0)) throw new InvalidDataException($"{path}: learningRate = {c.LearningRate} must be positive");
         if (c.WarmupSteps < 0 || c.WarmupSteps > c.Steps) throw new InvalidDataException($"{path}: warmupSteps = {c.WarmupSteps} must be in [0, steps]");
         if (!(c.Dropout >= 0 && c.Dropout < 1)) throw new InvalidDataException($"{path}: dropout = {c.Dropout} must be in [0, 1)");
+        if (c.Labels is not (MonteCarloLabels or CheckerLabels))
+            throw new InvalidDataException($"{path}: labels = '{c.Labels}' is not '{MonteCarloLabels}' or '{CheckerLabels}'");
+        if (c.EarlyStoppingMetric is not (ValidationLossMetric or WithinQuestionAucMetric))
+            throw new InvalidDataException($"{path}: earlyStoppingMetric = '{c.EarlyStoppingMetric}' is not '{ValidationLossMetric}' or '{WithinQuestionAucMetric}'");
         return c;
     }
 

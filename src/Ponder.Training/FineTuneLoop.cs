@@ -53,8 +53,12 @@ public static class FineTuneLoop
     /// loss.csv. With c.EarlyStopping the model ends holding the parameters of the evaluation with the lowest
     /// validation loss (kept in best.bin beside the checkpoint, so a resumed or re-run finished run restores the same).
     /// </summary>
+    /// <param name="selectionLoss">
+    /// What early stopping minimises at each evaluation (null = the validation loss): a PRM can keep the parameters that
+    /// rank held-out samples best (the negated within-question AUC) rather than those with the lowest loss.
+    /// </param>
     public static FineTuneResult Train(FineTuneConfig c, TrainableLlama model, SftData train, SftData validation, string checkpointPath,
-        TrainingState state, IProgress<TrainingProgress>? progress, CancellationToken ct)
+        TrainingState state, IProgress<TrainingProgress>? progress, CancellationToken ct, Func<TrainableLlama, double>? selectionLoss = null)
     {
         var adam = new AdamWOptions(0.9f, 0.95f, 1e-8f, c.WeightDecay);
         model.Dropout = c.Dropout;
@@ -76,7 +80,7 @@ public static class FineTuneLoop
             if (step % evalEvery == 0 || step == c.Steps)
             {
                 valLoss = (double)(val = PolicyTrainer.ValidationLoss(model, validation, c.BatchSize));
-                best?.Offer(step, valLoss, model.Parameters, new TrainingState(step, cursor, c.Seed));
+                best?.Offer(step, selectionLoss is null ? valLoss : selectionLoss(model), model.Parameters, new TrainingState(step, cursor, c.Seed));
             }
             log.Append(step, lr, trainLoss, val, gradNorm, cursor, sw.Elapsed.TotalSeconds);
             if (step % c.CheckpointEvery == 0 || step == c.Steps)

@@ -54,7 +54,13 @@ public static class PrmTrainer
         string ckpt = Path.Combine(c.OutputDir, PolicyTrainer.CheckpointFile);
         var (parameters, state) = FineTuneLoop.Start(c, ckpt, shape);
         var prm = new TrainableLlama(parameters);
-        var training = FineTuneLoop.Train(c, prm, train, val, ckpt, state, progress, ct);
+        Func<TrainableLlama, double>? selection = null;
+        if (c.EarlyStoppingMetric == FineTuneConfig.WithinQuestionAucMetric)
+        {
+            var heldOutSolutions = labelled.Where(l => heldOut.Contains(l.Question)).ToList();
+            selection = m => -WithinQuestionAuc(m, task, heldOutSolutions);
+        }
+        var training = FineTuneLoop.Train(c, prm, train, val, ckpt, state, progress, ct, selection);
 
         status?.Report("evaluating");
         var evaluation = Evaluate(c, task, policy, prm, maxLength);
@@ -89,6 +95,23 @@ public static class PrmTrainer
             }
             return (read, File.Exists(statsPath) ? JsonSerializer.Deserialize<PrmDataStats>(File.ReadAllText(statsPath)) : null);
         }
+        static IEnumerable<(string, string)> Parsable(ITask task, QuestionSamples s) =>
+            s.Attempts.Where(a => task.ExtractAnswer(a.Completion) is not null).Select(a => (s.Question, a.Completion));
+        if (c.Labels == FineTuneConfig.CheckerLabels)
+        {
+            // Process labels from the task's checker: no rollouts, every question labelled (solved or not).
+            var checkedLabels = samples.SelectMany(s => Parsable(task, s)).Select(x =>
+            {
+                var steps = PrmLabels.Steps(x.Item2);
+                var ok = ArithmeticChainTask.CheckSteps(x.Item1, steps);
+                return new PrmSample(x.Item1, x.Item2, task.Grade(x.Item1, x.Item2), [.. ok.Select(b => b ? 1f : 0f)]);
+            }).ToList();
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(labelsPath))!);
+            File.WriteAllLines(labelsPath, checkedLabels.Select(l => JsonSerializer.Serialize(l)));
+            var checkerStats = new PrmDataStats(samplingTime, TimeSpan.Zero, 0, 0);
+            File.WriteAllText(statsPath, JsonSerializer.Serialize(checkerStats));
+            return (checkedLabels, checkerStats);
+        }
         var rolloutClock = Stopwatch.StartNew();
         int rollouts = 0;
         int maxLength = policy.Parameters.Config.MaxPositions;
@@ -97,8 +120,6 @@ public static class PrmTrainer
         // so: the policy's pass rate there is under 1/samplesPerQuestion, and their long solutions would take
         // nearly all of the rollout budget.
         bool Rolled(QuestionSamples s) => c.RolloutUnsolved || s.Attempts.Any(a => a.Correct);
-        static IEnumerable<(string, string)> Parsable(ITask task, QuestionSamples s) =>
-            s.Attempts.Where(a => task.ExtractAnswer(a.Completion) is not null).Select(a => (s.Question, a.Completion));
         var solutions = samples.Where(Rolled).SelectMany(s => Parsable(task, s)).ToList();
         var unsolved = samples.Where(s => !Rolled(s)).SelectMany(s => Parsable(task, s))
             .Select(x => new PrmSample(x.Item1, x.Item2, false, new float[PrmLabels.Steps(x.Item2).Count])).ToList();
@@ -119,6 +140,25 @@ public static class PrmTrainer
         var stats = new PrmDataStats(samplingTime, rolloutClock.Elapsed, rollouts, rollouts / c.Rollouts);
         File.WriteAllText(statsPath, JsonSerializer.Serialize(stats));
         return (labelled, stats);
+    }
+
+    /// <summary>
+    /// The mean, over questions with both correct and incorrect solutions in <paramref name="solutions"/>, of the AUC of
+    /// <paramref name="prm"/>'s final-step scores separating them: how well it ranks the solutions of one question.
+    /// </summary>
+    public static double WithinQuestionAuc(TrainableLlama prm, ITask task, IReadOnlyList<PrmSample> solutions)
+    {
+        var final = StepScores(prm, task, solutions.Select(s => (s.Question, s.Solution)).ToList()).Select(s => s.Length > 0 ? s[^1] : 0f).ToList();
+        double sum = 0;
+        int mixed = 0;
+        foreach (var group in solutions.Select((s, i) => (s, i)).GroupBy(x => x.s.Question))
+        {
+            double auc = Metrics.Auc(group.Select(x => final[x.i]).ToList(), group.Select(x => x.s.Correct).ToList());
+            if (double.IsNaN(auc)) continue;
+            sum += auc;
+            mixed++;
+        }
+        return mixed == 0 ? double.NaN : sum / mixed;
     }
 
     /// <summary>
@@ -213,8 +253,10 @@ public static class PrmTrainer
         var sb = new StringBuilder();
         sb.AppendLine(inv, $"# {c.Name}");
         sb.AppendLine();
-        sb.AppendLine("Ponder's process reward model (PRM) for the arithmetic-chain task: METHOD.md \"PRM training\" (Math-Shepherd labels,");
-        sb.AppendLine("no human labels), trained with Ponder's pure C# trainer.");
+        bool checker = c.Labels == FineTuneConfig.CheckerLabels;
+        sb.AppendLine(checker
+            ? "Ponder's process reward model (PRM) for the arithmetic-chain task, trained with Ponder's pure C# trainer on process labels from the\ntask's own step checker (the analogue of PRM800K's human step labels; see docs/method.md)."
+            : "Ponder's process reward model (PRM) for the arithmetic-chain task, trained with Ponder's pure C# trainer on Monte Carlo step labels\n(Math-Shepherd style, no human labels; see docs/method.md).");
         sb.AppendLine();
         sb.AppendLine("## Architecture");
         sb.AppendLine(inv, $"LlamaForTokenClassification (num_labels 1, `score.weight` [1, {m.DModel}]): the policy's trunk (dModel {m.DModel}, nLayers {m.NLayers}, nHeads {m.NHeads}, nKvHeads {m.NKvHeads}, dFf {m.DFf}), context {m.MaxPositions}, byte-level vocabulary of {m.Vocab}.");
@@ -227,20 +269,27 @@ public static class PrmTrainer
             : string.Create(inv, $"level {c.MinLevel} + {c.MaxLevel - c.MinLevel:0.###} u^{c.LevelPower}, i.e. in [{c.MinLevel}, {c.MaxLevel}]");
         sb.AppendLine(inv, $"- Policy: `{c.PolicyCheckpoint}`. Questions: {c.Questions:N0} from the train split ({levels}), disjoint from validation/test.");
         sb.AppendLine(inv, $"  {c.Questions - r.UnsolvedQuestions:N0} of them have a correct sample and {r.MixedQuestions:N0} have both correct and incorrect samples (only those can teach ranking within a question).");
-        sb.AppendLine(inv, $"- {c.SamplesPerQuestion} samples per question at T=1 (paper: 16) and {c.Rollouts} rollouts at T=1 per step prefix (paper: 16), sampled in batches by the engine; identical prefixes share rollouts.");
-        if (!c.RolloutUnsolved)
+        if (checker)
+            sb.AppendLine(inv, $"- {c.SamplesPerQuestion} samples per question at T=1; each step labelled by the task's checker: 1 while the step and every step before it equal the reference solution's lines, 0 from the first wrong step on (no rollouts).");
+        else
+            sb.AppendLine(inv, $"- {c.SamplesPerQuestion} samples per question at T=1 (paper: 16) and {c.Rollouts} rollouts at T=1 per step prefix (paper: 16), sampled in batches by the engine; identical prefixes share rollouts.");
+        if (!c.RolloutUnsolved && !checker)
             sb.AppendLine(inv, $"- Scaled down: on questions where none of the {c.SamplesPerQuestion} samples is correct ({r.UnsolvedQuestions:N0} of {c.Questions:N0}), every step label is 0 without rollouts (the policy's pass rate there is under 1/{c.SamplesPerQuestion}).");
         sb.AppendLine(inv, $"- {r.LabelledSolutions:N0} labelled solutions (unfinished or answerless samples dropped), {r.Prefixes:N0} step prefixes; mean step label {r.MeanStepLabel:F3}. The last step's label is the solution's grade.");
-        if (d is not null)
+        if (d is not null && checker)
+            sb.AppendLine(inv, $"- Data generation: sampling {(d.SamplingTime is { } st0 ? st0.ToString(@"hh\:mm\:ss", inv) : "(cached)")} ({c.Questions * c.SamplesPerQuestion:N0} samples); labels from the checker in well under a second.");
+        else if (d is not null)
             sb.AppendLine(inv, $"- Data generation: sampling {(d.SamplingTime is { } st ? st.ToString(@"hh\:mm\:ss", inv) : "(cached)")} ({c.Questions * c.SamplesPerQuestion:N0} samples), rollouts {d.RolloutTime:hh\\:mm\\:ss} ({d.Rollouts:N0} rollouts on {d.RolledPrefixes:N0} distinct prefixes), on the shared 2-core machine.");
         sb.AppendLine();
         sb.AppendLine("## Training");
         sb.AppendLine(inv, $"- Command: `ponder train prm --config configs/{c.Name}.json` (resumes from `{c.OutputDir}/checkpoint.bin`; reuses `{c.SamplesFile}` and `{c.OutputDir}/prm_labels.jsonl`).");
-        sb.AppendLine(inv, $"- Initialised from the policy (value head at zero); BCE with soft labels at every step end; AdamW lr {c.LearningRate} (warmup {c.WarmupSteps}, cosine to {c.MinLearningRateFraction}x), batch {c.BatchSize} x {c.BlockSize}, weight decay {c.WeightDecay}, dropout {c.Dropout}, {t.Steps} steps.");
+        sb.AppendLine(inv, $"- Initialised from `{c.PolicyCheckpoint}` (value head at zero); BCE with {(checker ? "0/1" : "soft")} labels at every step end; AdamW lr {c.LearningRate} (warmup {c.WarmupSteps}, cosine to {c.MinLearningRateFraction}x), batch {c.BatchSize} x {c.BlockSize}, weight decay {c.WeightDecay}, dropout {c.Dropout}, {t.Steps} steps.");
         int evalEvery = c.EvalEvery > 0 ? c.EvalEvery : c.CheckpointEvery;
         sb.AppendLine(inv, $"- Validation: the last tenth of the questions is held out; its BCE is measured every {evalEvery} steps.");
         if (c.EarlyStopping)
-            sb.AppendLine(inv, $"- **Early stopping**: the exported parameters are those of step {t.BestStep} (lowest validation BCE, {t.BestValidationLoss:F4}), not the last step's.");
+            sb.AppendLine(c.EarlyStoppingMetric == FineTuneConfig.WithinQuestionAucMetric
+                ? string.Create(inv, $"- **Early stopping on ranking**: the exported parameters are those of step {t.BestStep} (highest mean within-question AUC of final-step scores on the held-out questions' samples, {-t.BestValidationLoss:F4}), not the last step's.")
+                : string.Create(inv, $"- **Early stopping**: the exported parameters are those of step {t.BestStep} (lowest validation BCE, {t.BestValidationLoss:F4}), not the last step's."));
         string speed = t.TokensPerSecond > 0 ? string.Create(inv, $"{t.TokensPerSecond:F0} tokens/s, ") : "";
         sb.AppendLine(inv, $"- At the last step, BCE (nats per step end): train {t.TrainLoss:F4}, validation {t.ValidationLoss:F4}; {speed}training wall {t.WallTime:hh\\:mm\\:ss} (the session that ran the last step).");
         sb.AppendLine();

@@ -64,7 +64,7 @@ public sealed class OracleSampleCache
     public async Task<List<OracleEntry>> GetAsync(StudyModels models, IReadOnlyList<StudyQuestion> questions, int k, ulong seed,
         SearchOptions search, int concurrency, IProgress<StudyProgress>? progress = null, CancellationToken cancellationToken = default)
     {
-        string prm = models.Prm?.Fingerprint ?? "none", sampling = OracleEntry.SamplingOf(search);
+        string prm = models.VerifierFingerprint, sampling = OracleEntry.SamplingOf(search);
         var result = new OracleEntry?[questions.Count];
         var missing = new List<int>();
         for (int i = 0; i < questions.Count; i++)
@@ -72,7 +72,7 @@ public sealed class OracleSampleCache
             else missing.Add(i);
         int done = questions.Count - missing.Count;
         progress?.Report(new StudyProgress("oracle samples", done, questions.Count));
-        var selector = new AnswerSelector(models.Prm is null ? AnswerSelection.Majority : AnswerSelection.Weighted);
+        var selector = new AnswerSelector(!models.HasVerifier ? AnswerSelection.Majority : AnswerSelection.Weighted);
         await Parallel.ForEachAsync(missing, new ParallelOptions { MaxDegreeOfParallelism = concurrency, CancellationToken = cancellationToken },
             async (i, ct) =>
             {
@@ -92,12 +92,12 @@ public sealed class OracleSampleCache
     static async Task<OracleEntry> DrawAsync(StudyModels models, StudyQuestion q, int k, ulong seed, SearchOptions search, CancellationToken ct)
     {
         using var engine = models.Engine(null, $"oracle {q.Id}", ct);
-        var result = await new BestOfN(k, search).RunAsync(engine, q.Question, ct).ConfigureAwait(false);
+        var result = await new BestOfN(k, search).RunAsync(models.Search(engine), q.Question, ct).ConfigureAwait(false);
         var report = engine.Request.Report();
         long prmFlops = report.Models.Where(m => m.Model == models.PrmScheduled?.Name).Sum(m => m.Flops.Total);
         var samples = result.Candidates
-            .Select(c => new OracleSample(c.Answer, q.IsCorrect(c.Answer), models.Prm is null ? double.NaN : c.Score)).ToList();
-        return new OracleEntry(models.Policy.Fingerprint, models.Prm?.Fingerprint ?? "none", q.Question, k, seed, samples,
+            .Select(c => new OracleSample(c.Answer, q.IsCorrect(c.Answer), !models.HasVerifier ? double.NaN : c.Score)).ToList();
+        return new OracleEntry(models.Policy.Fingerprint, models.VerifierFingerprint, q.Question, k, seed, samples,
             report.Flops.Total - prmFlops, prmFlops, OracleEntry.SamplingOf(search));
     }
 }

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text.RegularExpressions;
 using Ponder.Backends;
 using Ponder.Backends.Cpu;
+using Ponder.Evaluation.Tasks;
 using Ponder.Models;
 using Ponder.Scheduling;
 using Ponder.Search;
@@ -30,9 +31,16 @@ public sealed class StudyModels : IDisposable
     /// <paramref name="sharedPrm"/>, the verifier is the policy's own value row (<see cref="SharedValueHeadVerifier"/>):
     /// <paramref name="prm"/> must be null, and <see cref="Prm"/> is the policy (its fingerprint keys the cached scores).
     /// </summary>
+    /// <remarks>
+    /// With <paramref name="checker"/> (a control verifier that reads step text: exact or degraded), steps are scored
+    /// by it and no PRM model is loaded; its scores cost no FLOPs.
+    /// </remarks>
     public StudyModels(StudyModel policy, StudyModel? prm = null, StudyModel? large = null, IBackend? ownedBackend = null, StudyModel? reviser = null,
-        bool sharedPrm = false)
+        bool sharedPrm = false, IStepChecker? checker = null)
     {
+        if (checker is not null && (prm is not null || sharedPrm))
+            throw new ArgumentException($"checker '{checker.Name}' is the verifier: pass no PRM model", nameof(checker));
+        Checker = checker;
         if (sharedPrm)
         {
             ArgumentNullException.ThrowIfNull(policy);
@@ -57,6 +65,12 @@ public sealed class StudyModels : IDisposable
 
     /// <summary>The policy.</summary>
     public StudyModel Policy { get; }
+    /// <summary>A control verifier reading step text (exact, noisy, random), or null.</summary>
+    public IStepChecker? Checker { get; }
+    /// <summary>Whether steps can be scored (a PRM, a shared value head or a checker).</summary>
+    public bool HasVerifier => Prm is not null || Checker is not null;
+    /// <summary>The verifier's identity in cache keys and reports: the PRM's fingerprint, the checker's name, or "none".</summary>
+    public string VerifierFingerprint => Checker?.Name ?? Prm?.Fingerprint ?? "none";
     /// <summary>The PRM (the policy itself with a shared value head), or null.</summary>
     public StudyModel? Prm { get; }
     /// <summary>Whether the verifier is the policy's shared value head: its scores come with the policy's tokens, no PRM FLOPs.</summary>
@@ -83,6 +97,13 @@ public sealed class StudyModels : IDisposable
         new(Scheduler, revise ? ReviserScheduled ?? throw new InvalidOperationException("no revision model loaded (study field 'reviser')") : Policy.Model.Scheduled,
             Tokenizer, verify ? Verifier(revise) : null,
             new Budget(new BudgetLimits(Generations: generations)), new SearchEngineOptions { Name = name }, cancellationToken);
+
+    /// <summary>
+    /// What a strategy searches with: <paramref name="engine"/> itself, or, with a <see cref="Checker"/> and
+    /// <paramref name="verify"/>, the engine with its steps scored by the checker.
+    /// </summary>
+    public ISearchEngine Search(ScheduledSearchEngine engine, bool verify = true) =>
+        Checker is not null && verify ? new CheckerSearchEngine(engine, Checker) : engine;
 
     IStepVerifier? Verifier(bool revise) =>
         SharedPrm ? (revise ? throw new InvalidOperationException("the shared value head cannot score the revision model's tokens") : new SharedValueHeadVerifier(Policy.Model.Scheduled))
@@ -117,13 +138,14 @@ public sealed class StudyModels : IDisposable
             }
             var policy = (await Load(config.Policy, "policy", config.PolicyPretrainTokens, required: true).ConfigureAwait(false))!;
             bool shared = config.UsesSharedPrm;
-            var prm = shared ? null : await Load(config.Prm, "PRM", null, required: false).ConfigureAwait(false);
+            var checker = ArithmeticStepChecker.Parse(config.Prm);
+            var prm = shared || checker is not null ? null : await Load(config.Prm, "PRM", null, required: false).ConfigureAwait(false);
             var large = await Load(config.LargePolicy, "larger policy", config.LargePretrainTokens, required: false).ConfigureAwait(false);
             bool revisions = config.Strategies.Any(s => s.Name == "revisions");
             if (revisions && shared) notice?.Invoke("\"prm\": \"shared\": revisions sample from the revision model, which the policy's value head cannot score: skipped");
             var reviser = revisions && !shared
                 ? await Load(config.Reviser, "revision model", null, required: false).ConfigureAwait(false) : null;
-            return new StudyModels(policy, prm, large, backend, reviser, shared);
+            return new StudyModels(policy, prm, large, backend, reviser, shared, checker);
         }
         catch
         {

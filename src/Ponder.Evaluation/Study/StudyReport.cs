@@ -138,7 +138,38 @@ public static class StudyReport
                 series[name] = [.. cells.GroupBy(c => c.Budget).OrderBy(g => g.Key)
                     .Select(g => (g.Key, AccuracyEstimate.Wilson(g.Sum(c => c.CrossValidated.Correct), g.Sum(c => c.CrossValidated.Trials))))];
         }
+        foreach (var (name, curve) in ReferenceCurves(result, bin)) series[name] = curve;
         return series;
+    }
+
+    /// <summary>The name of the coverage reference curve (pass@N from the oracle samples).</summary>
+    public const string PassAtNName = "pass@N (coverage, oracle samples)";
+
+    /// <summary>The name of the majority@N reference curve (from the oracle samples).</summary>
+    public const string MajorityAtNName = "majority@N (oracle samples)";
+
+    /// <summary>
+    /// pass@N and majority@N at every budget N of the sweep up to K, from each question's K oracle samples (expected
+    /// accuracy over draws of N of them; interval: Wilson over questions at the expected count).
+    /// </summary>
+    public static IEnumerable<(string Name, List<(int Budget, AccuracyEstimate Accuracy)> Curve)> ReferenceCurves(StudyResult result, int? bin)
+    {
+        var entries = result.Questions.Zip(result.Oracle).Where(t => bin is null || result.OracleBins.GetValueOrDefault(t.First.Id) == bin)
+            .Select(t => (Id: t.First.Id, Samples: t.Second.Samples)).Where(t => t.Samples.Count > 0).ToList();
+        if (entries.Count == 0) yield break;
+        int k = entries.Min(e => e.Samples.Count);
+        var budgets = result.Config.Budgets.Where(n => n <= k).Order().ToList();
+        AccuracyEstimate Estimate(double expectedCorrect) => AccuracyEstimate.Wilson((int)Math.Round(expectedCorrect), entries.Count) with { Value = expectedCorrect / entries.Count };
+        yield return (PassAtNName, [.. budgets.Select(n => (n, Estimate(entries.Sum(e => Coverage.PassAtN(e.Samples.Count, e.Samples.Count(x => x.Correct), n)))))]);
+        yield return (MajorityAtNName, [.. budgets.Select(n => (n, Estimate(entries.Sum(e =>
+            Coverage.MajorityAtN([.. e.Samples.Select(x => (x.Answer, x.Correct))], n, StableHash(e.Id) ^ (ulong)n)))))]);
+    }
+
+    static ulong StableHash(string s)
+    {
+        ulong h = 14695981039346656037UL;
+        foreach (char c in s) h = (h ^ c) * 1099511628211UL;
+        return h;
     }
 
     /// <summary>
@@ -179,21 +210,32 @@ public static class StudyReport
             ]));
 
     /// <summary>
-    /// One line: the largest budget saving of compute-optimal over the baseline within the sweep (the paper: 16 vs 64
-    /// generations, 4x), or why there is none.
+    /// One line for the whole curve (never its best cell): compute-optimal's geometric-mean efficiency against the
+    /// baseline over the sweep's budgets (the paper: about 4x), with its 95% bootstrap interval over questions, and
+    /// "not distinguishable from 1x" when the interval contains 1.
     /// </summary>
-    public static string EfficiencyHeadline(StudyResult result) => EfficiencyHeadline(result.Efficiency, result.Baseline);
+    public static string EfficiencyHeadline(StudyResult result) => EfficiencyHeadline(result.EfficiencySummary, result.Baseline);
 
-    /// <summary>The headline of <paramref name="rows"/> against <paramref name="baseline"/>.</summary>
-    public static string EfficiencyHeadline(IReadOnlyList<EfficiencyRow> rows, string baseline, string name = "compute-optimal")
+    /// <summary>The headline of <paramref name="summary"/> against <paramref name="baseline"/>.</summary>
+    public static string EfficiencyHeadline(EfficiencyInterval? summary, string baseline, string name = "compute-optimal")
     {
-        var best = rows.Where(e => e.Ratio is not null).OrderByDescending(e => e.Ratio).ThenBy(e => e.Budget).FirstOrDefault();
-        if (best is null) return $"{name}: no budget at which {baseline} reaches its accuracy within the sweep";
-        if (best.Ratio <= 1) return $"{name} needs no less compute than {baseline} at any budget of the sweep";
+        if (summary is null || summary.PerBudget.Count == 0) return $"{name}: no efficiency (no compute-optimal cells or no {baseline} runs)";
         var inv = CultureInfo.InvariantCulture;
-        return $"{name} at {best.Budget} generations ({Pct(best.Accuracy)}) matches {baseline} at " +
-               $"{best.BaselineBudget!.Value.ToString("0.#", inv)} generations: {best.Ratio!.Value.ToString("0.##", inv)}x less compute" +
-               (rows.Any(e => e.Ratio is null) ? " (at some budgets the baseline never reaches its accuracy within the sweep)" : "");
+        string X(double v) => v.ToString(v < 10 ? "0.##" : "0", inv) + "x";
+        var budgets = summary.PerBudget.Select(p => p.Budget).ToList();
+        string verdict = summary.IncludesOne ? "not distinguishable from 1x"
+            : summary.Low > 1 ? $"{name} needs less compute than {baseline}" : $"{name} needs more compute than {baseline}";
+        return $"{name} vs {baseline} over budgets {budgets.Min()}-{budgets.Max()}: {X(summary.Estimate)} less compute (geometric mean over budgets; " +
+               $"95% bootstrap interval over questions {X(summary.Low)}-{X(summary.High)}, {summary.Replicates} replicates): {verdict}" +
+               (summary.Censored ? $" (where {baseline} never reaches compute-optimal's accuracy within the sweep, the ratio counts as largest budget / b, a lower bound)" : "");
+    }
+
+    /// <summary>Per budget: the efficiency ratio with its bootstrap interval.</summary>
+    public static string EfficiencyIntervalTable(EfficiencyInterval summary)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        return MarkdownReport.Table(["budget", "ratio", "95% bootstrap interval"], summary.PerBudget.Select(p => (IReadOnlyList<string>)
+            [p.Budget.ToString(inv), p.Ratio.ToString("0.##", inv) + "x", $"{p.Low.ToString("0.##", inv)}x-{p.High.ToString("0.##", inv)}x"]));
     }
 
     /// <summary>Difficulty bins: questions, pass@1 range and mean per oracle bin.</summary>
@@ -233,6 +275,7 @@ public static class StudyReport
 
         sb.Append("## Compute-optimal (oracle bins, 2-fold cross-validation within each bin)\n\n");
         sb.Append(EfficiencyHeadline(result)).Append(".\n\n").Append(EfficiencyTable(result)).Append('\n');
+        if (result.EfficiencySummary is { } es) sb.Append(EfficiencyIntervalTable(es)).Append('\n');
         sb.Append(CellTable(result.ComputeOptimal)).Append('\n');
         if (result.ComputeOptimalPredicted.Count > 0)
         {
@@ -250,7 +293,7 @@ public static class StudyReport
             {
                 const string name = "compute-optimal revisions";
                 sb.Append($"### Compute-optimal revisions (the ratio L/P chosen per oracle bin and budget, 2-fold CV) vs {result.Baseline}\n\n");
-                sb.Append(EfficiencyHeadline(result.EfficiencyRevisions, result.Baseline, name)).Append(".\n\n");
+                sb.Append(EfficiencyHeadline(result.EfficiencySummaryRevisions, result.Baseline, name)).Append(".\n\n");
                 sb.Append(EfficiencyTable(result.EfficiencyRevisions, result.Baseline, name)).Append('\n');
                 sb.Append(CellTable(result.ComputeOptimalRevisions)).Append('\n');
             }
@@ -304,6 +347,7 @@ public static class StudyReport
         runs = r.Records.Count,
         baseline = r.Baseline,
         efficiency = r.Efficiency,
+        efficiencySummary = r.EfficiencySummary is { } es ? new { es.Estimate, es.Low, es.High, es.Replicates, es.Censored, perBudget = es.PerBudget.Select(p => new { p.Budget, p.Ratio, p.Low, p.High }) } : null,
         efficiencyRevisions = r.EfficiencyRevisions,
         notices = r.Notices,
         wallSeconds = r.WallTimes.ToDictionary(kv => kv.Key, kv => Math.Round(kv.Value.TotalSeconds, 1)),

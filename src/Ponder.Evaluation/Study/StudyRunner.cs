@@ -51,6 +51,10 @@ public sealed record StudyResult
     public required string Baseline { get; init; }
     /// <summary>Compute-optimal (oracle bins) vs the baseline per budget.</summary>
     public required IReadOnlyList<EfficiencyRow> Efficiency { get; init; }
+    /// <summary>Compute-optimal's efficiency over the whole curve with its bootstrap interval over questions (null without cells).</summary>
+    public EfficiencyInterval? EfficiencySummary { get; init; }
+    /// <summary>The same for compute-optimal over revision configurations (null without revisions).</summary>
+    public EfficiencyInterval? EfficiencySummaryRevisions { get; init; }
     /// <summary>Compute-optimal over revision configurations only (the sequential/parallel ratio per bin); empty without revisions.</summary>
     public IReadOnlyList<ComputeOptimalCell> ComputeOptimalRevisions { get; init; } = [];
     /// <summary>Revisions' compute-optimal vs the baseline per budget.</summary>
@@ -110,13 +114,13 @@ public static class StudyRunner
             .ConfigureAwait(false);
         walls["oracle samples"] = clock.Elapsed;
         var oracleBins = DifficultyBins.Assign(questions.Zip(oracle).ToDictionary(t => t.First.Id, t => t.Second.PassAt1, StringComparer.Ordinal), config.Bins);
-        var predictedBins = models.Prm is null ? new Dictionary<string, int>()
+        var predictedBins = !models.HasVerifier ? new Dictionary<string, int>()
             : DifficultyBins.Assign(questions.Zip(oracle).ToDictionary(t => t.First.Id, t => t.Second.MeanScore, StringComparer.Ordinal), config.Bins);
 
         // The sweep.
         clock.Restart();
         var strategies = config.Strategies.ToList();
-        if (models.Prm is null)
+        if (!models.HasVerifier)
         {
             var dropped = strategies.Where(s => s.NeedsVerifier).ToList();
             if (dropped.Count > 0)
@@ -146,6 +150,8 @@ public static class StudyRunner
             : records.Select(r => r.Configuration).FirstOrDefault(c => c.StartsWith("best-of-n", StringComparison.Ordinal)) ?? records[0].Configuration;
         var efficiency = Efficiency(sweep, baseline, cells);
         var revisionEfficiency = Efficiency(sweep, baseline, revisionCells);
+        var summary = EfficiencyInterval.Compute(sweep, oracleBins, baseline, r => !IsRevision(r));
+        var revisionSummary = revisionCells.Count == 0 ? null : EfficiencyInterval.Compute(sweep, oracleBins, baseline, IsRevision);
 
         // FLOPs-matched comparison against the larger policy.
         clock.Restart();
@@ -156,11 +162,12 @@ public static class StudyRunner
         return new StudyResult
         {
             Config = config,
-            Models = [models.Policy.Fingerprint, models.Prm?.Fingerprint ?? "none", models.Large?.Fingerprint ?? "none", models.Reviser?.Fingerprint ?? "none"],
+            Models = [models.Policy.Fingerprint, models.VerifierFingerprint, models.Large?.Fingerprint ?? "none", models.Reviser?.Fingerprint ?? "none"],
             Questions = questions, Oracle = oracle, OracleBins = oracleBins, PredictedBins = predictedBins, Records = records,
             ComputeOptimal = cells, ComputeOptimalPredicted = predictedCells, Baseline = baseline, Efficiency = efficiency,
             FlopsMatched = matched, Notices = notices, WallTimes = walls, OracleComputed = cache.Computed, RecordsComputed = recordsComputed,
             ComputeOptimalRevisions = revisionCells, EfficiencyRevisions = revisionEfficiency,
+            EfficiencySummary = summary, EfficiencySummaryRevisions = revisionSummary,
         };
     }
 
@@ -197,7 +204,7 @@ public static class StudyRunner
     static string RecordKey(StudyModels models, Job job, SearchOptions search)
     {
         string policy = job.Spec.Kind == StrategyKind.Revisions ? models.Reviser?.Fingerprint ?? "none" : models.Policy.Fingerprint;
-        return $"{policy}|{models.Prm?.Fingerprint ?? "none"}|{OracleEntry.SamplingOf(search)}|{job.Strategy.RecordName}|{job.Spec.Params}|" +
+        return $"{policy}|{models.VerifierFingerprint}|{OracleEntry.SamplingOf(search)}|{job.Strategy.RecordName}|{job.Spec.Params}|" +
                $"{job.Spec.Budget}|{job.Seed}|{job.Question.Id}|{job.Question.Question}";
     }
 
@@ -233,7 +240,7 @@ public static class StudyRunner
             Selector = new AnswerSelector(job.Strategy.Selection),
             Seed = SearchSeeds.Derive(job.Seed, 2, StableHash(job.Question.Id)),
         };
-        var result = await job.Spec.Create(options).RunAsync(engine, job.Question.Question, ct).ConfigureAwait(false);
+        var result = await job.Spec.Create(options).RunAsync(models.Search(engine, job.Strategy.NeedsVerifier), job.Question.Question, ct).ConfigureAwait(false);
         var report = engine.Request.Report();
         long prmFlops = report.Models.Where(m => m.Model == models.PrmScheduled?.Name).Sum(m => m.Flops.Total);
         long flops = report.Flops.Total;

@@ -61,6 +61,28 @@ public sealed class ArithmeticChainTask : ITask
         return got is not null && got == Solve(question).Answer.ToString(CultureInfo.InvariantCulture);
     }
 
+    /// <summary>
+    /// The task's own step checker (the analogue of human process labels): for each step of <paramref name="steps"/>,
+    /// whether it and every step before it are correct. A step is correct when it equals, after trimming white space,
+    /// the reference solution's line at the same position (<see cref="Solve"/>: one operation per line in the
+    /// reference order, then <c>A: n</c>); a step past the reference's end, or any other text, is wrong, and so is every
+    /// step after the first wrong one. The policies are trained on the reference order, so a correct but reordered
+    /// step (another valid reduction order) is counted wrong; that is the price of an exact, unambiguous label.
+    /// </summary>
+    public static bool[] CheckSteps(string question, IReadOnlyList<string> steps)
+    {
+        ArgumentNullException.ThrowIfNull(steps);
+        var reference = Solve(question).Solution.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var result = new bool[steps.Count];
+        for (int i = 0; i < steps.Count; i++)
+        {
+            bool ok = i < reference.Length && steps[i].AsSpan().Trim().SequenceEqual(reference[i]);
+            if (!ok) break;
+            result[i] = true;
+        }
+        return result;
+    }
+
     /// <summary>Generates one question at <paramref name="difficulty"/>; resamples until no intermediate exceeds <see cref="MaxMagnitude"/>.</summary>
     public static ArithmeticProblem Generate(DeterministicRandom rng, ArithmeticDifficulty difficulty, double level = double.NaN)
     {
