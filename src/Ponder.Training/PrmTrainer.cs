@@ -1,3 +1,4 @@
+using Ponder.Evaluation;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -309,45 +310,5 @@ public static class PrmTrainer
             sb.AppendLine(inv, $"\nPrevious version: {previous.LabelledSolutions:N0} labelled solutions, {previous.Training.Steps} steps, last-step parameters (no early stopping); its figures are `{c.BaselineEval}`.");
         if (c.CardNotes is { } notes) sb.AppendLine().Append(File.ReadAllText(notes));
         return sb.ToString();
-    }
-}
-
-/// <summary>Ranking and answer-selection metrics.</summary>
-public static class Metrics
-{
-    /// <summary>Area under the ROC curve of <paramref name="scores"/> separating true from false labels (Mann-Whitney, ties count half); NaN without both classes.</summary>
-    public static double Auc(IReadOnlyList<float> scores, IReadOnlyList<bool> labels)
-    {
-        if (scores.Count != labels.Count) throw new ArgumentException($"{scores.Count} scores for {labels.Count} labels", nameof(labels));
-        var order = Enumerable.Range(0, scores.Count).OrderBy(i => scores[i]).ToArray();
-        var rank = new double[scores.Count];
-        for (int i = 0; i < order.Length;)
-        {
-            int j = i;
-            while (j + 1 < order.Length && scores[order[j + 1]] == scores[order[i]]) j++;
-            for (int k = i; k <= j; k++) rank[order[k]] = (i + j) / 2.0 + 1;
-            i = j + 1;
-        }
-        long pos = labels.Count(l => l), neg = labels.Count - pos;
-        if (pos == 0 || neg == 0) return double.NaN;
-        double sumPos = 0;
-        for (int i = 0; i < rank.Length; i++) if (labels[i]) sumPos += rank[i];
-        return (sumPos - pos * (pos + 1) / 2.0) / ((double)pos * neg);
-    }
-
-    /// <summary>The answer with the largest total weight (null answers skipped; ties go to the answer seen first).</summary>
-    public static string? Select(IReadOnlyList<string?> answers, IReadOnlyList<float> weights)
-    {
-        var totals = new Dictionary<string, double>();
-        var first = new List<string>();
-        for (int i = 0; i < answers.Count; i++)
-        {
-            if (answers[i] is not { } a) continue;
-            if (!totals.ContainsKey(a)) { totals[a] = 0; first.Add(a); }
-            totals[a] += weights[i];
-        }
-        string? best = null;
-        foreach (string a in first) if (best is null || totals[a] > totals[best]) best = a;
-        return best;
     }
 }

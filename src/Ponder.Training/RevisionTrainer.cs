@@ -1,3 +1,4 @@
+using Ponder.Evaluation;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;

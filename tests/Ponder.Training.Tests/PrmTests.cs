@@ -1,3 +1,4 @@
+using Ponder.Evaluation;
 using Ponder.Evaluation.Tasks;
 using Ponder.Models;
 using Ponder.Search;

@@ -13,26 +13,58 @@ public static class SweepCommand
         var config = new Option<string>("--config", "-c") { Description = "Study config JSON (e.g. configs/study-demo.json)", Required = true };
         var outDir = new Option<string?>("--out", "-o") { Description = "Output folder (default: out/<study name>)" };
         var threads = CliCommon.ThreadsOption();
+        var verifiers = new Option<string[]>("--verifier")
+        {
+            Description = "Run the study once per verifier (a PRM path, shared, exact, random, noisy:<auc>) and write the verifier-quality axis (repeatable)",
+            AllowMultipleArgumentsPerToken = true,
+        };
         var cmd = new Command("sweep", "Run the paper's study: oracle difficulty, strategy x budget sweep, compute-optimal fit, FLOPs-matched comparison")
         {
-            config, outDir, threads,
+            config, outDir, threads, verifiers,
         };
         cmd.SetAction((r, ct) => CliCommon.Guard(() =>
-            RunAsync(r.GetValue(config)!, Directory.GetCurrentDirectory(), r.GetValue(outDir), r.GetValue(threads), $"ponder sweep --config {r.GetValue(config)}", ct)));
+        {
+            string command = $"ponder sweep --config {r.GetValue(config)}";
+            var list = r.GetValue(verifiers) ?? [];
+            return list.Length == 0
+                ? RunAsync(r.GetValue(config)!, Directory.GetCurrentDirectory(), r.GetValue(outDir), r.GetValue(threads), command, ct)
+                : VerifierAxisAsync(r.GetValue(config)!, list, Directory.GetCurrentDirectory(), r.GetValue(outDir), r.GetValue(threads),
+                    command + string.Concat(list.Select(v => $" --verifier {v}")), ct);
+        }));
         return cmd;
     }
 
     /// <summary>
-    /// Loads the config and its models, runs the study with progress bars on stderr, writes the outputs and prints the
-    /// key tables. Relative paths in the config resolve against <paramref name="baseDirectory"/>.
+    /// The verifier-quality axis: the config's study once per verifier (each study's report in its own subfolder), then
+    /// every verifier placed at its measured within-question AUC in one table and set of plots.
     /// </summary>
-    internal static async Task<int> RunAsync(string configPath, string baseDirectory, string? outDir, int? threads, string command, CancellationToken ct)
+    static async Task<int> VerifierAxisAsync(string configPath, string[] verifiers, string baseDirectory, string? outDir, int? threads, string command, CancellationToken ct)
     {
         var clock = Stopwatch.StartNew();
         var config = StudyConfig.Load(Path.GetFullPath(configPath, baseDirectory));
-        if (threads is not null) config = config with { Threads = threads };
         string output = Path.GetFullPath(outDir ?? Path.Combine("out", config.Name), baseDirectory);
-        AnsiConsole.MarkupLine($"[bold]Study[/] [blue]{Markup.Escape(config.Name)}[/]: {config.Questions} questions, K = {config.OracleSamples} oracle samples, budgets {string.Join(", ", config.Budgets)}");
+        var points = new List<VerifierPoint>();
+        var bins = new SortedSet<int>();
+        foreach (string verifier in verifiers)
+        {
+            string slug = new string([.. verifier.Select(ch => char.IsLetterOrDigit(ch) || ch is '.' or '-' ? ch : '-')]).Trim('-');
+            var one = config with { Prm = verifier, Name = $"{config.Name}-{slug}", LargePolicy = null };
+            AnsiConsole.MarkupLine($"[bold]Verifier[/] [blue]{Markup.Escape(verifier)}[/]");
+            var result = await StudyAsync(one, baseDirectory, threads, ct);
+            StudyReport.Write(result, Path.Combine(output, slug), command);
+            if (!result.Models[1].Equals("none", StringComparison.Ordinal)) points.Add(VerifierQuality.Point(verifier, result));
+            foreach (int b in result.OracleBins.Values) bins.Add(b);
+        }
+        var files = VerifierQuality.Write(points, config.Budgets, [.. bins], output, command);
+        Console.WriteLine(VerifierQuality.Markdown(points.OrderBy(p => p.WithinQuestionAuc).ToList(), config.Budgets, [], null));
+        AnsiConsole.MarkupLine($"Wrote {files.Count} files to [blue]{Markup.Escape(output)}[/] in {clock.Elapsed.TotalSeconds:0} s");
+        return 0;
+    }
+
+    /// <summary>Loads a study's models and runs it with progress bars on stderr.</summary>
+    static async Task<StudyResult> StudyAsync(StudyConfig config, string baseDirectory, int? threads, CancellationToken ct)
+    {
+        if (threads is not null) config = config with { Threads = threads };
         void Notice(string text) => AnsiConsole.MarkupLine($"[yellow]notice:[/] {Markup.Escape(text)}");
         using var models = await StudyModels.LoadAsync(config, baseDirectory, Notice, ct);
         StudyResult? result = null;
@@ -47,6 +79,20 @@ public static class SweepCommand
             });
             result = await StudyRunner.RunAsync(config, models, baseDirectory, progress, Notice, ct);
         });
+        return result!;
+    }
+
+    /// <summary>
+    /// Loads the config and its models, runs the study with progress bars on stderr, writes the outputs and prints the
+    /// key tables. Relative paths in the config resolve against <paramref name="baseDirectory"/>.
+    /// </summary>
+    internal static async Task<int> RunAsync(string configPath, string baseDirectory, string? outDir, int? threads, string command, CancellationToken ct)
+    {
+        var clock = Stopwatch.StartNew();
+        var config = StudyConfig.Load(Path.GetFullPath(configPath, baseDirectory));
+        string output = Path.GetFullPath(outDir ?? Path.Combine("out", config.Name), baseDirectory);
+        AnsiConsole.MarkupLine($"[bold]Study[/] [blue]{Markup.Escape(config.Name)}[/]: {config.Questions} questions, K = {config.OracleSamples} oracle samples, budgets {string.Join(", ", config.Budgets)}");
+        var result = await StudyAsync(config, baseDirectory, threads, ct);
         var files = StudyReport.Write(result!, output, command);
         Console.WriteLine();
         Console.WriteLine("Accuracy per strategy and budget, all questions (mean exact FLOPs per question):");

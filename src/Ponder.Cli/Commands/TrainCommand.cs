@@ -70,6 +70,20 @@ public static class TrainCommand
                 var e = RevisionTrainer.Run(cfg, progress, status, ct).Evaluation;
                 return $"policy pass@1 {e.PolicyPassAtOne:P1}; after 0/1/4/{e.ChainLength} revisions: {e.AfterRevisions[0]:P1} / {e.AfterRevisions[Math.Min(1, e.ChainLength)]:P1} / {e.AfterRevisions[Math.Min(4, e.ChainLength)]:P1} / {e.AfterRevisions[e.ChainLength]:P1}; chain majority {e.ChainMajority:P1}";
             }));
+        var compare = new Command("prm-compare", "Score one set of held-out policy samples with several verifiers (PRMs, shared value heads, the exact checker) and compare their rankings (configs/prm-compare.json)");
+        var compareConfig = new Option<FileInfo>("--config") { Description = "Comparison config JSON", Required = true };
+        compare.Options.Add(compareConfig);
+        compare.SetAction((ParseResult r, CancellationToken ct) =>
+        {
+            var cfg = PrmComparisonConfig.Load(r.GetValue(compareConfig)!.FullName);
+            var started = System.Diagnostics.Stopwatch.StartNew();
+            var status = new SynchronousProgress<string>(s => Console.WriteLine($"prm-compare [{started.Elapsed:hh\\:mm\\:ss}] {s}"));
+            var result = PrmComparison.Run(cfg, status);
+            Console.WriteLine(PrmComparison.Markdown(result));
+            AnsiConsole.MarkupLine($"wall {started.Elapsed:hh\\:mm\\:ss}; tables in [bold]{Markup.Escape(cfg.OutputDir)}[/]");
+            return Task.FromResult(0);
+        });
+        train.Subcommands.Add(compare);
         return train;
     }
 

@@ -26,6 +26,8 @@ public static class StudyPlots
             var line = plot.Add.Scatter(xs, points.Select(p => p.Accuracy.Value).ToArray());
             line.LegendText = name;
             line.Color = color;
+            // Reference curves (coverage, verifier-free voting) are dashed: ceilings and baselines, not strategies.
+            if (name.Contains("@N", StringComparison.Ordinal)) line.LinePattern = LinePattern.Dashed;
             // Wilson intervals are asymmetric: negative and positive y errors separately.
             var bars = new ScottPlot.Plottables.ErrorBar(xs, points.Select(p => p.Accuracy.Value).ToArray(), null, null,
                 points.Select(p => p.Accuracy.Value - p.Accuracy.Low).ToArray(),
@@ -133,6 +135,33 @@ public static class StudyPlots
         plot.ShowLegend(legend);
         plot.Add.HorizontalLine(0, 1, Colors.Black);
         return Save(plot, path, "FLOPs-matched: test-time compute minus larger model", "difficulty bin", "accuracy difference");
+    }
+
+    /// <summary>
+    /// One line per series over a linear x axis (e.g. accuracy against a verifier's measured within-question AUC),
+    /// points labelled by name where given.
+    /// </summary>
+    public static IReadOnlyList<string> LinesOverX(string path, string title, string xLabel, string yLabel,
+        IReadOnlyDictionary<string, IReadOnlyList<(double X, double Y)>> series, bool logY = false)
+    {
+        ArgumentNullException.ThrowIfNull(series);
+        var plot = new Plot();
+        int colour = 0;
+        foreach (var (name, points) in series)
+        {
+            var ordered = points.Where(p => !double.IsNaN(p.X) && !double.IsNaN(p.Y)).OrderBy(p => p.X).ToList();
+            if (ordered.Count == 0) continue;
+            var line = plot.Add.Scatter(ordered.Select(p => p.X).ToArray(), ordered.Select(p => logY ? Math.Log2(p.Y) : p.Y).ToArray());
+            line.LegendText = name;
+            line.Color = Palette.GetColor(colour++);
+        }
+        if (logY)
+        {
+            double[] ticks = [0.125, 0.25, 0.5, 1, 2, 4, 8, 16];
+            plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericManual(ticks.Select(Math.Log2).ToArray(),
+                ticks.Select(t => t.ToString(System.Globalization.CultureInfo.InvariantCulture) + "x").ToArray());
+        }
+        return Save(plot, path, title, xLabel, yLabel);
     }
 
     static readonly ScottPlot.Palettes.Category20 Palette = new();

@@ -77,12 +77,17 @@ public static class StudyReport
         {
             int budget = family.Max(r => r.Budget);
             var atBudget = family.Where(r => r.Budget == budget).ToList();
-            var configs = atBudget.GroupBy(r => StrategySpecOf(r).Parallel).OrderByDescending(g => g.Key).ToList();
+            // Revisions with a beam search per attempt (B > 1) appear by step; the sequential/parallel ratio compares B = 1 only.
+            var all = atBudget.GroupBy(r => (StrategySpecOf(r).Parallel, StrategySpecOf(r).AttemptBeams)).OrderBy(g => g.Key.AttemptBeams).ThenByDescending(g => g.Key.Parallel).ToList();
+            var configs = all.Where(g => g.Key.AttemptBeams == 1).Select(g => new Grouping(g.Key.Parallel, [.. g])).ToList();
             var byStep = new Dictionary<string, IReadOnlyList<double>>(StringComparer.Ordinal);
-            foreach (var g in configs.Where(g => budget / g.Key > 1))
+            foreach (var g in all)
             {
+                var (p, b) = g.Key;
+                int length = budget / (p * b);
+                if (length <= 1) continue;
                 int steps = g.Max(r => r.RoundAccuracy!.Count);
-                byStep[$"P={g.Key} (L={budget / g.Key})"] = [.. Enumerable.Range(0, steps).Select(t =>
+                byStep[b == 1 ? $"P={p} (L={length})" : $"P={p}, beam B={b} per attempt (L={length})"] = [.. Enumerable.Range(0, steps).Select(t =>
                     g.Where(r => r.RoundAccuracy!.Count > t).Average(r => r.RoundAccuracy![t]))];
             }
             if (byStep.Count == 0) continue;
@@ -98,6 +103,12 @@ public static class StudyReport
             list.Add(new RevisionAnalysis(family.Key, budget, byStep, ratios, accuracy));
         }
         return list;
+    }
+
+    sealed record Grouping(int Key, List<StudyRecord> Runs) : IEnumerable<StudyRecord>
+    {
+        public IEnumerator<StudyRecord> GetEnumerator() => Runs.GetEnumerator();
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
     }
 
     static Ponder.Search.StrategySpec StrategySpecOf(StudyRecord r) => Ponder.Search.StrategySpec.Parse("revisions", r.Params, r.Budget);

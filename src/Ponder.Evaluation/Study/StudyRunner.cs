@@ -183,7 +183,7 @@ public static class StudyRunner
         {
             var spec = StrategySpec.Parse(s.Name, p, budget);
             // More chains than generations is no configuration at this budget (a P sweep meets it at every small budget).
-            if (spec.Kind == StrategyKind.Revisions && spec.Parallel > budget) continue;
+            if (spec.Kind == StrategyKind.Revisions && spec.Parallel * spec.AttemptBeams > budget) continue;
             try { spec.Create(); }
             catch (ArgumentException e)
             {

@@ -55,10 +55,21 @@ public sealed class BeamSearch : ISearchStrategy
     {
         ArgumentNullException.ThrowIfNull(engine);
         ArgumentNullException.ThrowIfNull(question);
+        var (trees, rounds, exhausted) = await RunTreesAsync(engine, [(options.Prompt(question), null)], 0, cancellationToken).ConfigureAwait(false);
+        return SearchBranches.Result(Name, options.Selector, trees[0], engine, rounds, exhausted);
+    }
+
+    /// <summary>
+    /// Runs one beam search per root (policy prompt, verifier prompt or null = the same), all advanced together: every
+    /// round extends and scores the beams of every unfinished tree in one call, so their forwards batch. Returns each
+    /// tree's candidates (finished ones, then those the round limit or the budget cut off), the rounds run and whether
+    /// the budget ran out. <paramref name="phase"/> separates the random streams of successive calls (revision steps).
+    /// </summary>
+    internal async ValueTask<(List<SearchCandidate>[] Candidates, int Rounds, bool Exhausted)> RunTreesAsync(ISearchEngine engine,
+        IReadOnlyList<(string Prompt, string? VerifierPrompt)> roots, int phase, CancellationToken cancellationToken)
+    {
         var selector = options.Selector;
-        var beams = SearchBranches.ForkFromPrompt(engine, options.Prompt(question), Beams);
-        var lineage = Enumerable.Range(0, Beams).ToList(); // the first-round beam each beam descends from
-        var finished = new List<SearchCandidate>();
+        var trees = roots.Select(r => new Tree(SearchBranches.ForkFromPrompt(engine, r.Prompt, r.VerifierPrompt, Beams))).ToArray();
         int round = 0;
         bool exhausted = false;
         try
@@ -66,46 +77,60 @@ public sealed class BeamSearch : ISearchStrategy
             while (true)
             {
                 round++;
-                var extended = await engine.ExtendAsync(beams, options.Sampling(SearchSeeds.Derive(options.Seed, 0, round)), cancellationToken)
+                var live = trees.Where(t => !t.Done).ToList();
+                var beams = live.SelectMany(t => t.Beams).ToList();
+                var extended = await engine.ExtendAsync(beams, options.Sampling(SearchSeeds.Derive(options.Seed, 3 * phase, round)), cancellationToken)
                     .ConfigureAwait(false);
                 exhausted = extended.BudgetExhausted;
                 if (!exhausted) exhausted = (await engine.ScoreAsync(beams, cancellationToken).ConfigureAwait(false)).BudgetExhausted;
                 var rank = beams.Select(b => selector.Score(b.StepScores)).ToArray();
                 if (!exhausted && LookaheadSteps > 0)
-                    exhausted = await RankByLookaheadAsync(engine, beams, rank, round, cancellationToken).ConfigureAwait(false);
+                    exhausted = await RankByLookaheadAsync(engine, beams, rank, round + 1_000 * phase, cancellationToken).ConfigureAwait(false);
 
-                // Finished beams leave the search as candidates; their slots are not refilled.
-                var active = new List<Branch>();
-                var activeLineage = new List<int>();
-                var activeRank = new List<double>();
-                for (int i = 0; i < beams.Count; i++)
+                int at = 0;
+                foreach (var tree in live)
                 {
-                    if (beams[i].Finished)
+                    // Finished beams leave the search as candidates; their slots are not refilled.
+                    var active = new List<Branch>();
+                    var activeLineage = new List<int>();
+                    var activeRank = new List<double>();
+                    for (int i = 0; i < tree.Beams.Count; i++, at++)
                     {
-                        finished.Add(selector.Candidate(beams[i], lineage[i], round));
-                        beams[i].Dispose();
+                        if (tree.Beams[i].Finished)
+                        {
+                            tree.Finished.Add(selector.Candidate(tree.Beams[i], tree.Lineage[i], round));
+                            tree.Beams[i].Dispose();
+                        }
+                        else
+                        {
+                            active.Add(tree.Beams[i]);
+                            activeLineage.Add(tree.Lineage[i]);
+                            activeRank.Add(rank[at]);
+                        }
                     }
-                    else
-                    {
-                        active.Add(beams[i]);
-                        activeLineage.Add(lineage[i]);
-                        activeRank.Add(rank[i]);
-                    }
+                    (tree.Beams, tree.Lineage) = (active, activeLineage);
+                    int slots = Beams - tree.Finished.Count;
+                    if (exhausted || tree.Beams.Count == 0 || slots <= 0 || round >= options.MaxRounds) tree.Done = true;
+                    else (tree.Beams, tree.Lineage) = Expand(tree.Beams, tree.Lineage, activeRank, slots);
                 }
-                beams = active;
-                lineage = activeLineage;
-                int slots = Beams - finished.Count;
-                if (exhausted || beams.Count == 0 || slots <= 0 || round >= options.MaxRounds) break;
-
-                (beams, lineage) = Expand(beams, lineage, activeRank, slots);
+                if (trees.All(t => t.Done)) break;
             }
-            var candidates = finished.Concat(beams.Select((b, i) => selector.Candidate(b, lineage[i], round))).ToList();
-            return SearchBranches.Result(Name, selector, candidates, engine, round, exhausted);
+            var candidates = trees.Select(t => t.Finished.Concat(t.Beams.Select((b, i) => selector.Candidate(b, t.Lineage[i], round))).ToList()).ToArray();
+            return (candidates, round, exhausted);
         }
         finally
         {
-            SearchBranches.DisposeAll(beams);
+            foreach (var t in trees) SearchBranches.DisposeAll(t.Beams);
         }
+    }
+
+    /// <summary>One root's beams, the first-round beam each descends from, and its finished candidates.</summary>
+    sealed class Tree(List<Branch> beams)
+    {
+        public List<Branch> Beams = beams;
+        public List<int> Lineage = [.. Enumerable.Range(0, beams.Count)];
+        public readonly List<SearchCandidate> Finished = [];
+        public bool Done;
     }
 
     /// <summary>Keeps the top ceil(slots/M) beams, disposes the rest, and forks each survivor up to M times.</summary>

@@ -13,16 +13,31 @@ public sealed class Revisions : ISearchStrategy
 {
     readonly SearchOptions options;
 
-    /// <summary>Creates a revision search with <paramref name="parallel"/> chains of <paramref name="sequential"/> attempts.</summary>
-    public Revisions(int parallel, int sequential, SearchOptions? options = null)
+    readonly BeamSearch? attemptSearch;
+
+    /// <summary>
+    /// Creates a revision search with <paramref name="parallel"/> chains of <paramref name="sequential"/> attempts.
+    /// With <paramref name="attemptBeams"/> B &gt; 1 (beyond the paper, which it lists as future work), each attempt is
+    /// itself a PRM beam search of B beams (width sqrt B) from the revision prompt, and the chain keeps its selected
+    /// answer's best-scored candidate: P x L x B generations.
+    /// </summary>
+    public Revisions(int parallel, int sequential, SearchOptions? options = null, int attemptBeams = 1)
     {
         SearchBranches.Require(parallel >= 1, nameof(parallel), $"revisions need parallel chains (P) >= 1, got {parallel}");
         SearchBranches.Require(sequential >= 1, nameof(sequential), $"revisions need a sequential length >= 1, got {sequential}");
+        SearchBranches.Require(attemptBeams >= 1, nameof(attemptBeams), $"revisions need beams per attempt (B) >= 1, got {attemptBeams}");
         Parallel = parallel;
         Sequential = sequential;
+        AttemptBeams = attemptBeams;
         this.options = options ?? new SearchOptions();
         this.options.Validate();
+        SearchBranches.Require(attemptBeams == 1 || this.options.Selector.Method != AnswerSelection.Majority, nameof(attemptBeams),
+            "beam search inside revisions needs a verifier (weighted or naive selection), not majority");
+        if (attemptBeams > 1) attemptSearch = new BeamSearch(attemptBeams, 0, 0, this.options);
     }
+
+    /// <summary>B, beams of the PRM beam search that writes each attempt (1 = one sample per attempt, the paper's revisions).</summary>
+    public int AttemptBeams { get; }
 
     /// <summary>P, the number of independent chains.</summary>
     public int Parallel { get; }
@@ -31,7 +46,7 @@ public sealed class Revisions : ISearchStrategy
     public int Sequential { get; }
 
     /// <inheritdoc/>
-    public string Name => $"revisions(P={Parallel},L={Sequential},sel={options.Selector.Method.ToString().ToLowerInvariant()})";
+    public string Name => $"revisions(P={Parallel},L={Sequential}{(AttemptBeams > 1 ? $",B={AttemptBeams}" : "")},sel={options.Selector.Method.ToString().ToLowerInvariant()})";
 
     /// <inheritdoc/>
     public async ValueTask<SearchResult> RunAsync(ISearchEngine engine, string question, CancellationToken cancellationToken = default)
@@ -49,6 +64,12 @@ public sealed class Revisions : ISearchStrategy
         {
             for (int t = 0; t < Sequential && !exhausted; t++)
             {
+                if (attemptSearch is not null)
+                {
+                    (exhausted, int rounds) = await BeamAttemptsAsync(engine, questionPrompt, chains, t, cancellationToken).ConfigureAwait(false);
+                    steps = t + 1;
+                    continue;
+                }
                 foreach (var chain in chains)
                     attempts.Add(engine.Start(RevisionPrompt.Fit(questionPrompt, [.. chain.Where(c => c.Finished).Select(c => c.Text)],
                         engine.PromptTokens, engine.ContextTokens), verifierPrompt: questionPrompt));
@@ -73,5 +94,26 @@ public sealed class Revisions : ISearchStrategy
         {
             SearchBranches.DisposeAll(attempts);
         }
+    }
+
+    /// <summary>
+    /// One sequential step with a beam search per chain (all chains' trees advance together): each chain gains the
+    /// best-scored candidate carrying its tree's selected answer (or its best candidate when none has an answer).
+    /// </summary>
+    async ValueTask<(bool Exhausted, int Rounds)> BeamAttemptsAsync(ISearchEngine engine, string questionPrompt, List<SearchCandidate>[] chains, int t,
+        CancellationToken cancellationToken)
+    {
+        var roots = chains.Select(chain => (RevisionPrompt.Fit(questionPrompt, [.. chain.Where(c => c.Finished).Select(c => c.Text)],
+            engine.PromptTokens, engine.ContextTokens), (string?)questionPrompt)).ToList();
+        var (trees, rounds, exhausted) = await attemptSearch!.RunTreesAsync(engine, roots, t + 1, cancellationToken).ConfigureAwait(false);
+        for (int c = 0; c < chains.Length; c++)
+        {
+            var candidates = trees[c];
+            if (candidates.Count == 0) continue;
+            string? answer = options.Selector.Select(candidates);
+            var pick = candidates.Where(x => answer is null || x.Answer == answer).MaxBy(x => x.Score)!;
+            chains[c].Add(pick with { Chain = c, Round = t });
+        }
+        return (exhausted, rounds);
     }
 }

@@ -7,10 +7,13 @@ internal static class SearchBranches
     /// <paramref name="count"/> empty branches sharing one prompt: the prompt is started once and forked, so its KV
     /// blocks are computed once and shared.
     /// </summary>
-    public static List<Branch> ForkFromPrompt(ISearchEngine engine, string prompt, int count)
+    public static List<Branch> ForkFromPrompt(ISearchEngine engine, string prompt, int count) => ForkFromPrompt(engine, prompt, null, count);
+
+    /// <summary>The same, with the verifier reading <paramref name="verifierPrompt"/> (null = the prompt) before the steps.</summary>
+    public static List<Branch> ForkFromPrompt(ISearchEngine engine, string prompt, string? verifierPrompt, int count)
     {
         var branches = new List<Branch>(count);
-        using var root = engine.Start(prompt);
+        using var root = engine.Start(prompt, verifierPrompt);
         try
         {
             for (int i = 0; i < count; i++) branches.Add(root.Fork());

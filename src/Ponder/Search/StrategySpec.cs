@@ -26,8 +26,9 @@ public enum StrategyKind
 /// <param name="Budget">Generations.</param>
 /// <param name="Width">Beam / DVTS width M; 0 = sqrt(N).</param>
 /// <param name="LookaheadSteps">Lookahead k (lookahead only).</param>
-/// <param name="Parallel">Revision chains P (revisions only); budget/P is the sequential length.</param>
-public sealed record StrategySpec(StrategyKind Kind, int Budget, int Width = 0, int LookaheadSteps = 0, int Parallel = 1)
+/// <param name="Parallel">Revision chains P (revisions only); budget/(P·B) is the sequential length.</param>
+/// <param name="AttemptBeams">Revisions only: B, beams of the PRM beam search that writes each attempt (1 = a single sample).</param>
+public sealed record StrategySpec(StrategyKind Kind, int Budget, int Width = 0, int LookaheadSteps = 0, int Parallel = 1, int AttemptBeams = 1)
 {
     /// <summary>Short family name used in sweep files: best-of-n, beam, lookahead, dvts, revisions.</summary>
     public string Name => Kind switch
@@ -46,7 +47,7 @@ public sealed record StrategySpec(StrategyKind Kind, int Budget, int Width = 0, 
         StrategyKind.BestOfN => "",
         StrategyKind.BeamSearch or StrategyKind.Dvts => $"M={WidthText}",
         StrategyKind.Lookahead => $"M={WidthText};k={LookaheadSteps}",
-        StrategyKind.Revisions => $"P={Parallel}",
+        StrategyKind.Revisions => AttemptBeams > 1 ? $"P={Parallel};B={AttemptBeams}" : $"P={Parallel}",
         _ => throw new ArgumentException($"unknown strategy kind {Kind}"),
     };
 
@@ -75,9 +76,11 @@ public sealed record StrategySpec(StrategyKind Kind, int Budget, int Width = 0, 
             }
             case StrategyKind.Dvts: return new Dvts(Budget, Math.Min(Width, Budget), options);
             case StrategyKind.Revisions:
-                if (Parallel < 1 || Budget % Parallel != 0)
-                    throw new ArgumentException($"strategy {Configuration}: budget {Budget} is not a multiple of P = {Parallel} chains");
-                return new Revisions(Parallel, Budget / Parallel, options);
+                if (Parallel < 1 || AttemptBeams < 1 || Budget % (Parallel * AttemptBeams) != 0)
+                    throw new ArgumentException(AttemptBeams == 1
+                        ? $"strategy {Configuration}: budget {Budget} is not a multiple of P = {Parallel} chains"
+                        : $"strategy {Configuration}: budget {Budget} is not a multiple of P x B = {Parallel} x {AttemptBeams} (chains x beams per attempt)");
+                return new Revisions(Parallel, Budget / (Parallel * AttemptBeams), options, AttemptBeams);
             default:
                 throw new ArgumentException($"unknown strategy kind {Kind}");
         }
@@ -97,7 +100,7 @@ public sealed record StrategySpec(StrategyKind Kind, int Budget, int Width = 0, 
             "revisions" => StrategyKind.Revisions,
             _ => throw new ArgumentException($"strategy name '{name}' is not one of best-of-n, beam, lookahead, dvts, revisions", nameof(name)),
         };
-        int width = 0, k = 0, p = 1;
+        int width = 0, k = 0, p = 1, beams = 1;
         foreach (var part in parameters.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             var kv = part.Split('=', 2, StringSplitOptions.TrimEntries);
@@ -107,10 +110,11 @@ public sealed record StrategySpec(StrategyKind Kind, int Budget, int Width = 0, 
                 case "M": width = kv[1] == "sqrt" ? 0 : ParseInt(name, kv); break;
                 case "k": k = ParseInt(name, kv); break;
                 case "P": p = ParseInt(name, kv); break;
-                default: throw new ArgumentException($"strategy '{name}' has unknown parameter '{kv[0]}' (expected M, k or P)", nameof(parameters));
+                case "B": beams = ParseInt(name, kv); break;
+                default: throw new ArgumentException($"strategy '{name}' has unknown parameter '{kv[0]}' (expected M, k, P or B)", nameof(parameters));
             }
         }
-        return new StrategySpec(kind, budget, width, k, p);
+        return new StrategySpec(kind, budget, width, k, p, beams);
     }
 
     static int ParseInt(string name, string[] kv) =>

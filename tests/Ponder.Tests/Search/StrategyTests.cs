@@ -183,6 +183,34 @@ public sealed class StrategyTests
     }
 
     /// <summary>
+    /// Beam search inside revisions: P = 2 chains x L = 2 attempts, each attempt a beam search of B = 4 beams (M = 2).
+    /// The policy writes "s{index}" then an answer; the PRM prefers higher indices, so each tree's kept candidate is its
+    /// best-scored one, and the second attempt's prompt holds the first attempt's kept text.
+    /// </summary>
+    [Fact]
+    public void Revisions_with_a_beam_search_per_attempt_keep_each_trees_selected_candidate()
+    {
+        static int Attempts(string prompt) => (prompt.Length - prompt.Replace(RevisionPrompt.AttemptHeader, "").Length) / RevisionPrompt.AttemptHeader.Length;
+        var e = new ScriptedEngine(r => r.Steps.Count == 0 ? $"s{r.Index % 4}" : $"A: {r.Steps[0][1]}{Attempts(r.Prompt)}",
+            (_, steps) => steps.Count == 1 ? (steps[0][1] - '0') / 10.0 : (steps[0][1] - '0') / 10.0 + 0.05);
+        var result = Run(new Revisions(2, 2, attemptBeams: 4), e);
+
+        // 2 sequential steps x 2 chains, one tree each: 4 roots; each tree's first round extends 4 beams.
+        Assert.Equal(4, e.StartedPrompts.Count);
+        Assert.Equal(4, result.Candidates.Count);
+        Assert.All(result.Candidates, c => Assert.True(c.Finished));
+        // Each tree keeps 2 of 4 first steps (ranks s3, s2; then s3, s2 again as the call's indices repeat mod 4).
+        Assert.Equal([0, 0, 1, 1], result.Candidates.Select(c => c.Chain).Order());
+        Assert.All(result.Candidates, c => Assert.Equal(c.Round == 0 ? "30" : "31", c.Answer));
+        Assert.Contains("Attempt:\ns3\nA: 30\n", e.StartedPrompts[2]);
+        Assert.Equal(0, e.Live);
+        Assert.Throws<ArgumentException>(() => new Revisions(2, 2, new SearchOptions { Selector = new AnswerSelector(AnswerSelection.Majority) }, attemptBeams: 4));
+        Assert.Equal(new StrategySpec(StrategyKind.Revisions, 16, Parallel: 2, AttemptBeams: 4), StrategySpec.Parse("revisions", "P=2;B=4", 16));
+        Assert.Equal("P=2;B=4", StrategySpec.Parse("revisions", "P=2;B=4", 16).Params);
+        Assert.Equal(2, ((Revisions)StrategySpec.Parse("revisions", "P=2;B=4", 16).Create()).Sequential);
+    }
+
+    /// <summary>
     /// A context that holds the question, two attempts and the answer room: the window shrinks from four attempts to the
     /// two most recent, and the chain goes on.
     /// </summary>
