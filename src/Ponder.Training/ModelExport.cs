@@ -41,7 +41,7 @@ public static class ModelExport
         var sb = new StringBuilder();
         sb.AppendLine(inv, $"# {c.Name}");
         sb.AppendLine();
-        sb.AppendLine("Ponder's policy for the arithmetic-chain task (METHOD.md, \"The reference task\"), trained from scratch with");
+        sb.AppendLine("Ponder's policy for the arithmetic-chain task (docs/method.md, \"The reference task\"), trained from scratch with");
         sb.AppendLine("Ponder's pure C# trainer (`src/Ponder.Training`, hand-written backward pass).");
         sb.AppendLine();
         sb.AppendLine("## Architecture");

@@ -6,7 +6,7 @@ namespace Ponder.Training;
 public sealed record PrmSample(string Question, string Solution, bool Correct, float[] StepLabels);
 
 /// <summary>
-/// Math-Shepherd process labels (METHOD.md "PRM training"): a solution's steps are its lines; the label of step i is
+/// Math-Shepherd process labels (docs/method.md "PRM training"): a solution's steps are its lines; the label of step i is
 /// the fraction of <c>rollouts</c> policy completions from the prefix ending at step i that reach the correct answer.
 /// The last step's label is the solution's own grade (its prefix is the whole solution). Identical prefixes (common
 /// on easy questions) share one set of rollouts.

@@ -24,7 +24,7 @@ public sealed record PrmRunResult(FineTuneResult Training, int LabelledSolutions
     PrmDataStats? Data = null, int MixedQuestions = 0);
 
 /// <summary>
-/// Trains a process reward model (METHOD.md "PRM training", Math-Shepherd): policy samples on training questions,
+/// Trains a process reward model (docs/method.md "PRM training", Math-Shepherd): policy samples on training questions,
 /// Monte Carlo rollouts from every step prefix for soft labels, then a value head (initialised from the policy's
 /// trunk) trained with binary cross-entropy at each step's last token. The score of a prefix is sigmoid(logit) at
 /// the '\n' that ends its last step.

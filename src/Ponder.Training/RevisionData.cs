@@ -6,7 +6,7 @@ namespace Ponder.Training;
 public sealed record Attempt(string Completion, bool Correct);
 
 /// <summary>
-/// Training data for the revision model (METHOD.md "Revisions"): (question, 0 to 4 incorrect attempts, correct
+/// Training data for the revision model (docs/method.md "Revisions"): (question, 0 to 4 incorrect attempts, correct
 /// attempt). The number of incorrect attempts is uniform in 0..min(4, available); the last one in context is the
 /// incorrect attempt closest to the correct one by character edit distance, the others are random. Format:
 /// <code>

@@ -19,7 +19,7 @@ public sealed record RevisionEvaluation(int Questions, int ChainLength, double[]
 public sealed record RevisionRunResult(FineTuneResult Training, int Examples, int Dropped, double[] ExamplesByAttempts, RevisionEvaluation Evaluation);
 
 /// <summary>
-/// Fine-tunes the policy into a revision model (METHOD.md "Revisions") on (question, 0-4 incorrect attempts, correct
+/// Fine-tunes the policy into a revision model (docs/method.md "Revisions") on (question, 0-4 incorrect attempts, correct
 /// attempt) examples built from the policy's samples (<see cref="RevisionData"/>), in the prompt format of
 /// <see cref="RevisionPrompt"/>, and measures pass@1 along sequential revision chains.
 /// </summary>
@@ -112,7 +112,7 @@ public static class RevisionTrainer
         var sb = new StringBuilder();
         sb.AppendLine(inv, $"# {c.Name}");
         sb.AppendLine();
-        sb.AppendLine("Ponder's revision model for the arithmetic-chain task (METHOD.md \"Revisions\"), fine-tuned from policy-small with");
+        sb.AppendLine("Ponder's revision model for the arithmetic-chain task (docs/method.md \"Revisions\"), fine-tuned from policy-small with");
         sb.AppendLine("Ponder's pure C# trainer. Prompt format: `src/Ponder/Search/RevisionPrompt.cs` (question, then `Attempt:\\n<text>\\n` for");
         sb.AppendLine("each of the most recent up to 4 attempts, oldest first, then `Revision:\\n`); the model writes a new attempt and EOS.");
         sb.AppendLine();

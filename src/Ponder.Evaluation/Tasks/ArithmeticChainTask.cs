@@ -32,7 +32,7 @@ public sealed record ArithmeticDifficulty(int Ops, int Digits, double ParenProba
 public sealed record ArithmeticProblem(string Question, long Answer, string Solution, ArithmeticDifficulty Difficulty, double Level);
 
 /// <summary>
-/// The reference task (METHOD.md): integer expressions over +, -, * with optional parentheses. The solution does one
+/// The reference task (docs/method.md): integer expressions over +, -, * with optional parentheses. The solution does one
 /// operation per line: innermost (leftmost) parentheses first, then * before + and -, left to right within equal
 /// precedence, and ends with <c>A: n</c>:
 /// <code>

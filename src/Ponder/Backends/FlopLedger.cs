@@ -1,6 +1,6 @@
 namespace Ponder.Backends;
 
-/// <summary>Where FLOPs go, as METHOD.md's exact accounting splits them.</summary>
+/// <summary>Where FLOPs go, as docs/method.md's exact accounting splits them.</summary>
 public enum FlopCategory
 {
     /// <summary>Q, K, V, output and SwiGLU projections: 2 FLOPs per multiply-add.</summary>
@@ -53,7 +53,7 @@ public sealed class FlopLedger
 
 /// <summary>
 /// Per-op FLOP formulas, shared by every backend so they report identical counts. A multiply-add is 2 FLOPs.
-/// Element-wise costs are conventions documented here (METHOD.md asks for a separate, documented category):
+/// Element-wise costs are conventions documented here (docs/method.md asks for a separate, documented category):
 /// <list type="bullet">
 /// <item>RMSNorm: 4 per element (square, accumulate, scale by 1/rms, scale by weight).</item>
 /// <item>RoPE: 6 per rotated pair (4 multiplies, 2 adds), i.e. 3 per element of every rotated head.</item>
