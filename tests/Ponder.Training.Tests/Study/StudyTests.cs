@@ -195,6 +195,39 @@ public sealed class StudyTests : IDisposable
         Assert.Contains("has no shared value head", Assert.Throws<ArgumentException>(() => new StudyModels(new StudyModel(plain, "p@1", null), sharedPrm: true)).Message);
     }
 
+    /// <summary>
+    /// <c>"prm": "exact"</c>: the task's checker scores steps. Its scores cost nothing (no PRM FLOPs, labelled by its name
+    /// in the models list), they are the checker's own verdicts, and the report carries the coverage reference curves.
+    /// </summary>
+    [Fact]
+    public async Task A_study_with_the_exact_checker_scores_steps_by_their_truth_at_no_flops()
+    {
+        var config = Config() with { Prm = "exact" };
+        var backend = new CpuBackend(threads: 1);
+        var options = new ModelOptions { Backend = backend, KvCacheTokens = 4096, BlockSize = 8 };
+        var policy = PonderModel.Load(new HostTensorSource(PolicyConfig, RandomModels.Create(PolicyConfig, 3)), new RawBytes(PolicyConfig), options);
+        using var models = new StudyModels(new StudyModel(policy, "tiny-policy@1", 1000), ownedBackend: backend, checker: ArithmeticStepChecker.Parse("exact"));
+        Assert.True(models.HasVerifier);
+
+        var result = await StudyRunner.RunAsync(config, models, _dir);
+
+        Assert.Equal("exact", result.Models[1]);
+        Assert.Equal(3 * 3 * 5, result.Records.Count);
+        Assert.All(result.Records, r => Assert.Equal(0, r.PrmFlops));
+        long accounted = result.Records.Sum(r => r.Flops) + result.Oracle.Sum(o => o.PolicyFlops + o.PrmFlops);
+        Assert.Equal(backend.Flops.Total, accounted);
+        // Every oracle sample's score is the checker's verdict on its text: 1 exactly when it is the reference solution.
+        Assert.All(result.Oracle, o => Assert.All(o.Samples, s => Assert.True(s.Score is 0 or 1)));
+        var series = StudyReport.Series(result, null);
+        var pass = series[StudyReport.PassAtNName];
+        Assert.Equal([1, 2], pass.Select(p => p.Budget)); // budgets up to K = 3
+        Assert.Equal(result.Oracle.Average(o => o.PassAt1), pass[0].Accuracy.Value, 12);
+        Assert.Contains(StudyReport.MajorityAtNName, series.Keys);
+        Assert.Contains("less compute (geometric mean over budgets", StudyReport.EfficiencyHeadline(result));
+        Assert.Contains("checker 'exact' is the verifier", Assert.Throws<ArgumentException>(() =>
+            new StudyModels(new StudyModel(policy, "p@1", null), new StudyModel(policy, "p@1", null), checker: ArithmeticStepChecker.Parse("exact"))).Message);
+    }
+
     [Fact]
     public async Task Study_records_carry_exact_flops_bins_cover_every_question_and_the_fit_runs()
     {
