@@ -15,7 +15,7 @@ public static class SweepCommand
         var threads = CliCommon.ThreadsOption();
         var verifiers = new Option<string[]>("--verifier")
         {
-            Description = "Run the study once per verifier (a PRM path, shared, exact, random, noisy:<auc>) and write the verifier-quality axis (repeatable)",
+            Description = "Run the study once per verifier (a PRM path, exact, random, noisy:<auc>, or shared:<policy with a value row>) and write the verifier-quality axis (repeatable)",
             AllowMultipleArgumentsPerToken = true,
         };
         var cmd = new Command("sweep", "Run the paper's study: oracle difficulty, strategy x budget sweep, compute-optimal fit, FLOPs-matched comparison")
@@ -48,7 +48,10 @@ public static class SweepCommand
         foreach (string verifier in verifiers)
         {
             string slug = new string([.. verifier.Select(ch => char.IsLetterOrDigit(ch) || ch is '.' or '-' ? ch : '-')]).Trim('-');
-            var one = config with { Prm = verifier, Name = $"{config.Name}-{slug}", LargePolicy = null };
+            // "shared:<policy>" is a policy with its own value row: it replaces the policy (same LM weights) and scores its steps.
+            var one = verifier.StartsWith("shared:", StringComparison.Ordinal)
+                ? config with { Prm = StudyConfig.SharedPrm, Policy = verifier["shared:".Length..], Name = $"{config.Name}-{slug}", LargePolicy = null }
+                : config with { Prm = verifier, Name = $"{config.Name}-{slug}", LargePolicy = null };
             AnsiConsole.MarkupLine($"[bold]Verifier[/] [blue]{Markup.Escape(verifier)}[/]");
             var result = await StudyAsync(one, baseDirectory, threads, ct);
             StudyReport.Write(result, Path.Combine(output, slug), command);
