@@ -537,7 +537,8 @@ internal static partial class Jinja
                 case "or": return Truthy(l) ? l : right.Eval(scope);
             }
             var r = right.Eval(scope);
-            return Binary(op, l, r, At);
+            try { return Binary(op, l, r, At); }
+            catch (OverflowException e) { throw Error(At, $"integer overflow in '{op}'", e); }
         }
     }
 
