@@ -19,7 +19,7 @@ internal sealed class HuggingFaceBpe
 
     readonly Dictionary<string, int> _vocab;
     readonly Dictionary<int, int> _charIds = [];                 // code point -> id of the one-character piece
-    readonly Dictionary<long, (int Rank, int Id)> _merges = [];  // (left id << 32 | right id) -> rank, merged id
+    readonly Dictionary<long, (int Rank, int Id)> _merges = new(PairComparer.Instance);  // (left id << 32 | right id) -> rank, merged id
     readonly int[] _byteIds = new int[256];                      // -1 when "<0xNN>" is not in the vocabulary
     readonly bool _byteFallback, _fuseUnk, _ignoreMerges;
     readonly int? _unkId;
@@ -113,6 +113,15 @@ internal sealed class HuggingFaceBpe
 
     static long Key(int left, int right) => ((long)left << 32) | (uint)right;
 
+    // long's own hash (high ^ low) maps (a, b) and (b, a), and every pair with the same XOR, to one bucket: a
+    // vocabulary's merges then chain up to ~150 deep. A multiplicative mix spreads them.
+    sealed class PairComparer : IEqualityComparer<long>
+    {
+        public static readonly PairComparer Instance = new();
+        public bool Equals(long x, long y) => x == y;
+        public int GetHashCode(long key) => (int)((ulong)key * 0x9E3779B97F4A7C15UL >> 32);
+    }
+
     /// <summary>Appends the ids of <paramref name="text"/> (no BOS) to <paramref name="ids"/>.</summary>
     public void Encode(string text, List<int> ids)
     {
@@ -178,7 +187,8 @@ internal sealed class HuggingFaceBpe
     }
 
     // The merge loop of the tokenizers library's Word::merge_all: a heap of candidate pairs ordered by (rank, position),
-    // entries invalidated lazily when either side has changed since they were pushed.
+    // entries invalidated lazily when either side has changed since they were pushed. An entry is just rank << 32 | pos:
+    // a pair's rank identifies its merge, so "the pair at pos still has this rank" is the library's validity check.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     void MergeAll(List<int> symbols)
     {
@@ -189,26 +199,63 @@ internal sealed class HuggingFaceBpe
         var next = new int[n];
         var alive = new bool[n];
         for (int i = 0; i < n; i++) { prev[i] = i - 1; next[i] = i + 1 < n ? i + 1 : -1; alive[i] = true; }
-        var queue = new PriorityQueue<(int Pos, int NewId), long>(n);
+        var heap = new MinHeap(n);
         for (int i = 0; i + 1 < n; i++)
-            if (_merges.TryGetValue(Key(id[i], id[i + 1]), out var m)) queue.Enqueue((i, m.Id), Priority(m.Rank, i));
-        while (queue.TryDequeue(out var top, out _))
+            if (_merges.TryGetValue(Key(id[i], id[i + 1]), out var m)) heap.Push(Priority(m.Rank, i));
+        while (heap.Count > 0)
         {
-            int pos = top.Pos;
+            long top = heap.Pop();
+            int pos = (int)(uint)top, rank = (int)(top >> 32);
             if (!alive[pos] || next[pos] < 0) continue;
             int right = next[pos];
-            if (!_merges.TryGetValue(Key(id[pos], id[right]), out var current) || current.Id != top.NewId) continue;
-            id[pos] = top.NewId;
+            if (!_merges.TryGetValue(Key(id[pos], id[right]), out var current) || current.Rank != rank) continue;
+            id[pos] = current.Id;
             alive[right] = false;
             next[pos] = next[right];
             if (next[pos] >= 0) prev[next[pos]] = pos;
-            if (prev[pos] >= 0 && _merges.TryGetValue(Key(id[prev[pos]], id[pos]), out var before))
-                queue.Enqueue((prev[pos], before.Id), Priority(before.Rank, prev[pos]));
-            if (next[pos] >= 0 && _merges.TryGetValue(Key(id[pos], id[next[pos]]), out var after))
-                queue.Enqueue((pos, after.Id), Priority(after.Rank, pos));
+            if (prev[pos] >= 0 && _merges.TryGetValue(Key(id[prev[pos]], id[pos]), out var before)) heap.Push(Priority(before.Rank, prev[pos]));
+            if (next[pos] >= 0 && _merges.TryGetValue(Key(id[pos], id[next[pos]]), out var after)) heap.Push(Priority(after.Rank, pos));
         }
         symbols.Clear();
         for (int i = 0; i >= 0; i = next[i]) symbols.Add(id[i]);
+    }
+
+    /// <summary>A binary min-heap of longs (rank &lt;&lt; 32 | position: lowest rank, then leftmost, first).</summary>
+    struct MinHeap(int capacity)
+    {
+        long[] _items = new long[Math.Max(4, capacity)];
+        public int Count { get; private set; }
+
+        public void Push(long item)
+        {
+            if (Count == _items.Length) Array.Resize(ref _items, _items.Length * 2);
+            int i = Count++;
+            while (i > 0)
+            {
+                int parent = (i - 1) >> 1;
+                if (_items[parent] <= item) break;
+                _items[i] = _items[parent];
+                i = parent;
+            }
+            _items[i] = item;
+        }
+
+        public long Pop()
+        {
+            long top = _items[0], last = _items[--Count];
+            int i = 0;
+            while (true)
+            {
+                int child = 2 * i + 1;
+                if (child >= Count) break;
+                if (child + 1 < Count && _items[child + 1] < _items[child]) child++;
+                if (_items[child] >= last) break;
+                _items[i] = _items[child];
+                i = child;
+            }
+            if (Count > 0) _items[i] = last;
+            return top;
+        }
     }
 
     static long Priority(int rank, int pos) => ((long)rank << 32) | (uint)pos;
