@@ -15,8 +15,10 @@ public sealed record PonderServerOptions
 {
     /// <summary>Addresses to listen on (port 0 = any free port; read the bound ones from <c>app.Urls</c> after start).</summary>
     public IReadOnlyList<string> Urls { get; init; } = ["http://127.0.0.1:8000"];
-    /// <summary>The chat template; null = the model's own, else ChatML.</summary>
+    /// <summary>The chat template; null = the model's own (tokenizer_config.json).</summary>
     public ChatTemplate? Template { get; init; }
+    /// <summary>Opt-in: serve a model without a usable chat template with ChatML (logged as a warning) instead of failing.</summary>
+    public bool AllowChatMlFallback { get; init; }
     /// <summary>Minimum log level of ASP.NET Core's own logging.</summary>
     public LogLevel LogLevel { get; init; } = LogLevel.Warning;
 }
@@ -50,7 +52,9 @@ public static class PonderServer
         builder.Logging.SetMinimumLevel(options.LogLevel);
         builder.WebHost.UseUrls([.. options.Urls]);
         var app = builder.Build();
-        app.MapPonderApi(engine, options.Template ?? ChatTemplate.ForModel(engine.Model));
+        var template = options.Template ?? ChatTemplate.ForModel(engine.Model, options.AllowChatMlFallback,
+            app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Ponder.Server"));
+        app.MapPonderApi(engine, template);
         return app;
     }
 

@@ -101,12 +101,12 @@ public static class FineTuneLoop
             best?.Step ?? 0, best is { Step: > 0 } ? best.Loss : null);
     }
 
-    /// <summary>Writes the evaluation JSON to the output folder and, when the config names a weights folder, the weights, loss log and plot, evaluation and model card there.</summary>
-    public static void Export(FineTuneConfig c, ParameterSet parameters, string evalFile, string evalJson, Func<string> modelCard)
+    /// <summary>Writes the evaluation JSON to the output folder and, when the config names a weights folder, the weights (with <paramref name="chatTemplate"/> when the model takes chat requests), loss log and plot, evaluation and model card there.</summary>
+    public static void Export(FineTuneConfig c, ParameterSet parameters, string evalFile, string evalJson, Func<string> modelCard, string? chatTemplate = null)
     {
         File.WriteAllText(Path.Combine(c.OutputDir, evalFile), evalJson);
         if (c.WeightsDir is null) return;
-        ModelExport.WriteWeights(c.WeightsDir, parameters);
+        ModelExport.WriteWeights(c.WeightsDir, parameters, chatTemplate);
         foreach (string f in new[] { "loss.csv", "loss.png", evalFile })
             File.Copy(Path.Combine(c.OutputDir, f), Path.Combine(c.WeightsDir, f), overwrite: true);
         File.WriteAllText(Path.Combine(c.WeightsDir, "README.md"), modelCard());

@@ -15,7 +15,7 @@ public static class ModelExport
     {
         string dir = config.WeightsDir ?? throw new ArgumentException("the config has no weightsDir", nameof(config));
         var (parameters, state) = Checkpoint.Load(result.CheckpointPath);
-        WriteWeights(dir, parameters);
+        WriteWeights(dir, parameters, TrainedChatTemplates.Policy);
         foreach (string f in new[] { "loss.csv", "loss.png", "test.jsonl", "validation.jsonl", "pass_at_1.json" })
         {
             string src = Path.Combine(config.OutputDir, f);
@@ -24,14 +24,18 @@ public static class ModelExport
         File.WriteAllText(Path.Combine(dir, "README.md"), ModelCard(config, parameters, state, result, command));
     }
 
-    /// <summary>Writes <c>config.json</c> + <c>model.safetensors</c>, <c>tokenizer.json</c> and <c>model.gguf</c> (f32, with the byte-level tokenizer) into <paramref name="dir"/>.</summary>
-    public static void WriteWeights(string dir, ParameterSet parameters)
+    /// <summary>
+    /// Writes <c>config.json</c> + <c>model.safetensors</c>, <c>tokenizer.json</c> and <c>model.gguf</c> (f32, with the
+    /// byte-level tokenizer) into <paramref name="dir"/>, and <c>tokenizer_config.json</c> with <paramref name="chatTemplate"/> when given.
+    /// </summary>
+    public static void WriteWeights(string dir, ParameterSet parameters, string? chatTemplate = null)
     {
         var tensors = parameters.Tensors;
         SafetensorsWriter.WriteFolder(dir, parameters.Config, tensors, DType.F32);
         string tokenizerJson = Path.Combine(dir, "tokenizer.json");
         TokenizerFiles.WriteByteLevel(tokenizerJson, ByteTokenizer.Specials.OrderBy(kv => kv.Value).Select(kv => kv.Key).ToList());
         GgufWriter.Write(Path.Combine(dir, "model.gguf"), parameters.Config, tensors, DType.F32, TokenizerFiles.ToGgufMetadata(tokenizerJson));
+        if (chatTemplate is not null) TrainedChatTemplates.Write(dir, chatTemplate);
     }
 
     static string ModelCard(TrainingConfig c, ParameterSet p, TrainingState state, PolicyTrainingResult r, string? command)
@@ -50,7 +54,7 @@ public static class ModelExport
         sb.AppendLine(inv, $"Byte-level vocabulary of {m.Vocab}: ids 0..255 bytes, 256 `<|bos|>`, 257 `<|eos|>`, 258 `<|pad|>`.");
         sb.AppendLine(inv, $"Parameters: {m.TotalParameters:N0} total, {m.NonEmbeddingParameters:N0} non-embedding.");
         sb.AppendLine();
-        sb.AppendLine("Files: `config.json` + `model.safetensors` (f32), `model.gguf` (f32, with the byte-level tokenizer as GGUF \"gpt2\" metadata), `tokenizer.json`, `loss.csv`, `loss.png`,");
+        sb.AppendLine("Files: `config.json` + `model.safetensors` (f32), `model.gguf` (f32, with the byte-level tokenizer as GGUF \"gpt2\" metadata), `tokenizer.json`, `tokenizer_config.json` (chat template: the training prompt), `loss.csv`, `loss.png`,");
         sb.AppendLine("`test.jsonl` / `validation.jsonl` (the fixed splits), `pass_at_1.json` (per-question pass@1).");
         sb.AppendLine();
         sb.AppendLine("## Training");

@@ -55,7 +55,7 @@ public static class RevisionTrainer
         status?.Report("evaluating revision chains");
         var evaluation = Evaluate(c, task, policy, model);
         var result = new RevisionRunResult(training, train.Count + val.Count, train.Dropped + val.Dropped, byAttempts, evaluation);
-        FineTuneLoop.Export(c, parameters, "revision_eval.json", JsonSerializer.Serialize(result), () => ModelCard(c, parameters.Config, result));
+        FineTuneLoop.Export(c, parameters, "revision_eval.json", JsonSerializer.Serialize(result), () => ModelCard(c, parameters.Config, result), TrainedChatTemplates.Revision);
         return result;
     }
 
@@ -118,7 +118,7 @@ public static class RevisionTrainer
         sb.AppendLine();
         sb.AppendLine("## Architecture");
         sb.AppendLine(inv, $"LlamaForCausalLM, the policy's shape (dModel {m.DModel}, nLayers {m.NLayers}, nHeads {m.NHeads}, nKvHeads {m.NKvHeads}, dFf {m.DFf}) with context {m.MaxPositions} (the policy's 256 extended: RoPE has no learned positions).");
-        sb.AppendLine("Files: `config.json` + `model.safetensors` (f32), `model.gguf` (f32), `tokenizer.json`, `loss.csv`, `loss.png`, `revision_eval.json`.");
+        sb.AppendLine("Files: `config.json` + `model.safetensors` (f32), `model.gguf` (f32), `tokenizer.json`, `tokenizer_config.json` (chat template: the revision prompt), `loss.csv`, `loss.png`, `revision_eval.json`.");
         sb.AppendLine();
         sb.AppendLine("## Data");
         sb.AppendLine(inv, $"- {c.SamplesPerQuestion} policy samples at T=1 per question (paper: 64) on {c.Questions} training questions (level u^{c.LevelPower}); `{c.SamplesFile}`.");

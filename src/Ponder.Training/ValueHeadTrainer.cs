@@ -92,7 +92,7 @@ public static class ValueHeadTrainer
         File.WriteAllText(Path.Combine(c.OutputDir, "value_head_eval.json"), JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
         if (c.WeightsDir is { } dir)
         {
-            ModelExport.WriteWeights(dir, shared);
+            ModelExport.WriteWeights(dir, shared, TrainedChatTemplates.Policy);
             foreach (string f in new[] { "loss.csv", "value_head_eval.json" })
                 File.Copy(Path.Combine(c.OutputDir, f), Path.Combine(dir, f), overwrite: true);
             File.WriteAllText(Path.Combine(dir, "README.md"), ModelCard(c, shared.Config, result));
@@ -254,7 +254,7 @@ public static class ValueHeadTrainer
         sb.AppendLine(inv, $"Parameters: {m.TotalParameters:N0} (the policy's + {m.DModel}).");
         sb.AppendLine("Files: `config.json` + `model.safetensors` (f32), `model.gguf` (f32; the row is tensor `ponder.value_head.weight` with");
         sb.AppendLine("metadata `ponder.value_head = 1`: llama.cpp refuses tensors it does not create, so this GGUF is for Ponder only;");
-        sb.AppendLine("`weights/policy-small/model.gguf` is the same policy for llama.cpp), `tokenizer.json`, `loss.csv` (BCE every 10 epochs), `value_head_eval.json`.");
+        sb.AppendLine("`weights/policy-small/model.gguf` is the same policy for llama.cpp), `tokenizer.json`, `tokenizer_config.json` (chat template), `loss.csv` (BCE every 10 epochs), `value_head_eval.json`.");
         sb.AppendLine();
         sb.AppendLine("## Training");
         sb.AppendLine(inv, $"- Command: `ponder train value-head --config configs/{c.Name}.json` (reuses `{c.SamplesFile}` and `{c.LabelsFile ?? Path.Combine(c.OutputDir, "prm_labels.jsonl")}` when present).");

@@ -17,7 +17,7 @@ public sealed class ServerFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Engine = new CompletionEngine(Policy, Prm);
-        App = PonderServer.Create(Engine, new PonderServerOptions { Urls = ["http://127.0.0.1:0"] });
+        App = PonderServer.Create(Engine, new PonderServerOptions { Urls = ["http://127.0.0.1:0"], AllowChatMlFallback = true });
         await App.StartAsync();
         BaseAddress = new Uri(App.Urls.Single());
         Assert.True(BaseAddress.IsLoopback);

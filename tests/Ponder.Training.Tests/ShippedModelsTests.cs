@@ -58,4 +58,22 @@ public sealed class ShippedModelsTests
         Assert.Equal(policy.Config.Vocab, model.Config.Vocab);
         Assert.Equal(policy.Tokenizer!.Encode("Q: 6+3\n", addSpecialTokens: true), model.Tokenizer!.Encode("Q: 6+3\n", addSpecialTokens: true));
     }
+
+    /// <summary>The shipped tokenizer_config.json files are what the trainer's export writes (TrainedChatTemplates), byte for byte.</summary>
+    [Theory]
+    [InlineData("policy-small", true)]
+    [InlineData("policy-medium", true)]
+    [InlineData("policy-small-vh", true)]
+    [InlineData("revision-small", false)]
+    public void Shipped_chat_templates_are_the_trainers(string name, bool policy)
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "ponder-chat-template-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            TrainedChatTemplates.Write(dir, policy ? TrainedChatTemplates.Policy : TrainedChatTemplates.Revision);
+            Assert.Equal(File.ReadAllText(Path.Combine(dir, "tokenizer_config.json")), File.ReadAllText(Path.Combine(Root(), "weights", name, "tokenizer_config.json")));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
 }

@@ -1,625 +1,1045 @@
-using System.Globalization;
 using System.Text;
 
 namespace Ponder.Hosting;
 
 /// <summary>
-/// The subset of Jinja2 that chat templates (Llama 3, Qwen2, ChatML, Mistral-style) use, evaluated the way Hugging Face's
-/// <c>apply_chat_template</c> does (trim_blocks and lstrip_blocks on): text, <c>{{ expr }}</c>, <c>{# #}</c>,
-/// <c>{% if/elif/else/endif %}</c>, <c>{% for x in xs %}</c> with <c>loop.index0/index/first/last/length</c>,
-/// <c>{% set %}</c>, whitespace control (<c>-</c>), and expressions: literals, names, <c>a.b</c>, <c>a['b']</c>,
-/// <c>a[i]</c>, slices, <c>+ - * / % ~</c>, comparisons, <c>in</c>, <c>and/or/not</c>, <c>x if c else y</c>,
-/// <c>is [not] defined/none/string/number/mapping/sequence</c>, filters <c>trim, length, upper, lower, string, tojson</c>
-/// and <c>raise_exception(msg)</c>. Anything else (macros, namespace(), call blocks) throws <see cref="NotSupportedException"/>
-/// at parse time, so a caller can fall back to a known format.
+/// A Jinja2 interpreter for chat templates, configured as Hugging Face's <c>apply_chat_template</c> configures Jinja2
+/// (trim_blocks, lstrip_blocks, a final newline dropped) and evaluating with Python's semantics (str(), ==, slicing,
+/// string methods, <c>tojson</c> as json.dumps without ASCII escaping).
+/// Statements: if/elif/else, for (tuple targets, <c>if</c> filter, else, <c>loop.*</c>, break/continue), set (names,
+/// tuples, <c>ns.attr</c>, block set), macro, generation (transparent), comments and whitespace control.
+/// Expressions: literals (lists, tuples, dicts), attribute/item access, slices with steps, calls with keyword
+/// arguments, filters with arguments, tests (<c>is [not] x</c>), arithmetic, <c>~</c>, comparisons, <c>in</c>,
+/// <c>and/or/not</c>, conditional expressions; globals <c>namespace</c>, <c>range</c>, <c>dict</c>,
+/// <c>raise_exception</c>, <c>strftime_now</c>. Anything else fails at compile time (or, for a method name, when
+/// called) with a <see cref="ChatTemplateException"/> naming the construct and its line and column.
 /// </summary>
-internal static class Jinja
+internal static partial class Jinja
 {
-    /// <summary>Parses <paramref name="source"/> into a template; throws <see cref="NotSupportedException"/> on constructs outside the subset.</summary>
-    public static Func<IReadOnlyDictionary<string, object?>, string> Compile(string source)
+    /// <summary>Compiles <paramref name="source"/>; throws <see cref="ChatTemplateException"/> on syntax errors and unsupported constructs.</summary>
+    public static Template Compile(string source)
     {
-        var tokens = Lex(source);
-        int pos = 0;
-        var body = ParseBlock(tokens, ref pos, []);
-        if (pos != tokens.Count) throw new NotSupportedException($"chat template: unexpected {{% {tokens[pos].Text} %}}");
-        return vars =>
+        ArgumentNullException.ThrowIfNull(source);
+        var lines = new LineMap(source);
+        var tokens = Lex(source, lines);
+        var parser = new Parser(tokens);
+        return new Template(parser.ParseTemplate());
+    }
+
+    /// <summary>A compiled template: renders a context of variables (already Jinja values, see <see cref="FromClr"/>).</summary>
+    internal sealed class Template(List<Jinja.Node> body)
+    {
+        public string Render(IReadOnlyDictionary<string, object?> variables)
         {
+            var globals = new Scope(null);
+            foreach (var (name, value) in Globals) globals.Set(name, value);
+            var scope = new Scope(globals);
+            foreach (var (name, value) in variables) scope.Set(name, value);
             var sb = new StringBuilder();
-            var scope = new Scope(null);
-            foreach (var (k, v) in vars) scope.Vars[k] = v;
-            foreach (var n in body) n.Render(sb, scope);
+            RenderAll(body, sb, scope);
             return sb.ToString();
+        }
+    }
+
+    /// <summary>raise_exception(message) in a template: the template refused its input.</summary>
+    internal sealed class RaisedException(string message) : Exception(message);
+
+    // ================================================================= source positions
+
+    internal readonly record struct Loc(int Line, int Column);
+
+    sealed class LineMap
+    {
+        readonly List<int> _starts = [0];
+        public LineMap(string s)
+        {
+            for (int i = 0; i < s.Length; i++) if (s[i] == '\n') _starts.Add(i + 1);
+        }
+        public Loc At(int offset)
+        {
+            int line = _starts.BinarySearch(offset);
+            if (line < 0) line = ~line - 1;
+            return new Loc(line + 1, offset - _starts[line] + 1);
+        }
+    }
+
+    static ChatTemplateException Error(Loc at, string message, Exception? inner = null) => new(message, at.Line, at.Column, inner);
+
+    // ================================================================= lexer
+
+    enum T { Text, BlockOpen, BlockClose, VarOpen, VarClose, Name, String, Int, Float, Op, End }
+
+    sealed record Tok(T Kind, string Value, Loc At)
+    {
+        public bool Is(T kind, string value) => Kind == kind && Value == value;
+        public bool IsOp(string op) => Kind == T.Op && Value == op;
+        public bool IsName(string name) => Kind == T.Name && Value == name;
+        public override string ToString() => Kind switch
+        {
+            T.End => "end of template",
+            T.BlockClose => "'%}'",
+            T.VarClose => "'}}'",
+            T.String => $"string '{Value}'",
+            _ => $"'{Value}'",
         };
     }
 
-    // ---- lexing: text / output / statement pieces, with whitespace control applied ----
-
-    enum Kind { Text, Output, Statement }
-    sealed record Piece(Kind Kind, string Text);
-
-    static List<Piece> Lex(string s)
+    // Whitespace handling follows Jinja2 with trim_blocks and lstrip_blocks (as Hugging Face's apply_chat_template
+    // and @huggingface/jinja): spaces and tabs from a line start up to a block or comment tag are dropped, the first
+    // newline after a block or comment tag is dropped, '-' strips all whitespace on its side, and a single trailing
+    // newline of the template is dropped.
+    static List<Tok> Lex(string s, LineMap lines)
     {
-        var pieces = new List<Piece>();
+        var tokens = new List<Tok>();
+        int n = s.EndsWith('\n') ? s.Length - 1 : s.Length;
         int i = 0;
-        bool trimNextLeading = false, trimNextNewline = false;
-        while (i < s.Length)
+        bool dropNewline = false, skipWhitespace = false;
+        while (i < n)
         {
-            int open = NextOpen(s, i);
-            string text = s[i..(open < 0 ? s.Length : open)];
-            if (trimNextLeading) text = text.TrimStart();
-            else if (trimNextNewline) text = text.StartsWith("\r\n", StringComparison.Ordinal) ? text[2..] : text.StartsWith('\n') ? text[1..] : text;
-            trimNextLeading = trimNextNewline = false;
-            if (open < 0) { if (text.Length > 0) pieces.Add(new Piece(Kind.Text, text)); break; }
-            char kind = s[open + 1];
-            bool trimLeft = open + 2 < s.Length && s[open + 2] == '-';
-            string close = kind == '{' ? "}}" : kind == '%' ? "%}" : "#}";
-            int end = s.IndexOf(close, open + 2, StringComparison.Ordinal);
-            if (end < 0) throw new NotSupportedException($"chat template: unclosed '{s.Substring(open, 2)}' at offset {open}");
-            bool trimRight = s[end - 1] == '-' && end - 1 > open + 2;
-            string inner = s[(open + 2 + (trimLeft ? 1 : 0))..(end - (trimRight ? 1 : 0))].Trim();
-            if (trimLeft) text = text.TrimEnd();
-            else if (kind == '%') text = LstripBlock(text);
-            if (text.Length > 0) pieces.Add(new Piece(Kind.Text, text));
-            if (kind == '{') pieces.Add(new Piece(Kind.Output, inner));
-            else if (kind == '%') pieces.Add(new Piece(Kind.Statement, inner));
-            i = end + 2;
-            trimNextLeading = trimRight;
-            trimNextNewline = !trimRight && kind != '{';
+            int open = NextTag(s, i, n);
+            int textEnd = open < 0 ? n : open;
+            int start = i;
+            if (skipWhitespace) while (start < textEnd && char.IsWhiteSpace(s[start])) start++;
+            else if (dropNewline && start < textEnd && s[start] == '\n') start++;
+            skipWhitespace = dropNewline = false;
+            string text = s[start..textEnd];
+            if (open >= 0)
+            {
+                char kind = s[open + 1];
+                bool minus = open + 2 < n && s[open + 2] == '-';
+                if (minus) text = text.TrimEnd();
+                else if (kind is '%' or '#')
+                {
+                    int p = textEnd;
+                    while (p > i && s[p - 1] is ' ' or '\t') p--;
+                    bool lineStart = p == 0 || s[p - 1] is '\n' or '\r';
+                    if (lineStart) text = text[..Math.Max(0, text.Length - (textEnd - p))];
+                }
+            }
+            if (text.Length > 0) tokens.Add(new Tok(T.Text, text, lines.At(start)));
+            if (open < 0) break;
+
+            char k = s[open + 1];
+            i = open + 2;
+            if (i < n && s[i] == '-') i++;
+            if (k == '#')
+            {
+                int close = s.IndexOf("#}", i, StringComparison.Ordinal);
+                if (close < 0 || close + 2 > n) throw Error(lines.At(open), "comment '{#' is never closed with '#}'");
+                skipWhitespace = close > i && s[close - 1] == '-';
+                dropNewline = true;
+                i = close + 2;
+                continue;
+            }
+            tokens.Add(new Tok(k == '%' ? T.BlockOpen : T.VarOpen, k == '%' ? "{%" : "{{", lines.At(open)));
+            i = LexInside(s, n, i, k == '%', tokens, lines, open, out skipWhitespace);
+            dropNewline = k == '%';
         }
-        return pieces;
+        tokens.Add(new Tok(T.End, "", lines.At(n)));
+        return tokens;
     }
 
-    static int NextOpen(string s, int from)
+    static int NextTag(string s, int from, int n)
     {
-        for (int i = s.IndexOf('{', from); i >= 0 && i + 1 < s.Length; i = s.IndexOf('{', i + 1))
-            if (s[i + 1] is '{' or '%' or '#') return i;
+        for (int i = s.IndexOf('{', from); i >= 0 && i + 1 < n; i = s.IndexOf('{', i + 1))
+            if (s[i + 1] is '%' or '{' or '#') return i;
         return -1;
     }
 
-    // lstrip_blocks: spaces and tabs between the start of a line and a block tag are removed.
-    static string LstripBlock(string text)
+    static readonly string[] Operators = ["**", "//", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<", ">", "(", ")", "[", "]", "{", "}", ",", ".", ":", "|", "="];
+
+    // Lexes the inside of {% %} or {{ }} from i; returns the index after the closing delimiter.
+    static int LexInside(string s, int n, int i, bool block, List<Tok> tokens, LineMap lines, int open, out bool skipAfter)
     {
-        int j = text.Length;
-        while (j > 0 && text[j - 1] is ' ' or '\t') j--;
-        return j == 0 || text[j - 1] == '\n' ? text[..j] : text;
-    }
-
-    // ---- statements ----
-
-    abstract class Node { public abstract void Render(StringBuilder sb, Scope scope); }
-
-    sealed class TextNode(string text) : Node { public override void Render(StringBuilder sb, Scope scope) => sb.Append(text); }
-
-    sealed class OutputNode(Expr e) : Node { public override void Render(StringBuilder sb, Scope scope) => sb.Append(Str(e.Eval(scope))); }
-
-    sealed class SetNode(string name, Expr e) : Node { public override void Render(StringBuilder sb, Scope scope) => scope.Vars[name] = e.Eval(scope); }
-
-    sealed class IfNode(List<(Expr Cond, List<Node> Body)> branches, List<Node>? otherwise) : Node
-    {
-        public override void Render(StringBuilder sb, Scope scope)
+        string close = block ? "%}" : "}}";
+        int braces = 0;
+        while (true)
         {
-            foreach (var (cond, body) in branches)
-                if (Truthy(cond.Eval(scope))) { foreach (var n in body) n.Render(sb, scope); return; }
-            if (otherwise is not null) foreach (var n in otherwise) n.Render(sb, scope);
-        }
-    }
-
-    sealed class ForNode(string name, Expr items, List<Node> body, List<Node>? otherwise) : Node
-    {
-        public override void Render(StringBuilder sb, Scope scope)
-        {
-            var list = Items(items.Eval(scope));
-            if (list.Count == 0 && otherwise is not null) { foreach (var n in otherwise) n.Render(sb, scope); return; }
-            for (int i = 0; i < list.Count; i++)
+            while (i < n && char.IsWhiteSpace(s[i])) i++;
+            if (i >= n) throw Error(lines.At(open), $"'{(block ? "{%" : "{{")}' is never closed with '{close}'");
+            if (braces == 0 || block)
             {
-                var inner = new Scope(scope);
-                inner.Vars[name] = list[i];
-                inner.Vars["loop"] = new Dictionary<string, object?>
+                if (s[i] == '-' && string.CompareOrdinal(s, i + 1, close, 0, 2) == 0)
                 {
-                    ["index0"] = (long)i, ["index"] = (long)i + 1, ["first"] = i == 0, ["last"] = i == list.Count - 1,
-                    ["length"] = (long)list.Count, ["revindex0"] = (long)(list.Count - 1 - i), ["revindex"] = (long)(list.Count - i),
-                    ["previtem"] = i > 0 ? list[i - 1] : null, ["nextitem"] = i + 1 < list.Count ? list[i + 1] : null,
-                };
-                foreach (var n in body) n.Render(sb, inner);
+                    tokens.Add(new Tok(block ? T.BlockClose : T.VarClose, close, lines.At(i)));
+                    skipAfter = true;
+                    return i + 3;
+                }
+                if (string.CompareOrdinal(s, i, close, 0, 2) == 0 && i + 2 <= n)
+                {
+                    tokens.Add(new Tok(block ? T.BlockClose : T.VarClose, close, lines.At(i)));
+                    skipAfter = false;
+                    return i + 2;
+                }
             }
+            char c = s[i];
+            var at = lines.At(i);
+            if (c is '\'' or '"')
+            {
+                var sb = new StringBuilder();
+                int j = i + 1;
+                while (true)
+                {
+                    if (j >= n) throw Error(at, "string literal is never closed");
+                    char d = s[j++];
+                    if (d == c) break;
+                    if (d != '\\') { sb.Append(d); continue; }
+                    if (j >= n) throw Error(at, "string literal is never closed");
+                    char e = s[j++];
+                    switch (e)
+                    {
+                        case 'n': sb.Append('\n'); break;
+                        case 't': sb.Append('\t'); break;
+                        case 'r': sb.Append('\r'); break;
+                        case 'b': sb.Append('\b'); break;
+                        case 'f': sb.Append('\f'); break;
+                        case 'v': sb.Append('\v'); break;
+                        case '\\' or '\'' or '"': sb.Append(e); break;
+                        case 'x' or 'u':
+                        {
+                            int len = e == 'x' ? 2 : 4;
+                            if (j + len > n || !int.TryParse(s.AsSpan(j, len), System.Globalization.NumberStyles.HexNumber, null, out int code))
+                                throw Error(lines.At(j - 2), $"invalid escape '\\{e}' in a string literal");
+                            sb.Append((char)code);
+                            j += len;
+                            break;
+                        }
+                        // Python keeps unknown escapes as written.
+                        default: sb.Append('\\').Append(e); break;
+                    }
+                }
+                tokens.Add(new Tok(T.String, sb.ToString(), at));
+                i = j;
+                continue;
+            }
+            if (char.IsAsciiDigit(c))
+            {
+                int j = i;
+                while (j < n && (char.IsAsciiDigit(s[j]) || s[j] == '_')) j++;
+                bool isFloat = false;
+                if (j + 1 < n && s[j] == '.' && char.IsAsciiDigit(s[j + 1]) && !(tokens.Count > 0 && tokens[^1].IsOp(".")))
+                {
+                    isFloat = true;
+                    j++;
+                    while (j < n && char.IsAsciiDigit(s[j])) j++;
+                }
+                tokens.Add(new Tok(isFloat ? T.Float : T.Int, s[i..j].Replace("_", ""), at));
+                i = j;
+                continue;
+            }
+            if (char.IsLetter(c) || c == '_')
+            {
+                int j = i;
+                while (j < n && (char.IsLetterOrDigit(s[j]) || s[j] == '_')) j++;
+                tokens.Add(new Tok(T.Name, s[i..j], at));
+                i = j;
+                continue;
+            }
+            string? op = null;
+            foreach (string o in Operators)
+                if (string.CompareOrdinal(s, i, o, 0, o.Length) == 0) { op = o; break; }
+            if (op is null) throw Error(at, $"unexpected character '{c}'");
+            if (op == "{") braces++;
+            else if (op == "}") braces--;
+            tokens.Add(new Tok(T.Op, op, at));
+            i += op.Length;
         }
-
-        static List<object?> Items(object? v) => v switch
-        {
-            null => [],
-            List<object?> l => l,
-            Dictionary<string, object?> d => [.. d.Keys],
-            string s => [.. s.Select(c => (object?)c.ToString())],
-            _ => throw new InvalidOperationException($"chat template: cannot iterate over {TypeName(v)}"),
-        };
     }
 
-    sealed class Scope(Scope? parent)
+    // ================================================================= AST
+
+    internal abstract class Node(Loc at)
     {
-        public readonly Dictionary<string, object?> Vars = [];
-        public bool TryGet(string name, out object? value)
+        public Loc At { get; } = at;
+        public abstract void Render(StringBuilder sb, Scope scope);
+    }
+
+    abstract class Expr(Loc at)
+    {
+        public Loc At { get; } = at;
+        public abstract object? Eval(Scope scope);
+    }
+
+    static void RenderAll(List<Node> body, StringBuilder sb, Scope scope)
+    {
+        foreach (var node in body) node.Render(sb, scope);
+    }
+
+    /// <summary>Variables of one frame; lookups walk to the enclosing frames.</summary>
+    internal sealed class Scope(Scope? parent)
+    {
+        readonly Dictionary<string, object?> _vars = new(StringComparer.Ordinal);
+        public Scope? Parent => parent;
+        public void Set(string name, object? value) => _vars[name] = value;
+        public object? Get(string name)
         {
             for (var s = this; s is not null; s = s.Parent)
-                if (s.Vars.TryGetValue(name, out value)) return true;
-            value = null;
-            return false;
+                if (s._vars.TryGetValue(name, out var v)) return v;
+            return new Undefined(name);
         }
-        Scope? Parent => parent;
     }
 
-    static List<Node> ParseBlock(List<Piece> pieces, ref int pos, string[] terminators)
+    sealed class BreakSignal : Exception;
+    sealed class ContinueSignal : Exception;
+
+    sealed class TextNode(Loc at, string text) : Node(at)
     {
-        var nodes = new List<Node>();
-        while (pos < pieces.Count)
+        public override void Render(StringBuilder sb, Scope scope) => sb.Append(text);
+    }
+
+    sealed class OutputNode(Loc at, Expr e) : Node(at)
+    {
+        public override void Render(StringBuilder sb, Scope scope) => sb.Append(Str(e.Eval(scope)));
+    }
+
+    sealed class IfNode(Loc at, List<(Expr Test, List<Node> Body)> branches, List<Node>? otherwise) : Node(at)
+    {
+        public override void Render(StringBuilder sb, Scope scope)
         {
-            var p = pieces[pos];
-            if (p.Kind == Kind.Text) { nodes.Add(new TextNode(p.Text)); pos++; continue; }
-            if (p.Kind == Kind.Output) { nodes.Add(new OutputNode(ParseExpr(p.Text))); pos++; continue; }
-            string keyword = FirstWord(p.Text);
-            if (terminators.Contains(keyword)) return nodes;
-            pos++;
-            string rest = p.Text[keyword.Length..].Trim();
-            switch (keyword)
+            foreach (var (test, body) in branches)
+                if (Truthy(test.Eval(scope))) { RenderAll(body, sb, scope); return; }
+            if (otherwise is not null) RenderAll(otherwise, sb, scope);
+        }
+    }
+
+    sealed class ForNode(Loc at, List<string> targets, Expr iterable, Expr? filter, List<Node> body, List<Node>? otherwise) : Node(at)
+    {
+        public override void Render(StringBuilder sb, Scope scope)
+        {
+            var items = Iterate(iterable.Eval(scope), iterable.At);
+            if (filter is not null)
             {
-                case "set":
+                var kept = new List<object?>();
+                foreach (var item in items)
                 {
-                    int eq = rest.IndexOf('=');
-                    if (eq < 0) throw new NotSupportedException("chat template: block {% set %} is not supported");
-                    string name = rest[..eq].Trim();
-                    if (!IsIdentifier(name)) throw new NotSupportedException($"chat template: cannot set '{name}' (only plain names)");
-                    nodes.Add(new SetNode(name, ParseExpr(rest[(eq + 1)..])));
-                    break;
+                    var probe = new Scope(scope);
+                    Bind(probe, item);
+                    if (Truthy(filter.Eval(probe))) kept.Add(item);
                 }
-                case "if":
-                {
-                    var branches = new List<(Expr, List<Node>)>();
-                    List<Node>? otherwise = null;
-                    var cond = ParseExpr(rest);
-                    while (true)
-                    {
-                        var body = ParseBlock(pieces, ref pos, ["elif", "else", "endif"]);
-                        if (pos >= pieces.Count) throw new NotSupportedException("chat template: {% if %} without {% endif %}");
-                        branches.Add((cond, body));
-                        string k = FirstWord(pieces[pos].Text);
-                        string r = pieces[pos].Text[k.Length..].Trim();
-                        pos++;
-                        if (k == "elif") { cond = ParseExpr(r); continue; }
-                        if (k == "else")
-                        {
-                            otherwise = ParseBlock(pieces, ref pos, ["endif"]);
-                            if (pos >= pieces.Count) throw new NotSupportedException("chat template: {% if %} without {% endif %}");
-                            pos++;
-                        }
-                        break;
-                    }
-                    nodes.Add(new IfNode(branches, otherwise));
-                    break;
-                }
-                case "for":
-                {
-                    int inAt = rest.IndexOf(" in ", StringComparison.Ordinal);
-                    if (inAt < 0) throw new NotSupportedException($"chat template: malformed {{% for {rest} %}}");
-                    string name = rest[..inAt].Trim();
-                    if (!IsIdentifier(name)) throw new NotSupportedException($"chat template: for-loop target '{name}' is not supported (only one name)");
-                    var items = ParseExpr(rest[(inAt + 4)..]);
-                    var body = ParseBlock(pieces, ref pos, ["else", "endfor"]);
-                    if (pos >= pieces.Count) throw new NotSupportedException("chat template: {% for %} without {% endfor %}");
-                    List<Node>? otherwise = null;
-                    if (FirstWord(pieces[pos].Text) == "else")
-                    {
-                        pos++;
-                        otherwise = ParseBlock(pieces, ref pos, ["endfor"]);
-                        if (pos >= pieces.Count) throw new NotSupportedException("chat template: {% for %} without {% endfor %}");
-                    }
-                    pos++;
-                    nodes.Add(new ForNode(name, items, body, otherwise));
-                    break;
-                }
-                default:
-                    throw new NotSupportedException($"chat template: statement '{keyword}' is not supported");
+                items = kept;
+            }
+            if (items.Count == 0)
+            {
+                if (otherwise is not null) RenderAll(otherwise, sb, scope);
+                return;
+            }
+            for (int i = 0; i < items.Count; i++)
+            {
+                // Each iteration is its own frame: a {% set %} in the body does not leak out of the loop (Jinja2 scoping).
+                var frame = new Scope(scope);
+                Bind(frame, items[i]);
+                frame.Set("loop", new LoopInfo(items, i));
+                try { RenderAll(body, sb, frame); }
+                catch (BreakSignal) { break; }
+                catch (ContinueSignal) { }
             }
         }
-        if (terminators.Length > 0) throw new NotSupportedException($"chat template: missing {{% {terminators[^1]} %}}");
-        return nodes;
+
+        void Bind(Scope frame, object? item)
+        {
+            if (targets.Count == 1) { frame.Set(targets[0], item); return; }
+            var parts = Iterate(item, At);
+            if (parts.Count != targets.Count)
+                throw Error(At, $"cannot unpack {parts.Count} values into {targets.Count} loop variables");
+            for (int k = 0; k < targets.Count; k++) frame.Set(targets[k], parts[k]);
+        }
     }
 
-    static string FirstWord(string s)
+    sealed class SetNode(Loc at, List<string> names, string? attribute, Expr value) : Node(at)
     {
-        int i = 0;
-        while (i < s.Length && (char.IsLetterOrDigit(s[i]) || s[i] == '_')) i++;
-        return s[..i];
+        public override void Render(StringBuilder sb, Scope scope)
+        {
+            var v = value.Eval(scope);
+            if (attribute is not null)
+            {
+                if (scope.Get(names[0]) is not Namespace ns) throw Error(At, $"cannot set attribute '{attribute}' on '{names[0]}': only a namespace() object takes attributes");
+                ns.Values[attribute] = v;
+                return;
+            }
+            if (names.Count == 1) { scope.Set(names[0], v); return; }
+            var parts = Iterate(v, At);
+            if (parts.Count != names.Count) throw Error(At, $"cannot unpack {parts.Count} values into {names.Count} names");
+            for (int k = 0; k < names.Count; k++) scope.Set(names[k], parts[k]);
+        }
     }
 
-    static bool IsIdentifier(string s) => s.Length > 0 && (char.IsLetter(s[0]) || s[0] == '_') && s.All(c => char.IsLetterOrDigit(c) || c == '_');
+    sealed class SetBlockNode(Loc at, string name, List<Node> body) : Node(at)
+    {
+        public override void Render(StringBuilder sb, Scope scope)
+        {
+            var inner = new StringBuilder();
+            RenderAll(body, inner, scope);
+            scope.Set(name, inner.ToString());
+        }
+    }
+
+    sealed class MacroNode(Loc at, string name, List<(string Name, Expr? Default)> parameters, List<Node> body) : Node(at)
+    {
+        public override void Render(StringBuilder sb, Scope scope) => scope.Set(name, new Macro(name, parameters, body, scope, At));
+    }
+
+    sealed class SignalNode(Loc at, bool isBreak) : Node(at)
+    {
+        public override void Render(StringBuilder sb, Scope scope) => throw (isBreak ? new BreakSignal() : new ContinueSignal());
+    }
+
+    sealed class BlockNode(Loc at, List<Node> body) : Node(at)
+    {
+        public override void Render(StringBuilder sb, Scope scope) => RenderAll(body, sb, scope);
+    }
+
+    /// <summary>A template macro: a callable rendering its body in a frame of its own over the defining scope.</summary>
+    sealed class Macro(string name, List<(string Name, Expr? Default)> parameters, List<Node> body, Scope closure, Loc at) : ICallable
+    {
+        public string Name => name;
+        public object? Call(List<object?> args, Dictionary<string, object?> kwargs, Loc callAt)
+        {
+            if (args.Count > parameters.Count) throw Error(callAt, $"macro '{name}' takes {parameters.Count} arguments, {args.Count} given");
+            var frame = new Scope(closure);
+            for (int k = 0; k < parameters.Count; k++)
+            {
+                var (p, dflt) = parameters[k];
+                object? v = k < args.Count ? args[k]
+                    : kwargs.Remove(p, out var kv) ? kv
+                    : dflt is not null ? dflt.Eval(frame)
+                    : new Undefined(p);
+                frame.Set(p, v);
+            }
+            if (kwargs.Count > 0) throw Error(callAt, $"macro '{name}' has no parameter '{kwargs.Keys.First()}'");
+            var sb = new StringBuilder();
+            RenderAll(body, sb, frame);
+            return sb.ToString();
+        }
+        public Loc DefinedAt => at;
+    }
 
     // ---- expressions ----
 
-    abstract class Expr { public abstract object? Eval(Scope scope); }
-    sealed class Const(object? v) : Expr { public override object? Eval(Scope scope) => v; }
-    sealed class Name(string n) : Expr
+    sealed class Const(Loc at, object? value) : Expr(at)
     {
-        public readonly string Id = n;
-        public override object? Eval(Scope scope) => scope.TryGet(Id, out var v) ? v : Undefined.Value;
-    }
-    sealed class ListLit(List<Expr> items) : Expr { public override object? Eval(Scope scope) => items.Select(e => e.Eval(scope)).ToList(); }
-    sealed class Fn(Func<Scope, object?> f) : Expr { public override object? Eval(Scope scope) => f(scope); }
-
-    /// <summary>What a missing name or key evaluates to: falsy, prints as "", fails `is defined`.</summary>
-    sealed class Undefined { public static readonly Undefined Value = new(); }
-
-    static Expr ParseExpr(string text)
-    {
-        var p = new ExprParser(text);
-        var e = p.Conditional();
-        if (!p.AtEnd) throw new NotSupportedException($"chat template: cannot parse expression '{text}' at '{p.Rest}'");
-        return e;
+        public object? Value => value;
+        public override object? Eval(Scope scope) => value;
     }
 
-    sealed class ExprParser(string s)
+    sealed class NameExpr(Loc at, string name) : Expr(at)
     {
-        int _i;
-        public bool AtEnd { get { Skip(); return _i >= s.Length; } }
-        public string Rest => s[_i..];
+        public string Name => name;
+        public override object? Eval(Scope scope) => scope.Get(name);
+    }
 
-        void Skip() { while (_i < s.Length && char.IsWhiteSpace(s[_i])) _i++; }
-
-        bool Peek(string token, bool word = false)
+    sealed class ListExpr(Loc at, List<Expr> items, bool tuple) : Expr(at)
+    {
+        public override object? Eval(Scope scope)
         {
-            Skip();
-            if (string.CompareOrdinal(s, _i, token, 0, token.Length) != 0) return false;
-            return !word || _i + token.Length >= s.Length || !(char.IsLetterOrDigit(s[_i + token.Length]) || s[_i + token.Length] == '_');
+            var values = items.Select(e => e.Eval(scope)).ToList();
+            return tuple ? new PyTuple(values) : values;
         }
+    }
 
-        bool Accept(string token, bool word = false)
+    sealed class DictExpr(Loc at, List<(Expr Key, Expr Value)> pairs) : Expr(at)
+    {
+        public override object? Eval(Scope scope)
         {
-            if (!Peek(token, word)) return false;
-            _i += token.Length;
+            var d = new Dictionary<string, object?>(StringComparer.Ordinal);
+            foreach (var (k, v) in pairs)
+            {
+                if (k.Eval(scope) is not string key) throw Error(k.At, "dictionary keys must be strings");
+                d[key] = v.Eval(scope);
+            }
+            return d;
+        }
+    }
+
+    sealed class AttrExpr(Loc at, Expr target, string name) : Expr(at)
+    {
+        public Expr Target => target;
+        public string Name => name;
+        public override object? Eval(Scope scope) => GetAttr(target.Eval(scope), name, At);
+    }
+
+    sealed class ItemExpr(Loc at, Expr target, Expr key) : Expr(at)
+    {
+        public override object? Eval(Scope scope) => GetItem(target.Eval(scope), key.Eval(scope), At);
+    }
+
+    sealed class SliceExpr(Loc at, Expr target, Expr? start, Expr? stop, Expr? step) : Expr(at)
+    {
+        public override object? Eval(Scope scope) => Slice(target.Eval(scope), start?.Eval(scope), stop?.Eval(scope), step?.Eval(scope), At);
+    }
+
+    sealed class CallExpr(Loc at, Expr callee, List<Expr> args, List<(string Name, Expr Value)> kwargs) : Expr(at)
+    {
+        public override object? Eval(Scope scope)
+        {
+            var positional = args.Select(a => a.Eval(scope)).ToList();
+            var named = new Dictionary<string, object?>(StringComparer.Ordinal);
+            foreach (var (k, v) in kwargs) named[k] = v.Eval(scope);
+            // obj.method(...): Python's str and dict methods, the loop's cycle().
+            if (callee is AttrExpr attr)
+            {
+                var target = attr.Target.Eval(scope);
+                if (TryCallMethod(target, attr.Name, positional, named, attr.At, out var result)) return result;
+                var member = GetAttr(target, attr.Name, attr.At);
+                if (member is ICallable c) return c.Call(positional, named, At);
+                throw Error(attr.At, $"method '{attr.Name}' of {TypeName(target)} is not supported");
+            }
+            var fn = callee.Eval(scope);
+            if (fn is ICallable callable) return callable.Call(positional, named, At);
+            if (fn is Undefined u) throw Error(callee.At, $"'{u.Name}' is undefined: no such function");
+            throw Error(callee.At, $"{TypeName(fn)} is not callable");
+        }
+    }
+
+    sealed class FilterExpr(Loc at, Expr operand, string name, List<Expr> args, List<(string Name, Expr Value)> kwargs) : Expr(at)
+    {
+        public override object? Eval(Scope scope)
+        {
+            var value = operand.Eval(scope);
+            var positional = args.Select(a => a.Eval(scope)).ToList();
+            var named = new Dictionary<string, object?>(StringComparer.Ordinal);
+            foreach (var (k, v) in kwargs) named[k] = v.Eval(scope);
+            return ApplyFilter(name, value, positional, named, At);
+        }
+    }
+
+    sealed class TestExpr(Loc at, Expr operand, string name, List<Expr> args, bool negate) : Expr(at)
+    {
+        public override object? Eval(Scope scope)
+        {
+            var value = operand.Eval(scope);
+            var positional = args.Select(a => a.Eval(scope)).ToList();
+            return ApplyTest(name, value, positional, At) ^ negate;
+        }
+    }
+
+    sealed class UnaryExpr(Loc at, string op, Expr operand) : Expr(at)
+    {
+        public override object? Eval(Scope scope)
+        {
+            var v = operand.Eval(scope);
+            return op switch
+            {
+                "not" => !Truthy(v),
+                "-" => v switch { long l => (object)-l, double d => -d, bool b => b ? -1L : 0L, _ => throw Error(At, $"bad operand type for unary -: {TypeName(v)}") },
+                _ => v is long or double ? v : v is bool b2 ? (b2 ? 1L : 0L) : throw Error(At, $"bad operand type for unary +: {TypeName(v)}"),
+            };
+        }
+    }
+
+    sealed class BinaryExpr(Loc at, string op, Expr left, Expr right) : Expr(at)
+    {
+        public override object? Eval(Scope scope)
+        {
+            var l = left.Eval(scope);
+            switch (op)
+            {
+                case "and": return Truthy(l) ? right.Eval(scope) : l;
+                case "or": return Truthy(l) ? l : right.Eval(scope);
+            }
+            var r = right.Eval(scope);
+            try { return Binary(op, l, r, At); }
+            catch (OverflowException e) { throw Error(At, $"integer overflow in '{op}'", e); }
+        }
+    }
+
+    sealed class CondExpr(Loc at, Expr test, Expr then, Expr? otherwise) : Expr(at)
+    {
+        public override object? Eval(Scope scope) =>
+            Truthy(test.Eval(scope)) ? then.Eval(scope) : otherwise is null ? new Undefined("else") : otherwise.Eval(scope);
+    }
+
+    // ================================================================= parser
+
+    sealed class Parser(List<Tok> tokens)
+    {
+        int _pos;
+        Tok Cur => tokens[_pos];
+        Tok Peek(int k = 1) => tokens[Math.Min(_pos + k, tokens.Count - 1)];
+        Tok Next() => tokens[_pos++];
+
+        bool AcceptOp(string op)
+        {
+            if (!Cur.IsOp(op)) return false;
+            _pos++;
             return true;
         }
 
-        void Expect(string token)
+        bool AcceptName(string name)
         {
-            if (!Accept(token)) throw new NotSupportedException($"chat template: expected '{token}' in '{s}' at '{Rest}'");
+            if (!Cur.IsName(name)) return false;
+            _pos++;
+            return true;
         }
 
-        public Expr Conditional()
+        Tok ExpectOp(string op) => Cur.IsOp(op) ? Next() : throw Error(Cur.At, $"expected '{op}', found {Cur}");
+
+        string ExpectName()
         {
-            var then = Or();
-            if (!Accept("if", word: true)) return then;
-            var cond = Or();
-            Expr? otherwise = Accept("else", word: true) ? Conditional() : null;
-            return new Fn(sc => Truthy(cond.Eval(sc)) ? then.Eval(sc) : otherwise?.Eval(sc) ?? Undefined.Value);
+            if (Cur.Kind != T.Name) throw Error(Cur.At, $"expected a name, found {Cur}");
+            return Next().Value;
         }
 
-        Expr Or()
+        void ExpectBlockEnd()
         {
-            var l = And();
-            while (Accept("or", word: true)) { var a = l; var b = And(); l = new Fn(sc => { var x = a.Eval(sc); return Truthy(x) ? x : b.Eval(sc); }); }
-            return l;
+            if (Cur.Kind != T.BlockClose) throw Error(Cur.At, $"expected the end of the statement ('%}}'), found {Cur}");
+            _pos++;
         }
 
-        Expr And()
+        public List<Node> ParseTemplate()
         {
-            var l = Not();
-            while (Accept("and", word: true)) { var a = l; var b = Not(); l = new Fn(sc => { var x = a.Eval(sc); return !Truthy(x) ? x : b.Eval(sc); }); }
-            return l;
+            var body = ParseBody([], out _);
+            return body;
         }
 
-        Expr Not()
+        // Parses nodes until a block statement whose keyword is in endKeywords (left unconsumed after '{%', keyword returned).
+        List<Node> ParseBody(string[] endKeywords, out Tok? end)
         {
-            if (Accept("not", word: true)) { var e = Not(); return new Fn(sc => !Truthy(e.Eval(sc))); }
-            return Compare();
-        }
-
-        Expr Compare()
-        {
-            var l = Additive();
+            var nodes = new List<Node>();
             while (true)
             {
-                var a = l;
-                if (Accept("==")) { var b = Additive(); l = new Fn(sc => Equal(a.Eval(sc), b.Eval(sc))); }
-                else if (Accept("!=")) { var b = Additive(); l = new Fn(sc => !Equal(a.Eval(sc), b.Eval(sc))); }
-                else if (Accept("<=")) { var b = Additive(); l = new Fn(sc => Order(a.Eval(sc), b.Eval(sc)) <= 0); }
-                else if (Accept(">=")) { var b = Additive(); l = new Fn(sc => Order(a.Eval(sc), b.Eval(sc)) >= 0); }
-                else if (Accept("<")) { var b = Additive(); l = new Fn(sc => Order(a.Eval(sc), b.Eval(sc)) < 0); }
-                else if (Accept(">")) { var b = Additive(); l = new Fn(sc => Order(a.Eval(sc), b.Eval(sc)) > 0); }
-                else if (Accept("in", word: true)) { var b = Additive(); l = new Fn(sc => Contains(b.Eval(sc), a.Eval(sc))); }
-                else if (Peek("not", word: true) && LooksLikeNotIn()) { _i += 3; Expect("in"); var b = Additive(); l = new Fn(sc => !Contains(b.Eval(sc), a.Eval(sc))); }
-                else if (Accept("is", word: true))
+                var t = Cur;
+                switch (t.Kind)
                 {
-                    bool negate = Accept("not", word: true);
-                    string test = Identifier();
-                    l = new Fn(sc => Test(test, a.Eval(sc)) ^ negate);
-                }
-                else return l;
-            }
-        }
-
-        bool LooksLikeNotIn()
-        {
-            int save = _i;
-            _i += 3;
-            bool r = Peek("in", word: true);
-            _i = save;
-            return r;
-        }
-
-        Expr Additive()
-        {
-            var l = Multiplicative();
-            while (true)
-            {
-                var a = l;
-                if (Accept("+")) { var b = Multiplicative(); l = new Fn(sc => Add(a.Eval(sc), b.Eval(sc))); }
-                else if (Peek("-") && !Peek("-}") && !Peek("-%")) { _i++; var b = Multiplicative(); l = new Fn(sc => Arith(a.Eval(sc), b.Eval(sc), '-')); }
-                else if (Accept("~")) { var b = Multiplicative(); l = new Fn(sc => Str(a.Eval(sc)) + Str(b.Eval(sc))); }
-                else return l;
-            }
-        }
-
-        Expr Multiplicative()
-        {
-            var l = Unary();
-            while (true)
-            {
-                var a = l;
-                if (Accept("*")) { var b = Unary(); l = new Fn(sc => Arith(a.Eval(sc), b.Eval(sc), '*')); }
-                else if (Accept("//")) { var b = Unary(); l = new Fn(sc => (long)Math.Floor(Num(a.Eval(sc)) / Num(b.Eval(sc)))); }
-                else if (Accept("/")) { var b = Unary(); l = new Fn(sc => Num(a.Eval(sc)) / Num(b.Eval(sc))); }
-                else if (Accept("%")) { var b = Unary(); l = new Fn(sc => Arith(a.Eval(sc), b.Eval(sc), '%')); }
-                else return l;
-            }
-        }
-
-        Expr Unary()
-        {
-            if (Accept("-")) { var e = Unary(); return new Fn(sc => e.Eval(sc) is long l ? -l : (object)-Num(e.Eval(sc))); }
-            return Postfix();
-        }
-
-        Expr Postfix()
-        {
-            var e = Primary();
-            while (true)
-            {
-                var target = e;
-                if (Accept("."))
-                {
-                    string key = Identifier();
-                    e = new Fn(sc => Member(target.Eval(sc), key));
-                }
-                else if (Accept("["))
-                {
-                    Expr? start = Peek(":") ? null : Conditional();
-                    if (Accept(":"))
+                    case T.End:
+                        if (endKeywords.Length > 0) throw Error(t.At, $"missing '{{% {endKeywords[^1]} %}}' before the end of the template");
+                        end = null;
+                        return nodes;
+                    case T.Text:
+                        nodes.Add(new TextNode(t.At, t.Value));
+                        _pos++;
+                        break;
+                    case T.VarOpen:
                     {
-                        Expr? stop = Peek("]") ? null : Conditional();
-                        Expect("]");
-                        e = new Fn(sc => Slice(target.Eval(sc), start?.Eval(sc), stop?.Eval(sc)));
+                        _pos++;
+                        var e = ParseTuple(withCondexpr: true);
+                        if (Cur.Kind != T.VarClose) throw Error(Cur.At, $"expected '}}}}', found {Cur}");
+                        _pos++;
+                        nodes.Add(new OutputNode(t.At, e));
+                        break;
                     }
-                    else
+                    case T.BlockOpen:
                     {
-                        Expect("]");
-                        e = new Fn(sc => Index(target.Eval(sc), start!.Eval(sc)));
+                        var kw = Peek();
+                        if (kw.Kind != T.Name) throw Error(kw.At, $"expected a statement name after '{{%', found {kw}");
+                        if (endKeywords.Contains(kw.Value))
+                        {
+                            _pos += 2;
+                            end = kw;
+                            return nodes;
+                        }
+                        _pos += 2;
+                        nodes.Add(ParseStatement(kw));
+                        break;
                     }
+                    default:
+                        throw Error(t.At, $"unexpected {t}");
                 }
-                else if (Accept("|"))
+            }
+        }
+
+        Node ParseStatement(Tok kw)
+        {
+            switch (kw.Value)
+            {
+                case "if": return ParseIf(kw);
+                case "for": return ParseFor(kw);
+                case "set": return ParseSet(kw);
+                case "macro": return ParseMacro(kw);
+                case "break" or "continue":
+                    ExpectBlockEnd();
+                    return new SignalNode(kw.At, kw.Value == "break");
+                case "generation":
                 {
-                    string filter = Identifier();
-                    if (Accept("(")) throw new NotSupportedException($"chat template: filter arguments ({filter}(...)) are not supported");
-                    e = new Fn(sc => Filter(filter, target.Eval(sc)));
+                    // Marks the assistant's part for return_assistant_tokens_mask; renders its body unchanged.
+                    ExpectBlockEnd();
+                    var body = ParseBody(["endgeneration"], out _);
+                    ExpectBlockEnd();
+                    return new BlockNode(kw.At, body);
                 }
+                case "elif" or "else" or "endif" or "endfor" or "endset" or "endmacro" or "endgeneration":
+                    throw Error(kw.At, $"'{{% {kw.Value} %}}' without a matching opening statement");
+                default:
+                    throw Error(kw.At, $"statement '{{% {kw.Value} %}}' is not supported");
+            }
+        }
+
+        Node ParseIf(Tok kw)
+        {
+            var branches = new List<(Expr, List<Node>)>();
+            var test = ParseTuple(withCondexpr: false);
+            while (true)
+            {
+                ExpectBlockEnd();
+                var body = ParseBody(["elif", "else", "endif"], out var end);
+                branches.Add((test, body));
+                if (end!.Value == "elif") { test = ParseTuple(withCondexpr: false); continue; }
+                if (end.Value == "else")
+                {
+                    ExpectBlockEnd();
+                    var otherwise = ParseBody(["endif"], out _);
+                    ExpectBlockEnd();
+                    return new IfNode(kw.At, branches, otherwise);
+                }
+                ExpectBlockEnd();
+                return new IfNode(kw.At, branches, null);
+            }
+        }
+
+        Node ParseFor(Tok kw)
+        {
+            var targets = ParseTargets();
+            if (!AcceptName("in")) throw Error(Cur.At, $"expected 'in' in the for statement, found {Cur}");
+            var iterable = ParseTuple(withCondexpr: false);
+            Expr? filter = AcceptName("if") ? ParseExpression() : null;
+            if (Cur.IsName("recursive")) throw Error(Cur.At, "recursive for loops are not supported");
+            ExpectBlockEnd();
+            var body = ParseBody(["else", "endfor"], out var end);
+            List<Node>? otherwise = null;
+            if (end!.Value == "else")
+            {
+                ExpectBlockEnd();
+                otherwise = ParseBody(["endfor"], out _);
+            }
+            ExpectBlockEnd();
+            return new ForNode(kw.At, targets, iterable, filter, body, otherwise);
+        }
+
+        List<string> ParseTargets()
+        {
+            bool paren = AcceptOp("(");
+            var names = new List<string> { ExpectName() };
+            while (AcceptOp(","))
+            {
+                if (Cur.Kind != T.Name || Cur.Value == "in") break;
+                names.Add(ExpectName());
+            }
+            if (paren) ExpectOp(")");
+            return names;
+        }
+
+        Node ParseSet(Tok kw)
+        {
+            var nameTok = Cur;
+            if (nameTok.Kind == T.Name && Peek().IsOp("."))
+            {
+                string ns = ExpectName();
+                _pos++;
+                string attr = ExpectName();
+                ExpectOp("=");
+                var v = ParseTuple(withCondexpr: true);
+                ExpectBlockEnd();
+                return new SetNode(kw.At, [ns], attr, v);
+            }
+            var names = ParseTargets();
+            if (AcceptOp("="))
+            {
+                var value = ParseTuple(withCondexpr: true);
+                ExpectBlockEnd();
+                return new SetNode(kw.At, names, null, value);
+            }
+            if (Cur.IsOp("|")) throw Error(Cur.At, "filters on block assignments ({% set x | f %}) are not supported");
+            if (names.Count != 1) throw Error(nameTok.At, "a block assignment sets exactly one name");
+            ExpectBlockEnd();
+            var body = ParseBody(["endset"], out _);
+            ExpectBlockEnd();
+            return new SetBlockNode(kw.At, names[0], body);
+        }
+
+        Node ParseMacro(Tok kw)
+        {
+            string name = ExpectName();
+            ExpectOp("(");
+            var parameters = new List<(string, Expr?)>();
+            while (!AcceptOp(")"))
+            {
+                if (parameters.Count > 0) ExpectOp(",");
+                if (Cur.IsOp(")")) { _pos++; break; }
+                string p = ExpectName();
+                Expr? dflt = AcceptOp("=") ? ParseExpression() : null;
+                parameters.Add((p, dflt));
+            }
+            ExpectBlockEnd();
+            var body = ParseBody(["endmacro"], out _);
+            if (Cur.Kind == T.Name) _pos++; // {% endmacro name %}
+            ExpectBlockEnd();
+            return new MacroNode(kw.At, name, parameters, body);
+        }
+
+        // ---- expressions (Jinja2's grammar and precedence) ----
+
+        Expr ParseTuple(bool withCondexpr)
+        {
+            var at = Cur.At;
+            var first = withCondexpr ? ParseExpression() : ParseOr();
+            if (!Cur.IsOp(",")) return first;
+            var items = new List<Expr> { first };
+            while (AcceptOp(","))
+            {
+                if (!StartsExpression(Cur)) break;
+                items.Add(withCondexpr ? ParseExpression() : ParseOr());
+            }
+            return new ListExpr(at, items, tuple: true);
+        }
+
+        static bool StartsExpression(Tok t) =>
+            t.Kind is T.Name or T.String or T.Int or T.Float || t.IsOp("(") || t.IsOp("[") || t.IsOp("{") || t.IsOp("-") || t.IsOp("+");
+
+        Expr ParseExpression()
+        {
+            var e = ParseOr();
+            while (Cur.IsName("if"))
+            {
+                var at = Next().At;
+                var test = ParseOr();
+                Expr? otherwise = AcceptName("else") ? ParseExpression() : null;
+                e = new CondExpr(at, test, e, otherwise);
+            }
+            return e;
+        }
+
+        Expr ParseOr()
+        {
+            var e = ParseAnd();
+            while (Cur.IsName("or")) { var at = Next().At; e = new BinaryExpr(at, "or", e, ParseAnd()); }
+            return e;
+        }
+
+        Expr ParseAnd()
+        {
+            var e = ParseNot();
+            while (Cur.IsName("and")) { var at = Next().At; e = new BinaryExpr(at, "and", e, ParseNot()); }
+            return e;
+        }
+
+        Expr ParseNot()
+        {
+            if (Cur.IsName("not")) { var at = Next().At; return new UnaryExpr(at, "not", ParseNot()); }
+            return ParseCompare();
+        }
+
+        static readonly string[] CompareOps = ["==", "!=", "<", ">", "<=", ">="];
+
+        Expr ParseCompare()
+        {
+            var e = ParseMath1();
+            while (true)
+            {
+                var t = Cur;
+                if (t.Kind == T.Op && CompareOps.Contains(t.Value)) { _pos++; e = new BinaryExpr(t.At, t.Value, e, ParseMath1()); }
+                else if (t.IsName("in")) { _pos++; e = new BinaryExpr(t.At, "in", e, ParseMath1()); }
+                else if (t.IsName("not") && Peek().IsName("in")) { _pos += 2; e = new BinaryExpr(t.At, "not in", e, ParseMath1()); }
                 else return e;
             }
         }
 
-        Expr Primary()
+        Expr ParseMath1()
         {
-            Skip();
-            if (_i >= s.Length) throw new NotSupportedException($"chat template: expression '{s}' ends early");
-            char c = s[_i];
-            if (c is '\'' or '"') return new Const(StringLiteral());
-            if (char.IsDigit(c))
+            var e = ParseConcat();
+            while (Cur.IsOp("+") || Cur.IsOp("-")) { var t = Next(); e = new BinaryExpr(t.At, t.Value, e, ParseConcat()); }
+            return e;
+        }
+
+        Expr ParseConcat()
+        {
+            var e = ParseMath2();
+            while (Cur.IsOp("~")) { var t = Next(); e = new BinaryExpr(t.At, "~", e, ParseMath2()); }
+            return e;
+        }
+
+        Expr ParseMath2()
+        {
+            var e = ParsePow();
+            while (Cur.IsOp("*") || Cur.IsOp("/") || Cur.IsOp("//") || Cur.IsOp("%")) { var t = Next(); e = new BinaryExpr(t.At, t.Value, e, ParsePow()); }
+            return e;
+        }
+
+        Expr ParsePow()
+        {
+            var e = ParseUnary(withFilter: true);
+            while (Cur.IsOp("**")) { var t = Next(); e = new BinaryExpr(t.At, "**", e, ParseUnary(withFilter: true)); }
+            return e;
+        }
+
+        Expr ParseUnary(bool withFilter)
+        {
+            Expr e;
+            if (Cur.IsOp("-") || Cur.IsOp("+")) { var t = Next(); e = new UnaryExpr(t.At, t.Value, ParseUnary(withFilter: false)); }
+            else e = ParsePrimary();
+            e = ParsePostfix(e);
+            return withFilter ? ParseFilterExpr(e) : e;
+        }
+
+        Expr ParsePrimary()
+        {
+            var t = Next();
+            switch (t.Kind)
             {
-                int start = _i;
-                while (_i < s.Length && (char.IsDigit(s[_i]) || s[_i] == '.')) _i++;
-                string n = s[start.._i];
-                return new Const(n.Contains('.') ? double.Parse(n, CultureInfo.InvariantCulture) : (object)long.Parse(n, CultureInfo.InvariantCulture));
+                case T.Name:
+                    return t.Value switch
+                    {
+                        "true" or "True" => new Const(t.At, true),
+                        "false" or "False" => new Const(t.At, false),
+                        "none" or "None" => new Const(t.At, null),
+                        _ => new NameExpr(t.At, t.Value),
+                    };
+                case T.String:
+                {
+                    var sb = new StringBuilder(t.Value);
+                    while (Cur.Kind == T.String) sb.Append(Next().Value); // adjacent literals concatenate
+                    return new Const(t.At, sb.ToString());
+                }
+                case T.Int:
+                    return long.TryParse(t.Value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long l)
+                        ? new Const(t.At, l) : throw Error(t.At, $"integer literal {t.Value} is out of range");
+                case T.Float:
+                    return new Const(t.At, double.Parse(t.Value, System.Globalization.CultureInfo.InvariantCulture));
             }
-            if (Accept("("))
+            if (t.IsOp("("))
             {
-                var e = Conditional();
-                Expect(")");
-                return e;
+                if (AcceptOp(")")) return new ListExpr(t.At, [], tuple: true);
+                var first = ParseExpression();
+                if (AcceptOp(")")) return first;
+                var items = new List<Expr> { first };
+                while (AcceptOp(","))
+                {
+                    if (Cur.IsOp(")")) break;
+                    items.Add(ParseExpression());
+                }
+                ExpectOp(")");
+                return new ListExpr(t.At, items, tuple: true);
             }
-            if (Accept("["))
+            if (t.IsOp("["))
             {
                 var items = new List<Expr>();
-                while (!Accept("]"))
+                while (!AcceptOp("]"))
                 {
-                    items.Add(Conditional());
-                    if (!Accept(",")) { Expect("]"); break; }
+                    if (items.Count > 0) { ExpectOp(","); if (AcceptOp("]")) break; }
+                    items.Add(ParseExpression());
                 }
-                return new ListLit(items);
+                return new ListExpr(t.At, items, tuple: false);
             }
-            string id = Identifier();
-            switch (id)
+            if (t.IsOp("{"))
             {
-                case "true" or "True": return new Const(true);
-                case "false" or "False": return new Const(false);
-                case "none" or "None": return new Const(null);
+                var pairs = new List<(Expr, Expr)>();
+                while (!AcceptOp("}"))
+                {
+                    if (pairs.Count > 0) { ExpectOp(","); if (AcceptOp("}")) break; }
+                    var k = ParseExpression();
+                    ExpectOp(":");
+                    pairs.Add((k, ParseExpression()));
+                }
+                return new DictExpr(t.At, pairs);
             }
-            if (Accept("("))
-            {
-                if (id != "raise_exception") throw new NotSupportedException($"chat template: function '{id}' is not supported");
-                var message = Conditional();
-                Expect(")");
-                return new Fn(sc => throw new ArgumentException($"the chat template refused the messages: {Str(message.Eval(sc))}"));
-            }
-            return new Name(id);
+            throw Error(t.At, $"unexpected {t} in an expression");
         }
 
-        string Identifier()
+        Expr ParsePostfix(Expr e)
         {
-            Skip();
-            int start = _i;
-            while (_i < s.Length && (char.IsLetterOrDigit(s[_i]) || s[_i] == '_')) _i++;
-            if (_i == start) throw new NotSupportedException($"chat template: expected a name in '{s}' at '{Rest}'");
-            return s[start.._i];
+            while (true)
+            {
+                var t = Cur;
+                if (t.IsOp("."))
+                {
+                    _pos++;
+                    var name = Next();
+                    if (name.Kind == T.Name) e = new AttrExpr(name.At, e, name.Value);
+                    else if (name.Kind == T.Int) e = new ItemExpr(name.At, e, new Const(name.At, long.Parse(name.Value, System.Globalization.CultureInfo.InvariantCulture)));
+                    else throw Error(name.At, $"expected an attribute name after '.', found {name}");
+                }
+                else if (t.IsOp("[")) { _pos++; e = ParseSubscript(t.At, e); }
+                else if (t.IsOp("(")) { _pos++; e = ParseCall(t.At, e); }
+                else return e;
+            }
         }
 
-        string StringLiteral()
+        Expr ParseSubscript(Loc at, Expr target)
         {
-            char quote = s[_i++];
-            var sb = new StringBuilder();
-            while (_i < s.Length && s[_i] != quote)
+            Expr? start = null, stop = null, step = null;
+            bool slice = false;
+            if (!Cur.IsOp(":")) start = ParseExpression();
+            if (AcceptOp(":"))
             {
-                char c = s[_i++];
-                if (c == '\\' && _i < s.Length)
-                {
-                    char e = s[_i++];
-                    sb.Append(e switch { 'n' => '\n', 't' => '\t', 'r' => '\r', _ => e });
-                }
-                else sb.Append(c);
+                slice = true;
+                if (!Cur.IsOp("]") && !Cur.IsOp(":")) stop = ParseExpression();
+                if (AcceptOp(":") && !Cur.IsOp("]")) step = ParseExpression();
             }
-            if (_i >= s.Length) throw new NotSupportedException($"chat template: unterminated string in '{s}'");
-            _i++;
-            return sb.ToString();
+            ExpectOp("]");
+            return slice ? new SliceExpr(at, target, start, stop, step) : new ItemExpr(at, target, start!);
+        }
+
+        (List<Expr>, List<(string, Expr)>) ParseArgs()
+        {
+            var args = new List<Expr>();
+            var kwargs = new List<(string, Expr)>();
+            while (!AcceptOp(")"))
+            {
+                if (args.Count + kwargs.Count > 0) { ExpectOp(","); if (AcceptOp(")")) break; }
+                if (Cur.IsOp("*") || Cur.IsOp("**")) throw Error(Cur.At, "argument unpacking (*args, **kwargs) is not supported");
+                if (Cur.Kind == T.Name && Peek().IsOp("="))
+                {
+                    string key = Next().Value;
+                    _pos++;
+                    kwargs.Add((key, ParseExpression()));
+                }
+                else
+                {
+                    if (kwargs.Count > 0) throw Error(Cur.At, "a positional argument follows a keyword argument");
+                    args.Add(ParseExpression());
+                }
+            }
+            return (args, kwargs);
+        }
+
+        Expr ParseCall(Loc at, Expr callee)
+        {
+            var (args, kwargs) = ParseArgs();
+            return new CallExpr(at, callee, args, kwargs);
+        }
+
+        Expr ParseFilterExpr(Expr e)
+        {
+            while (true)
+            {
+                var t = Cur;
+                if (t.IsOp("|"))
+                {
+                    _pos++;
+                    var nameTok = Cur;
+                    string name = ExpectName();
+                    while (AcceptOp(".")) name += "." + ExpectName();
+                    if (!Filters.Contains(name)) throw Error(nameTok.At, $"filter '{name}' is not supported");
+                    List<Expr> args = [];
+                    List<(string, Expr)> kwargs = [];
+                    if (AcceptOp("(")) (args, kwargs) = ParseArgs();
+                    e = new FilterExpr(nameTok.At, e, name, args, kwargs);
+                }
+                else if (t.IsName("is"))
+                {
+                    _pos++;
+                    bool negate = AcceptName("not");
+                    var nameTok = Cur;
+                    string name;
+                    if (nameTok.Kind == T.Name) name = Next().Value;
+                    else if (nameTok.Kind == T.Op && CompareOps.Contains(nameTok.Value)) name = Next().Value;
+                    else throw Error(nameTok.At, $"expected a test name after 'is', found {nameTok}");
+                    if (!Tests.Contains(name)) throw Error(nameTok.At, $"test 'is {name}' is not supported");
+                    var args = new List<Expr>();
+                    if (AcceptOp("("))
+                    {
+                        var (a, kw) = ParseArgs();
+                        if (kw.Count > 0) throw Error(nameTok.At, $"keyword arguments to test '{name}' are not supported");
+                        args = a;
+                    }
+                    else if ((Cur.Kind is T.Name or T.String or T.Int or T.Float || Cur.IsOp("(") || Cur.IsOp("[") || Cur.IsOp("{"))
+                             && !(Cur.Kind == T.Name && Cur.Value is "else" or "or" or "and" or "if" or "is" or "in" or "not"))
+                    {
+                        args.Add(ParsePostfix(ParsePrimary()));
+                    }
+                    e = new TestExpr(nameTok.At, e, name, args, negate);
+                }
+                else if (t.IsOp("(")) { _pos++; e = ParseCall(t.At, e); }
+                else return e;
+            }
         }
     }
-
-    // ---- values ----
-
-    static bool Truthy(object? v) => v switch
-    {
-        null or Undefined => false,
-        bool b => b,
-        string s => s.Length > 0,
-        long l => l != 0,
-        double d => d != 0,
-        List<object?> l => l.Count > 0,
-        Dictionary<string, object?> d => d.Count > 0,
-        _ => true,
-    };
-
-    static string Str(object? v) => v switch
-    {
-        null => "None",
-        Undefined => "",
-        string s => s,
-        bool b => b ? "True" : "False",
-        double d => d.ToString(CultureInfo.InvariantCulture),
-        long l => l.ToString(CultureInfo.InvariantCulture),
-        _ => ToJson(v),
-    };
-
-    static double Num(object? v) => v switch
-    {
-        long l => l,
-        double d => d,
-        bool b => b ? 1 : 0,
-        _ => throw new InvalidOperationException($"chat template: {TypeName(v)} is not a number"),
-    };
-
-    // Integers stay integers (so computed indexes work); anything else is float arithmetic.
-    static object Arith(object? a, object? b, char op) => (a, b, op) switch
-    {
-        (long x, long y, '-') => x - y,
-        (long x, long y, '*') => x * y,
-        (long x, long y, '%') when y != 0 => ((x % y) + y) % y,
-        (_, _, '-') => Num(a) - Num(b),
-        (_, _, '*') => Num(a) * Num(b),
-        _ => Num(a) % Num(b),
-    };
-
-    static object? Add(object? a, object? b) => (a, b) switch
-    {
-        (long x, long y) => x + y,
-        (long or double, long or double) => Num(a) + Num(b),
-        (List<object?> x, List<object?> y) => new List<object?>([.. x, .. y]),
-        (string x, string y) => x + y,
-        _ => throw new InvalidOperationException($"chat template: cannot add {TypeName(a)} and {TypeName(b)}"),
-    };
-
-    static bool Equal(object? a, object? b) => (a, b) switch
-    {
-        (long or double, long or double) => Num(a) == Num(b),
-        (Undefined, _) or (_, Undefined) => false,
-        _ => Equals(a, b),
-    };
-
-    static int Order(object? a, object? b) => (a, b) switch
-    {
-        (string x, string y) => string.CompareOrdinal(x, y),
-        _ => Num(a).CompareTo(Num(b)),
-    };
-
-    static bool Contains(object? container, object? item) => container switch
-    {
-        string s => item is string t && s.Contains(t, StringComparison.Ordinal),
-        List<object?> l => l.Any(x => Equal(x, item)),
-        Dictionary<string, object?> d => item is string k && d.ContainsKey(k),
-        _ => false,
-    };
-
-    static bool Test(string test, object? v) => test switch
-    {
-        "defined" => v is not Undefined,
-        "undefined" => v is Undefined,
-        "none" => v is null,
-        "string" => v is string,
-        "number" => v is long or double,
-        "mapping" => v is Dictionary<string, object?>,
-        "sequence" or "iterable" => v is List<object?> or string,
-        "true" => v is true,
-        "false" => v is false,
-        _ => throw new NotSupportedException($"chat template: test 'is {test}' is not supported"),
-    };
-
-    static object? Member(object? target, string key) => target is Dictionary<string, object?> d && d.TryGetValue(key, out var v) ? v : Undefined.Value;
-
-    static object? Index(object? target, object? key) => (target, key) switch
-    {
-        (Dictionary<string, object?> d, string k) => d.TryGetValue(k, out var v) ? v : Undefined.Value,
-        (List<object?> l, long i) => i >= -l.Count && i < l.Count ? l[(int)(i < 0 ? i + l.Count : i)] : Undefined.Value,
-        (string s, long i) => i >= -s.Length && i < s.Length ? s[(int)(i < 0 ? i + s.Length : i)].ToString() : Undefined.Value,
-        _ => Undefined.Value,
-    };
-
-    static object? Slice(object? target, object? start, object? stop)
-    {
-        int count = target switch { List<object?> l => l.Count, string s => s.Length, _ => throw new InvalidOperationException($"chat template: cannot slice {TypeName(target)}") };
-        int Clamp(object? v, int dflt) => v is null ? dflt : Math.Clamp((int)(Num(v) < 0 ? Num(v) + count : Num(v)), 0, count);
-        int a = Clamp(start, 0), b = Math.Max(a, Clamp(stop, count));
-        return target is string str ? str[a..b] : ((List<object?>)target!).GetRange(a, b - a);
-    }
-
-    static object? Filter(string name, object? v) => name switch
-    {
-        "trim" => Str(v).Trim(),
-        "upper" => Str(v).ToUpperInvariant(),
-        "lower" => Str(v).ToLowerInvariant(),
-        "string" => Str(v),
-        "length" or "count" => (long)(v switch { string s => s.Length, List<object?> l => l.Count, Dictionary<string, object?> d => d.Count, _ => 0 }),
-        "tojson" => ToJson(v),
-        _ => throw new NotSupportedException($"chat template: filter '{name}' is not supported"),
-    };
-
-    static string ToJson(object? v) => v switch
-    {
-        null or Undefined => "null",
-        string s => System.Text.Json.JsonSerializer.Serialize(s),
-        bool b => b ? "true" : "false",
-        long or double => Str(v),
-        List<object?> l => "[" + string.Join(", ", l.Select(ToJson)) + "]",
-        Dictionary<string, object?> d => "{" + string.Join(", ", d.Select(kv => ToJson(kv.Key) + ": " + ToJson(kv.Value))) + "}",
-        _ => ToJson(v.ToString()),
-    };
-
-    static string TypeName(object? v) => v switch
-    {
-        null => "none",
-        Undefined => "an undefined value",
-        _ => v.GetType().Name,
-    };
 }

@@ -7,8 +7,12 @@ namespace Ponder.Hosting;
 /// <summary>Options of <see cref="PonderChatClient"/>.</summary>
 public sealed record PonderChatClientOptions
 {
-    /// <summary>The chat template; null = the model's own (tokenizer_config.json), else ChatML (see <see cref="ChatTemplate"/>).</summary>
+    /// <summary>The chat template; null = the model's own (tokenizer_config.json; see <see cref="ChatTemplate.ForModel"/>).</summary>
     public ChatTemplate? Template { get; init; }
+    /// <summary>Opt-in: when the model has no usable template, use ChatML (logged to <see cref="Logger"/>, reason in <see cref="ChatTemplate.FallbackReason"/>) instead of failing.</summary>
+    public bool AllowChatMlFallback { get; init; }
+    /// <summary>Where a ChatML fallback is logged.</summary>
+    public Microsoft.Extensions.Logging.ILogger? Logger { get; init; }
     /// <summary>A value-head PRM sharing the policy's tokenizer, for beam / lookahead / DVTS / weighted best-of-N.</summary>
     public PonderModel? Prm { get; init; }
     /// <summary>The model id reported in responses (default: the model folder's name).</summary>
@@ -42,7 +46,7 @@ public sealed class PonderChatClient : IChatClient
         ArgumentNullException.ThrowIfNull(model);
         _options = options ?? new PonderChatClientOptions();
         Engine = new CompletionEngine(model, _options.Prm, ownsPrm: false, _options.ModelId);
-        Template = _options.Template ?? ChatTemplate.ForModel(model);
+        Template = _options.Template ?? ChatTemplate.ForModel(model, _options.AllowChatMlFallback, _options.Logger);
         Metadata = new ChatClientMetadata("ponder", null, Engine.ModelId);
     }
 

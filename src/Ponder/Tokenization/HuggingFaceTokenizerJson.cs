@@ -34,7 +34,7 @@ internal static class HuggingFaceTokenizerJson
         if (byteFallback || metaspace)
         {
             SpecialTokenIds ids = SpecialTokenIds.Resolve(folder, idOf, templateBos, addBosDefault: true);
-            return SentencePieceBpeTokenizer.FromHuggingFaceBpe(path, vocab, merges, added, normalizer, preTokenizer, ids);
+            return SentencePieceBpeTokenizer.FromHuggingFaceBpe(path, vocab, merges, added, model, normalizer, preTokenizer, ids);
         }
         if (!Types(preTokenizer).Concat(Types(decoder)).Contains("ByteLevel"))
             throw new NotSupportedException($"{path}: BPE without a ByteLevel pre-tokenizer/decoder or SentencePiece-style byte fallback is not supported");

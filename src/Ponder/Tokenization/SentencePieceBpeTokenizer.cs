@@ -6,20 +6,22 @@ using Microsoft.ML.Tokenizers;
 namespace Ponder.Tokenization;
 
 /// <summary>
-/// SentencePiece BPE (Llama 2 family: "▁" for spaces, byte-fallback pieces "&lt;0xNN&gt;") on top of
-/// Microsoft.ML.Tokenizers' <see cref="SentencePieceTokenizer"/>. Built from a tokenizer.model, a Llama-2-style
-/// tokenizer.json or a GGUF "llama" vocabulary; the latter two are first written as a SentencePiece model.
+/// SentencePiece BPE (Llama 2 family: "▁" for spaces, byte-fallback pieces "&lt;0xNN&gt;"). A tokenizer.model or a GGUF
+/// "llama" vocabulary (written as a SentencePiece model) is encoded by Microsoft.ML.Tokenizers'
+/// <see cref="SentencePieceTokenizer"/> (merges by piece score, as SentencePiece does); a Llama-2-style tokenizer.json
+/// by <see cref="HuggingFaceBpe"/> (merges by rank, as Hugging Face's tokenizers library does).
 /// </summary>
 public sealed class SentencePieceBpeTokenizer : ITokenizer
 {
     private const char Meta = '\u2581'; // "▁", SentencePiece's visible space
 
-    private readonly SentencePieceTokenizer _sp;
+    private readonly SentencePieceTokenizer? _sp;   // SentencePiece models (tokenizer.model, GGUF "llama")
+    private readonly HuggingFaceBpe? _hf;           // a SentencePiece-style tokenizer.json: the tokenizers library's BPE
     private readonly byte[][] _tokenBytes;  // (vocab)
     private readonly PieceType[] _types;    // (vocab)
     private readonly bool _addDummyPrefix;
 
-    private SentencePieceBpeTokenizer(string source, byte[] modelBytes, SentencePieceModelProto proto, IReadOnlyList<int> eosIds, bool addBos)
+    private SentencePieceBpeTokenizer(string source, byte[]? modelBytes, SentencePieceModelProto proto, IReadOnlyList<int> eosIds, bool addBos, HuggingFaceBpe? hf = null)
     {
         Source = source;
         VocabSize = proto.Pieces.Count;
@@ -41,9 +43,11 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
         BosId = proto.BosId >= 0 ? proto.BosId : null;
         EosIds = eosIds.Count > 0 ? eosIds : proto.EosId >= 0 ? [proto.EosId] : [];
         AddBos = addBos && BosId is not null;
+        _hf = hf;
+        if (hf is not null) return;
         try
         {
-            using var stream = new MemoryStream(modelBytes, writable: false);
+            using var stream = new MemoryStream(modelBytes ?? throw new ArgumentNullException(nameof(modelBytes)), writable: false);
             _sp = SentencePieceTokenizer.Create(stream, addBeginningOfSentence: false, addEndOfSentence: false, specialTokens: special);
         }
         catch (Exception ex) when (ex is not (InvalidDataException or NotSupportedException))
@@ -76,7 +80,14 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
         ArgumentNullException.ThrowIfNull(text);
         bool bos = addSpecialTokens && AddBos;
         if (text.Length == 0) return bos ? [BosId!.Value] : [];
-        IReadOnlyList<int> ids = _sp.EncodeToIds(text, addBeginningOfSentence: false, addEndOfSentence: false, considerPreTokenization: true, considerNormalization: true);
+        if (_hf is not null)
+        {
+            var list = new List<int>(text.Length / 3 + 2);
+            if (bos) list.Add(BosId!.Value);
+            _hf.Encode(text, list);
+            return [.. list];
+        }
+        IReadOnlyList<int> ids = _sp!.EncodeToIds(text, addBeginningOfSentence: false, addEndOfSentence: false, considerPreTokenization: true, considerNormalization: true);
         return SpecialTokenIds.WithBos(ids, bos ? BosId : null);
     }
 
@@ -156,13 +167,12 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
     }
 
     /// <summary>
-    /// Converts a Llama-2-style tokenizer.json (BPE with byte_fallback, "▁" for spaces) into a SentencePiece model.
-    /// A merged piece scores minus the rank of the first merge producing it, so SentencePiece's highest-score-first
-    /// merging follows the merge list; this is exact for files converted from SentencePiece (as Llama 2's was).
+    /// A Llama-2-style tokenizer.json (BPE with byte_fallback, "▁" for spaces): encoded by <see cref="HuggingFaceBpe"/>
+    /// (merges by rank, as the tokenizers library does); pieces, types and bytes for decoding as for a SentencePiece model.
     /// </summary>
     internal static SentencePieceBpeTokenizer FromHuggingFaceBpe(
         string path, IReadOnlyDictionary<string, int> vocab, IReadOnlyList<(string Left, string Right)> merges,
-        IReadOnlyList<AddedToken> added, JsonElement normalizer, JsonElement preTokenizer, SpecialTokenIds ids)
+        IReadOnlyList<AddedToken> added, JsonElement model, JsonElement normalizer, JsonElement preTokenizer, SpecialTokenIds ids)
     {
         int vocabSize = Math.Max(vocab.Count == 0 ? 0 : vocab.Values.Max() + 1, added.Count == 0 ? 0 : added.Max(a => a.Id) + 1);
         var text = new string?[vocabSize];
@@ -172,20 +182,7 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
         {
             if (text[i] is null) throw new InvalidDataException($"{path}: id {i} has no token; a SentencePiece vocabulary must be dense");
         }
-
-        var scores = new float[vocabSize];
-        Array.Fill(scores, float.NaN);
-        for (int rank = 0; rank < merges.Count; rank++)
-        {
-            var (left, right) = merges[rank];
-            foreach (string part in new[] { left, right, left + right })
-            {
-                if (!vocab.ContainsKey(part))
-                    throw new InvalidDataException($"{path}: merge {rank} (\"{left}\" + \"{right}\") refers to \"{part}\", which is not in the vocabulary");
-            }
-            int merged = vocab[left + right];
-            if (float.IsNaN(scores[merged])) scores[merged] = -rank;
-        }
+        var encoder = new HuggingFaceBpe(path, vocab, merges, added, model, normalizer, preTokenizer);
 
         var specialIds = new HashSet<int>(added.Where(a => a.Special).Select(a => a.Id));
         var userIds = new HashSet<int>(added.Where(a => !a.Special).Select(a => a.Id));
@@ -201,15 +198,13 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
                 : PieceType.Normal;
             if (type == PieceType.Unknown && unkId < 0) unkId = id;
             if (type == PieceType.Byte) proto.ByteFallback = true;
-            // Pieces no merge produces (single chars) get scores below every merge, in id order.
-            float score = float.IsNaN(scores[id]) ? -(merges.Count + id) : scores[id];
-            proto.Pieces.Add(new SentencePieceModelProto.Piece(piece, score, type));
+            proto.Pieces.Add(new SentencePieceModelProto.Piece(piece, 0, type));
         }
         proto.UnkId = unkId < 0 ? 0 : unkId;
         proto.BosId = ids.Bos ?? -1;
         proto.EosId = ids.Eos.Count > 0 ? ids.Eos[0] : -1;
         proto.AddDummyPrefix = HasDummyPrefix(normalizer, preTokenizer);
-        return new SentencePieceBpeTokenizer(path, proto.Write(), proto, ids.Eos, ids.AddBos);
+        return new SentencePieceBpeTokenizer(path, null, proto, ids.Eos, ids.AddBos, encoder);
     }
 
     private static bool HasDummyPrefix(JsonElement normalizer, JsonElement preTokenizer)

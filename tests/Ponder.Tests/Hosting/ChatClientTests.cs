@@ -17,8 +17,9 @@ public sealed class ChatClientTests
     public async Task NonStreamingGreedyAnswerEqualsTheModelsOwnGenerationOnTheChatMlPrompt()
     {
         using var model = HostingTestModels.Policy();
-        using var chat = model.AsChatClient();
-        Assert.True(chat.Template.IsChatMl, "a random model has no tokenizer_config.json: ChatML fallback");
+        using var chat = model.AsChatClient(HostingTestModels.ChatMlFallback);
+        Assert.True(chat.Template.IsChatMl, "a random model has no tokenizer_config.json: the ChatML fallback it opted into");
+        Assert.Contains("tokenizer_config.json", chat.Template.FallbackReason);
 
         var response = await chat.GetResponseAsync(Messages, Greedy());
 
@@ -45,7 +46,7 @@ public sealed class ChatClientTests
     public async Task StreamingConcatenatesToTheNonStreamingTextAndEndsWithUsage()
     {
         using var model = HostingTestModels.Policy();
-        using var chat = model.AsChatClient();
+        using var chat = model.AsChatClient(HostingTestModels.ChatMlFallback);
         var whole = await chat.GetResponseAsync(Messages, Greedy());
         var updates = new List<ChatResponseUpdate>();
         await foreach (var u in chat.GetStreamingResponseAsync(Messages, Greedy())) updates.Add(u);
@@ -61,7 +62,7 @@ public sealed class ChatClientTests
     public async Task BestOfNWithAFlopBudgetStaysWithinItAndReportsGenerations()
     {
         using var model = HostingTestModels.Policy();
-        using var chat = model.AsChatClient();
+        using var chat = model.AsChatClient(HostingTestModels.ChatMlFallback);
         long budget = 6_000_000;
         var options = new ChatOptions
         {
@@ -81,7 +82,7 @@ public sealed class ChatClientTests
     {
         using var model = HostingTestModels.Policy();
         using var prm = HostingTestModels.Prm();
-        using var chat = model.AsChatClient(new PonderChatClientOptions { Prm = prm });
+        using var chat = model.AsChatClient(HostingTestModels.ChatMlFallback with { Prm = prm });
         var options = new ChatOptions
         {
             AdditionalProperties = new() { ["strategy"] = "beam", ["n"] = 4, ["beam_width"] = 2, ["budget_generations"] = 8.0, ["max_step_tokens"] = 6, ["max_rounds"] = 3 },
@@ -99,7 +100,7 @@ public sealed class ChatClientTests
     public async Task BeamSearchOnAPolicyWithASharedValueHeadNeedsNoPrm()
     {
         using var model = HostingTestModels.Policy(location: "random-policy-vh", config: HostingTestModels.PolicyConfig with { SharedValueHead = true });
-        using var chat = model.AsChatClient();
+        using var chat = model.AsChatClient(HostingTestModels.ChatMlFallback);
         var options = new ChatOptions
         {
             AdditionalProperties = new() { ["strategy"] = "beam", ["n"] = 4, ["beam_width"] = 2, ["budget_generations"] = 8.0, ["max_step_tokens"] = 6, ["max_rounds"] = 3 },
@@ -121,7 +122,7 @@ public sealed class ChatClientTests
     public async Task BadTestTimeComputeOptionsThrowArgumentExceptionNamingTheOption(string key, object value, string param)
     {
         using var model = HostingTestModels.Policy();
-        using var chat = model.AsChatClient();
+        using var chat = model.AsChatClient(HostingTestModels.ChatMlFallback);
         var options = new ChatOptions { AdditionalProperties = new() { [key] = value } };
         var e = await Assert.ThrowsAnyAsync<ArgumentException>(() => chat.GetResponseAsync(Messages, options));
         Assert.Equal(param, e.ParamName);
@@ -151,7 +152,7 @@ public sealed class ChatClientTests
         };
         ActivitySource.AddActivityListener(activityListener);
 
-        using var chat = model.AsChatClient();
+        using var chat = model.AsChatClient(HostingTestModels.ChatMlFallback);
         var response = await chat.GetResponseAsync(Messages, Greedy());
         listener.RecordObservableInstruments();
 

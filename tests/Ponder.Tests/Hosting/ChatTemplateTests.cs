@@ -76,30 +76,100 @@ public sealed class ChatTemplateTests
     }
 
     [Fact]
-    public void ModelFolderWithoutATemplateOrWithUnsupportedJinjaFallsBackToChatMlWithAReason()
+    public void ModelFolderWithoutAUsableTemplateFailsUnlessTheHostOptsIntoChatMlWhichIsLogged()
     {
         string dir = Directory.CreateTempSubdirectory("ponder-template-").FullName;
         try
         {
-            var none = ChatTemplate.ForModelFolder(dir);
+            var missing = Assert.Throws<FileNotFoundException>(() => ChatTemplate.ForModelFolder(dir));
+            Assert.Contains("tokenizer_config.json", missing.Message);
+            var log = new ListLogger();
+            var none = ChatTemplate.ForModelFolder(dir, allowChatMlFallback: true, logger: log);
             Assert.True(none.IsChatMl);
             Assert.Contains("does not exist", none.FallbackReason);
+            Assert.Contains(log.Lines, l => l.Contains("ChatML", StringComparison.Ordinal) && l.Contains("does not exist", StringComparison.Ordinal));
 
-            File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), """{"chat_template": "{% macro m() %}x{% endmacro %}{{ m() }}"}""");
-            var macro = ChatTemplate.ForModelFolder(dir);
-            Assert.True(macro.IsChatMl);
-            Assert.Contains("macro", macro.FallbackReason);
+            File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), """{"bos_token": "<s>"}""");
+            Assert.Contains("no chat_template", Assert.Throws<InvalidDataException>(() => ChatTemplate.ForModelFolder(dir)).Message);
+
+            // A construct outside the interpreter: an error naming it, its line and column, and the file.
+            File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"),
+                System.Text.Json.JsonSerializer.Serialize(new { chat_template = "{% for m in messages %}\n  {{ m.content | wordwrap(5) }}\n{% endfor %}" }));
+            var unsupported = Assert.Throws<ChatTemplateException>(() => ChatTemplate.ForModelFolder(dir));
+            Assert.Equal((2, 18), (unsupported.Line, unsupported.Column));
+            Assert.Contains("filter 'wordwrap' is not supported", unsupported.Message);
+            Assert.Contains("tokenizer_config.json", unsupported.Message);
+            var fallback = ChatTemplate.ForModelFolder(dir, allowChatMlFallback: true, logger: log);
+            Assert.True(fallback.IsChatMl);
+            Assert.Contains("wordwrap", fallback.FallbackReason);
+            Assert.Contains(log.Lines, l => l.Contains("wordwrap", StringComparison.Ordinal));
 
             File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"),
                 System.Text.Json.JsonSerializer.Serialize(new { chat_template = Llama3, bos_token = new { content = "<|begin_of_text|>" } }));
             var llama = ChatTemplate.ForModelFolder(dir);
             Assert.False(llama.IsChatMl);
+            Assert.Null(llama.FallbackReason);
             Assert.StartsWith("<|begin_of_text|><|start_header_id|>user", llama.Render([new("user", "x")]));
 
             File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), "{ not json");
-            var bad = Assert.Throws<InvalidDataException>(() => ChatTemplate.ForModelFolder(dir));
+            var bad = Assert.Throws<InvalidDataException>(() => ChatTemplate.ForModelFolder(dir, allowChatMlFallback: true));
             Assert.Contains("tokenizer_config.json", bad.Message);
         }
         finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [Theory]
+    [InlineData("{% call foo() %}x{% endcall %}", 1, 4, "statement '{% call %}' is not supported")]
+    [InlineData("a\n{{ x | wordwrap }}", 2, 8, "filter 'wordwrap' is not supported")]
+    [InlineData("{% if x is foo %}{% endif %}", 1, 12, "test 'is foo' is not supported")]
+    [InlineData("{% for m in messages %}", 1, 24, "missing '{% endfor %}'")]
+    [InlineData("{{ 'abc }}", 1, 4, "string literal is never closed")]
+    [InlineData("x\n  {{ a ? b }}", 2, 8, "unexpected character '?'")]
+    [InlineData("{% for a in b recursive %}{% endfor %}", 1, 15, "recursive for loops are not supported")]
+    public void UnsupportedOrMalformedTemplatesNameTheConstructAndItsPlace(string source, int line, int column, string problem)
+    {
+        var e = Assert.Throws<ChatTemplateException>(() => ChatTemplate.Parse(source.Replace("\\n", "\n")));
+        Assert.Contains(problem, e.Problem);
+        Assert.Equal((line, column), (e.Line, e.Column));
+    }
+
+    [Fact]
+    public void AnUnsupportedMethodFailsWhenCalledNamingItsPlace()
+    {
+        var t = ChatTemplate.Parse("{% for m in messages %}\n{{ m.content.zfill(3) }}{% endfor %}".Replace("\\n", "\n"));
+        var e = Assert.Throws<ChatTemplateException>(() => t.Render([new("user", "7")]));
+        Assert.Contains("method 'zfill' of str is not supported", e.Problem);
+        Assert.Equal((2, 14), (e.Line, e.Column));
+    }
+
+    // Python's semantics where @huggingface/jinja 0.5.11 differs (it ignores strip()'s argument, prints None as ""
+    // and booleans as "true"): apply_chat_template runs Python's Jinja2, which these expectations follow.
+    [Theory]
+    [InlineData("{{ '\\n  x \\n'.strip('\\n') }}", "  x ")]
+    [InlineData("{{ 'xxhixx'.lstrip('x') ~ '|' ~ 'a b  c'.split() | length ~ '|' ~ 'a,b,,c'.split(',') }}", "hixx|3|['a', 'b', '', 'c']")]
+    [InlineData("{{ none }}|{{ true }}|{{ 1.0 }}|{{ 7 // 2 }}|{{ -7 // 2 }}|{{ -7 % 3 }}|{{ 2 ** 10 }}|{{ 1 / 4 }}", "None|True|1.0|3|-4|2|1024|0.25")]
+    [InlineData("{{ [3, 1, 2][::-1] }}|{{ 'hello'[1:-1] }}|{{ (1, 'a') }}|{{ {'k': [1, none]} }}", "[2, 1, 3]|ell|(1, 'a')|{'k': [1, None]}")]
+    [InlineData("{{ {'b': 1, 'a': 'é\"'} | tojson }}|{{ [1, {'x': 2}] | tojson(indent=2) }}", "{\"b\": 1, \"a\": \"é\\\\\\\"\"}|[\n  1,\n  {\n    \"x\": 2\n  }\n]")]
+    [InlineData("{% set ns = namespace(n=0) %}{% for i in range(5) if i is odd %}{% set ns.n = ns.n + i %}{% endfor %}{{ ns.n }}", "4")]
+    [InlineData("{% macro greet(name, punct='!') %}Hi {{ name }}{{ punct }}{% endmacro %}{{ greet('A') }} {{ greet('B', punct='?') }}", "Hi A! Hi B?")]
+    [InlineData("{% for k, v in {'a': 1, 'b': 2} | items %}{{ k }}={{ v }}{{ ',' if not loop.last }}{% endfor %}", "a=1,b=2")]
+    [InlineData("{{ [{'r': 'u'}, {'r': 'a'}, {'r': 'u'}] | selectattr('r', 'equalto', 'u') | list | length }}|{{ ['a', 'b'] | map('upper') | join('-') }}", "2|A-B")]
+    [InlineData("{% set x = 1 %}{% for i in [1] %}{% set x = 2 %}{% endfor %}{{ x }}|{{ 'a' if false }}|{{ y | default('d') }}", "1||d")]
+    [InlineData("{%- for i in [1, 2, 3] -%}{%- if i == 2 %}{% continue %}{% endif -%}{{ i }}{%- if i == 3 %}{% break %}{% endif -%}{%- endfor %}", "13")]
+    public void ExpressionsFollowPython(string source, string expected)
+    {
+        string Unescape(string s) => System.Text.RegularExpressions.Regex.Unescape(s);
+        Assert.Equal(Unescape(expected), ChatTemplate.Parse(Unescape(source)).Render([], false));
+    }
+
+    sealed class ListLogger : Microsoft.Extensions.Logging.ILogger
+    {
+        public List<string> Lines { get; } = [];
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            lock (Lines) Lines.Add(formatter(state, exception));
+        }
     }
 }

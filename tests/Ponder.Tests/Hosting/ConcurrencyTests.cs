@@ -13,7 +13,7 @@ public sealed class ConcurrencyTests
     public async Task ConcurrentRequestsWithTheirOwnBudgetsNeitherLeakBlocksNorOverspend()
     {
         using var model = HostingTestModels.Policy(kvTokens: 8192);
-        using var chat = model.AsChatClient();
+        using var chat = model.AsChatClient(HostingTestModels.ChatMlFallback);
         const int requests = 16;
         long forwardsBefore = model.Scheduler.Forwards;
         var start = new ManualResetEventSlim();
@@ -58,7 +58,7 @@ public sealed class ConcurrencyTests
     public async Task CancellingAStreamMidwayFreesItsBlocks()
     {
         using var model = HostingTestModels.Policy();
-        using var chat = model.AsChatClient();
+        using var chat = model.AsChatClient(HostingTestModels.ChatMlFallback);
         using var cts = new CancellationTokenSource();
         int seen = 0;
         await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>

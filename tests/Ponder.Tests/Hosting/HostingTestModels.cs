@@ -1,4 +1,5 @@
 using System.Text;
+using Ponder.Hosting;
 using Ponder.Models;
 using Ponder.TestSupport;
 using Ponder.Tokenization;
@@ -8,6 +9,9 @@ namespace Ponder.Tests.Hosting;
 /// <summary>Small random models with a raw-byte tokenizer (ids 0..255 are bytes; 257 is EOS), a policy and a value-head PRM.</summary>
 static class HostingTestModels
 {
+    /// <summary>Random models have no tokenizer_config.json: their chat clients opt into the ChatML fallback.</summary>
+    public static PonderChatClientOptions ChatMlFallback => new() { AllowChatMlFallback = true };
+
     public static ModelConfig PolicyConfig => new()
     {
         Vocab = 259, DModel = 32, NLayers = 2, NHeads = 4, NKvHeads = 2, HeadDim = 8, DFf = 48, MaxPositions = 512, EosTokenIds = [257],
