@@ -24,6 +24,13 @@ public interface ITensorSource : IDisposable
     IReadOnlyDictionary<string, TensorInfo> Tensors { get; }
     /// <summary>Converts a tensor to f32 row-major into <paramref name="destination"/> (exactly ElementCount long).</summary>
     void ReadF32(string name, Span<float> destination);
+
+    /// <summary>
+    /// Copies a tensor's stored bytes (its <see cref="TensorInfo.Type"/>, row-major, HF row order) into
+    /// <paramref name="destination"/> (exactly its byte size) and returns true, or returns false when the source cannot
+    /// (then <see cref="ReadF32"/> is the way). Quantized weights are kept in their format through this.
+    /// </summary>
+    bool TryReadRaw(string name, Span<byte> destination) => false;
 }
 
 /// <summary>An f32 tensor in host memory, row-major. What writers take and random-model builders produce.</summary>

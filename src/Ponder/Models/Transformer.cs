@@ -38,6 +38,7 @@ public sealed class Transformer : IDisposable
         var expected = TensorNames.Expected(Config).ToList();
         int loaded = 0;
         float[] scratch = [];
+        byte[] rawScratch = [];
         var disposables = new List<IDisposable>();
         try
         {
@@ -58,13 +59,26 @@ public sealed class Transformer : IDisposable
             {
                 var info = source.Tensors[name];
                 int rows = (int)info.Shape[0], cols = (int)info.Shape[1];
-                var values = Read(name);
-                // A 16-bit or Q8_0 weight stays in its format where the backend multiplies it directly: decode then
-                // streams 2x / ~3.8x fewer bytes. Re-encoding the decoded values is exact
-                // (16-bit always; Q8_0 for blocks whose largest quant is ±127, as llama.cpp quantizes).
+                // A 16-bit or quantized weight stays in its format where the backend multiplies it directly: decode then
+                // streams 2x to 3.6x fewer bytes. The stored bytes are taken as they are where the source offers them;
+                // otherwise 16-bit and Q8_0 weights are re-encoded from their decoded values, which is exact (16-bit
+                // always; Q8_0 for blocks whose largest quant is ±127, as llama.cpp quantizes). Other quantized types have
+                // no exact re-encoding: without their bytes they are multiplied as f32.
                 if (info.Type != DType.F32 && backend is ITypedWeightUpload typed && typed.CanKeep(info.Type, rows, cols))
-                    return Keep(typed.UploadWeight(DTypes.FromF32(info.Type, values), info.Type, rows, cols));
-                return Keep(backend.UploadWeight(values, rows, cols));
+                {
+                    long size = DTypes.ByteSize(info.Type, info.ElementCount);
+                    if (rawScratch.Length < size) rawScratch = new byte[size];
+                    var raw = rawScratch.AsSpan(0, (int)size);
+                    cancellationToken.ThrowIfCancellationRequested();
+                    if (source.TryReadRaw(name, raw))
+                    {
+                        progress?.Report((float)++loaded / expected.Count);
+                        return Keep(typed.UploadWeight(raw, info.Type, rows, cols));
+                    }
+                    if (!DTypes.IsQuantized(info.Type) || info.Type == DType.Q8_0)
+                        return Keep(typed.UploadWeight(DTypes.FromF32(info.Type, Read(name)), info.Type, rows, cols));
+                }
+                return Keep(backend.UploadWeight(Read(name), rows, cols));
             }
 
             int d = Config.DModel;

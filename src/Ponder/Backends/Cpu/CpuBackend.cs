@@ -49,7 +49,7 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
 
     /// <inheritdoc />
     public bool CanKeep(DType type, int rows, int cols) =>
-        type is DType.F32 or DType.F16 or DType.BF16 || (type == DType.Q8_0 && cols % DTypes.Q8BlockValues == 0);
+        cols % DTypes.BlockValues(type) == 0;
 
     /// <inheritdoc />
     public DeviceWeight UploadWeight(ReadOnlySpan<byte> data, DType type, int rows, int cols) => new CpuDeviceWeight(CpuWeight.Create(data, type, rows, cols));

@@ -85,9 +85,10 @@ internal static partial class GgufNames
 
     /// <summary>
     /// Row permutation between HF and GGUF order, per head of <paramref name="headDim"/> rows of <paramref name="cols"/> values:
-    /// GGUF row 2i+half holds HF row half*headDim/2 + i. <paramref name="toGguf"/> picks the direction.
+    /// GGUF row 2i+half holds HF row half*headDim/2 + i. <paramref name="toGguf"/> picks the direction. A row is
+    /// <paramref name="cols"/> elements of T (f32 values, or a quantized row's bytes).
     /// </summary>
-    public static void PermuteRows(ReadOnlySpan<float> src, Span<float> dst, int nHeads, int headDim, int cols, bool toGguf)
+    public static void PermuteRows<T>(ReadOnlySpan<T> src, Span<T> dst, int nHeads, int headDim, int cols, bool toGguf)
     {
         int halfDim = headDim / 2;
         for (int h = 0; h < nHeads; h++)

@@ -48,7 +48,7 @@ public sealed class GgufSource : ITensorSource
                     throw new NotSupportedException($"{path}: tensor '{GgufNames.RopeFreqs}' (llama3 RoPE scaling) without {GgufMetadata.RopeScalingType}: the scaling parameters cannot be recovered");
                 string? hf = GgufNames.ToHf(t.Name);
                 if (hf is null) continue;
-                var dtype = t.DType ?? throw new NotSupportedException($"{path}: tensor '{t.Name}' has ggml type {GgufFile.TypeName(t.Type)} (supported: F32, F16, BF16, Q8_0)");
+                var dtype = t.DType ?? throw _file.Unsupported(t);
                 _byHf[hf] = t;
                 _tensors[hf] = new TensorInfo(hf, dtype, t.Shape);
             }
@@ -78,7 +78,22 @@ public sealed class GgufSource : ITensorSource
         }
         var stored = new float[destination.Length];
         _file.ReadF32(t, stored);
-        GgufNames.PermuteRows(stored, destination, heads, Config.HeadDim, destination.Length / (heads * Config.HeadDim), toGguf: false);
+        GgufNames.PermuteRows<float>(stored, destination, heads, Config.HeadDim, destination.Length / (heads * Config.HeadDim), toGguf: false);
+    }
+
+    /// <inheritdoc />
+    public bool TryReadRaw(string name, Span<byte> destination)
+    {
+        if (!_byHf.TryGetValue(name, out var t))
+            throw new ArgumentException($"{Location}: no tensor named '{name}'", nameof(name));
+        var raw = _file.Raw(t);
+        if (destination.Length != raw.Length)
+            throw new ArgumentException($"{Location}: tensor '{name}' has {raw.Length} bytes, destination holds {destination.Length}", nameof(destination));
+        int heads = _permuteQk ? GgufNames.RopeHeads(name, Config) : 0;
+        // Blocks run along a row, so un-permuting Q/K rows moves whole rows of bytes.
+        if (heads == 0) raw.CopyTo(destination);
+        else GgufNames.PermuteRows(raw, destination, heads, Config.HeadDim, raw.Length / (heads * Config.HeadDim), toGguf: false);
+        return true;
     }
 
     /// <summary>Releases the memory map.</summary>

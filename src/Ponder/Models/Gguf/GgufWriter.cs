@@ -9,8 +9,9 @@ public static class GgufWriter
 {
     /// <summary>
     /// Writes <paramref name="tensors"/> (HF names, HF row order) as a GGUF model at <paramref name="path"/>.
-    /// 2-D weights are stored as <paramref name="dtype"/> (Q8_0 needs rows that are a multiple of 32 values; other
-    /// rows fall back to F16, as llama.cpp's converter does); 1-D tensors (norms, biases) stay F32.
+    /// 2-D weights are stored as <paramref name="dtype"/> (F32, F16, BF16 or Q8_0; Q8_0 needs rows that are a multiple
+    /// of 32 values, other rows fall back to F16, as llama.cpp's converter does); 1-D tensors (norms, biases) stay F32.
+    /// Other quantizations come from llama.cpp's quantizer, applied to such a file.
     /// Q/K rows are permuted to llama.cpp's RoPE layout for <c>llama</c>. Without a <c>tokenizer.ggml.model</c> in
     /// <paramref name="extraMetadata"/>, the file says <c>no_vocab</c> and llama.cpp runs it on token ids.
     /// </summary>
@@ -36,13 +37,13 @@ public static class GgufWriter
             var t = tensors[name];
             string gguf = GgufNames.ToGguf(name, config.NLayers);
             DType type = t.Shape.Length < 2 ? DType.F32
-                : dtype == DType.Q8_0 && t.Shape[^1] % DTypes.Q8BlockValues != 0 ? DType.F16
+                : DTypes.IsQuantized(dtype) && t.Shape[^1] % DTypes.BlockValues(dtype) != 0 ? DType.F16
                 : dtype;
             int heads = permuteQk ? GgufNames.RopeHeads(name, config) : 0;
             if (heads > 0)
             {
                 var permuted = new float[t.Data.Length];
-                GgufNames.PermuteRows(t.Data, permuted, heads, config.HeadDim, t.Data.Length / (heads * config.HeadDim), toGguf: true);
+                GgufNames.PermuteRows<float>(t.Data, permuted, heads, config.HeadDim, t.Data.Length / (heads * config.HeadDim), toGguf: true);
                 t = new HostTensor(permuted, t.Shape);
             }
             entries.Add((gguf, t, type));
