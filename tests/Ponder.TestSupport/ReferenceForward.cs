@@ -39,6 +39,8 @@ public static class ReferenceForward
             double[]? bq = config.QkvBias ? W(TensorNames.QBias(l)) : null;
             double[]? bk = config.QkvBias ? W(TensorNames.KBias(l)) : null;
             double[]? bv = config.QkvBias ? W(TensorNames.VBias(l)) : null;
+            double[]? qNorm = config.QkNorm ? W(TensorNames.QNorm(l)) : null;
+            double[]? kNorm = config.QkNorm ? W(TensorNames.KNorm(l)) : null;
             var q = new double[n][]; var k = new double[n][]; var v = new double[n][];
             for (int t = 0; t < n; t++)
             {
@@ -46,6 +48,12 @@ public static class ReferenceForward
                 q[t] = Linear(wq, bq, In(TensorNames.Q(l), h), config.QDim);
                 k[t] = Linear(wk, bk, In(TensorNames.K(l), h), config.KvDim);
                 v[t] = Linear(wv, bv, In(TensorNames.V(l), h), config.KvDim);
+                if (qNorm is not null && kNorm is not null)
+                {
+                    // Qwen3: RMSNorm over each head (q_norm, k_norm of headDim) after the projection, before RoPE.
+                    for (int hd = 0; hd < nHeads; hd++) RmsNorm(q[t].AsSpan(hd * headDim, headDim).ToArray(), qNorm, config.RmsNormEps).CopyTo(q[t], hd * headDim);
+                    for (int hd = 0; hd < nKvHeads; hd++) RmsNorm(k[t].AsSpan(hd * headDim, headDim).ToArray(), kNorm, config.RmsNormEps).CopyTo(k[t], hd * headDim);
+                }
                 for (int hd = 0; hd < nHeads; hd++) Rope(q[t], hd * headDim, headDim, t, invFreq);
                 for (int hd = 0; hd < nKvHeads; hd++) Rope(k[t], hd * headDim, headDim, t, invFreq);
             }

@@ -61,6 +61,17 @@ public static class TestConfigs
         RopeScaling = new Llama3RopeScaling(Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 32),
     };
 
+    /// <summary>
+    /// Qwen3: per-head q/k RMSNorm, no QKV bias, headDim 32 independent of dModel / nHeads (16), untied. Not in
+    /// <see cref="All"/> (the scheduler's FLOP prediction does not count the q/k norms yet): see <see cref="Forward"/>.
+    /// </summary>
+    public static ModelConfig TinyQwen3 { get; } = new()
+    {
+        Architecture = Architecture.Qwen3, QkNorm = true,
+        Vocab = 256, DModel = 64, NLayers = 2, NHeads = 4, NKvHeads = 2, HeadDim = 32, DFf = 96,
+        TiedEmbeddings = false, MaxPositions = 256, RopeTheta = 1000000, RmsNormEps = 1e-6f, EosTokenIds = [3],
+    };
+
     /// <summary>Every config above, by name (for theories).</summary>
     public static IReadOnlyDictionary<string, ModelConfig> All { get; } = new Dictionary<string, ModelConfig>
     {
@@ -71,4 +82,8 @@ public static class TestConfigs
         [nameof(TinyMha)] = TinyMha,
         [nameof(TinyLlama3Rope)] = TinyLlama3Rope,
     };
+
+    /// <summary><see cref="All"/> plus the architectures the forward pass runs beyond them (<see cref="TinyQwen3"/>).</summary>
+    public static IReadOnlyDictionary<string, ModelConfig> Forward { get; } =
+        new Dictionary<string, ModelConfig>(All) { [nameof(TinyQwen3)] = TinyQwen3 };
 }

@@ -22,7 +22,7 @@ public sealed class Transformer : IDisposable
 
     sealed record LayerWeights(
         DeviceTensor AttnNorm, DeviceWeight Q, DeviceWeight K, DeviceWeight V, DeviceTensor? QBias, DeviceTensor? KBias,
-        DeviceTensor? VBias, DeviceWeight O, DeviceTensor FfnNorm, DeviceWeight Gate, DeviceWeight Up, DeviceWeight Down)
+        DeviceTensor? VBias, DeviceTensor? QNorm, DeviceTensor? KNorm, DeviceWeight O, DeviceTensor FfnNorm, DeviceWeight Gate, DeviceWeight Up, DeviceWeight Down)
     {
         // Projections that share their input, multiplied in one call (IBackend.MatMul over several weights).
         public DeviceWeight[] Qkv { get; } = [Q, K, V];
@@ -86,10 +86,11 @@ public sealed class Transformer : IDisposable
             _layers = new LayerWeights[Config.NLayers];
             for (int l = 0; l < Config.NLayers; l++)
             {
-                bool bias = Config.QkvBias;
+                bool bias = Config.QkvBias, qkNorm = Config.QkNorm;
                 _layers[l] = new LayerWeights(
                     Vector(TensorNames.AttnNorm(l)), Matrix(TensorNames.Q(l)), Matrix(TensorNames.K(l)), Matrix(TensorNames.V(l)),
                     bias ? Vector(TensorNames.QBias(l)) : null, bias ? Vector(TensorNames.KBias(l)) : null, bias ? Vector(TensorNames.VBias(l)) : null,
+                    qkNorm ? Vector(TensorNames.QNorm(l)) : null, qkNorm ? Vector(TensorNames.KNorm(l)) : null,
                     Matrix(TensorNames.O(l)), Vector(TensorNames.FfnNorm(l)),
                     Matrix(TensorNames.Gate(l)), Matrix(TensorNames.Up(l)), Matrix(TensorNames.Down(l)));
             }
@@ -166,6 +167,11 @@ public sealed class Transformer : IDisposable
             {
                 b.AddBias(ws.Q, w.QBias, n); b.AddBias(ws.K, w.KBias!, n); b.AddBias(ws.V, w.VBias!, n);
             }
+            if (w.QNorm is not null)
+            {
+                b.RmsNormHeads(ws.Q, w.QNorm, eps, Config.HeadDim, n);       // per-head norms (Qwen3)
+                b.RmsNormHeads(ws.K, w.KNorm!, eps, Config.HeadDim, n);
+            }
             b.Rope(ws.Q, Config.NHeads, Config.HeadDim, _rope, batch);      // rotate q, k at their positions
             b.Rope(ws.K, Config.NKvHeads, Config.HeadDim, _rope, batch);
             b.StoreKv(kv, l, ws.K, ws.V, batch);                            // cache k, v in their slots
@@ -208,7 +214,7 @@ public sealed class Transformer : IDisposable
     {
         _ws?.Dispose();
         foreach (var l in _layers)
-            foreach (var d in new IDisposable?[] { l.AttnNorm, l.Q, l.K, l.V, l.QBias, l.KBias, l.VBias, l.O, l.FfnNorm, l.Gate, l.Up, l.Down })
+            foreach (var d in new IDisposable?[] { l.AttnNorm, l.Q, l.K, l.V, l.QBias, l.KBias, l.VBias, l.QNorm, l.KNorm, l.O, l.FfnNorm, l.Gate, l.Up, l.Down })
                 d?.Dispose();
         _embedding.Dispose(); _finalNorm.Dispose(); _head.Dispose(); _headBias?.Dispose(); _rope.Dispose();
     }

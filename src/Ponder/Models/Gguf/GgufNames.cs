@@ -28,6 +28,8 @@ internal static partial class GgufNames
         ("attn_k.bias", TensorNames.KBias),
         ("attn_v.bias", TensorNames.VBias),
         ("attn_output.weight", TensorNames.O),
+        ("attn_q_norm.weight", TensorNames.QNorm),
+        ("attn_k_norm.weight", TensorNames.KNorm),
         ("ffn_norm.weight", TensorNames.FfnNorm),
         ("ffn_gate.weight", TensorNames.Gate),
         ("ffn_up.weight", TensorNames.Up),

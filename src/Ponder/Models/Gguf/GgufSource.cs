@@ -3,7 +3,7 @@ using Ponder.Tensors;
 namespace Ponder.Models.Gguf;
 
 /// <summary>
-/// A llama.cpp GGUF model (architectures <c>llama</c> and <c>qwen2</c>) as an <see cref="ITensorSource"/>: tensors
+/// A llama.cpp GGUF model (architectures <c>llama</c>, <c>qwen2</c> and <c>qwen3</c>) as an <see cref="ITensorSource"/>: tensors
 /// get their Hugging Face names and row-major shapes, and Q/K rows of <c>llama</c> files are put back in HF order.
 /// </summary>
 public sealed class GgufSource : ITensorSource
@@ -37,17 +37,19 @@ public sealed class GgufSource : ITensorSource
             {
                 "llama" => Architecture.Llama,
                 "qwen2" => Architecture.Qwen2,
-                _ => throw new NotSupportedException($"{path}: GGUF architecture '{arch}' is not supported (supported: llama, qwen2)"),
+                "qwen3" => Architecture.Qwen3,
+                _ => throw new NotSupportedException($"{path}: GGUF architecture '{arch}' is not supported (supported: llama, qwen2, qwen3)"),
             };
-            // llama.cpp runs qwen2 with NEOX (rotate-half) RoPE, so its converter leaves Q/K rows in HF order.
+            // llama.cpp runs qwen2 and qwen3 with NEOX (rotate-half) RoPE, so its converter leaves Q/K rows in HF order.
             _permuteQk = architecture == Architecture.Llama;
 
             foreach (var t in _file.Tensors)
             {
                 if (t.Name == GgufNames.RopeFreqs && !_file.Metadata.ContainsKey(GgufMetadata.RopeScalingType))
                     throw new NotSupportedException($"{path}: tensor '{GgufNames.RopeFreqs}' (llama3 RoPE scaling) without {GgufMetadata.RopeScalingType}: the scaling parameters cannot be recovered");
-                string? hf = GgufNames.ToHf(t.Name);
-                if (hf is null) continue;
+                if (t.Name == GgufNames.RopeFreqs) continue;
+                string hf = GgufNames.ToHf(t.Name)
+                    ?? throw new NotSupportedException($"{path}: tensor '{t.Name}' is not part of a {arch} model as Ponder computes it; loading would ignore it");
                 var dtype = t.DType ?? throw _file.Unsupported(t);
                 _byHf[hf] = t;
                 _tensors[hf] = new TensorInfo(hf, dtype, t.Shape);
@@ -177,6 +179,7 @@ internal static class GgufMetadata
             MaxPositions = Int(p + "context_length", 2048),
             TiedEmbeddings = !value && !tensors.ContainsKey(TensorNames.LmHead),
             QkvBias = tensors.ContainsKey(TensorNames.QBias(0)),
+            QkNorm = architecture == Architecture.Qwen3,
             BosTokenId = bos,
             EosTokenIds = eos,
             SharedValueHead = Int(SharedValueHeadKey, 0) switch

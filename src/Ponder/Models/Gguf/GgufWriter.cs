@@ -16,7 +16,7 @@ public static class GgufWriter
     /// <paramref name="extraMetadata"/>, the file says <c>no_vocab</c> and llama.cpp runs it on token ids.
     /// </summary>
     /// <param name="path">The file to create (overwritten).</param>
-    /// <param name="config">Shapes and hyper-parameters, written as <c>llama.*</c> / <c>qwen2.*</c> metadata.</param>
+    /// <param name="config">Shapes and hyper-parameters, written as <c>llama.*</c> / <c>qwen2.*</c> / <c>qwen3.*</c> metadata.</param>
     /// <param name="tensors">Every tensor of <see cref="TensorNames.Expected"/>, by HF name.</param>
     /// <param name="dtype">Storage type of 2-D weights.</param>
     /// <param name="extraMetadata">Extra keys (e.g. <c>tokenizer.ggml.*</c>), typed by their .NET type: string, bool,
@@ -28,7 +28,8 @@ public static class GgufWriter
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(tensors);
-        string arch = config.Architecture == Architecture.Qwen2 ? "qwen2" : "llama";
+        // Mistral and Phi-3 (whose fused projections are split at load) compute as Llama does.
+        string arch = config.Architecture switch { Architecture.Qwen2 => "qwen2", Architecture.Qwen3 => "qwen3", _ => "llama" };
         bool permuteQk = arch == "llama";
 
         var entries = new List<(string Name, HostTensor Tensor, DType Type)>();
