@@ -71,7 +71,17 @@ public sealed class LlamaCppQuantizedTests : IDisposable
         using var source = new GgufSource(path);
         var stored = source.Tensors.Values.Where(t => t.Shape.Length == 2).Select(t => t.Type).Distinct().Order().ToArray();
         Assert.Equal(types.Order().ToArray(), stored.Where(DTypes.IsQuantized).ToArray());
+        AssertAgreement($"{ftype} ({string.Join(", ", stored)})", source, path, tokens);
+    }
 
+    /// <summary>
+    /// Runs the quantized file <paramref name="path"/> in the engine, in llama.cpp and in the reference (f32 and q8
+    /// activations), and asserts the agreements the class summary derives.
+    /// </summary>
+    internal static void AssertAgreement(string what, GgufSource source, string path, int[] tokens)
+    {
+        var config = source.Config;
+        string ftype = what;
         // The reference on the dequantized weights: f32 activations (what Ponder computes) and q8 activations (llama.cpp).
         var dequantized = source.Tensors.Values.ToDictionary(t => t.Name, t =>
         {
@@ -79,8 +89,8 @@ public sealed class LlamaCppQuantizedTests : IDisposable
             source.ReadF32(t.Name, h.Data);
             return h;
         });
-        double[,] refF32 = ReferenceForward.Run(Config, dequantized, tokens);
-        double[,] refQ8 = ReferenceForward.Run(Config, dequantized, tokens, (name, x) =>
+        double[,] refF32 = ReferenceForward.Run(config, dequantized, tokens);
+        double[,] refQ8 = ReferenceForward.Run(config, dequantized, tokens, (name, x) =>
         {
             var type = source.Tensors[name].Type;
             if (!DTypes.IsQuantized(type)) return x;
@@ -99,7 +109,7 @@ public sealed class LlamaCppQuantizedTests : IDisposable
         using var llama = LlamaCppModel.Load(path);
         float[][] theirs = llama.Evaluate(tokens);
 
-        int n = tokens.Length, vocab = Config.Vocab;
+        int n = tokens.Length, vocab = config.Vocab;
         double scale = TestTolerance.Flatten(refF32).Max(Math.Abs), rounding = RoundingTolerance * scale;
         double effect = 0, oursVsRef = 0, oursVsLlama = 0, llamaVsSimulation = 0;
         for (int t = 0; t < n; t++)
@@ -127,7 +137,7 @@ public sealed class LlamaCppQuantizedTests : IDisposable
                 Assert.True(same, $"{ftype} position {t}: the top logit leads by {sorted[0] - sorted[1]:G3}, yet ours picks {LlamaCppModel.ArgMax(ours[t])} and llama.cpp {LlamaCppModel.ArgMax(theirs[t])}");
             }
         }
-        Console.WriteLine($"{ftype} ({string.Join(", ", stored)}), of the largest logit {scale:G3}: |ours - ref(f32 act)| {oursVsRef / scale:G2}, " +
+        Console.WriteLine($"{what}, of the largest logit {scale:G3}: |ours - ref(f32 act)| {oursVsRef / scale:G2}, " +
             $"|ours - llama.cpp| {oursVsLlama / scale:G2} (bound {bound / scale:G2}), activation effect M {effect / scale:G2}, |llama.cpp - ref(q8 act)| {llamaVsSimulation / scale:G2}; " +
             $"argmax agrees at {argmaxAgree}/{n} positions ({decided} decided beyond the bound, all agree); weights {weightBytes / 1024} KiB");
     }
