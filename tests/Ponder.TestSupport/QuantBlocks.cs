@@ -1,3 +1,4 @@
+using Ponder.Models;
 using Ponder.Tensors;
 
 namespace Ponder.TestSupport;
@@ -54,4 +55,59 @@ public static class QuantBlocks
             }
         return data;
     }
+}
+
+/// <summary>
+/// A random model whose 2-D weights are stored as random blocks of a quantized type (O(1) values), as a GGUF source
+/// would offer them: <see cref="TryReadRaw"/> gives the blocks, <see cref="ReadF32"/> their reference dequantization.
+/// </summary>
+public sealed class QuantizedTestSource : ITensorSource
+{
+    readonly Dictionary<string, HostTensor> _f32;
+    readonly Dictionary<string, byte[]> _raw = [];
+
+    /// <summary>Every 2-D weight of <paramref name="config"/> as <paramref name="type"/> (rows must fit its blocks), the rest f32.</summary>
+    public QuantizedTestSource(ModelConfig config, DType type, int seed)
+    {
+        Config = config;
+        _f32 = RandomModel.Create(config, seed);
+        var infos = new Dictionary<string, TensorInfo>();
+        int i = 0;
+        foreach (var (name, t) in _f32)
+        {
+            var shape = t.Shape.Select(x => (long)x).ToArray();
+            if (t.Shape.Length == 2)
+            {
+                // Scaled to about 1/sqrt(columns), as RandomModel scales its f32 projections, so activations stay O(1).
+                _raw[name] = QuantBlocks.Scaled(type, t.Data.Length, seed * 1000 + i++, 1f / MathF.Sqrt(t.Cols));
+                DTypes.ToF32(type, _raw[name], t.Data);
+                infos[name] = new TensorInfo(name, type, shape);
+            }
+            else infos[name] = new TensorInfo(name, DType.F32, shape);
+        }
+        Tensors = infos;
+    }
+
+    /// <inheritdoc />
+    public string Location => "(random quantized)";
+    /// <inheritdoc />
+    public ModelConfig Config { get; }
+    /// <inheritdoc />
+    public IReadOnlyDictionary<string, TensorInfo> Tensors { get; }
+    /// <summary>The dequantized weights, for the reference forward.</summary>
+    public IReadOnlyDictionary<string, HostTensor> Dequantized => _f32;
+
+    /// <inheritdoc />
+    public void ReadF32(string name, Span<float> destination) => _f32[name].Data.CopyTo(destination);
+
+    /// <inheritdoc />
+    public bool TryReadRaw(string name, Span<byte> destination)
+    {
+        if (!_raw.TryGetValue(name, out var raw)) return false;
+        raw.CopyTo(destination);
+        return true;
+    }
+
+    /// <inheritdoc />
+    public void Dispose() { }
 }
