@@ -80,7 +80,7 @@ public static class PerfBench
         // llama.cpp's Q4_K_M of the same random weights. SmolLM2's rows (576) are not multiples of 256, so its Q4_K_M is
         // mostly the fallbacks Q5_0 and Q8_0 (as a real SmolLM2 Q4_K_M file is); Qwen3-0.6B's layers (1024, 3072) take
         // Q4_K and Q6_K, here with 4 of its 28 layers and a 16384-token vocabulary to keep the file small.
-        var qwen3 = RandomModels.Preset("qwen3-0.6b") with { NLayers = 4, Vocab = 16384 };
+        var qwen3 = RandomModels.Preset("qwen3-0.6b") with { NLayers = 4, Vocab = 16384, EosTokenIds = [] };
         foreach (var (label, config) in new[] { ("smollm2", smol), ("qwen3-0.6b 4 layers", qwen3) })
         {
             string path = Models.Quantized(config, "Q4_K_M");

@@ -11,11 +11,12 @@ namespace Ponder.Backends.Cpu;
 /// W is stored pre-packed as op(B) = Wᵀ in the micro-kernel's layout: ceil(rows/NR) panels, each cols x NR
 /// (the NR output rows of a panel interleaved per input column), so a multiply streams it once with unit stride.
 /// F16 and BF16 weights stay in their format; block-quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)
-/// are kept decoded as int8 values q plus an f32 scale (and, for Q4_1, Q5_1, Q4_K and Q5_K, an f32 offset) per group
-/// of 32 values (16 for Q6_K), w = q·scale + offset, which is exactly llama.cpp's dequantized value (see
-/// <see cref="DTypes"/>). Either is converted to f32 a panel segment at a time during the multiply, or in registers
-/// for one token. The int8 form costs 1.125 to 1.25 bytes a weight: more than a 4- to 6-bit file's 0.56 to 0.82, a
-/// quarter to a third of f32's.
+/// are kept decoded as values q (4-bit nibbles for Q4_0, Q4_1 and Q4_K, int8 for the others) plus an f32 scale (and,
+/// for Q4_1, Q5_1, Q4_K and Q5_K, an f32 offset) per group of 32 values (16 for Q6_K), w = q·scale + offset, which is
+/// exactly llama.cpp's dequantized value (see <see cref="DTypes"/>). Either is converted to f32 a panel segment at a
+/// time during the multiply, or in registers for one token. Bytes a weight: 0.625 (Q4_0), 0.75 (Q4_1, Q4_K), 1.125
+/// (Q8_0, Q5_0), 1.25 (Q5_1, Q5_K, Q6_K): more than the file's 4.5 to 8.5 bits (the scales are decoded to f32), a
+/// sixth to a third of f32's.
 /// </summary>
 public sealed unsafe class CpuWeight
 {
@@ -91,7 +92,14 @@ public sealed unsafe class CpuWeight
                         quants.AsSpan(checked((int)(b * blockValues)), blockValues),
                         scales.AsSpan(checked((int)(b * groupsPerBlock)), groupsPerBlock),
                         hasOffset ? offsets.AsSpan(checked((int)(b * groupsPerBlock)), groupsPerBlock) : default);
-                return new CpuWeight(Pack<sbyte>(quants, rows, cols, nr, padded), PackGroups(scales, rows, cols / group, nr, padded / group),
+                byte[] values;
+                if (WeightPanels.Is4Bit(type))
+                {
+                    values = GC.AllocateUninitializedArray<byte>(checked((int)(padded / 2)), pinned: true);
+                    WeightPanels.PackNibbles(quants, rows, cols, nr, WeightPanels.NibbleBias(type), values);
+                }
+                else values = Pack<sbyte>(quants, rows, cols, nr, padded);
+                return new CpuWeight(values, PackGroups(scales, rows, cols / group, nr, padded / group),
                     offsets is null ? null : PackGroups(offsets, rows, cols / group, nr, padded / group), type, shape, rows, cols);
             }
             default:

@@ -247,13 +247,38 @@ internal sealed unsafe class GemmDriver : IParallelPart
             case DType.F32: Rows<WeightPanels.F32Load, float>(count, (float*)w.Values + start, panelStride, nr, a, kc, t); break;
             case DType.F16: Rows<WeightPanels.F16Convert, ushort>(count, (ushort*)w.Values + start, panelStride, nr, a, kc, t); break;
             case DType.BF16: Rows<WeightPanels.Bf16Convert, ushort>(count, (ushort*)w.Values + start, panelStride, nr, a, kc, t); break;
+            case var type4 when WeightPanels.Is4Bit(type4):
+            {
+                int group = DTypes.GroupValues(type4);
+                nint scaleStride = (nint)(_k / group) * nr, at = panel * scaleStride + (nint)(k0 / group) * nr + j;
+                nint byteStride = (nint)(_k / 2) * nr;
+                byte* q = (byte*)w.Values + panel * byteStride + (nint)(k0 / 2) * nr + j;
+                int bias = WeightPanels.NibbleBias(type4);
+                if (w.Offsets == null) RowsQuant4<WeightPanels.NoOffset>(count, q, byteStride, w.Scales + at, null, scaleStride, group, bias, nr, a, kc, t);
+                else RowsQuant4<WeightPanels.Offset>(count, q, byteStride, w.Scales + at, w.Offsets + at, scaleStride, group, bias, nr, a, kc, t);
+                break;
+            }
             default:
+            {
                 int group = DTypes.GroupValues(w.Type);
                 nint scaleStride = (nint)(_k / group) * nr, at = panel * scaleStride + (nint)(k0 / group) * nr + j;
                 sbyte* q = (sbyte*)w.Values + start;
                 if (w.Offsets == null) RowsQuant<WeightPanels.NoOffset>(count, q, panelStride, w.Scales + at, null, scaleStride, group, nr, a, kc, t);
                 else RowsQuant<WeightPanels.Offset>(count, q, panelStride, w.Scales + at, w.Offsets + at, scaleStride, group, nr, a, kc, t);
                 break;
+            }
+        }
+    }
+
+    static void RowsQuant4<TO>(int count, byte* q, nint panelStride, float* scales, float* offsets, nint scaleStride, int group, int bias, int nr, float* a, int kc, float* t)
+        where TO : struct, WeightPanels.IOffset
+    {
+        switch (count)
+        {
+            case 1: WeightPanels.RowsQuant4<R1, TO>(q, panelStride, scales, offsets, scaleStride, group, bias, nr, a, kc, t); break;
+            case 2: WeightPanels.RowsQuant4<R2, TO>(q, panelStride, scales, offsets, scaleStride, group, bias, nr, a, kc, t); break;
+            case 3: WeightPanels.RowsQuant4<R3, TO>(q, panelStride, scales, offsets, scaleStride, group, bias, nr, a, kc, t); break;
+            default: WeightPanels.RowsQuant4<R4, TO>(q, panelStride, scales, offsets, scaleStride, group, bias, nr, a, kc, t); break;
         }
     }
 

@@ -15,6 +15,11 @@ namespace Ponder.Backends.Cpu.Gemm;
 /// quantized offsets (f32): as the scales          (Q4_1, Q5_1, Q4_K, Q5_K)
 /// </code>
 /// Quantized values are int8 q with w = q·scale (+ offset), G = <see cref="DTypes.GroupValues"/> (32; 16 for Q6_K).
+/// 4-bit types (<see cref="Is4Bit"/>) pack two depth rows per byte instead, q + bias as an unsigned nibble:
+/// <code>
+/// 4-bit values: panels x cols/2 x NR bytes        (row j, col p) in byte (j/NR)*(cols/2)*NR + (p/2)*NR + j%NR,
+///                                                  low nibble for even p, high for odd p
+/// </code>
 /// Padding rows of the last panel are zero.
 /// </summary>
 internal static unsafe class WeightPanels
@@ -29,6 +34,26 @@ internal static unsafe class WeightPanels
             var panel = dst.Slice(j / nr * cols * nr);
             int lane = j % nr;
             for (int p = 0; p < cols; p++) panel[p * nr + lane] = src[p];
+        }
+    }
+
+    /// <summary>Whether a quantized type's values are kept as 4-bit nibbles (Q4_0, Q4_1, Q4_K) rather than int8.</summary>
+    public static bool Is4Bit(DType type) => type is DType.Q4_0 or DType.Q4_1 or DType.Q4_K;
+
+    /// <summary>What a 4-bit type's decoded q is stored as nibble - bias of (Q4_0's q is −8..7, the others' 0..15).</summary>
+    public static int NibbleBias(DType type) => type == DType.Q4_0 ? 8 : 0;
+
+    /// <summary>Packs q [rows, cols] (each q + bias in 0..15) as 4-bit panels (see the type's layout); dst has ceil(rows/NR)*NR*cols/2 bytes.</summary>
+    public static void PackNibbles(ReadOnlySpan<sbyte> q, int rows, int cols, int nr, int bias, Span<byte> dst)
+    {
+        dst.Clear();
+        for (int j = 0; j < rows; j++)
+        {
+            var src = q.Slice(j * cols, cols);
+            var panel = dst.Slice(j / nr * (cols / 2) * nr);
+            int lane = j % nr;
+            for (int p = 0; p < cols; p += 2)
+                panel[p / 2 * nr + lane] = (byte)((src[p] + bias) | (src[p + 1] + bias) << 4);
         }
     }
 
@@ -49,6 +74,15 @@ internal static unsafe class WeightPanels
             case DType.BF16:
                 Bf16ToF32((ushort*)values + start, dst, count);
                 break;
+            case var _ when Is4Bit(type):
+            {
+                int group = DTypes.GroupValues(type);
+                nint at = (nint)panel * (cols / group) * nr + (nint)(k0 / group) * nr;
+                byte* q = (byte*)values + (nint)panel * (cols / 2) * nr + (nint)(k0 / 2) * nr;
+                if (offsets == null) NibblesToF32<NoOffset>(q, scales + at, null, NibbleBias(type), group, kc, nr, dst);
+                else NibblesToF32<Offset>(q, scales + at, offsets + at, NibbleBias(type), group, kc, nr, dst);
+                break;
+            }
             case var _ when DTypes.IsQuantized(type):
             {
                 int group = DTypes.GroupValues(type);
@@ -193,8 +227,63 @@ internal static unsafe class WeightPanels
 
     /// <summary>Eight weights q·scale (+ offset) in registers: the same arithmetic as <see cref="QuantToF32"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<float> Dequant<TO>(sbyte* q, float* scale, float* offset) where TO : struct, IOffset =>
-        TO.Has ? Vector256.FusedMultiplyAdd(Int8x8(q), Vector256.Load(scale), Vector256.Load(offset)) : Int8x8(q) * Vector256.Load(scale);
+    static Vector256<float> Dequant<TO>(sbyte* q, float* scale, float* offset) where TO : struct, IOffset => Dequant<TO>(Int8x8(q), scale, offset);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> Dequant<TO>(Vector256<float> q, float* scale, float* offset) where TO : struct, IOffset =>
+        TO.Has ? Vector256.FusedMultiplyAdd(q, Vector256.Load(scale), Vector256.Load(offset)) : q * Vector256.Load(scale);
+
+    /// <summary>Eight bytes of nibble pairs as q of the even (low) and odd (high) depth row: nibble − bias, as f32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static (Vector256<float> Even, Vector256<float> Odd) Nibbles8(byte* q, Vector256<int> bias)
+    {
+        var v = Avx2.ConvertToVector256Int32(q);
+        return (Avx.ConvertToVector256Single((v & Vector256.Create(0xF)) - bias), Avx.ConvertToVector256Single(Avx2.ShiftRightLogical(v, 4) - bias));
+    }
+
+    /// <summary>
+    /// As <see cref="RowsQuant"/> for 4-bit panels (two depth rows per byte, <paramref name="panelStride"/> in bytes):
+    /// each byte load gives the weights of depth rows p and p + 1, dequantized in registers and accumulated p first, as
+    /// the tile kernels do on a panel <see cref="ToF32"/> converted. Half the bytes of the int8 form.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void RowsQuant4<TP, TO>(byte* q, nint panelStride, float* scales, float* offsets, nint scaleStride, int group, int bias, int nr, float* a, int kc, float* t)
+        where TP : struct, IRows where TO : struct, IOffset
+    {
+        Vector256<float> s00 = default, s01 = default, s10 = default, s11 = default, s20 = default, s21 = default, s30 = default, s31 = default;
+        var vb = Vector256.Create(bias);
+        nint o = 0, so = 0;
+        for (int block = 0; block < kc; block += group, so += nr)
+        {
+            float* c = scales + so, f = offsets + so;
+            for (int p = block; p < block + group; p += 2, o += nr)
+            {
+                var a0 = Vector256.Create(a[p]);
+                var a1 = Vector256.Create(a[p + 1]);
+                Pair<TO>(q + o, c, f, vb, a0, a1, ref s00, ref s01);
+                if (TP.Count > 1) Pair<TO>(q + panelStride + o, c + scaleStride, f + scaleStride, vb, a0, a1, ref s10, ref s11);
+                if (TP.Count > 2) Pair<TO>(q + 2 * panelStride + o, c + 2 * scaleStride, f + 2 * scaleStride, vb, a0, a1, ref s20, ref s21);
+                if (TP.Count > 3) Pair<TO>(q + 3 * panelStride + o, c + 3 * scaleStride, f + 3 * scaleStride, vb, a0, a1, ref s30, ref s31);
+            }
+        }
+        s00.Store(t); s01.Store(t + 8);
+        if (TP.Count > 1) { s10.Store(t + nr); s11.Store(t + nr + 8); }
+        if (TP.Count > 2) { s20.Store(t + 2 * nr); s21.Store(t + 2 * nr + 8); }
+        if (TP.Count > 3) { s30.Store(t + 3 * nr); s31.Store(t + 3 * nr + 8); }
+    }
+
+    /// <summary>Sixteen columns, depth rows p (a0) then p + 1 (a1), of one 4-bit panel into two accumulators.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Pair<TO>(byte* q, float* c, float* f, Vector256<int> bias, Vector256<float> a0, Vector256<float> a1,
+        ref Vector256<float> s0, ref Vector256<float> s1) where TO : struct, IOffset
+    {
+        var (e0, o0) = Nibbles8(q, bias);
+        var (e1, o1) = Nibbles8(q + 8, bias);
+        s0 = Vector256.FusedMultiplyAdd(a0, Dequant<TO>(e0, c, f), s0);
+        s1 = Vector256.FusedMultiplyAdd(a0, Dequant<TO>(e1, c + 8, f + 8), s1);
+        s0 = Vector256.FusedMultiplyAdd(a1, Dequant<TO>(o0, c, f), s0);
+        s1 = Vector256.FusedMultiplyAdd(a1, Dequant<TO>(o1, c + 8, f + 8), s1);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector256<float> Int8x8(sbyte* q) => Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q));
@@ -223,6 +312,30 @@ internal static unsafe class WeightPanels
             if (Avx2.IsSupported)
                 for (; j + 8 <= nr; j += 8) Dequant<TO>(q + j, scale + j, offset + j).Store(dst + j);
             for (; j < nr; j++) dst[j] = TO.Has ? MathF.FusedMultiplyAdd(q[j], scale[j], offset[j]) : q[j] * scale[j];
+        }
+    }
+
+    static void NibblesToF32<TO>(byte* q, float* scales, float* offsets, int bias, int group, int kc, int nr, float* dst) where TO : struct, IOffset
+    {
+        var vb = Vector256.Create(bias);
+        for (int p = 0; p < kc; p += 2, q += nr, dst += 2 * nr)
+        {
+            nint g = (nint)(p / group) * nr;
+            float* scale = scales + g, offset = offsets + g;
+            int j = 0;
+            if (Avx2.IsSupported)
+                for (; j + 8 <= nr; j += 8)
+                {
+                    var (even, odd) = Nibbles8(q + j, vb);
+                    Dequant<TO>(even, scale + j, offset + j).Store(dst + j);
+                    Dequant<TO>(odd, scale + j, offset + j).Store(dst + nr + j);
+                }
+            for (; j < nr; j++)
+            {
+                int lo = (q[j] & 0xF) - bias, hi = (q[j] >> 4) - bias;
+                dst[j] = TO.Has ? MathF.FusedMultiplyAdd(lo, scale[j], offset[j]) : lo * scale[j];
+                dst[nr + j] = TO.Has ? MathF.FusedMultiplyAdd(hi, scale[j], offset[j]) : hi * scale[j];
+            }
         }
     }
 }
