@@ -69,6 +69,21 @@ public sealed class DequantizationTests
         }
     }
 
+    [Theory]
+    [InlineData(DType.Q4_0, 0.625)]  // nibbles + an f32 scale per 32
+    [InlineData(DType.Q4_1, 0.75)]   // nibbles + f32 scale and offset per 32
+    [InlineData(DType.Q4_K, 0.75)]
+    [InlineData(DType.Q5_0, 1.125)]  // int8 + an f32 scale per 32
+    [InlineData(DType.Q8_0, 1.125)]
+    [InlineData(DType.Q5_K, 1.25)]   // int8 + f32 scale and offset per 32
+    [InlineData(DType.Q6_K, 1.25)]   // int8 + an f32 scale per 16
+    public void Kept_weights_take_their_stated_bytes(DType type, double bytesPerWeight)
+    {
+        int rows = GemmShape.Best.NR * 3, cols = 512;
+        var weight = CpuWeight.Create(QuantBlocks.Random(type, (long)rows * cols, 1), type, rows, cols);
+        Assert.Equal(bytesPerWeight * rows * cols, weight.Bytes);
+    }
+
     [Fact]
     public void Bad_quantized_shapes_are_refused_by_name()
     {
