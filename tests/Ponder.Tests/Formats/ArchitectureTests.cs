@@ -134,6 +134,28 @@ public sealed class ArchitectureTests : IDisposable
         Assert.Equal(4096, ModelConfig.FromHuggingFaceJson(Config(o => { o["sliding_window"] = 4096; o["use_sliding_window"] = true; }, qwen3), "q").MaxPositions);
     }
 
+    [Theory]
+    [InlineData("llama.rope.scaling.type", "linear", "'llama.rope.scaling.type' = 'linear'")]
+    [InlineData("llama.rope.dimension_count", 8u, "'llama.rope.dimension_count' = 8 (RoPE on part of each 16-wide head)")]
+    [InlineData("llama.expert_count", 8u, "'llama.expert_count' = 8 (mixture of experts)")]
+    [InlineData("llama.attention.value_length", 32u, "'llama.attention.value_length' = 32")]
+    public void GGUF_metadata_the_forward_would_ignore_is_refused_by_name(string key, object value, string message)
+    {
+        string path = Path.Combine(_dir, "meta.gguf");
+        Ponder.Models.Gguf.GgufWriter.Write(path, TestConfigs.Tiny, RandomModel.Create(TestConfigs.Tiny, 1), extraMetadata: new Dictionary<string, object> { [key] = value });
+        var e = Assert.Throws<NotSupportedException>(() => ModelFiles.Open(path));
+        Assert.Contains(message, e.Message);
+    }
+
+    [Fact]
+    public void A_GGUF_sliding_window_caps_the_context()
+    {
+        string path = Path.Combine(_dir, "window.gguf");
+        Ponder.Models.Gguf.GgufWriter.Write(path, TestConfigs.Tiny, RandomModel.Create(TestConfigs.Tiny, 1), extraMetadata: new Dictionary<string, object> { ["llama.attention.sliding_window"] = 64u });
+        using var source = ModelFiles.Open(path);
+        Assert.Equal(64, source.Config.MaxPositions);
+    }
+
     [Fact]
     public void Qwen3_config_reads_head_dim_and_q_k_norms()
     {

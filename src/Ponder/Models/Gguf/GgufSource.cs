@@ -147,6 +147,19 @@ internal static class GgufMetadata
         string p = arch + ".";
         int dModel = Int(p + "embedding_length");
         int nHeads = Int(p + "attention.head_count");
+        int headDim = Int(p + "attention.key_length", nHeads > 0 ? dModel / nHeads : 0);
+        // Metadata that would change the computation in ways Ponder does not implement is refused by name.
+        NotSupportedException Refuse(string what) => new($"{file.Path}: metadata {what} is not supported by Ponder's {arch} forward pass; loading it would compute something else");
+        if (md.TryGetValue(p + "rope.scaling.type", out object? rst) && rst is string ropeScaling && ropeScaling != "none")
+            throw Refuse($"'{p}rope.scaling.type' = '{ropeScaling}'");
+        if (Integer(p + "expert_count") is long experts && experts > 0) throw Refuse($"'{p}expert_count' = {experts} (mixture of experts)");
+        if (Integer(p + "attention.value_length") is long valueLength && valueLength != headDim)
+            throw Refuse($"'{p}attention.value_length' = {valueLength} (values of another width than keys, {headDim})");
+        if (Integer(p + "rope.dimension_count") is long ropeDims && ropeDims != headDim)
+            throw Refuse($"'{p}rope.dimension_count' = {ropeDims} (RoPE on part of each {headDim}-wide head)");
+        int maxPositions = Int(p + "context_length", 2048);
+        // A sliding window changes attention only past the window: capping the context there keeps full attention exact.
+        if (Integer(p + "attention.sliding_window") is long window && window > 0 && window < maxPositions) maxPositions = (int)window;
         int vocab = Int(p + "vocab_size",
             md.TryGetValue("tokenizer.ggml.tokens", out object? tokens) && tokens is string[] ts ? ts.Length
             : tensors.TryGetValue(TensorNames.Embedding, out var emb) ? (int)emb.Dims[^1] : null);
@@ -171,12 +184,12 @@ internal static class GgufMetadata
             NLayers = Int(p + "block_count"),
             NHeads = nHeads,
             NKvHeads = Int(p + "attention.head_count_kv", nHeads),
-            HeadDim = Int(p + "attention.key_length", nHeads > 0 ? dModel / nHeads : 0),
+            HeadDim = headDim,
             DFf = Int(p + "feed_forward_length"),
             RmsNormEps = (float)Real(p + "attention.layer_norm_rms_epsilon", 1e-5),
             RopeTheta = Real(p + "rope.freq_base", 10000),
             RopeScaling = scaling,
-            MaxPositions = Int(p + "context_length", 2048),
+            MaxPositions = maxPositions,
             TiedEmbeddings = !value && !tensors.ContainsKey(TensorNames.LmHead),
             QkvBias = tensors.ContainsKey(TensorNames.QBias(0)),
             QkNorm = architecture == Architecture.Qwen3,
