@@ -73,6 +73,20 @@ public static class TensorNames
     public static string Up(int layer) => $"model.layers.{layer}.mlp.up_proj.weight";
     public static string Down(int layer) => $"model.layers.{layer}.mlp.down_proj.weight";
 
+    /// <summary>
+    /// The fused projections a Phi-3 checkpoint stores per layer, each with the tensors its rows hold, in order:
+    /// <c>qkv_proj</c> = q | k | v, <c>gate_up_proj</c> = gate | up. Empty for other architectures.
+    /// </summary>
+    public static IEnumerable<(string Fused, (string Name, int Rows)[] Parts, string Meaning)> Fused(ModelConfig config)
+    {
+        if (config.Architecture != Architecture.Phi3) yield break;
+        for (int l = 0; l < config.NLayers; l++)
+        {
+            yield return (FusedQkv(l), [(Q(l), config.QDim), (K(l), config.KvDim), (V(l), config.KvDim)], "(nHeads*headDim + 2*nKvHeads*headDim, dModel)");
+            yield return (FusedGateUp(l), [(Gate(l), config.DFf), (Up(l), config.DFf)], "(2*dFf, dModel)");
+        }
+    }
+
     /// <summary>Every tensor a model with <paramref name="config"/> must have, with its expected shape and what the shape means.</summary>
     public static IEnumerable<(string Name, long[] Shape, string Meaning)> Expected(ModelConfig config)
     {

@@ -41,6 +41,7 @@ public sealed class EngineVsLlamaCppTests : IDisposable
     [InlineData(nameof(TestConfigs.TinyQwen2Bias))]
     [InlineData(nameof(TestConfigs.TinyLlama3Rope))]
     [InlineData(nameof(TestConfigs.TinyQwen3))]
+    [InlineData(nameof(TestConfigs.TinyPhi3))]
     public void Logits_from_the_GGUF_file_match_llama_cpp(string configName)
     {
         var config = TestConfigs.Forward[configName];

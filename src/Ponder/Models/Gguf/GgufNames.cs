@@ -28,6 +28,7 @@ internal static partial class GgufNames
         ("attn_k.bias", TensorNames.KBias),
         ("attn_v.bias", TensorNames.VBias),
         ("attn_output.weight", TensorNames.O),
+        ("attn_qkv.weight", TensorNames.FusedQkv),
         ("attn_q_norm.weight", TensorNames.QNorm),
         ("attn_k_norm.weight", TensorNames.KNorm),
         ("ffn_norm.weight", TensorNames.FfnNorm),
@@ -49,24 +50,34 @@ internal static partial class GgufNames
     [GeneratedRegex(@"^blk\.(\d{1,5})\.(.+)$")]
     private static partial Regex LayerPattern();
 
-    /// <summary>The canonical name for a GGUF name, or null for tensors Ponder does not use.</summary>
-    public static string? ToHf(string gguf)
+    /// <summary>
+    /// The canonical name for a GGUF name, or null for tensors Ponder does not use. In a <c>phi3</c> file
+    /// (<paramref name="architecture"/>), <c>ffn_up</c> is the fused gate | up projection.
+    /// </summary>
+    public static string? ToHf(string gguf, Architecture architecture = Architecture.Llama)
     {
         foreach (var (g, hf) in GlobalNames) if (g == gguf) return hf;
         var m = LayerPattern().Match(gguf);
         if (!m.Success) return null;
         int layer = int.Parse(m.Groups[1].Value);
+        if (architecture == Architecture.Phi3 && m.Groups[2].Value == PhiGateUp) return TensorNames.FusedGateUp(layer);
         foreach (var (g, hf) in LayerNames) if (g == m.Groups[2].Value) return hf(layer);
         return null;
     }
+
+    /// <summary>llama.cpp's name for Phi-3's fused gate | up projection (its SwiGLU splits the output in halves).</summary>
+    const string PhiGateUp = "ffn_up.weight";
 
     /// <summary>The GGUF name for a canonical name; throws <see cref="ArgumentException"/> for names GGUF has no place for.</summary>
     public static string ToGguf(string hf, int nLayers)
     {
         foreach (var (g, h) in GlobalNames) if (h == hf) return g;
         for (int l = 0; l < nLayers; l++)
+        {
+            if (hf == TensorNames.FusedGateUp(l)) return $"blk.{l}.{PhiGateUp}";
             foreach (var (g, h) in LayerNames)
                 if (h(l) == hf) return $"blk.{l}.{g}";
+        }
         throw new ArgumentException($"tensor '{hf}' has no GGUF name", nameof(hf));
     }
 

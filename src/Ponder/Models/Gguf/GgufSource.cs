@@ -38,9 +38,10 @@ public sealed class GgufSource : ITensorSource
                 "llama" => Architecture.Llama,
                 "qwen2" => Architecture.Qwen2,
                 "qwen3" => Architecture.Qwen3,
-                _ => throw new NotSupportedException($"{path}: GGUF architecture '{arch}' is not supported (supported: llama, qwen2, qwen3)"),
+                "phi3" => Architecture.Phi3,
+                _ => throw new NotSupportedException($"{path}: GGUF architecture '{arch}' is not supported (supported: llama, qwen2, qwen3, phi3)"),
             };
-            // llama.cpp runs qwen2 and qwen3 with NEOX (rotate-half) RoPE, so its converter leaves Q/K rows in HF order.
+            // llama.cpp runs qwen2, qwen3 and phi3 with NEOX (rotate-half) RoPE, so its converter leaves Q/K rows in HF order.
             _permuteQk = architecture == Architecture.Llama;
 
             foreach (var t in _file.Tensors)
@@ -48,13 +49,14 @@ public sealed class GgufSource : ITensorSource
                 if (t.Name == GgufNames.RopeFreqs && !_file.Metadata.ContainsKey(GgufMetadata.RopeScalingType))
                     throw new NotSupportedException($"{path}: tensor '{GgufNames.RopeFreqs}' (llama3 RoPE scaling) without {GgufMetadata.RopeScalingType}: the scaling parameters cannot be recovered");
                 if (t.Name == GgufNames.RopeFreqs) continue;
-                string hf = GgufNames.ToHf(t.Name)
+                string hf = GgufNames.ToHf(t.Name, architecture)
                     ?? throw new NotSupportedException($"{path}: tensor '{t.Name}' is not part of a {arch} model as Ponder computes it; loading would ignore it");
                 var dtype = t.DType ?? throw _file.Unsupported(t);
                 _byHf[hf] = t;
                 _tensors[hf] = new TensorInfo(hf, dtype, t.Shape);
             }
             Config = GgufMetadata.ReadConfig(_file, architecture, arch, _byHf);
+            foreach (var (fused, parts, meaning) in TensorNames.Fused(Config)) Split(fused, parts, meaning);
             TensorNames.CheckComplete(this);
         }
         catch
@@ -62,6 +64,30 @@ public sealed class GgufSource : ITensorSource
             _file.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Phi-3's fused attn_qkv (q | k | v rows) and ffn_up (gate | up rows) become the separate tensors the forward pass
+    /// multiplies: each a row range of the stored tensor, read in place (quantized rows are whole blocks).
+    /// </summary>
+    void Split(string fused, (string Name, int Rows)[] parts, string meaning)
+    {
+        if (!_byHf.TryGetValue(fused, out var t)) return;
+        int rows = parts.Sum(p => p.Rows);
+        var info = _tensors[fused];
+        if (!info.Shape.SequenceEqual([rows, (long)Config.DModel]))
+            throw new InvalidDataException($"{Location}: tensor '{t.Name}' has shape {info.ShapeText}, expected [{rows}, {Config.DModel}] {meaning}");
+        long rowBytes = t.ByteSize / rows, offset = t.Offset;
+        foreach (var (name, partRows) in parts)
+        {
+            if (_tensors.ContainsKey(name))
+                throw new InvalidDataException($"{Location}: both '{t.Name}' and the tensor of '{name}' are present; a file has one or the other");
+            _byHf[name] = t with { Dims = [Config.DModel, partRows], Offset = offset, ByteSize = partRows * rowBytes };
+            _tensors[name] = new TensorInfo(name, info.Type, [partRows, Config.DModel]);
+            offset += partRows * rowBytes;
+        }
+        _byHf.Remove(fused);
+        _tensors.Remove(fused);
     }
 
     /// <inheritdoc />

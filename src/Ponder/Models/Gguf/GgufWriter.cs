@@ -28,14 +28,24 @@ public static class GgufWriter
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(tensors);
-        // Mistral and Phi-3 (whose fused projections are split at load) compute as Llama does.
-        string arch = config.Architecture switch { Architecture.Qwen2 => "qwen2", Architecture.Qwen3 => "qwen3", _ => "llama" };
+        // Mistral computes as Llama does (llama.cpp keeps no sliding window for it).
+        string arch = config.Architecture switch { Architecture.Qwen2 => "qwen2", Architecture.Qwen3 => "qwen3", Architecture.Phi3 => "phi3", _ => "llama" };
+        // Phi-3's projections are stored fused, as llama.cpp's phi3 expects: attn_qkv = q | k | v, ffn_up = gate | up.
+        var fused = TensorNames.Fused(config).ToList();
+        var fusedAway = fused.SelectMany(f => f.Parts.Select(p => p.Name)).ToHashSet(StringComparer.Ordinal);
         bool permuteQk = arch == "llama";
 
         var entries = new List<(string Name, HostTensor Tensor, DType Type)>();
-        foreach (string name in ModelTensors.CheckAndOrder(config, tensors, nameof(tensors)))
+        var ordered = ModelTensors.CheckAndOrder(config, tensors, nameof(tensors)).Where(n => !fusedAway.Contains(n)).ToList();
+        var merged = new Dictionary<string, HostTensor>(tensors);
+        foreach (var (name, parts, _) in fused)
         {
-            var t = tensors[name];
+            merged[name] = new HostTensor([.. parts.SelectMany(p => tensors[p.Name].Data)], [parts.Sum(p => p.Rows), config.DModel]);
+            ordered.Add(name);
+        }
+        foreach (string name in ordered)
+        {
+            var t = merged[name];
             string gguf = GgufNames.ToGguf(name, config.NLayers);
             DType type = t.Shape.Length < 2 ? DType.F32
                 : DTypes.IsQuantized(dtype) && t.Shape[^1] % DTypes.BlockValues(dtype) != 0 ? DType.F16

@@ -77,12 +77,7 @@ public sealed class SafetensorsSource : ITensorSource
     /// </summary>
     private void SplitFused()
     {
-        var c = Config;
-        for (int l = 0; l < c.NLayers; l++)
-        {
-            Split(TensorNames.FusedQkv(l), [(TensorNames.Q(l), c.QDim), (TensorNames.K(l), c.KvDim), (TensorNames.V(l), c.KvDim)], "(nHeads*headDim + 2*nKvHeads*headDim, dModel)");
-            Split(TensorNames.FusedGateUp(l), [(TensorNames.Gate(l), c.DFf), (TensorNames.Up(l), c.DFf)], "(2*dFf, dModel)");
-        }
+        foreach (var (fused, parts, meaning) in TensorNames.Fused(Config)) Split(fused, parts, meaning);
     }
 
     private void Split(string fused, (string Name, int Rows)[] parts, string meaning)
