@@ -86,7 +86,7 @@ public static class PerfBench
             string path = Models.Quantized(config, "Q4_K_M");
             yield return new($"decode Q4_K_M {label}", () => new PonderDecode(Models.Get(path, config), DecodePrompt, Decode),
                 () => new LlamaDecode(new LlamaCpp(path, contextSize: 4096, sequences: 1, threads: Threads), DecodePrompt, Decode, config.Vocab),
-                c => c.GBps * 1e9 / Models.Get(path, config).Model.WeightBytes, $"read BW / Ponder's {Models.Get(path, config).Model.WeightBytes / 1e6:F0} MB");
+                c => c.GBps * 1e9 / DecodeBytes(path, config), $"read BW / Ponder's {DecodeBytes(path, config) / 1e6:F0} MB");
         }
         foreach (int n in new[] { 16, 64 })
             yield return new($"batched decode {n} seqs F32", () => new PonderBatched(Models.Get(smol, DType.F32), n, SharedPrompt, Steps),
@@ -97,6 +97,9 @@ public static class PerfBench
                 () => new LlamaBatched(Models.Llama(tiny, DType.F32, n), n, 32, 16),
                 c => c.GBps * 1e9 / Math.Max(1, StreamedBytes(tiny, DType.F32) / n), "read BW");
     }
+
+    /// <summary>Bytes of a loaded model's weights one decode step reads: all but the f32 embedding table (one row of it is read).</summary>
+    static double DecodeBytes(string path, ModelConfig c) => Models.Get(path, c).Model.WeightBytes - (double)c.Vocab * c.DModel * sizeof(float);
 
     static long LayerWeights(ModelConfig c) => (long)c.NLayers * c.DModel * (c.QDim + 2 * c.KvDim + c.QDim + 3 * c.DFf);
 
