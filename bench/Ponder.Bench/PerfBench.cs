@@ -77,6 +77,17 @@ public static class PerfBench
             yield return new($"decode {type}", () => new PonderDecode(Models.Get(smol, type), DecodePrompt, Decode), () => new LlamaDecode(Models.Llama(smol, type, 1), DecodePrompt, Decode),
                 c => c.GBps * 1e9 / bytes, $"read BW / {bytes / 1e6:F0} MB");
         }
+        // llama.cpp's Q4_K_M of the same random weights. SmolLM2's rows (576) are not multiples of 256, so its Q4_K_M is
+        // mostly the fallbacks Q5_0 and Q8_0 (as a real SmolLM2 Q4_K_M file is); Qwen3-0.6B's layers (1024, 3072) take
+        // Q4_K and Q6_K, here with 4 of its 28 layers and a 16384-token vocabulary to keep the file small.
+        var qwen3 = RandomModels.Preset("qwen3-0.6b") with { NLayers = 4, Vocab = 16384, EosTokenIds = [] };
+        foreach (var (label, config) in new[] { ("smollm2", smol), ("qwen3-0.6b 4 layers", qwen3) })
+        {
+            string path = Models.Quantized(config, "Q4_K_M");
+            yield return new($"decode Q4_K_M {label}", () => new PonderDecode(Models.Get(path, config), DecodePrompt, Decode),
+                () => new LlamaDecode(new LlamaCpp(path, contextSize: 4096, sequences: 1, threads: Threads), DecodePrompt, Decode, config.Vocab),
+                c => c.GBps * 1e9 / DecodeBytes(path, config), $"read BW / Ponder's {DecodeBytes(path, config) / 1e6:F0} MB");
+        }
         foreach (int n in new[] { 16, 64 })
             yield return new($"batched decode {n} seqs F32", () => new PonderBatched(Models.Get(smol, DType.F32), n, SharedPrompt, Steps),
                 () => new LlamaBatched(Models.Llama(smol, DType.F32, n), n, SharedPrompt, Steps),
@@ -86,6 +97,9 @@ public static class PerfBench
                 () => new LlamaBatched(Models.Llama(tiny, DType.F32, n), n, 32, 16),
                 c => c.GBps * 1e9 / Math.Max(1, StreamedBytes(tiny, DType.F32) / n), "read BW");
     }
+
+    /// <summary>Bytes of a loaded model's weights one decode step reads: all but the f32 embedding table (one row of it is read).</summary>
+    static double DecodeBytes(string path, ModelConfig c) => Models.Get(path, c).Model.WeightBytes - (double)c.Vocab * c.DModel * sizeof(float);
 
     static long LayerWeights(ModelConfig c) => (long)c.NLayers * c.DModel * (c.QDim + 2 * c.KvDim + c.QDim + 3 * c.DFf);
 
@@ -152,7 +166,7 @@ public static class PerfBench
     /// <summary>Loaded models and their GGUF files, one per (shape, dtype), kept for the whole run.</summary>
     static class Models
     {
-        static readonly Dictionary<(string, DType), (Transformer Model, BlockPool Pool)> s_ponder = [];
+        static readonly Dictionary<string, (Transformer Model, BlockPool Pool)> s_ponder = [];
 
         public static string Gguf(ModelConfig config, DType type)
         {
@@ -162,18 +176,35 @@ public static class PerfBench
             return path;
         }
 
-        public static (Transformer Model, BlockPool Pool) Get(ModelConfig config, DType type)
+        public static (Transformer Model, BlockPool Pool) Get(ModelConfig config, DType type) => Get(Gguf(config, type), config);
+
+        /// <summary>The model in <paramref name="path"/> loaded on the CPU backend (weights kept in the file's formats).</summary>
+        public static (Transformer Model, BlockPool Pool) Get(string path, ModelConfig config)
         {
-            var key = (Gguf(config, type), type);
-            if (!s_ponder.TryGetValue(key, out var m))
+            if (!s_ponder.TryGetValue(path, out var m))
             {
                 var backend = new CpuBackend(Threads);
                 Transformer model;
-                using (var source = ModelFiles.Open(key.Item1)) model = new Transformer(backend, source);
+                using (var source = ModelFiles.Open(path)) model = new Transformer(backend, source);
                 m = (model, BlockPool.ForTokens(backend, KvLayout.For(config), 64 * 64 + 2048));
-                s_ponder[key] = m;
+                s_ponder[path] = m;
             }
             return m;
+        }
+
+        /// <summary>llama.cpp's quantization (<paramref name="ftype"/>, e.g. "Q4_K_M") of the f32 random model, made once.</summary>
+        public static string Quantized(ModelConfig config, string ftype)
+        {
+            string path = Path.Combine(Path.GetTempPath(), $"ponder-perf-{config.Architecture}-{config.DModel}-{config.NLayers}-{config.Vocab}-{ftype}.gguf".ToLowerInvariant());
+            if (File.Exists(path)) return path;
+            string f32 = path + ".f32", tmp = path + ".tmp";
+            GgufWriter.Write(f32, config, RandomModels.Create(config, 1), DType.F32);
+            LLama.Native.NativeApi.llama_empty_call();
+            if (!LLama.LLamaQuantizer.Quantize(f32, tmp, ftype, nthread: Threads, allowRequantize: false, quantizeOutputTensor: true))
+                throw new InvalidOperationException($"llama.cpp could not quantize {f32} to {ftype}");
+            File.Delete(f32);
+            File.Move(tmp, path, overwrite: true);
+            return path;
         }
 
         public static LlamaCpp Llama(ModelConfig config, DType type, int sequences) => new(Gguf(config, type), contextSize: 4096, sequences: sequences, threads: Threads);
@@ -262,9 +293,9 @@ public static class PerfBench
         public void Dispose() => llama.Dispose();
     }
 
-    sealed class LlamaDecode(LlamaCpp llama, int prompt, int decode) : ISide, IDisposable
+    sealed class LlamaDecode(LlamaCpp llama, int prompt, int decode, int vocab = 49152) : ISide, IDisposable
     {
-        readonly int[] _tokens = Tokens(prompt + decode, 49152, 2);
+        readonly int[] _tokens = Tokens(prompt + decode, vocab, 2);
         public int Tokens => decode;
         public void Prepare() { llama.Clear(); llama.Run(_tokens.AsSpan(0, prompt), 0); }
         public void Run() { for (int i = 0; i < decode; i++) llama.Run(_tokens.AsSpan(prompt + i, 1), prompt + i); }

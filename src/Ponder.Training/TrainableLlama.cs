@@ -50,6 +50,7 @@ public sealed class TrainableLlama
         Parameters = parameters;
         config = parameters.Config;
         if (config.RopeScaling is not null) throw new NotSupportedException("the trainer does not support rope_scaling");
+        if (config.QkNorm) throw new NotSupportedException("the trainer has no backward pass for Qwen3's per-head q/k norms (ModelConfig.QkNorm)");
         if (config.SharedValueHead) throw new NotSupportedException("the trainer runs a causal LM without its shared value row (ModelConfig.SharedValueHead); load the policy part (config with SharedValueHead = false)");
         (ropeCos, ropeSin) = Layers.RopeTables(config.MaxPositions, config.HeadDim, config.RopeTheta);
     }

@@ -18,12 +18,23 @@ public sealed class ForwardTests
     public void IlgpuCpuAcceleratorMatchesCpuBackend() => CompareForward(TestBackends.IlgpuCpu);
 
     /// <summary>
+    /// Qwen3 (per-head q/k norms, headDim 32 with dModel 32 over 2 heads) with Q5_1 weights: the ILGPU backend
+    /// multiplies quantized weights as their f32 dequantization (it keeps no quantized format), the CPU backend keeps
+    /// them quantized; logits agree. Small: ILGPU's CPU accelerator is slow.
+    /// </summary>
+    [Fact]
+    public void IlgpuCpuAcceleratorMatchesCpuBackendOnQuantizedQwen3() =>
+        CompareForward(TestBackends.IlgpuCpu, new Ponder.TestSupport.QuantizedTestSource(
+            Ponder.TestSupport.TestConfigs.TinyQwen3 with { Vocab = 37, DModel = 32, NHeads = 2, NKvHeads = 1, HeadDim = 32, DFf = 64, NLayers = 1 },
+            Ponder.Tensors.DType.Q5_1, seed: 2));
+
+    /// <summary>
     /// Two sequences prefilled together (5 and 9 tokens), then three batched decode steps: logits agree within 1e-4
     /// (relative) and both backends charge exactly the same FLOPs by category.
     /// </summary>
-    internal static void CompareForward(IBackend candidate)
+    internal static void CompareForward(IBackend candidate, ITensorSource? model = null)
     {
-        using var source = new HostTensorSource(Config, RandomModels.Create(Config, 3UL));
+        using var source = model ?? new HostTensorSource(Config, RandomModels.Create(Config, 3UL));
         var expected = Run(TestBackends.Cpu, source, out var cpuFlops);
         var actual = Run(candidate, source, out var flops);
         Assert.Equal(expected.Count, actual.Count);
@@ -36,7 +47,7 @@ public sealed class ForwardTests
     {
         var before = backend.Flops.Snapshot();
         using var model = new Transformer(backend, source);
-        var layout = KvLayout.For(Config, blockSize: 4);
+        var layout = KvLayout.For(model.Config, blockSize: 4);
         using var pool = new BlockPool(backend, layout, 16);
         using var a = new Sequence(pool);
         using var b = new Sequence(pool);
@@ -51,7 +62,7 @@ public sealed class ForwardTests
         a.MarkComputed(a.Length); b.MarkComputed(b.Length);
         for (int step = 0; step < 3; step++)
         {
-            a.Append([(step * 7 + 3) % Config.Vocab]); b.Append([(step * 11 + 5) % Config.Vocab]);
+            a.Append([(step * 7 + 3) % model.Config.Vocab]); b.Append([(step * 11 + 5) % model.Config.Vocab]);
             batch.Clear();
             batch.Add(a.ComputedLength, 1, a.BlockTable);
             batch.Add(b.ComputedLength, 1, b.BlockTable);
@@ -64,7 +75,7 @@ public sealed class ForwardTests
 
     static float[] Forward(Transformer model, BlockPool pool, BatchLayout batch, int[] tokens, int[] outputRows)
     {
-        var logits = new float[outputRows.Length * Config.Vocab];
+        var logits = new float[outputRows.Length * model.Config.Vocab];
         Array.Fill(logits, float.NaN);
         model.Forward(batch, tokens, pool.Storage, outputRows, logits);
         return logits;

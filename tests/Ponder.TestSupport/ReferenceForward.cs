@@ -13,10 +13,16 @@ public static class ReferenceForward
     /// Runs <paramref name="tokens"/> (positions 0..n-1, one causal sequence) and returns the head's output at
     /// every position: [tokens.Length, config.HeadRows] (logits, or value-head scores).
     /// </summary>
-    public static double[,] Run(ModelConfig config, IReadOnlyDictionary<string, HostTensor> tensors, int[] tokens)
+    /// <param name="projectionInput">
+    /// When given, what each projection multiplies instead of its input: called with the weight's name and the input
+    /// row (a copy), it returns the row to use (e.g. the row as llama.cpp quantizes it for a quantized weight).
+    /// </param>
+    public static double[,] Run(ModelConfig config, IReadOnlyDictionary<string, HostTensor> tensors, int[] tokens,
+        Func<string, double[], double[]>? projectionInput = null)
     {
         int n = tokens.Length, d = config.DModel, nHeads = config.NHeads, nKvHeads = config.NKvHeads, headDim = config.HeadDim;
         double[] W(string name) => tensors[name].Data.Select(v => (double)v).ToArray();
+        double[] In(string weight, double[] x) => projectionInput?.Invoke(weight, (double[])x.Clone()) ?? x;
 
         var x = new double[n][]; // (n, dModel) residual stream
         var emb = tensors[TensorNames.Embedding];
@@ -33,13 +39,21 @@ public static class ReferenceForward
             double[]? bq = config.QkvBias ? W(TensorNames.QBias(l)) : null;
             double[]? bk = config.QkvBias ? W(TensorNames.KBias(l)) : null;
             double[]? bv = config.QkvBias ? W(TensorNames.VBias(l)) : null;
+            double[]? qNorm = config.QkNorm ? W(TensorNames.QNorm(l)) : null;
+            double[]? kNorm = config.QkNorm ? W(TensorNames.KNorm(l)) : null;
             var q = new double[n][]; var k = new double[n][]; var v = new double[n][];
             for (int t = 0; t < n; t++)
             {
                 double[] h = RmsNorm(x[t], W(TensorNames.AttnNorm(l)), config.RmsNormEps);
-                q[t] = Linear(wq, bq, h, config.QDim);
-                k[t] = Linear(wk, bk, h, config.KvDim);
-                v[t] = Linear(wv, bv, h, config.KvDim);
+                q[t] = Linear(wq, bq, In(TensorNames.Q(l), h), config.QDim);
+                k[t] = Linear(wk, bk, In(TensorNames.K(l), h), config.KvDim);
+                v[t] = Linear(wv, bv, In(TensorNames.V(l), h), config.KvDim);
+                if (qNorm is not null && kNorm is not null)
+                {
+                    // Qwen3: RMSNorm over each head (q_norm, k_norm of headDim) after the projection, before RoPE.
+                    for (int hd = 0; hd < nHeads; hd++) RmsNorm(q[t].AsSpan(hd * headDim, headDim).ToArray(), qNorm, config.RmsNormEps).CopyTo(q[t], hd * headDim);
+                    for (int hd = 0; hd < nKvHeads; hd++) RmsNorm(k[t].AsSpan(hd * headDim, headDim).ToArray(), kNorm, config.RmsNormEps).CopyTo(k[t], hd * headDim);
+                }
                 for (int hd = 0; hd < nHeads; hd++) Rope(q[t], hd * headDim, headDim, t, invFreq);
                 for (int hd = 0; hd < nKvHeads; hd++) Rope(k[t], hd * headDim, headDim, t, invFreq);
             }
@@ -62,22 +76,23 @@ public static class ReferenceForward
                     for (int s = 0; s <= t; s++)
                         for (int i = 0; i < headDim; i++) attn[qOff + i] += scores[s] / sum * v[s][kvOff + i];
                 }
-                double[] o = Linear(wo, null, attn, d);
+                double[] o = Linear(wo, null, In(TensorNames.O(l), attn), d);
                 for (int i = 0; i < d; i++) x[t][i] += o[i];
             }
             double[] gate = W(TensorNames.Gate(l)), up = W(TensorNames.Up(l)), down = W(TensorNames.Down(l));
             for (int t = 0; t < n; t++)
             {
                 double[] h = RmsNorm(x[t], W(TensorNames.FfnNorm(l)), config.RmsNormEps);
-                double[] g = Linear(gate, null, h, config.DFf), u = Linear(up, null, h, config.DFf);
+                double[] g = Linear(gate, null, In(TensorNames.Gate(l), h), config.DFf), u = Linear(up, null, In(TensorNames.Up(l), h), config.DFf);
                 var act = new double[config.DFf];
                 for (int i = 0; i < act.Length; i++) act[i] = g[i] / (1 + Math.Exp(-g[i])) * u[i]; // SwiGLU: silu(gate) * up
-                double[] y = Linear(down, null, act, d);
+                double[] y = Linear(down, null, In(TensorNames.Down(l), act), d);
                 for (int i = 0; i < d; i++) x[t][i] += y[i];
             }
         }
 
         double[] head, headBias;
+        string headName = config.Head == HeadKind.Value ? TensorNames.ValueHead : config.TiedEmbeddings ? TensorNames.Embedding : TensorNames.LmHead;
         if (config.Head == HeadKind.Value)
         {
             head = W(TensorNames.ValueHead);
@@ -94,7 +109,7 @@ public static class ReferenceForward
         for (int t = 0; t < n; t++)
         {
             double[] h = RmsNorm(x[t], W(TensorNames.FinalNorm), config.RmsNormEps);
-            double[] o = Linear(head, headBias, h, config.HeadRows);
+            double[] o = Linear(head, headBias, In(headName, h), config.HeadRows);
             for (int r = 0; r < config.HeadRows; r++) result[t, r] = o[r];
         }
         return result;

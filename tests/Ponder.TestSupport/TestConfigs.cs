@@ -61,6 +61,28 @@ public static class TestConfigs
         RopeScaling = new Llama3RopeScaling(Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 32),
     };
 
+    /// <summary>
+    /// Qwen3: per-head q/k RMSNorm, no QKV bias, headDim 32 independent of dModel / nHeads (16), untied. Not in
+    /// <see cref="All"/> (the scheduler's FLOP prediction does not count the q/k norms yet): see <see cref="Forward"/>.
+    /// </summary>
+    public static ModelConfig TinyQwen3 { get; } = new()
+    {
+        Architecture = Architecture.Qwen3, QkNorm = true,
+        Vocab = 256, DModel = 64, NLayers = 2, NHeads = 4, NKvHeads = 2, HeadDim = 32, DFf = 96,
+        TiedEmbeddings = false, MaxPositions = 256, RopeTheta = 1000000, RmsNormEps = 1e-6f, EosTokenIds = [3],
+    };
+
+    /// <summary>
+    /// Phi-3: fused qkv_proj and gate_up_proj in its files (split at load), untied, GQA. headDim = dModel / nHeads, as
+    /// llama.cpp's phi3 requires.
+    /// </summary>
+    public static ModelConfig TinyPhi3 { get; } = new()
+    {
+        Architecture = Architecture.Phi3,
+        Vocab = 320, DModel = 64, NLayers = 2, NHeads = 4, NKvHeads = 2, HeadDim = 16, DFf = 128,
+        TiedEmbeddings = false, MaxPositions = 256, RopeTheta = 10000, RmsNormEps = 1e-5f,
+    };
+
     /// <summary>Every config above, by name (for theories).</summary>
     public static IReadOnlyDictionary<string, ModelConfig> All { get; } = new Dictionary<string, ModelConfig>
     {
@@ -71,4 +93,8 @@ public static class TestConfigs
         [nameof(TinyMha)] = TinyMha,
         [nameof(TinyLlama3Rope)] = TinyLlama3Rope,
     };
+
+    /// <summary><see cref="All"/> plus the architectures the forward pass runs beyond them (<see cref="TinyQwen3"/>, <see cref="TinyPhi3"/>).</summary>
+    public static IReadOnlyDictionary<string, ModelConfig> Forward { get; } =
+        new Dictionary<string, ModelConfig>(All) { [nameof(TinyQwen3)] = TinyQwen3, [nameof(TinyPhi3)] = TinyPhi3 };
 }

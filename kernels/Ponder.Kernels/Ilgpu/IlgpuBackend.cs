@@ -223,6 +223,17 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
         Flops.Add(FlopCategory.Elementwise, OpFlops.RmsNorm(n, xt.Cols));
     }
 
+    public void RmsNormHeads(DeviceTensor x, DeviceTensor weight, float eps, int headDim, int n)
+    {
+        var xt = Cast(x);
+        if (headDim <= 0 || xt.Cols % headDim != 0)
+            throw new ArgumentException($"per-head rmsnorm shapes: x [{xt.Rows}, {xt.Cols}] in heads of {headDim}");
+        // Heads are contiguous rows of headDim: the row kernel over n · heads rows, in place.
+        int rows = n * (xt.Cols / headDim);
+        if (rows > 0) _rmsNorm(new KernelConfig(rows, _rowGroup), xt.View, Cast(weight).View, xt.View, headDim, eps);
+        Flops.Add(FlopCategory.Elementwise, OpFlops.RmsNorm(rows, headDim));
+    }
+
     public void MatMul(DeviceTensor x, DeviceWeight w, DeviceTensor y, int n, FlopCategory category)
     {
         var xt = Cast(x); var yt = Cast(y);

@@ -39,6 +39,13 @@ public interface IBackend : IDisposable
     /// <summary>y[i] = x[i] / sqrt(mean(x[i]^2) + eps) * weight, for n rows. FLOPs (elementwise): <see cref="OpFlops.RmsNorm"/>.</summary>
     void RmsNorm(DeviceTensor x, DeviceTensor weight, float eps, DeviceTensor y, int n);
 
+    /// <summary>
+    /// RMSNorm of every head in place: each of the x.Cols / <paramref name="headDim"/> heads of each of n rows becomes
+    /// head / sqrt(mean(head^2) + eps) * weight, with one weight of headDim shared by all heads (Qwen3's q_norm and
+    /// k_norm). FLOPs (elementwise): <see cref="OpFlops.RmsNorm"/> over n·heads rows of headDim, i.e. 4 · n · x.Cols.
+    /// </summary>
+    void RmsNormHeads(DeviceTensor x, DeviceTensor weight, float eps, int headDim, int n);
+
     /// <summary>y[n, w.Rows] = x[n, w.Cols] · Wᵀ. FLOPs: 2 * n * rows * cols, charged to <paramref name="category"/>.</summary>
     void MatMul(DeviceTensor x, DeviceWeight w, DeviceTensor y, int n, FlopCategory category);
 

@@ -3,8 +3,8 @@ using Ponder.Tensors;
 namespace Ponder.Backends;
 
 /// <summary>
-/// A backend that multiplies F16, BF16 or Q8_0 weights in their own format (converting in registers), so a decode
-/// step streams 2x (16-bit) or ~3.8x (Q8_0) fewer bytes than an f32 copy. Optional: <see cref="Models.Transformer"/>
+/// A backend that multiplies F16, BF16 or block-quantized weights in their own format (converting in registers), so a
+/// decode step streams 2x (16-bit) or 3.2-3.6x (quantized, kept as int8 with f32 scales) fewer bytes than an f32 copy. Optional: <see cref="Models.Transformer"/>
 /// uses it where the backend offers it and falls back to <see cref="IBackend.UploadWeight"/> otherwise.
 /// </summary>
 public interface ITypedWeightUpload

@@ -10,8 +10,15 @@ public enum Architecture
     Llama,
     /// <summary><c>Qwen2ForCausalLM</c>: Llama with biases on Q, K and V.</summary>
     Qwen2,
-    /// <summary><c>MistralForCausalLM</c> (sliding window not supported yet: full attention).</summary>
+    /// <summary>
+    /// <c>MistralForCausalLM</c>. Attention is full, so a config with a sliding window gets its context capped at the
+    /// window (<see cref="ModelConfig.MaxPositions"/>): within it, sliding and full attention are the same.
+    /// </summary>
     Mistral,
+    /// <summary><c>Qwen3ForCausalLM</c>: Llama with a per-head RMSNorm on q and k before RoPE (<see cref="ModelConfig.QkNorm"/>), no QKV bias.</summary>
+    Qwen3,
+    /// <summary><c>Phi3ForCausalLM</c>: Llama with fused <c>qkv_proj</c> and <c>gate_up_proj</c>, split at load.</summary>
+    Phi3,
 }
 
 /// <summary>What the last hidden state feeds.</summary>
@@ -50,6 +57,11 @@ public sealed record ModelConfig
     public bool TiedEmbeddings { get; init; }
     /// <summary>Biases on the Q, K and V projections (Qwen2).</summary>
     public bool QkvBias { get; init; }
+    /// <summary>
+    /// A per-head RMSNorm (weights <c>q_norm</c>, <c>k_norm</c> of headDim, the model's eps) on every query and key
+    /// head after the projections and before RoPE (Qwen3).
+    /// </summary>
+    public bool QkNorm { get; init; }
     public int? BosTokenId { get; init; }
     public IReadOnlyList<int> EosTokenIds { get; init; } = [];
     /// <summary>
@@ -70,6 +82,7 @@ public sealed record ModelConfig
     public long LayerParameters =>
         (long)DModel * QDim + 2L * DModel * KvDim + (long)QDim * DModel
         + (QkvBias ? QDim + 2L * KvDim : 0)
+        + (QkNorm ? 2L * HeadDim : 0)
         + 3L * DModel * DFf
         + 2L * DModel;
 
@@ -118,6 +131,10 @@ public sealed record ModelConfig
         if (!(RopeTheta > 0) || double.IsInfinity(RopeTheta))
             throw new InvalidDataException($"{source}: rope_theta = {RopeTheta} must be positive");
         if (Head == HeadKind.Value) Positive("num_labels", NumLabels, 1 << 16);
+        if (QkNorm != (Architecture == Architecture.Qwen3))
+            throw new InvalidDataException($"{source}: per-head q/k norms go with Qwen3 and only Qwen3 (architecture {Architecture}, q/k norm {QkNorm})");
+        if (Head == HeadKind.Value && Architecture is not (Architecture.Llama or Architecture.Qwen2))
+            throw new InvalidDataException($"{source}: a value head is supported on Llama and Qwen2 backbones, not {Architecture}");
         if (SharedValueHead && Head != HeadKind.LanguageModel)
             throw new InvalidDataException($"{source}: ponder_value_head is for causal language models; a token-classification model's score head already is its value head");
         if ((long)QDim * DModel > int.MaxValue || (long)DFf * DModel > int.MaxValue || (long)Vocab * DModel > int.MaxValue)
@@ -129,7 +146,14 @@ public sealed record ModelConfig
         return this;
     }
 
-    /// <summary>Reads a Hugging Face <c>config.json</c>.</summary>
+    /// <summary>The Hugging Face <c>architectures</c> Ponder reads.</summary>
+    public const string SupportedHuggingFace = "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, Phi3ForCausalLM, LlamaForTokenClassification, Qwen2ForTokenClassification";
+
+    /// <summary>
+    /// Reads a Hugging Face <c>config.json</c>. Fields that would change the computation in ways Ponder does not
+    /// implement are refused by name (an activation other than SiLU, MLP or output-projection biases, partial RoPE,
+    /// RoPE scalings other than llama3); a sliding attention window caps the context at the window.
+    /// </summary>
     public static ModelConfig FromHuggingFaceJson(string json, string source)
     {
         JsonNode root;
@@ -145,8 +169,10 @@ public sealed record ModelConfig
             "MistralForCausalLM" => (Architecture.Mistral, HeadKind.LanguageModel),
             "LlamaForTokenClassification" => (Architecture.Llama, HeadKind.Value),
             "Qwen2ForTokenClassification" => (Architecture.Qwen2, HeadKind.Value),
+            "Qwen3ForCausalLM" => (Architecture.Qwen3, HeadKind.LanguageModel),
+            "Phi3ForCausalLM" => (Architecture.Phi3, HeadKind.LanguageModel),
             "" => throw new InvalidDataException($"{source}: 'architectures' is missing"),
-            _ => throw new NotSupportedException($"{source}: architecture '{archName}' is not supported (supported: LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM, LlamaForTokenClassification, Qwen2ForTokenClassification)"),
+            _ => throw new NotSupportedException($"{source}: architecture '{archName}' is not supported (supported: {SupportedHuggingFace})"),
         };
 
         int Int(string key, int? fallback = null)
@@ -185,6 +211,25 @@ public sealed record ModelConfig
             case JsonArray arr: eos.AddRange(arr.Select(n => n!.GetValue<int>())); break;
             case JsonValue v: eos.Add(v.GetValue<int>()); break;
         }
+        string Unsupported(string what) => $"{source}: {what} is not supported by Ponder's {archName} forward pass; loading it would compute something else";
+        string? act = (obj["hidden_act"] ?? obj["hidden_activation"]) is JsonValue actNode && actNode.TryGetValue<string>(out var actName) ? actName : null;
+        if (act is not (null or "silu" or "swish"))
+            throw new NotSupportedException(Unsupported($"hidden_act '{act}' (only silu: the MLP is SwiGLU)"));
+        if (obj["mlp_bias"] is JsonValue mb && mb.TryGetValue<bool>(out bool mlpBias) && mlpBias)
+            throw new NotSupportedException(Unsupported("mlp_bias = true (biases on gate, up and down)"));
+        // Llama, Mistral and Qwen3 put attention_bias on o_proj as well: a checkpoint that has o_proj.bias is refused
+        // by the tensor check (TensorNames.CheckComplete), one without it is a Q/K/V-biased model Ponder runs.
+        bool attentionBias = obj["attention_bias"] is JsonValue ab && ab.GetValue<bool>();
+        if (obj["partial_rotary_factor"] is JsonValue pr && pr.TryGetValue<double>(out double partial) && partial != 1)
+            throw new NotSupportedException(Unsupported($"partial_rotary_factor = {partial} (RoPE on part of each head)"));
+        int maxPositions = Int("max_position_embeddings", 2048);
+        // A sliding window (Mistral, Phi-3; Qwen2/3 when use_sliding_window is true) changes attention only past the
+        // window: capping the context there keeps full attention exact.
+        bool sliding = arch is Architecture.Qwen2 or Architecture.Qwen3
+            ? obj["use_sliding_window"] is JsonValue usw && usw.GetValue<bool>()
+            : obj["sliding_window"] is JsonValue;
+        if (sliding && obj["sliding_window"] is JsonValue swNode && swNode.TryGetValue<long>(out long window) && window > 0 && window < maxPositions)
+            maxPositions = (int)window;
         int sharedValueHead = Int("ponder_value_head", 0);
         if (sharedValueHead is not (0 or 1))
             throw new InvalidDataException($"{source}: 'ponder_value_head' = {sharedValueHead}; expected 0 (none) or 1 (one value row, value_head.weight [1, hidden_size])");
@@ -206,9 +251,10 @@ public sealed record ModelConfig
             RmsNormEps = (float)Num("rms_norm_eps", 1e-6),
             RopeTheta = Num("rope_theta", 10000),
             RopeScaling = scaling,
-            MaxPositions = Int("max_position_embeddings", 2048),
+            MaxPositions = maxPositions,
             TiedEmbeddings = obj["tie_word_embeddings"] is JsonValue t ? t.GetValue<bool>() : false,
-            QkvBias = arch == Architecture.Qwen2 || (obj["attention_bias"] is JsonValue ab && ab.GetValue<bool>()),
+            QkvBias = arch == Architecture.Qwen2 || attentionBias,
+            QkNorm = arch == Architecture.Qwen3,
             BosTokenId = obj["bos_token_id"] is JsonValue b ? b.GetValue<int>() : null,
             EosTokenIds = eos,
             SharedValueHead = sharedValueHead == 1,
@@ -221,6 +267,8 @@ public sealed record ModelConfig
         string arch = (Architecture, Head) switch
         {
             (Architecture.Qwen2, HeadKind.LanguageModel) => "Qwen2ForCausalLM",
+            (Architecture.Qwen3, HeadKind.LanguageModel) => "Qwen3ForCausalLM",
+            (Architecture.Phi3, HeadKind.LanguageModel) => "Phi3ForCausalLM",
             (Architecture.Mistral, HeadKind.LanguageModel) => "MistralForCausalLM",
             (Architecture.Qwen2, HeadKind.Value) => "Qwen2ForTokenClassification",
             (_, HeadKind.Value) => "LlamaForTokenClassification",

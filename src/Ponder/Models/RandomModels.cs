@@ -8,12 +8,17 @@ namespace Ponder.Models;
 /// </summary>
 public static class RandomModels
 {
-    /// <summary>Named shapes: <c>tiny</c> (a few layers, byte vocabulary) and <c>smollm2-135m</c> (SmolLM2-135M's shape).</summary>
+    /// <summary>Named shapes: <c>tiny</c> (a few layers, byte vocabulary), <c>smollm2-135m</c> (SmolLM2-135M's shape), <c>qwen3-0.6b</c> (Qwen3-0.6B's).</summary>
     public static ModelConfig Preset(string name) => name switch
     {
         "tiny" => new ModelConfig { Vocab = 259, DModel = 64, NLayers = 2, NHeads = 4, NKvHeads = 2, HeadDim = 16, DFf = 176, TiedEmbeddings = true, MaxPositions = 512, EosTokenIds = [257] },
         "smollm2-135m" => new ModelConfig { Vocab = 49152, DModel = 576, NLayers = 30, NHeads = 9, NKvHeads = 3, HeadDim = 64, DFf = 1536, TiedEmbeddings = true, MaxPositions = 8192, RopeTheta = 100000, EosTokenIds = [0] },
-        _ => throw new ArgumentException($"unknown random model preset '{name}' (known: tiny, smollm2-135m)", nameof(name)),
+        "qwen3-0.6b" => new ModelConfig
+        {
+            Architecture = Architecture.Qwen3, QkNorm = true, Vocab = 151936, DModel = 1024, NLayers = 28, NHeads = 16, NKvHeads = 8, HeadDim = 128,
+            DFf = 3072, TiedEmbeddings = true, MaxPositions = 40960, RopeTheta = 1000000, RmsNormEps = 1e-6f, EosTokenIds = [151645],
+        },
+        _ => throw new ArgumentException($"unknown random model preset '{name}' (known: tiny, smollm2-135m, qwen3-0.6b)", nameof(name)),
     };
 
     /// <summary>Random weights for <paramref name="config"/>: every tensor of <see cref="TensorNames.Expected"/>.</summary>

@@ -24,6 +24,13 @@ public interface ITensorSource : IDisposable
     IReadOnlyDictionary<string, TensorInfo> Tensors { get; }
     /// <summary>Converts a tensor to f32 row-major into <paramref name="destination"/> (exactly ElementCount long).</summary>
     void ReadF32(string name, Span<float> destination);
+
+    /// <summary>
+    /// Copies a tensor's stored bytes (its <see cref="TensorInfo.Type"/>, row-major, HF row order) into
+    /// <paramref name="destination"/> (exactly its byte size) and returns true, or returns false when the source cannot
+    /// (then <see cref="ReadF32"/> is the way). Quantized weights are kept in their format through this.
+    /// </summary>
+    bool TryReadRaw(string name, Span<byte> destination) => false;
 }
 
 /// <summary>An f32 tensor in host memory, row-major. What writers take and random-model builders produce.</summary>
@@ -54,9 +61,31 @@ public static class TensorNames
     public static string KBias(int layer) => $"model.layers.{layer}.self_attn.k_proj.bias";
     public static string VBias(int layer) => $"model.layers.{layer}.self_attn.v_proj.bias";
     public static string O(int layer) => $"model.layers.{layer}.self_attn.o_proj.weight";
+    /// <summary>Qwen3's per-head RMSNorm weight on queries, [headDim].</summary>
+    public static string QNorm(int layer) => $"model.layers.{layer}.self_attn.q_norm.weight";
+    /// <summary>Qwen3's per-head RMSNorm weight on keys, [headDim].</summary>
+    public static string KNorm(int layer) => $"model.layers.{layer}.self_attn.k_norm.weight";
+    /// <summary>Phi-3's fused Q, K and V projection, [nHeads*headDim + 2*nKvHeads*headDim, dModel] (split at load).</summary>
+    public static string FusedQkv(int layer) => $"model.layers.{layer}.self_attn.qkv_proj.weight";
+    /// <summary>Phi-3's fused gate and up projection, [2*dFf, dModel], gate rows first (split at load).</summary>
+    public static string FusedGateUp(int layer) => $"model.layers.{layer}.mlp.gate_up_proj.weight";
     public static string Gate(int layer) => $"model.layers.{layer}.mlp.gate_proj.weight";
     public static string Up(int layer) => $"model.layers.{layer}.mlp.up_proj.weight";
     public static string Down(int layer) => $"model.layers.{layer}.mlp.down_proj.weight";
+
+    /// <summary>
+    /// The fused projections a Phi-3 checkpoint stores per layer, each with the tensors its rows hold, in order:
+    /// <c>qkv_proj</c> = q | k | v, <c>gate_up_proj</c> = gate | up. Empty for other architectures.
+    /// </summary>
+    public static IEnumerable<(string Fused, (string Name, int Rows)[] Parts, string Meaning)> Fused(ModelConfig config)
+    {
+        if (config.Architecture != Architecture.Phi3) yield break;
+        for (int l = 0; l < config.NLayers; l++)
+        {
+            yield return (FusedQkv(l), [(Q(l), config.QDim), (K(l), config.KvDim), (V(l), config.KvDim)], "(nHeads*headDim + 2*nKvHeads*headDim, dModel)");
+            yield return (FusedGateUp(l), [(Gate(l), config.DFf), (Up(l), config.DFf)], "(2*dFf, dModel)");
+        }
+    }
 
     /// <summary>Every tensor a model with <paramref name="config"/> must have, with its expected shape and what the shape means.</summary>
     public static IEnumerable<(string Name, long[] Shape, string Meaning)> Expected(ModelConfig config)
@@ -75,6 +104,11 @@ public static class TensorNames
                 yield return (KBias(l), [kv], "(nKvHeads*headDim)");
                 yield return (VBias(l), [kv], "(nKvHeads*headDim)");
             }
+            if (config.QkNorm)
+            {
+                yield return (QNorm(l), [config.HeadDim], "(headDim)");
+                yield return (KNorm(l), [config.HeadDim], "(headDim)");
+            }
             yield return (O(l), [d, q], "(dModel, nHeads*headDim)");
             yield return (FfnNorm(l), [d], "(dModel)");
             yield return (Gate(l), [f, d], "(dFf, dModel)");
@@ -87,9 +121,18 @@ public static class TensorNames
         if (config.SharedValueHead) yield return (SharedValueHead, [1, d], "(1, dModel)");
     }
 
-    /// <summary>Checks that <paramref name="source"/> has every expected tensor with the expected shape; throws naming the first that does not.</summary>
+    /// <summary>
+    /// Checks that <paramref name="source"/> has every expected tensor with the expected shape, and no tensor the forward
+    /// pass would leave unused (an o_proj or MLP bias, a norm of another architecture): either throws naming the tensor.
+    /// An LM head beside tied embeddings (some checkpoints save both) and RoPE's inv_freq buffers are allowed.
+    /// </summary>
     public static void CheckComplete(ITensorSource source)
     {
+        var expected = Expected(source.Config).Select(e => e.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (string name in source.Tensors.Keys)
+            if (!expected.Contains(name) && name != ValueHeadBias && !name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)
+                && !(name == LmHead && source.Config.TiedEmbeddings))
+                throw new NotSupportedException($"{source.Location}: tensor '{name}' is not part of a {source.Config.Architecture} model as Ponder computes it; loading would ignore it");
         foreach (var (name, shape, meaning) in Expected(source.Config))
         {
             if (!source.Tensors.TryGetValue(name, out var info))

@@ -22,7 +22,7 @@ public sealed class Transformer : IDisposable
 
     sealed record LayerWeights(
         DeviceTensor AttnNorm, DeviceWeight Q, DeviceWeight K, DeviceWeight V, DeviceTensor? QBias, DeviceTensor? KBias,
-        DeviceTensor? VBias, DeviceWeight O, DeviceTensor FfnNorm, DeviceWeight Gate, DeviceWeight Up, DeviceWeight Down)
+        DeviceTensor? VBias, DeviceTensor? QNorm, DeviceTensor? KNorm, DeviceWeight O, DeviceTensor FfnNorm, DeviceWeight Gate, DeviceWeight Up, DeviceWeight Down)
     {
         // Projections that share their input, multiplied in one call (IBackend.MatMul over several weights).
         public DeviceWeight[] Qkv { get; } = [Q, K, V];
@@ -38,6 +38,7 @@ public sealed class Transformer : IDisposable
         var expected = TensorNames.Expected(Config).ToList();
         int loaded = 0;
         float[] scratch = [];
+        byte[] rawScratch = [];
         var disposables = new List<IDisposable>();
         try
         {
@@ -58,13 +59,26 @@ public sealed class Transformer : IDisposable
             {
                 var info = source.Tensors[name];
                 int rows = (int)info.Shape[0], cols = (int)info.Shape[1];
-                var values = Read(name);
-                // A 16-bit or Q8_0 weight stays in its format where the backend multiplies it directly: decode then
-                // streams 2x / ~3.8x fewer bytes. Re-encoding the decoded values is exact
-                // (16-bit always; Q8_0 for blocks whose largest quant is ±127, as llama.cpp quantizes).
+                // A 16-bit or quantized weight stays in its format where the backend multiplies it directly: decode then
+                // streams 2x to 3.6x fewer bytes. The stored bytes are taken as they are where the source offers them;
+                // otherwise 16-bit and Q8_0 weights are re-encoded from their decoded values, which is exact (16-bit
+                // always; Q8_0 for blocks whose largest quant is ±127, as llama.cpp quantizes). Other quantized types have
+                // no exact re-encoding: without their bytes they are multiplied as f32.
                 if (info.Type != DType.F32 && backend is ITypedWeightUpload typed && typed.CanKeep(info.Type, rows, cols))
-                    return Keep(typed.UploadWeight(DTypes.FromF32(info.Type, values), info.Type, rows, cols));
-                return Keep(backend.UploadWeight(values, rows, cols));
+                {
+                    long size = DTypes.ByteSize(info.Type, info.ElementCount);
+                    if (rawScratch.Length < size) rawScratch = new byte[size];
+                    var raw = rawScratch.AsSpan(0, (int)size);
+                    cancellationToken.ThrowIfCancellationRequested();
+                    if (source.TryReadRaw(name, raw))
+                    {
+                        progress?.Report((float)++loaded / expected.Count);
+                        return Keep(typed.UploadWeight(raw, info.Type, rows, cols));
+                    }
+                    if (!DTypes.IsQuantized(info.Type) || info.Type == DType.Q8_0)
+                        return Keep(typed.UploadWeight(DTypes.FromF32(info.Type, Read(name)), info.Type, rows, cols));
+                }
+                return Keep(backend.UploadWeight(Read(name), rows, cols));
             }
 
             int d = Config.DModel;
@@ -72,10 +86,11 @@ public sealed class Transformer : IDisposable
             _layers = new LayerWeights[Config.NLayers];
             for (int l = 0; l < Config.NLayers; l++)
             {
-                bool bias = Config.QkvBias;
+                bool bias = Config.QkvBias, qkNorm = Config.QkNorm;
                 _layers[l] = new LayerWeights(
                     Vector(TensorNames.AttnNorm(l)), Matrix(TensorNames.Q(l)), Matrix(TensorNames.K(l)), Matrix(TensorNames.V(l)),
                     bias ? Vector(TensorNames.QBias(l)) : null, bias ? Vector(TensorNames.KBias(l)) : null, bias ? Vector(TensorNames.VBias(l)) : null,
+                    qkNorm ? Vector(TensorNames.QNorm(l)) : null, qkNorm ? Vector(TensorNames.KNorm(l)) : null,
                     Matrix(TensorNames.O(l)), Vector(TensorNames.FfnNorm(l)),
                     Matrix(TensorNames.Gate(l)), Matrix(TensorNames.Up(l)), Matrix(TensorNames.Down(l)));
             }
@@ -152,6 +167,11 @@ public sealed class Transformer : IDisposable
             {
                 b.AddBias(ws.Q, w.QBias, n); b.AddBias(ws.K, w.KBias!, n); b.AddBias(ws.V, w.VBias!, n);
             }
+            if (w.QNorm is not null)
+            {
+                b.RmsNormHeads(ws.Q, w.QNorm, eps, Config.HeadDim, n);       // per-head norms (Qwen3)
+                b.RmsNormHeads(ws.K, w.KNorm!, eps, Config.HeadDim, n);
+            }
             b.Rope(ws.Q, Config.NHeads, Config.HeadDim, _rope, batch);      // rotate q, k at their positions
             b.Rope(ws.K, Config.NKvHeads, Config.HeadDim, _rope, batch);
             b.StoreKv(kv, l, ws.K, ws.V, batch);                            // cache k, v in their slots
@@ -194,7 +214,7 @@ public sealed class Transformer : IDisposable
     {
         _ws?.Dispose();
         foreach (var l in _layers)
-            foreach (var d in new IDisposable?[] { l.AttnNorm, l.Q, l.K, l.V, l.QBias, l.KBias, l.VBias, l.O, l.FfnNorm, l.Gate, l.Up, l.Down })
+            foreach (var d in new IDisposable?[] { l.AttnNorm, l.Q, l.K, l.V, l.QBias, l.KBias, l.VBias, l.QNorm, l.KNorm, l.O, l.FfnNorm, l.Gate, l.Up, l.Down })
                 d?.Dispose();
         _embedding.Dispose(); _finalNorm.Dispose(); _head.Dispose(); _headBias?.Dispose(); _rope.Dispose();
     }

@@ -9,10 +9,14 @@ namespace Ponder.Tests.Forward;
 sealed class ForwardHarness : IDisposable
 {
     public ForwardHarness(ModelConfig config, IReadOnlyDictionary<string, HostTensor> tensors, int blockSize = 16, int kvTokens = 4096, IBackend? backend = null)
+        : this(new HostTensorSource(config, tensors), blockSize, kvTokens, backend) { }
+
+    /// <summary>Loads the model straight from <paramref name="source"/> (a file keeps its weights' formats where the backend can).</summary>
+    public ForwardHarness(ITensorSource source, int blockSize = 16, int kvTokens = 4096, IBackend? backend = null)
     {
         Backend = backend ?? new CpuBackend();
-        Transformer = new Transformer(Backend, new HostTensorSource(config, tensors));
-        Pool = BlockPool.ForTokens(Backend, KvLayout.For(config, blockSize), kvTokens);
+        Transformer = new Transformer(Backend, source);
+        Pool = BlockPool.ForTokens(Backend, KvLayout.For(source.Config, blockSize), kvTokens);
     }
 
     public IBackend Backend { get; }

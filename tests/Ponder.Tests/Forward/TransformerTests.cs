@@ -12,12 +12,12 @@ public sealed class TransformerTests
     // gives errors ~1e-5; 2e-4 absolute + 1e-3 relative leaves margin without hiding a wrong op (those err by >1e-2).
     const double Abs = 2e-4, Rel = 1e-3;
 
-    public static TheoryData<string> Configs() => new(TestConfigs.All.Keys);
+    public static TheoryData<string> Configs() => new(TestConfigs.Forward.Keys);
 
     [Theory, MemberData(nameof(Configs))]
     public void Prefill_matches_the_reference_at_every_position(string name)
     {
-        var config = TestConfigs.All[name];
+        var config = TestConfigs.Forward[name];
         var tensors = RandomModel.Create(config, seed: 11);
         int[] tokens = RandomModel.Tokens(config, 23, seed: 5);
         var expected = ReferenceForward.Run(config, tensors, tokens);
@@ -33,7 +33,7 @@ public sealed class TransformerTests
     [Theory, MemberData(nameof(Configs))]
     public void Incremental_decoding_equals_full_recomputation(string name)
     {
-        var config = TestConfigs.All[name];
+        var config = TestConfigs.Forward[name];
         var tensors = RandomModel.Create(config, seed: 3);
         int[] tokens = RandomModel.Tokens(config, 30, seed: 9);
         var expected = ReferenceForward.Run(config, tensors, tokens);

@@ -2,6 +2,7 @@ using Ponder.Backends;
 using Ponder.Backends.Cpu;
 using Ponder.Sampling;
 using Ponder.Tensors;
+using Ponder.TestSupport;
 
 namespace Ponder.Tests.Gemm;
 
@@ -20,12 +21,17 @@ public sealed class BatchInvarianceTests
     [InlineData(DType.F32, 1000, 96)]     // decode: 63 panels (the last ragged) in groups of 4 over both threads
     [InlineData(DType.Q8_0, 1000, 96)]
     [InlineData(DType.BF16, 200, 1536)]   // decode: groups of 3, depth in three blocks
+    [InlineData(DType.Q4_K, 200, 1536)]   // quantized with offsets, groups of 32
+    [InlineData(DType.Q6_K, 80, 768)]     // groups of 16
+    [InlineData(DType.Q5_0, 1000, 96)]
+    [InlineData(DType.Q4_1, 96, 640)]
     public void Each_row_is_bitwise_the_same_whatever_the_batch_size(DType type, int rows, int cols)
     {
         var rng = new Rng(42);
         var w = new float[rows * cols];
         for (int i = 0; i < w.Length; i++) w[i] = (float)(rng.NextDouble() * 2 - 1);
-        var weight = type == DType.F32 ? CpuWeight.Create(w, rows, cols) : CpuWeight.Create(DTypes.FromF32(type, w), type, rows, cols);
+        var weight = type == DType.F32 ? CpuWeight.Create(w, rows, cols)
+            : CpuWeight.Create(DTypes.IsQuantized(type) ? QuantBlocks.Scaled(type, (long)rows * cols, seed: 3) : DTypes.FromF32(type, w), type, rows, cols);
 
         const int n = 37;
         var x = new float[n * cols];
@@ -49,10 +55,14 @@ public sealed class BatchInvarianceTests
     [Fact]
     public void A_shared_input_dispatch_of_mixed_types_is_bitwise_the_single_multiplies()
     {
-        // One token times Q8_0, F16, F32 and BF16 weights in one row dispatch (IBackend.MatMul over several weights).
-        const int cols = 576;
-        var types = new[] { DType.Q8_0, DType.F16, DType.F32, DType.BF16 };
-        int[] rows = [576, 192, 193, 40];
+        // One token times weights of mixed types in one row dispatch (IBackend.MatMul over several weights).
+        const int cols = 768;
+        foreach (var types in new[] { new[] { DType.Q8_0, DType.F16, DType.F32, DType.BF16 }, new[] { DType.Q4_K, DType.Q6_K, DType.Q5_0, DType.Q5_K } })
+            SharedDispatch(cols, types, [576, 192, 193, 40]);
+    }
+
+    static void SharedDispatch(int cols, DType[] types, int[] rows)
+    {
         var rng = new Rng(7);
         float[] Random(int count) { var v = new float[count]; for (int i = 0; i < count; i++) v[i] = (float)(rng.NextDouble() * 2 - 1); return v; }
         using var backend = new CpuBackend(2);
@@ -62,7 +72,8 @@ public sealed class BatchInvarianceTests
         for (int i = 0; i < types.Length; i++)
         {
             var w = Random(rows[i] * cols);
-            weights[i] = types[i] == DType.F32 ? backend.UploadWeight(w, rows[i], cols) : backend.UploadWeight(DTypes.FromF32(types[i], w), types[i], rows[i], cols);
+            weights[i] = types[i] == DType.F32 ? backend.UploadWeight(w, rows[i], cols)
+                : backend.UploadWeight(DTypes.IsQuantized(types[i]) ? QuantBlocks.Scaled(types[i], (long)rows[i] * cols, seed: i) : DTypes.FromF32(types[i], w), types[i], rows[i], cols);
             shared[i] = backend.Allocate(1, rows[i]);
         }
         backend.MatMul(x, weights, shared, 1, FlopCategory.Projection);

@@ -36,15 +36,21 @@ public sealed class CpuWeightTests
     [InlineData("F16")]
     [InlineData("BF16")]
     [InlineData("Q8_0")]
+    [InlineData("Q4_0")]
+    [InlineData("Q5_1")]
+    [InlineData("Q4_K")]
+    [InlineData("Q5_K")]
+    [InlineData("Q6_K")]
     public void TypedWeights_MatchReferenceOnTheirDecodedValues(string typeName)
     {
         // The reference multiplies the f32 values DTypes.ToF32 decodes, so only the GEMM's own rounding is tolerated.
         var type = Enum.Parse<DType>(typeName);
         foreach (var isa in Enum.GetValues<GemmIsa>())
-            foreach (var (rows, cols) in new[] { (17, 32), (15, 64), (33, 704) })
+            foreach (var (rows, cols) in DTypes.BlockValues(type) == DTypes.KBlockValues ? new[] { (17, 256), (33, 1280) } : new[] { (17, 32), (15, 64), (33, 704) })
                 foreach (int n in new[] { 1, 5, 64 })
                 {
-                    var raw = DTypes.FromF32(type, GemmReference.Random(rows * cols, rows + cols + n));
+                    var raw = type is DType.F16 or DType.BF16 or DType.Q8_0 ? DTypes.FromF32(type, GemmReference.Random(rows * cols, rows + cols + n))
+                        : TestSupport.QuantBlocks.Scaled(type, (long)rows * cols, rows + cols + n);
                     var w = new float[rows * cols];
                     DTypes.ToF32(type, raw, w);
                     var weight = CpuWeight.Create(GemmShape.For(isa), raw, type, rows, cols);

@@ -15,7 +15,7 @@ public sealed class LlamaCppReferenceTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    public static TheoryData<string> Configs => new() { nameof(TestConfigs.Tiny), nameof(TestConfigs.TinyUntied), nameof(TestConfigs.TinyMha), nameof(TestConfigs.TinyQwen2Bias), nameof(TestConfigs.TinyLlama3Rope) };
+    public static TheoryData<string> Configs => new() { nameof(TestConfigs.Tiny), nameof(TestConfigs.TinyUntied), nameof(TestConfigs.TinyMha), nameof(TestConfigs.TinyQwen2Bias), nameof(TestConfigs.TinyLlama3Rope), nameof(TestConfigs.TinyQwen3), nameof(TestConfigs.TinyPhi3) };
 
     // Max |llama.cpp - reference| over all 40 positions, relative to the largest |logit| (measured here, seed 7):
     // Tiny 8.6e-6 / 54.6 = 1.6e-7, TinyUntied 1.1e-6 / 3.6 = 2.9e-7, TinyMha 7.6e-7 / 4.0 = 1.9e-7,
@@ -28,7 +28,7 @@ public sealed class LlamaCppReferenceTests : IDisposable
     [MemberData(nameof(Configs))]
     public void LogitsAtEveryPositionMatchReference(string configName)
     {
-        var config = TestConfigs.All[configName];
+        var config = TestConfigs.Forward[configName];
         var tensors = RandomModel.Create(config, seed: 7);
         string path = Path.Combine(_dir, configName + ".gguf");
         GgufWriter.Write(path, config, tensors, DType.F32);
@@ -53,7 +53,7 @@ public sealed class LlamaCppReferenceTests : IDisposable
     [InlineData(nameof(TestConfigs.TinyUntied))]
     public void GreedyContinuationMatchesReference(string configName)
     {
-        var config = TestConfigs.All[configName];
+        var config = TestConfigs.Forward[configName];
         var tensors = RandomModel.Create(config, seed: 3);
         string path = Path.Combine(_dir, configName + "-greedy.gguf");
         GgufWriter.Write(path, config, tensors, DType.F32);

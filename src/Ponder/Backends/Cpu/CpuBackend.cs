@@ -49,7 +49,7 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
 
     /// <inheritdoc />
     public bool CanKeep(DType type, int rows, int cols) =>
-        type is DType.F32 or DType.F16 or DType.BF16 || (type == DType.Q8_0 && cols % DTypes.Q8BlockValues == 0);
+        cols % DTypes.BlockValues(type) == 0;
 
     /// <inheritdoc />
     public DeviceWeight UploadWeight(ReadOnlySpan<byte> data, DType type, int rows, int cols) => new CpuDeviceWeight(CpuWeight.Create(data, type, rows, cols));
@@ -79,28 +79,40 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void RmsNorm(DeviceTensor x, DeviceTensor weight, float eps, DeviceTensor y, int n)
     {
         var xt = Cast(x); var wt = Cast(weight); var yt = Cast(y);
         int d = xt.Cols;
         if (wt.Length < d || yt.Cols != d) throw new ArgumentException($"rmsnorm shapes: x [{xt.Rows}, {d}], weight of {wt.Length}, y [{yt.Rows}, {yt.Cols}]");
-        float* w = wt.Pointer;
-        for (int i = 0; i < n; i++)
-        {
-            float* xi = xt.Pointer + (long)i * d, yi = yt.Pointer + (long)i * d;
-            var xs = new ReadOnlySpan<float>(xi, d);
-            float inv = 1f / MathF.Sqrt(TensorPrimitives.Dot(xs, xs) / d + eps);
-            // y = (x * inv) * w in one pass (the same two roundings as scaling then weighting).
-            int j = 0;
-            if (Vector256.IsHardwareAccelerated)
-            {
-                var iv = Vector256.Create(inv);
-                for (; j + 8 <= d; j += 8) Vector256.Store(Vector256.Load(xi + j) * iv * Vector256.Load(w + j), yi + j);
-            }
-            for (; j < d; j++) yi[j] = xi[j] * inv * w[j];
-        }
+        for (int i = 0; i < n; i++) NormRow(xt.Pointer + (long)i * d, wt.Pointer, eps, yt.Pointer + (long)i * d, d);
         Flops.Add(FlopCategory.Elementwise, OpFlops.RmsNorm(n, d));
+    }
+
+    public void RmsNormHeads(DeviceTensor x, DeviceTensor weight, float eps, int headDim, int n)
+    {
+        var xt = Cast(x); var wt = Cast(weight);
+        if (headDim <= 0 || xt.Cols % headDim != 0 || wt.Length < headDim)
+            throw new ArgumentException($"per-head rmsnorm shapes: x [{xt.Rows}, {xt.Cols}] in heads of {headDim}, weight of {wt.Length}");
+        // Heads are contiguous rows of headDim: the same row norm over n · heads rows, in place.
+        long rows = (long)n * (xt.Cols / headDim);
+        for (long r = 0; r < rows; r++) NormRow(xt.Pointer + r * headDim, wt.Pointer, eps, xt.Pointer + r * headDim, headDim);
+        Flops.Add(FlopCategory.Elementwise, OpFlops.RmsNorm(rows, headDim));
+    }
+
+    /// <summary>y = x / sqrt(mean(x²) + eps) * w over d values (y may be x).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void NormRow(float* xi, float* w, float eps, float* yi, int d)
+    {
+        var xs = new ReadOnlySpan<float>(xi, d);
+        float inv = 1f / MathF.Sqrt(TensorPrimitives.Dot(xs, xs) / d + eps);
+        // y = (x * inv) * w in one pass (the same two roundings as scaling then weighting).
+        int j = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var iv = Vector256.Create(inv);
+            for (; j + 8 <= d; j += 8) Vector256.Store(Vector256.Load(xi + j) * iv * Vector256.Load(w + j), yi + j);
+        }
+        for (; j < d; j++) yi[j] = xi[j] * inv * w[j];
     }
 
     public void MatMul(DeviceTensor x, DeviceWeight w, DeviceTensor y, int n, FlopCategory category)

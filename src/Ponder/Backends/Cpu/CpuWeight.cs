@@ -10,19 +10,25 @@ namespace Ponder.Backends.Cpu;
 /// <see cref="Multiply"/> computes y[n, rows] = x[n, cols] · Wᵀ, the projection every linear layer does.
 /// W is stored pre-packed as op(B) = Wᵀ in the micro-kernel's layout: ceil(rows/NR) panels, each cols x NR
 /// (the NR output rows of a panel interleaved per input column), so a multiply streams it once with unit stride.
-/// F16, BF16 and Q8_0 weights stay in their format (Q8_0 as int8 values plus one f32 scale per 32) and are converted
-/// to f32 a panel segment at a time during the multiply.
+/// F16 and BF16 weights stay in their format; block-quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)
+/// are kept decoded as values q (4-bit nibbles for Q4_0, Q4_1 and Q4_K, int8 for the others) plus an f32 scale (and,
+/// for Q4_1, Q5_1, Q4_K and Q5_K, an f32 offset) per group of 32 values (16 for Q6_K), w = q·scale + offset, which is
+/// exactly llama.cpp's dequantized value (see <see cref="DTypes"/>). Either is converted to f32 a panel segment at a
+/// time during the multiply, or in registers for one token. Bytes a weight: 0.625 (Q4_0), 0.75 (Q4_1, Q4_K), 1.125
+/// (Q8_0, Q5_0), 1.25 (Q5_1, Q5_K, Q6_K): more than the file's 4.5 to 8.5 bits (the scales are decoded to f32), a
+/// sixth to a third of f32's.
 /// </summary>
 public sealed unsafe class CpuWeight
 {
     readonly byte[] _values; // pinned; (ceil(rows / NR), cols, NR) elements of Type, padding rows zero
-    readonly float[]? _scales; // pinned; Q8_0 only: (ceil(rows / NR), cols / 32, NR)
+    readonly float[]? _scales; // pinned; quantized types: (ceil(rows / NR), cols / group, NR)
+    readonly float[]? _offsets; // pinned; Q4_1, Q5_1, Q4_K, Q5_K: as _scales
     readonly GemmShape _shape;
     readonly bool _fuseRow; // decode runs the row kernels (WeightPanels.CanFuseRow)
 
-    CpuWeight(byte[] values, float[]? scales, DType type, GemmShape shape, int rows, int cols)
+    CpuWeight(byte[] values, float[]? scales, float[]? offsets, DType type, GemmShape shape, int rows, int cols)
     {
-        _values = values; _scales = scales; Type = type; _shape = shape; Rows = rows; Cols = cols;
+        _values = values; _scales = scales; _offsets = offsets; Type = type; _shape = shape; Rows = rows; Cols = cols;
         _fuseRow = WeightPanels.CanFuseRow(type, shape, type == DType.F16 && WeightPanels.HasF16Specials(MemoryMarshal.Cast<byte, ushort>(values)));
     }
 
@@ -32,15 +38,16 @@ public sealed unsafe class CpuWeight
     public int Cols { get; }
     /// <summary>The element type the weight is kept in.</summary>
     public DType Type { get; }
-    /// <summary>Bytes this weight occupies in memory (packed, including the padding of the last panel and Q8_0 scales).</summary>
-    public long Bytes => _values.LongLength + (_scales?.LongLength ?? 0) * sizeof(float);
+    /// <summary>Bytes this weight occupies in memory (packed, including the padding of the last panel, scales and offsets).</summary>
+    public long Bytes => _values.LongLength + ((_scales?.LongLength ?? 0) + (_offsets?.LongLength ?? 0)) * sizeof(float);
 
     /// <summary>Prepares W (row-major, rows x cols) for multiplication.</summary>
     public static CpuWeight Create(ReadOnlySpan<float> w, int rows, int cols) => Create(GemmShape.Best, w, rows, cols);
 
     /// <summary>
     /// Prepares W stored as <paramref name="type"/> (little-endian, row-major rows x cols, Q8_0 blocks running along a row)
-    /// and keeps it in that format. Q8_0 needs cols to be a multiple of 32.
+    /// and keeps it in that format (quantized types as int8 values, scales and offsets). Quantized types need cols to be a
+    /// multiple of their block (32 values, 256 for the K types).
     /// </summary>
     public static CpuWeight Create(ReadOnlySpan<byte> data, DType type, int rows, int cols) => Create(GemmShape.Best, data, type, rows, cols);
 
@@ -57,8 +64,9 @@ public sealed unsafe class CpuWeight
     internal static CpuWeight Create(GemmShape shape, ReadOnlySpan<byte> data, DType type, int rows, int cols)
     {
         CheckShape(rows, cols);
-        if (type == DType.Q8_0 && cols % DTypes.Q8BlockValues != 0)
-            throw new ArgumentException($"Q8_0 weight has {cols} columns, not a multiple of the {DTypes.Q8BlockValues}-value block", nameof(cols));
+        bool quantized = DTypes.IsQuantized(type);
+        if (quantized && cols % DTypes.BlockValues(type) != 0)
+            throw new ArgumentException($"{type} weight has {cols} columns, not a multiple of the {DTypes.BlockValues(type)}-value block", nameof(cols));
         long need = DTypes.ByteSize(type, (long)rows * cols);
         if (data.Length != need)
             throw new ArgumentException($"{type} weight has {data.Length} bytes, expected {need} for {rows} x {cols}", nameof(data));
@@ -67,28 +75,43 @@ public sealed unsafe class CpuWeight
         switch (type)
         {
             case DType.F32:
-                return new CpuWeight(Pack(MemoryMarshal.Cast<byte, float>(data), rows, cols, nr, padded), null, type, shape, rows, cols);
+                return new CpuWeight(Pack(MemoryMarshal.Cast<byte, float>(data), rows, cols, nr, padded), null, null, type, shape, rows, cols);
             case DType.F16:
             case DType.BF16:
-                return new CpuWeight(Pack(MemoryMarshal.Cast<byte, ushort>(data), rows, cols, nr, padded), null, type, shape, rows, cols);
-            case DType.Q8_0:
+                return new CpuWeight(Pack(MemoryMarshal.Cast<byte, ushort>(data), rows, cols, nr, padded), null, null, type, shape, rows, cols);
+            case var _ when quantized:
             {
-                int blocksPerRow = cols / DTypes.Q8BlockValues;
+                int blockValues = DTypes.BlockValues(type), blockBytes = DTypes.BlockBytes(type), group = DTypes.GroupValues(type);
+                int groupsPerBlock = blockValues / group;
+                bool hasOffset = DTypes.HasOffset(type);
                 var quants = new sbyte[(long)rows * cols];
-                var scales = new float[(long)rows * blocksPerRow];
-                for (int b = 0; b < scales.Length; b++)
+                var scales = new float[(long)rows * cols / group];
+                var offsets = hasOffset ? new float[scales.Length] : null;
+                for (long b = 0; b < (long)rows * cols / blockValues; b++)
+                    DTypes.DecodeBlock(type, data.Slice(checked((int)(b * blockBytes)), blockBytes),
+                        quants.AsSpan(checked((int)(b * blockValues)), blockValues),
+                        scales.AsSpan(checked((int)(b * groupsPerBlock)), groupsPerBlock),
+                        hasOffset ? offsets.AsSpan(checked((int)(b * groupsPerBlock)), groupsPerBlock) : default);
+                byte[] values;
+                if (WeightPanels.Is4Bit(type))
                 {
-                    var block = data.Slice(b * DTypes.Q8BlockBytes, DTypes.Q8BlockBytes);
-                    scales[b] = (float)BitConverter.UInt16BitsToHalf((ushort)(block[0] | block[1] << 8));
-                    MemoryMarshal.Cast<byte, sbyte>(block[2..]).CopyTo(quants.AsSpan(b * DTypes.Q8BlockValues));
+                    values = GC.AllocateUninitializedArray<byte>(checked((int)(padded / 2)), pinned: true);
+                    WeightPanels.PackNibbles(quants, rows, cols, nr, WeightPanels.NibbleBias(type), values);
                 }
-                var packedScales = GC.AllocateUninitializedArray<float>(checked((int)(padded / DTypes.Q8BlockValues)), pinned: true);
-                WeightPanels.Pack<float>(scales, rows, blocksPerRow, nr, packedScales);
-                return new CpuWeight(Pack<sbyte>(quants, rows, cols, nr, padded), packedScales, type, shape, rows, cols);
+                else values = Pack<sbyte>(quants, rows, cols, nr, padded);
+                return new CpuWeight(values, PackGroups(scales, rows, cols / group, nr, padded / group),
+                    offsets is null ? null : PackGroups(offsets, rows, cols / group, nr, padded / group), type, shape, rows, cols);
             }
             default:
                 throw new NotSupportedException($"weight type {type} is not supported by the CPU matmul");
         }
+    }
+
+    static float[] PackGroups(float[] perGroup, int rows, int groupsPerRow, int nr, long count)
+    {
+        var packed = GC.AllocateUninitializedArray<float>(checked((int)count), pinned: true);
+        WeightPanels.Pack<float>(perGroup, rows, groupsPerRow, nr, packed);
+        return packed;
     }
 
     static byte[] Pack<T>(ReadOnlySpan<T> w, int rows, int cols, int nr, long padded) where T : unmanaged
@@ -111,8 +134,9 @@ public sealed unsafe class CpuWeight
     /// <summary>This weight as a target of a row dispatch writing its Rows outputs to <paramref name="y"/>. Requires <see cref="RowPath"/>.</summary>
     internal RowWeight RowTarget(float* y) =>
         // The arrays are pinned (allocated on the pinned object heap), so their addresses stay valid.
-        new(Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_values)), Type,
-            _scales == null ? null : (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_scales)), Rows, y);
+        new(Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_values)), Type, Pointer(_scales), Pointer(_offsets), Rows, y);
+
+    static float* Pointer(float[]? a) => a == null ? null : (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(a));
 
     /// <summary>y[n, Rows] = x[n, Cols] · Wᵀ (y is overwritten). FLOPs: 2 * n * Rows * Cols.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -125,8 +149,8 @@ public sealed unsafe class CpuWeight
             throw new ArgumentException($"y has {y.Length} values, expected at least {n} x {Rows} (tokens x out features)", nameof(y));
         if (n == 0 || Rows == 0) return;
         if (Cols == 0) { y[..(n * Rows)].Clear(); return; }
-        fixed (float* px = x, py = y, ps = _scales)
+        fixed (float* px = x, py = y, ps = _scales, po = _offsets)
         fixed (byte* pw = _values)
-            GemmDriver.Run(_shape, Sgemm.MaxThreads, n, Rows, Cols, 1f, px, Cols, false, null, 0, true, 0f, py, Rows, pw, Type, ps, _fuseRow);
+            GemmDriver.Run(_shape, Sgemm.MaxThreads, n, Rows, Cols, 1f, px, Cols, false, null, 0, true, 0f, py, Rows, pw, Type, ps, _fuseRow, po);
     }
 }

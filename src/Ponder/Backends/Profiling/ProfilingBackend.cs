@@ -88,6 +88,13 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
         End(s, "RmsNorm", $"n={n} d={x.Cols}", OpBytes.RmsNorm(n, x.Cols));
     }
 
+    public void RmsNormHeads(DeviceTensor x, DeviceTensor weight, float eps, int headDim, int n)
+    {
+        var s = Begin();
+        _inner.RmsNormHeads(x, weight, eps, headDim, n);
+        End(s, "RmsNormHeads", $"n={n} d={x.Cols} headDim={headDim}", OpBytes.RmsNorm(n, x.Cols));
+    }
+
     public void MatMul(DeviceTensor x, DeviceWeight w, DeviceTensor y, int n, FlopCategory category)
     {
         var s = Begin();

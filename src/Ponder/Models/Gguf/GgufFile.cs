@@ -14,7 +14,7 @@ public enum GgufValueType : uint
 /// <summary>The ggml tensor types Ponder reads (numbers as stored in GGUF); others are reported by number.</summary>
 public enum GgmlType : uint
 {
-    F32 = 0, F16 = 1, Q8_0 = 8, BF16 = 30,
+    F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q4_K = 12, Q5_K = 13, Q6_K = 14, BF16 = 30,
 }
 
 /// <summary>One tensor as a GGUF file describes it.</summary>
@@ -141,8 +141,8 @@ public sealed class GgufFile : IDisposable
                 long bytes = -1;
                 if (ToDType(type) is DType dt)
                 {
-                    if (dt == DType.Q8_0 && dims[0] % DTypes.Q8BlockValues != 0)
-                        throw new InvalidDataException($"{path}: Q8_0 tensor '{name}' has rows of {dims[0]} values, not a multiple of {DTypes.Q8BlockValues}");
+                    if (dims[0] % DTypes.BlockValues(dt) != 0)
+                        throw new InvalidDataException($"{path}: {dt} tensor '{name}' has rows of {dims[0]} values, not a multiple of its {DTypes.BlockValues(dt)}-value block");
                     try { bytes = DTypes.ByteSize(dt, count); }
                     catch (OverflowException) { throw new InvalidDataException($"{path}: tensor '{name}' dimensions [{string.Join(", ", dims)}] overflow"); }
                 }
@@ -168,9 +168,22 @@ public sealed class GgufFile : IDisposable
     /// <summary>Converts a tensor's data to f32 in stored (ggml) order: row-major over <see cref="GgufTensorInfo.Shape"/>.</summary>
     public void ReadF32(GgufTensorInfo tensor, Span<float> destination)
     {
-        var dtype = tensor.DType ?? throw new NotSupportedException($"{Path}: tensor '{tensor.Name}' has ggml type {TypeName(tensor.Type)} (supported: F32, F16, BF16, Q8_0)");
+        var dtype = tensor.DType ?? throw Unsupported(tensor);
         _file.ReadF32(tensor.Offset, dtype, destination, $"tensor '{tensor.Name}'");
     }
+
+    /// <summary>The tensor's stored bytes (its ggml type, ggml order); valid while the file is open.</summary>
+    public ReadOnlySpan<byte> Raw(GgufTensorInfo tensor)
+    {
+        if (tensor.DType is null) throw Unsupported(tensor);
+        return _file.Span(tensor.Offset, checked((int)tensor.ByteSize), $"tensor '{tensor.Name}'");
+    }
+
+    /// <summary>The ggml types Ponder reads, for messages.</summary>
+    public const string SupportedTypes = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K";
+
+    internal NotSupportedException Unsupported(GgufTensorInfo tensor) =>
+        new($"{Path}: tensor '{tensor.Name}' has ggml type {TypeName(tensor.Type)} (supported: {SupportedTypes})");
 
     /// <summary>Releases the memory map.</summary>
     public void Dispose() => _file.Dispose();
@@ -181,6 +194,13 @@ public sealed class GgufFile : IDisposable
         GgmlType.F16 => Ponder.Tensors.DType.F16,
         GgmlType.BF16 => Ponder.Tensors.DType.BF16,
         GgmlType.Q8_0 => Ponder.Tensors.DType.Q8_0,
+        GgmlType.Q4_0 => Ponder.Tensors.DType.Q4_0,
+        GgmlType.Q4_1 => Ponder.Tensors.DType.Q4_1,
+        GgmlType.Q5_0 => Ponder.Tensors.DType.Q5_0,
+        GgmlType.Q5_1 => Ponder.Tensors.DType.Q5_1,
+        GgmlType.Q4_K => Ponder.Tensors.DType.Q4_K,
+        GgmlType.Q5_K => Ponder.Tensors.DType.Q5_K,
+        GgmlType.Q6_K => Ponder.Tensors.DType.Q6_K,
         _ => null,
     };
 
@@ -190,6 +210,13 @@ public sealed class GgufFile : IDisposable
         Ponder.Tensors.DType.F16 => GgmlType.F16,
         Ponder.Tensors.DType.BF16 => GgmlType.BF16,
         Ponder.Tensors.DType.Q8_0 => GgmlType.Q8_0,
+        Ponder.Tensors.DType.Q4_0 => GgmlType.Q4_0,
+        Ponder.Tensors.DType.Q4_1 => GgmlType.Q4_1,
+        Ponder.Tensors.DType.Q5_0 => GgmlType.Q5_0,
+        Ponder.Tensors.DType.Q5_1 => GgmlType.Q5_1,
+        Ponder.Tensors.DType.Q4_K => GgmlType.Q4_K,
+        Ponder.Tensors.DType.Q5_K => GgmlType.Q5_K,
+        Ponder.Tensors.DType.Q6_K => GgmlType.Q6_K,
         _ => throw new ArgumentOutOfRangeException(nameof(type), type, "no ggml type"),
     };
 

@@ -28,6 +28,9 @@ internal static partial class GgufNames
         ("attn_k.bias", TensorNames.KBias),
         ("attn_v.bias", TensorNames.VBias),
         ("attn_output.weight", TensorNames.O),
+        ("attn_qkv.weight", TensorNames.FusedQkv),
+        ("attn_q_norm.weight", TensorNames.QNorm),
+        ("attn_k_norm.weight", TensorNames.KNorm),
         ("ffn_norm.weight", TensorNames.FfnNorm),
         ("ffn_gate.weight", TensorNames.Gate),
         ("ffn_up.weight", TensorNames.Up),
@@ -47,24 +50,34 @@ internal static partial class GgufNames
     [GeneratedRegex(@"^blk\.(\d{1,5})\.(.+)$")]
     private static partial Regex LayerPattern();
 
-    /// <summary>The canonical name for a GGUF name, or null for tensors Ponder does not use.</summary>
-    public static string? ToHf(string gguf)
+    /// <summary>
+    /// The canonical name for a GGUF name, or null for tensors Ponder does not use. In a <c>phi3</c> file
+    /// (<paramref name="architecture"/>), <c>ffn_up</c> is the fused gate | up projection.
+    /// </summary>
+    public static string? ToHf(string gguf, Architecture architecture = Architecture.Llama)
     {
         foreach (var (g, hf) in GlobalNames) if (g == gguf) return hf;
         var m = LayerPattern().Match(gguf);
         if (!m.Success) return null;
         int layer = int.Parse(m.Groups[1].Value);
+        if (architecture == Architecture.Phi3 && m.Groups[2].Value == PhiGateUp) return TensorNames.FusedGateUp(layer);
         foreach (var (g, hf) in LayerNames) if (g == m.Groups[2].Value) return hf(layer);
         return null;
     }
+
+    /// <summary>llama.cpp's name for Phi-3's fused gate | up projection (its SwiGLU splits the output in halves).</summary>
+    const string PhiGateUp = "ffn_up.weight";
 
     /// <summary>The GGUF name for a canonical name; throws <see cref="ArgumentException"/> for names GGUF has no place for.</summary>
     public static string ToGguf(string hf, int nLayers)
     {
         foreach (var (g, h) in GlobalNames) if (h == hf) return g;
         for (int l = 0; l < nLayers; l++)
+        {
+            if (hf == TensorNames.FusedGateUp(l)) return $"blk.{l}.{PhiGateUp}";
             foreach (var (g, h) in LayerNames)
                 if (h(l) == hf) return $"blk.{l}.{g}";
+        }
         throw new ArgumentException($"tensor '{hf}' has no GGUF name", nameof(hf));
     }
 
@@ -85,9 +98,10 @@ internal static partial class GgufNames
 
     /// <summary>
     /// Row permutation between HF and GGUF order, per head of <paramref name="headDim"/> rows of <paramref name="cols"/> values:
-    /// GGUF row 2i+half holds HF row half*headDim/2 + i. <paramref name="toGguf"/> picks the direction.
+    /// GGUF row 2i+half holds HF row half*headDim/2 + i. <paramref name="toGguf"/> picks the direction. A row is
+    /// <paramref name="cols"/> elements of T (f32 values, or a quantized row's bytes).
     /// </summary>
-    public static void PermuteRows(ReadOnlySpan<float> src, Span<float> dst, int nHeads, int headDim, int cols, bool toGguf)
+    public static void PermuteRows<T>(ReadOnlySpan<T> src, Span<T> dst, int nHeads, int headDim, int cols, bool toGguf)
     {
         int halfDim = headDim / 2;
         for (int h = 0; h < nHeads; h++)

@@ -3,7 +3,7 @@ using Ponder.Tensors;
 namespace Ponder.Models.Gguf;
 
 /// <summary>
-/// A llama.cpp GGUF model (architectures <c>llama</c> and <c>qwen2</c>) as an <see cref="ITensorSource"/>: tensors
+/// A llama.cpp GGUF model (architectures <c>llama</c>, <c>qwen2</c> and <c>qwen3</c>) as an <see cref="ITensorSource"/>: tensors
 /// get their Hugging Face names and row-major shapes, and Q/K rows of <c>llama</c> files are put back in HF order.
 /// </summary>
 public sealed class GgufSource : ITensorSource
@@ -37,22 +37,26 @@ public sealed class GgufSource : ITensorSource
             {
                 "llama" => Architecture.Llama,
                 "qwen2" => Architecture.Qwen2,
-                _ => throw new NotSupportedException($"{path}: GGUF architecture '{arch}' is not supported (supported: llama, qwen2)"),
+                "qwen3" => Architecture.Qwen3,
+                "phi3" => Architecture.Phi3,
+                _ => throw new NotSupportedException($"{path}: GGUF architecture '{arch}' is not supported (supported: llama, qwen2, qwen3, phi3)"),
             };
-            // llama.cpp runs qwen2 with NEOX (rotate-half) RoPE, so its converter leaves Q/K rows in HF order.
+            // llama.cpp runs qwen2, qwen3 and phi3 with NEOX (rotate-half) RoPE, so its converter leaves Q/K rows in HF order.
             _permuteQk = architecture == Architecture.Llama;
 
             foreach (var t in _file.Tensors)
             {
                 if (t.Name == GgufNames.RopeFreqs && !_file.Metadata.ContainsKey(GgufMetadata.RopeScalingType))
                     throw new NotSupportedException($"{path}: tensor '{GgufNames.RopeFreqs}' (llama3 RoPE scaling) without {GgufMetadata.RopeScalingType}: the scaling parameters cannot be recovered");
-                string? hf = GgufNames.ToHf(t.Name);
-                if (hf is null) continue;
-                var dtype = t.DType ?? throw new NotSupportedException($"{path}: tensor '{t.Name}' has ggml type {GgufFile.TypeName(t.Type)} (supported: F32, F16, BF16, Q8_0)");
+                if (t.Name == GgufNames.RopeFreqs) continue;
+                string hf = GgufNames.ToHf(t.Name, architecture)
+                    ?? throw new NotSupportedException($"{path}: tensor '{t.Name}' is not part of a {arch} model as Ponder computes it; loading would ignore it");
+                var dtype = t.DType ?? throw _file.Unsupported(t);
                 _byHf[hf] = t;
                 _tensors[hf] = new TensorInfo(hf, dtype, t.Shape);
             }
             Config = GgufMetadata.ReadConfig(_file, architecture, arch, _byHf);
+            foreach (var (fused, parts, meaning) in TensorNames.Fused(Config)) Split(fused, parts, meaning);
             TensorNames.CheckComplete(this);
         }
         catch
@@ -60,6 +64,30 @@ public sealed class GgufSource : ITensorSource
             _file.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Phi-3's fused attn_qkv (q | k | v rows) and ffn_up (gate | up rows) become the separate tensors the forward pass
+    /// multiplies: each a row range of the stored tensor, read in place (quantized rows are whole blocks).
+    /// </summary>
+    void Split(string fused, (string Name, int Rows)[] parts, string meaning)
+    {
+        if (!_byHf.TryGetValue(fused, out var t)) return;
+        int rows = parts.Sum(p => p.Rows);
+        var info = _tensors[fused];
+        if (!info.Shape.SequenceEqual([rows, (long)Config.DModel]))
+            throw new InvalidDataException($"{Location}: tensor '{t.Name}' has shape {info.ShapeText}, expected [{rows}, {Config.DModel}] {meaning}");
+        long rowBytes = t.ByteSize / rows, offset = t.Offset;
+        foreach (var (name, partRows) in parts)
+        {
+            if (_tensors.ContainsKey(name))
+                throw new InvalidDataException($"{Location}: both '{t.Name}' and the tensor of '{name}' are present; a file has one or the other");
+            _byHf[name] = t with { Dims = [Config.DModel, partRows], Offset = offset, ByteSize = partRows * rowBytes };
+            _tensors[name] = new TensorInfo(name, info.Type, [partRows, Config.DModel]);
+            offset += partRows * rowBytes;
+        }
+        _byHf.Remove(fused);
+        _tensors.Remove(fused);
     }
 
     /// <inheritdoc />
@@ -78,7 +106,22 @@ public sealed class GgufSource : ITensorSource
         }
         var stored = new float[destination.Length];
         _file.ReadF32(t, stored);
-        GgufNames.PermuteRows(stored, destination, heads, Config.HeadDim, destination.Length / (heads * Config.HeadDim), toGguf: false);
+        GgufNames.PermuteRows<float>(stored, destination, heads, Config.HeadDim, destination.Length / (heads * Config.HeadDim), toGguf: false);
+    }
+
+    /// <inheritdoc />
+    public bool TryReadRaw(string name, Span<byte> destination)
+    {
+        if (!_byHf.TryGetValue(name, out var t))
+            throw new ArgumentException($"{Location}: no tensor named '{name}'", nameof(name));
+        var raw = _file.Raw(t);
+        if (destination.Length != raw.Length)
+            throw new ArgumentException($"{Location}: tensor '{name}' has {raw.Length} bytes, destination holds {destination.Length}", nameof(destination));
+        int heads = _permuteQk ? GgufNames.RopeHeads(name, Config) : 0;
+        // Blocks run along a row, so un-permuting Q/K rows moves whole rows of bytes.
+        if (heads == 0) raw.CopyTo(destination);
+        else GgufNames.PermuteRows(raw, destination, heads, Config.HeadDim, raw.Length / (heads * Config.HeadDim), toGguf: false);
+        return true;
     }
 
     /// <summary>Releases the memory map.</summary>
@@ -130,6 +173,19 @@ internal static class GgufMetadata
         string p = arch + ".";
         int dModel = Int(p + "embedding_length");
         int nHeads = Int(p + "attention.head_count");
+        int headDim = Int(p + "attention.key_length", nHeads > 0 ? dModel / nHeads : 0);
+        // Metadata that would change the computation in ways Ponder does not implement is refused by name.
+        NotSupportedException Refuse(string what) => new($"{file.Path}: metadata {what} is not supported by Ponder's {arch} forward pass; loading it would compute something else");
+        if (md.TryGetValue(p + "rope.scaling.type", out object? rst) && rst is string ropeScaling && ropeScaling != "none")
+            throw Refuse($"'{p}rope.scaling.type' = '{ropeScaling}'");
+        if (Integer(p + "expert_count") is long experts && experts > 0) throw Refuse($"'{p}expert_count' = {experts} (mixture of experts)");
+        if (Integer(p + "attention.value_length") is long valueLength && valueLength != headDim)
+            throw Refuse($"'{p}attention.value_length' = {valueLength} (values of another width than keys, {headDim})");
+        if (Integer(p + "rope.dimension_count") is long ropeDims && ropeDims != headDim)
+            throw Refuse($"'{p}rope.dimension_count' = {ropeDims} (RoPE on part of each {headDim}-wide head)");
+        int maxPositions = Int(p + "context_length", 2048);
+        // A sliding window changes attention only past the window: capping the context there keeps full attention exact.
+        if (Integer(p + "attention.sliding_window") is long window && window > 0 && window < maxPositions) maxPositions = (int)window;
         int vocab = Int(p + "vocab_size",
             md.TryGetValue("tokenizer.ggml.tokens", out object? tokens) && tokens is string[] ts ? ts.Length
             : tensors.TryGetValue(TensorNames.Embedding, out var emb) ? (int)emb.Dims[^1] : null);
@@ -154,14 +210,15 @@ internal static class GgufMetadata
             NLayers = Int(p + "block_count"),
             NHeads = nHeads,
             NKvHeads = Int(p + "attention.head_count_kv", nHeads),
-            HeadDim = Int(p + "attention.key_length", nHeads > 0 ? dModel / nHeads : 0),
+            HeadDim = headDim,
             DFf = Int(p + "feed_forward_length"),
             RmsNormEps = (float)Real(p + "attention.layer_norm_rms_epsilon", 1e-5),
             RopeTheta = Real(p + "rope.freq_base", 10000),
             RopeScaling = scaling,
-            MaxPositions = Int(p + "context_length", 2048),
+            MaxPositions = maxPositions,
             TiedEmbeddings = !value && !tensors.ContainsKey(TensorNames.LmHead),
             QkvBias = tensors.ContainsKey(TensorNames.QBias(0)),
+            QkNorm = architecture == Architecture.Qwen3,
             BosTokenId = bos,
             EosTokenIds = eos,
             SharedValueHead = Int(SharedValueHeadKey, 0) switch

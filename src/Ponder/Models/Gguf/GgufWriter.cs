@@ -9,13 +9,14 @@ public static class GgufWriter
 {
     /// <summary>
     /// Writes <paramref name="tensors"/> (HF names, HF row order) as a GGUF model at <paramref name="path"/>.
-    /// 2-D weights are stored as <paramref name="dtype"/> (Q8_0 needs rows that are a multiple of 32 values; other
-    /// rows fall back to F16, as llama.cpp's converter does); 1-D tensors (norms, biases) stay F32.
+    /// 2-D weights are stored as <paramref name="dtype"/> (F32, F16, BF16 or Q8_0; Q8_0 needs rows that are a multiple
+    /// of 32 values, other rows fall back to F16, as llama.cpp's converter does); 1-D tensors (norms, biases) stay F32.
+    /// Other quantizations come from llama.cpp's quantizer, applied to such a file.
     /// Q/K rows are permuted to llama.cpp's RoPE layout for <c>llama</c>. Without a <c>tokenizer.ggml.model</c> in
     /// <paramref name="extraMetadata"/>, the file says <c>no_vocab</c> and llama.cpp runs it on token ids.
     /// </summary>
     /// <param name="path">The file to create (overwritten).</param>
-    /// <param name="config">Shapes and hyper-parameters, written as <c>llama.*</c> / <c>qwen2.*</c> metadata.</param>
+    /// <param name="config">Shapes and hyper-parameters, written as <c>llama.*</c> / <c>qwen2.*</c> / <c>qwen3.*</c> metadata.</param>
     /// <param name="tensors">Every tensor of <see cref="TensorNames.Expected"/>, by HF name.</param>
     /// <param name="dtype">Storage type of 2-D weights.</param>
     /// <param name="extraMetadata">Extra keys (e.g. <c>tokenizer.ggml.*</c>), typed by their .NET type: string, bool,
@@ -27,22 +28,33 @@ public static class GgufWriter
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(tensors);
-        string arch = config.Architecture == Architecture.Qwen2 ? "qwen2" : "llama";
+        // Mistral computes as Llama does (llama.cpp keeps no sliding window for it).
+        string arch = config.Architecture switch { Architecture.Qwen2 => "qwen2", Architecture.Qwen3 => "qwen3", Architecture.Phi3 => "phi3", _ => "llama" };
+        // Phi-3's projections are stored fused, as llama.cpp's phi3 expects: attn_qkv = q | k | v, ffn_up = gate | up.
+        var fused = TensorNames.Fused(config).ToList();
+        var fusedAway = fused.SelectMany(f => f.Parts.Select(p => p.Name)).ToHashSet(StringComparer.Ordinal);
         bool permuteQk = arch == "llama";
 
         var entries = new List<(string Name, HostTensor Tensor, DType Type)>();
-        foreach (string name in ModelTensors.CheckAndOrder(config, tensors, nameof(tensors)))
+        var ordered = ModelTensors.CheckAndOrder(config, tensors, nameof(tensors)).Where(n => !fusedAway.Contains(n)).ToList();
+        var merged = new Dictionary<string, HostTensor>(tensors);
+        foreach (var (name, parts, _) in fused)
         {
-            var t = tensors[name];
+            merged[name] = new HostTensor([.. parts.SelectMany(p => tensors[p.Name].Data)], [parts.Sum(p => p.Rows), config.DModel]);
+            ordered.Add(name);
+        }
+        foreach (string name in ordered)
+        {
+            var t = merged[name];
             string gguf = GgufNames.ToGguf(name, config.NLayers);
             DType type = t.Shape.Length < 2 ? DType.F32
-                : dtype == DType.Q8_0 && t.Shape[^1] % DTypes.Q8BlockValues != 0 ? DType.F16
+                : DTypes.IsQuantized(dtype) && t.Shape[^1] % DTypes.BlockValues(dtype) != 0 ? DType.F16
                 : dtype;
             int heads = permuteQk ? GgufNames.RopeHeads(name, config) : 0;
             if (heads > 0)
             {
                 var permuted = new float[t.Data.Length];
-                GgufNames.PermuteRows(t.Data, permuted, heads, config.HeadDim, t.Data.Length / (heads * config.HeadDim), toGguf: true);
+                GgufNames.PermuteRows<float>(t.Data, permuted, heads, config.HeadDim, t.Data.Length / (heads * config.HeadDim), toGguf: true);
                 t = new HostTensor(permuted, t.Shape);
             }
             entries.Add((gguf, t, type));

@@ -49,6 +49,7 @@ public sealed class SafetensorsSource : ITensorSource
                     throw new FileNotFoundException($"{folder}: neither {SingleFile} nor {IndexFile} found", single);
                 ReadHeader(Open(single));
             }
+            SplitFused();
             TensorNames.CheckComplete(this);
         }
         catch
@@ -67,6 +68,35 @@ public sealed class SafetensorsSource : ITensorSource
             throw new ArgumentException($"{Location}: tensor '{name}' has {info.ElementCount} elements, destination holds {destination.Length}", nameof(destination));
         var (file, offset) = _data[name];
         file.ReadF32(offset, info.Type, destination, $"tensor '{name}'");
+    }
+
+    /// <summary>
+    /// Phi-3 stores each layer's Q, K and V as one <c>qkv_proj</c> (rows q | k | v) and gate and up as one
+    /// <c>gate_up_proj</c> (rows gate | up). Their row ranges become the separate tensors the forward pass multiplies
+    /// (one dispatch for all three or both, as for any model), read in place from the file.
+    /// </summary>
+    private void SplitFused()
+    {
+        foreach (var (fused, parts, meaning) in TensorNames.Fused(Config)) Split(fused, parts, meaning);
+    }
+
+    private void Split(string fused, (string Name, int Rows)[] parts, string meaning)
+    {
+        if (!_tensors.TryGetValue(fused, out var info)) return;
+        int rows = parts.Sum(p => p.Rows);
+        if (!info.Shape.SequenceEqual([rows, (long)Config.DModel]))
+            throw new InvalidDataException($"{Location}: tensor '{fused}' has shape {info.ShapeText}, expected [{rows}, {Config.DModel}] {meaning}");
+        var (file, offset) = _data[fused];
+        foreach (var (name, partRows) in parts)
+        {
+            if (_tensors.ContainsKey(name))
+                throw new InvalidDataException($"{Location}: both '{fused}' and '{name}' are present; a checkpoint has one or the other");
+            _tensors[name] = new TensorInfo(name, info.Type, [partRows, Config.DModel]);
+            _data[name] = (file, offset);
+            offset += DTypes.ByteSize(info.Type, (long)partRows * Config.DModel);
+        }
+        _tensors.Remove(fused);
+        _data.Remove(fused);
     }
 
     /// <summary>Releases the memory maps.</summary>

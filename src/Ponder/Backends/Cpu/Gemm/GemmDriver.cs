@@ -27,7 +27,7 @@ internal sealed unsafe class GemmDriver : IParallelPart
     GemmShape _shape;
     int _m, _n, _k;
     float _alpha, _beta;
-    float* _a, _b, _c, _scales;
+    float* _a, _b, _c, _scales, _offsets;
     void* _weight;
     DType _weightType;
     nint _lda, _ldb, _ldc;
@@ -39,23 +39,23 @@ internal sealed unsafe class GemmDriver : IParallelPart
 
     /// <summary>
     /// Runs the GEMM. <paramref name="weight"/>, when not null, is op(B) as whole micro-panels of k x NR (panel stride k*NR)
-    /// with elements of <paramref name="weightType"/> (and Q8_0 <paramref name="scales"/>), and <paramref name="b"/> is ignored.
-    /// Requires m, n, k &gt; 0.
+    /// with elements of <paramref name="weightType"/> (and a quantized type's <paramref name="scales"/> and
+    /// <paramref name="offsets"/>), and <paramref name="b"/> is ignored. Requires m, n, k &gt; 0.
     /// </summary>
     public static void Run(GemmShape shape, int threads, int m, int n, int k, float alpha,
         float* a, nint lda, bool transA, float* b, nint ldb, bool transB, float beta, float* c, nint ldc,
-        void* weight = null, DType weightType = DType.F32, float* scales = null, bool fuseRow = false)
+        void* weight = null, DType weightType = DType.F32, float* scales = null, bool fuseRow = false, float* offsets = null)
     {
         var d = t_driver ??= new GemmDriver();
         d._shape = shape; d._m = m; d._n = n; d._k = k; d._alpha = alpha; d._beta = beta;
         d._a = a; d._lda = lda; d._transA = transA; d._b = b; d._ldb = ldb; d._transB = transB;
-        d._weight = weight; d._weightType = weightType; d._scales = scales;
+        d._weight = weight; d._weightType = weightType; d._scales = scales; d._offsets = offsets;
         d._c = c; d._ldc = ldc;
 
         // One token against a pre-packed weight (decode): the row path (RunRows).
         if (weight != null && m == 1 && !transA && fuseRow)
         {
-            var target = new RowWeight(weight, weightType, scales, n, c);
+            var target = new RowWeight(weight, weightType, scales, offsets, n, c);
             RunRows(shape, threads, k, alpha, beta, a, new ReadOnlySpan<RowWeight>(in target));
             return;
         }
@@ -108,7 +108,7 @@ internal sealed unsafe class GemmDriver : IParallelPart
         }
         finally
         {
-            d._a = d._b = d._c = d._scales = null;
+            d._a = d._b = d._c = d._scales = d._offsets = null;
             d._weight = null;
         }
     }
@@ -191,7 +191,7 @@ internal sealed unsafe class GemmDriver : IParallelPart
                         float* bPanel = pb + jr / nr * panelStride;
                         if (convert)
                         {
-                            WeightPanels.ToF32(_weightType, _weight, _scales, (jc + jr) / nr, _k, pc, kc, nr, panelBuf);
+                            WeightPanels.ToF32(_weightType, _weight, _scales, _offsets, (jc + jr) / nr, _k, pc, kc, nr, panelBuf);
                             bPanel = panelBuf;
                         }
                         float* cTile = _c + ic * _ldc + jc + jr;
@@ -247,18 +247,50 @@ internal sealed unsafe class GemmDriver : IParallelPart
             case DType.F32: Rows<WeightPanels.F32Load, float>(count, (float*)w.Values + start, panelStride, nr, a, kc, t); break;
             case DType.F16: Rows<WeightPanels.F16Convert, ushort>(count, (ushort*)w.Values + start, panelStride, nr, a, kc, t); break;
             case DType.BF16: Rows<WeightPanels.Bf16Convert, ushort>(count, (ushort*)w.Values + start, panelStride, nr, a, kc, t); break;
-            default:
-                nint scaleStride = (nint)(_k / DTypes.Q8BlockValues) * nr;
-                float* scales = w.Scales + panel * scaleStride + (nint)(k0 / DTypes.Q8BlockValues) * nr + j;
-                sbyte* q = (sbyte*)w.Values + start;
-                switch (count)
-                {
-                    case 1: WeightPanels.RowsQ8<R1>(q, panelStride, scales, scaleStride, nr, a, kc, t); break;
-                    case 2: WeightPanels.RowsQ8<R2>(q, panelStride, scales, scaleStride, nr, a, kc, t); break;
-                    case 3: WeightPanels.RowsQ8<R3>(q, panelStride, scales, scaleStride, nr, a, kc, t); break;
-                    default: WeightPanels.RowsQ8<R4>(q, panelStride, scales, scaleStride, nr, a, kc, t); break;
-                }
+            case var type4 when WeightPanels.Is4Bit(type4):
+            {
+                int group = DTypes.GroupValues(type4);
+                nint scaleStride = (nint)(_k / group) * nr, at = panel * scaleStride + (nint)(k0 / group) * nr + j;
+                nint byteStride = (nint)(_k / 2) * nr;
+                byte* q = (byte*)w.Values + panel * byteStride + (nint)(k0 / 2) * nr + j;
+                int bias = WeightPanels.NibbleBias(type4);
+                if (w.Offsets == null) RowsQuant4<WeightPanels.NoOffset>(count, q, byteStride, w.Scales + at, null, scaleStride, group, bias, nr, a, kc, t);
+                else RowsQuant4<WeightPanels.Offset>(count, q, byteStride, w.Scales + at, w.Offsets + at, scaleStride, group, bias, nr, a, kc, t);
                 break;
+            }
+            default:
+            {
+                int group = DTypes.GroupValues(w.Type);
+                nint scaleStride = (nint)(_k / group) * nr, at = panel * scaleStride + (nint)(k0 / group) * nr + j;
+                sbyte* q = (sbyte*)w.Values + start;
+                if (w.Offsets == null) RowsQuant<WeightPanels.NoOffset>(count, q, panelStride, w.Scales + at, null, scaleStride, group, nr, a, kc, t);
+                else RowsQuant<WeightPanels.Offset>(count, q, panelStride, w.Scales + at, w.Offsets + at, scaleStride, group, nr, a, kc, t);
+                break;
+            }
+        }
+    }
+
+    static void RowsQuant4<TO>(int count, byte* q, nint panelStride, float* scales, float* offsets, nint scaleStride, int group, int bias, int nr, float* a, int kc, float* t)
+        where TO : struct, WeightPanels.IOffset
+    {
+        switch (count)
+        {
+            case 1: WeightPanels.RowsQuant4<R1, TO>(q, panelStride, scales, offsets, scaleStride, group, bias, nr, a, kc, t); break;
+            case 2: WeightPanels.RowsQuant4<R2, TO>(q, panelStride, scales, offsets, scaleStride, group, bias, nr, a, kc, t); break;
+            case 3: WeightPanels.RowsQuant4<R3, TO>(q, panelStride, scales, offsets, scaleStride, group, bias, nr, a, kc, t); break;
+            default: WeightPanels.RowsQuant4<R4, TO>(q, panelStride, scales, offsets, scaleStride, group, bias, nr, a, kc, t); break;
+        }
+    }
+
+    static void RowsQuant<TO>(int count, sbyte* q, nint panelStride, float* scales, float* offsets, nint scaleStride, int group, int nr, float* a, int kc, float* t)
+        where TO : struct, WeightPanels.IOffset
+    {
+        switch (count)
+        {
+            case 1: WeightPanels.RowsQuant<R1, TO>(q, panelStride, scales, offsets, scaleStride, group, nr, a, kc, t); break;
+            case 2: WeightPanels.RowsQuant<R2, TO>(q, panelStride, scales, offsets, scaleStride, group, nr, a, kc, t); break;
+            case 3: WeightPanels.RowsQuant<R3, TO>(q, panelStride, scales, offsets, scaleStride, group, nr, a, kc, t); break;
+            default: WeightPanels.RowsQuant<R4, TO>(q, panelStride, scales, offsets, scaleStride, group, nr, a, kc, t); break;
         }
     }
 
@@ -296,13 +328,15 @@ internal sealed unsafe class GemmDriver : IParallelPart
 
 /// <summary>
 /// One weight of a row dispatch (<see cref="GemmDriver.RunRows"/>): its pre-packed panels (<see cref="WeightPanels"/>
-/// layout) of its element type, Q8_0 scales, output count N (the weight's rows) and where the N outputs go.
+/// layout) of its element type, a quantized type's scales and offsets, output count N (the weight's rows) and where the
+/// N outputs go.
 /// </summary>
-internal readonly unsafe struct RowWeight(void* values, DType type, float* scales, int n, float* c)
+internal readonly unsafe struct RowWeight(void* values, DType type, float* scales, float* offsets, int n, float* c)
 {
     public void* Values { get; } = values;
     public DType Type { get; } = type;
     public float* Scales { get; } = scales;
+    public float* Offsets { get; } = offsets;
     public int N { get; } = n;
     public float* C { get; } = c;
 }
