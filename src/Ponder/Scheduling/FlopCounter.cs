@@ -29,7 +29,8 @@ public readonly record struct ChunkWork(int NewTokens, int Context, int OutputRo
 ///                   + 5·h·K                       softmax
 ///                   + 2·n·d                       two residual adds
 ///                   + 5·n·f                       SwiGLU
-///                   + n·(h·e + 2·g·e) if biased)  Q/K/V biases (Qwen2)
+///                   + n·(h·e + 2·g·e) if biased   Q/K/V biases (Qwen2)
+///                   + 4·n·(h + g)·e if q/k norms) per-head RMSNorms on q and k (Qwen3)
 ///                + 4·m·d + m·H if head bias        final norm (output rows only), value-head bias
 /// </code>
 /// Every term is a sum over rows or keys, so a batch costs the sum of its chunks, and prefilling a prompt in chunks
@@ -38,7 +39,7 @@ public readonly record struct ChunkWork(int NewTokens, int Context, int OutputRo
 public sealed class FlopCounter
 {
     readonly long _d, _h, _g, _e, _f, _layers, _headRows;
-    readonly bool _qkvBias, _headBias;
+    readonly bool _qkvBias, _qkNorm, _headBias;
     readonly FlopCategory _headCategory;
 
     /// <summary>A counter for <paramref name="config"/>; <paramref name="headBias"/>: the value head adds a bias (<see cref="Transformer.HasHeadBias"/>).</summary>
@@ -49,6 +50,7 @@ public sealed class FlopCounter
         _d = config.DModel; _h = config.NHeads; _g = config.NKvHeads; _e = config.HeadDim; _f = config.DFf; _layers = config.NLayers;
         _headRows = config.HeadRows;
         _qkvBias = config.QkvBias;
+        _qkNorm = config.QkNorm;
         _headBias = headBias && config.Head == HeadKind.Value;
         _headCategory = config.Head == HeadKind.Value ? FlopCategory.PrmHead : FlopCategory.LmHead;
     }
@@ -74,7 +76,8 @@ public sealed class FlopCounter
             + 2 * OpFlops.MatMul(n, _f, _d) + OpFlops.MatMul(n, _d, _f);
         long perLayerElementwise = 2 * OpFlops.RmsNorm(n, _d) + OpFlops.Rope(n, _h, _e) + OpFlops.Rope(n, _g, _e)
             + OpFlops.Softmax(_h, keys) + 2 * OpFlops.Add(n, _d) + OpFlops.SwiGlu(n, _f)
-            + (_qkvBias ? OpFlops.Add(n, qDim) + 2 * OpFlops.Add(n, kvDim) : 0);
+            + (_qkvBias ? OpFlops.Add(n, qDim) + 2 * OpFlops.Add(n, kvDim) : 0)
+            + (_qkNorm ? OpFlops.RmsNorm(n, qDim) + OpFlops.RmsNorm(n, kvDim) : 0);
         long head = OpFlops.MatMul(m, _headRows, _d);
         long elementwise = checked(_layers * perLayerElementwise + OpFlops.RmsNorm(m, _d) + (_headBias ? OpFlops.Add(m, _headRows) : 0));
         var counts = new FlopCounts(checked(_layers * perLayerProjection), checked(_layers * OpFlops.Attention(_h, _e, keys)), 0, 0, elementwise);

@@ -59,7 +59,7 @@ public sealed class FlopCounterTests
 
     static readonly Gen<ModelConfig> GenConfig =
         Gen.OneOf(
-            Gen.Int[0, TestConfigs.All.Count - 1].Select(i => TestConfigs.All.Values.ElementAt(i)),
+            Gen.Int[0, TestConfigs.Forward.Count - 1].Select(i => TestConfigs.Forward.Values.ElementAt(i)),
             Gen.Select(Gen.Int[1, 3], Gen.Int[1, 3], Gen.Int[1, 3], Gen.Int[1, 2], Gen.Int[4, 40], Gen.Bool, (layers, groups, kvHeads, halfHeadDim, dFf, bias) =>
                 new ModelConfig
                 {

@@ -91,7 +91,8 @@ static class NaiveFlops
                 2 * d * (h * e) + 2 * 2 * d * (g * e) + 2 * (h * e) * d + 3 * 2 * d * f   // Q, K, V, O, gate, up, down
                 + 2 * h * e * keys + 2 * h * e * keys                                      // scores, weighted values
                 + 2 * 4 * d + 3 * (h + g) * e + 5 * h * keys + 2 * d + 5 * f               // norms, RoPE, softmax, residuals, SwiGLU
-                + (c.QkvBias ? h * e + 2 * g * e : 0);
+                + (c.QkvBias ? h * e + 2 * g * e : 0)
+                + (c.QkNorm ? 4 * (h + g) * e : 0);                                         // per-head q/k RMSNorms (Qwen3)
             total += c.NLayers * perLayer;
         }
         total += outputs * (2 * d * c.HeadRows + 4 * d + (headBias ? c.HeadRows : 0));
