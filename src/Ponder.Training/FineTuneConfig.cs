@@ -46,6 +46,13 @@ public sealed record FineTuneConfig
     public const string ValidationLossMetric = "validation-loss";
     /// <summary>The <see cref="EarlyStoppingMetric"/> value for the held-out within-question AUC.</summary>
     public const string WithinQuestionAucMetric = "within-question-auc";
+    /// <summary>
+    /// PRM with checker labels: per training question, this many hard negatives added to the training set (never to the
+    /// held-out questions): the reference solution with one step's result off by a small amount and the rest carried on
+    /// consistently (<c>ArithmeticChainTask.CorruptedSolution</c>), plus the reference itself once. They differ from a right
+    /// solution only in arithmetic, so the PRM must check steps rather than guess difficulty. 0 = none.
+    /// </summary>
+    public int CorruptedPerQuestion { get; init; }
     /// <summary>PRM: Monte Carlo rollouts per step prefix.</summary>
     public int Rollouts { get; init; } = 8;
     /// <summary>PRM: also run rollouts on questions none of whose samples is correct (false: their steps are labelled 0).</summary>
@@ -114,6 +121,8 @@ public sealed record FineTuneConfig
         if (!(c.LearningRate > 0)) throw new InvalidDataException($"{path}: learningRate = {c.LearningRate} must be positive");
         if (c.WarmupSteps < 0 || c.WarmupSteps > c.Steps) throw new InvalidDataException($"{path}: warmupSteps = {c.WarmupSteps} must be in [0, steps]");
         if (!(c.Dropout >= 0 && c.Dropout < 1)) throw new InvalidDataException($"{path}: dropout = {c.Dropout} must be in [0, 1)");
+        if (c.CorruptedPerQuestion < 0 || (c.CorruptedPerQuestion > 0 && c.Labels != CheckerLabels))
+            throw new InvalidDataException($"{path}: corruptedPerQuestion = {c.CorruptedPerQuestion} needs labels '{CheckerLabels}' and must be >= 0");
         if (c.Labels is not (MonteCarloLabels or CheckerLabels))
             throw new InvalidDataException($"{path}: labels = '{c.Labels}' is not '{MonteCarloLabels}' or '{CheckerLabels}'");
         if (c.EarlyStoppingMetric is not (ValidationLossMetric or WithinQuestionAucMetric))

@@ -49,7 +49,8 @@ public static class PrmTrainer
 
         // Hold out the last tenth of the questions for the validation loss.
         var heldOut = new HashSet<string>(questions.Skip(questions.Count * 9 / 10));
-        var train = new SftData(labelled.Where(l => !heldOut.Contains(l.Question)).Select(l => PrmLabels.Example(task, l)), c.BlockSize, c.Seed);
+        var hardNegatives = HardNegatives(c, questions.Where(q => !heldOut.Contains(q)));
+        var train = new SftData(labelled.Where(l => !heldOut.Contains(l.Question)).Concat(hardNegatives).Select(l => PrmLabels.Example(task, l)), c.BlockSize, c.Seed);
         var val = new SftData(labelled.Where(l => heldOut.Contains(l.Question)).Select(l => PrmLabels.Example(task, l)), c.BlockSize, c.Seed);
         var shape = policy.Parameters.Config with { Head = HeadKind.Value, NumLabels = 1, MaxPositions = c.BlockSize };
         string ckpt = Path.Combine(c.OutputDir, PolicyTrainer.CheckpointFile);
@@ -141,6 +142,35 @@ public static class PrmTrainer
         var stats = new PrmDataStats(samplingTime, rolloutClock.Elapsed, rollouts, rollouts / c.Rollouts);
         File.WriteAllText(statsPath, JsonSerializer.Serialize(stats));
         return (labelled, stats);
+    }
+
+    /// <summary>
+    /// <see cref="FineTuneConfig.CorruptedPerQuestion"/> corrupted reference solutions per question (a random step, or
+    /// the answer line, off by ±1..3 half the time, ±10 a quarter, else by up to the step's own magnitude), each
+    /// labelled by the checker, and the reference solution itself.
+    /// </summary>
+    public static List<PrmSample> HardNegatives(FineTuneConfig c, IEnumerable<string> questions)
+    {
+        var list = new List<PrmSample>();
+        if (c.CorruptedPerQuestion == 0) return list;
+        var rng = DeterministicRandom.ForStream(c.Seed, 0xC0AA);
+        foreach (string q in questions)
+        {
+            string reference = ArithmeticChainTask.Solve(q).Solution;
+            var referenceSteps = PrmLabels.Steps(reference);
+            list.Add(new PrmSample(q, reference, true, [.. referenceSteps.Select(_ => 1f)]));
+            for (int k = 0; k < c.CorruptedPerQuestion; k++)
+            {
+                int step = rng.Next(0, referenceSteps.Count); // the last index is the A: line
+                double u = rng.NextDouble();
+                long magnitude = u < 0.5 ? rng.Next(1, 4) : u < 0.75 ? 10 : Math.Max(1, rng.Next(1, 100));
+                long delta = rng.NextDouble() < 0.5 ? -magnitude : magnitude;
+                string corrupted = ArithmeticChainTask.CorruptedSolution(q, step, delta);
+                var steps = PrmLabels.Steps(corrupted);
+                list.Add(new PrmSample(q, corrupted, false, [.. ArithmeticChainTask.CheckSteps(q, steps).Select(b => b ? 1f : 0f)]));
+            }
+        }
+        return list;
     }
 
     /// <summary>
@@ -274,6 +304,8 @@ public static class PrmTrainer
             sb.AppendLine(inv, $"- {c.SamplesPerQuestion} samples per question at T=1; each step labelled by the task's checker: 1 while the step and every step before it equal the reference solution's lines, 0 from the first wrong step on (no rollouts).");
         else
             sb.AppendLine(inv, $"- {c.SamplesPerQuestion} samples per question at T=1 (paper: 16) and {c.Rollouts} rollouts at T=1 per step prefix (paper: 16), sampled in batches by the engine; identical prefixes share rollouts.");
+        if (c.CorruptedPerQuestion > 0)
+            sb.AppendLine(inv, $"- Hard negatives (training questions only): per question the reference solution and {c.CorruptedPerQuestion} copies of it with one step's result (or the answer line) off by ±1-3, ±10 or up to ±99, later steps carried on consistently with the wrong value; labelled by the checker. They differ from a right solution only in arithmetic, so the PRM must check steps rather than judge difficulty.");
         if (!c.RolloutUnsolved && !checker)
             sb.AppendLine(inv, $"- Scaled down: on questions where none of the {c.SamplesPerQuestion} samples is correct ({r.UnsolvedQuestions:N0} of {c.Questions:N0}), every step label is 0 without rollouts (the policy's pass rate there is under 1/{c.SamplesPerQuestion}).");
         sb.AppendLine(inv, $"- {r.LabelledSolutions:N0} labelled solutions (unfinished or answerless samples dropped), {r.Prefixes:N0} step prefixes; mean step label {r.MeanStepLabel:F3}. The last step's label is the solution's grade.");

@@ -140,11 +140,25 @@ public sealed class ArithmeticChainTask : ITask
         return (answer, solution);
     }
 
-    static (long Answer, string Solution, long MaxAbs) SolveCore(string question)
+    /// <summary>
+    /// A solution that slips once and carries on consistently, as a policy does: the result of reduction step
+    /// <paramref name="step"/> (0-based; <c>step</c> = the number of operations corrupts only the <c>A:</c> line) is off by
+    /// <paramref name="delta"/> (non-zero), every later step works with the wrong value, and the answer is wrong. The
+    /// task's checker labels its steps before <paramref name="step"/> correct and the rest wrong: a hard negative that
+    /// differs from the reference only in arithmetic.
+    /// </summary>
+    public static string CorruptedSolution(string question, int step, long delta)
+    {
+        if (delta == 0) throw new ArgumentOutOfRangeException(nameof(delta), "a corruption needs a non-zero delta");
+        return SolveCore(question, step, delta).Solution;
+    }
+
+    static (long Answer, string Solution, long MaxAbs) SolveCore(string question, int corruptStep = -1, long delta = 0)
     {
         var items = Lex(question);
         var sb = new StringBuilder();
         long maxAbs = 0;
+        int step = 0;
         while (items.Count > 1)
         {
             // The group to work in: the first ')' closes the leftmost innermost group.
@@ -162,12 +176,14 @@ public sealed class ArithmeticChainTask : ITask
             long a = items[at - 1].Value, b = items[at + 1].Value;
             char op = items[at].Kind;
             long r = checked(op switch { '+' => a + b, '-' => a - b, _ => a * b });
+            if (corruptStep == step++) r += delta;
             maxAbs = Math.Max(maxAbs, Math.Abs(r));
             sb.Append(CultureInfo.InvariantCulture, $"{a}{op}{b}={r}\n");
             items.RemoveRange(at - 1, 3);
             items.Insert(at - 1, new Item('n', r));
         }
         long answer = items[0].Value;
+        if (corruptStep == step) answer += delta;
         sb.Append(CultureInfo.InvariantCulture, $"A: {answer}\n");
         return (answer, sb.ToString(), maxAbs);
     }
