@@ -11,7 +11,7 @@ namespace Ponder.Evaluation.Study;
 /// Crash-safe: each entry is one whole line written with one append (the file is opened for append, never
 /// rewritten). A run killed mid-write leaves at most a torn last line; the next open drops it with a warning (its
 /// work is redone) and cuts the file back to the last whole line, so later appends start on a fresh line. A bad line
-/// anywhere else is not a crash's trace and still fails, naming the file and the line.
+/// that has its line end is not a crash's trace and still fails, naming the file and the line.
 /// </para>
 /// <para>
 /// One sweep per cache: opening takes an exclusive lock on <c>{path}.lock</c> (an OS file lock, released when the
@@ -79,7 +79,6 @@ public sealed class JsonlCache<T> where T : class
         {
             line++;
             int end = Array.IndexOf(bytes, (byte)'\n', start);
-            bool last = end < 0 || end == bytes.Length - 1;
             var text = bytes.AsSpan(start, (end < 0 ? bytes.Length : end) - start);
             string? problem = null;
             if (text.Trim(" \t\r"u8).IsEmpty) { }
@@ -98,8 +97,9 @@ public sealed class JsonlCache<T> where T : class
             }
             if (problem is not null)
             {
-                // Only the last line can be a write cut short by a crash; anywhere else the file is damaged.
-                if (!last) throw new InvalidDataException($"{_path}:{line}: not {what} ({problem})");
+                // Each line is written whole with its line end in one append: only a last line without its end can be a
+                // write cut short by a crash. A whole line that does not parse is damage, wherever it is.
+                if (end >= 0) throw new InvalidDataException($"{_path}:{line}: not {what} ({problem})");
                 RecoveryWarning = $"{_path}:{line}: dropped a torn last line ({problem}); its work will be redone";
                 warn(RecoveryWarning);
                 using var fs = new FileStream(_path, FileMode.Open, FileAccess.Write, FileShare.Read);
