@@ -5,8 +5,10 @@ using Ponder.Sampling;
 namespace Ponder.Server;
 
 /// <summary>A client mistake: becomes a 400 with an OpenAI-style error body.</summary>
-public sealed class BadRequestException(string message, string? param = null, string type = "invalid_request_error") : Exception(message)
+public sealed class BadRequestException(string message, string? param = null, string type = "invalid_request_error", string? code = null) : Exception(message)
 {
+    /// <summary>The OpenAI error code (e.g. "context_length_exceeded"), or null.</summary>
+    public string? Code { get; } = code;
     /// <summary>The offending request field (dotted path), or null.</summary>
     public string? Param { get; } = param;
     /// <summary>The OpenAI error type.</summary>
@@ -14,7 +16,7 @@ public sealed class BadRequestException(string message, string? param = null, st
 }
 
 /// <summary>A parsed completion or chat request: the prompt text, sampling, test-time compute, and whether to stream.</summary>
-sealed record ParsedRequest(string Prompt, SamplingOptions Sampling, TestTimeComputeOptions? Compute, bool Stream);
+sealed record ParsedRequest(ChatPrompt Prompt, SamplingOptions Sampling, TestTimeComputeOptions? Compute, bool Stream);
 
 /// <summary>
 /// Reads OpenAI request bodies by hand (a <see cref="JsonDocument"/>), so every client mistake is a
@@ -22,50 +24,58 @@ sealed record ParsedRequest(string Prompt, SamplingOptions Sampling, TestTimeCom
 /// </summary>
 static class OpenAiRequests
 {
-    public static ParsedRequest Completion(JsonElement body, int maxPositions)
+    public static ParsedRequest Completion(JsonElement body, int maxPositions, ServerLimits limits)
     {
         RequireObject(body);
         if (!body.TryGetProperty("prompt", out var p)) throw new BadRequestException("'prompt' is required", "prompt");
         string prompt = p.ValueKind switch
         {
-            JsonValueKind.String => p.GetString()!,
-            JsonValueKind.Array when p.GetArrayLength() == 1 && p[0].ValueKind == JsonValueKind.String => p[0].GetString()!,
+            JsonValueKind.String => String(p, "prompt"),
+            JsonValueKind.Array when p.GetArrayLength() == 1 && p[0].ValueKind == JsonValueKind.String => String(p[0], "prompt[0]"),
             JsonValueKind.Array => throw new BadRequestException("'prompt' must be one string (batches of prompts are not supported)", "prompt"),
             _ => throw new BadRequestException("'prompt' must be a string", "prompt"),
         };
         if (prompt.Length == 0) throw new BadRequestException("'prompt' is empty", "prompt");
-        return Common(body, prompt, maxPositions, defaultMaxTokens: 16);
+        // Before tokenization: a huge prompt costs memory and time in the tokenizer even though it will be refused.
+        if (prompt.Length > limits.MaxPromptChars)
+            throw new BadRequestException($"'prompt' has {prompt.Length} characters; this server takes at most {limits.MaxPromptChars}", "prompt", code: "context_length_exceeded");
+        return Common(body, ChatPrompt.Plain(prompt), maxPositions, limits, defaultMaxTokens: 16);
     }
 
-    public static ParsedRequest Chat(JsonElement body, ChatTemplate template, int maxPositions)
+    public static ParsedRequest Chat(JsonElement body, ChatTemplate template, int maxPositions, ServerLimits limits)
     {
         RequireObject(body);
         if (!body.TryGetProperty("messages", out var m)) throw new BadRequestException("'messages' is required", "messages");
         if (m.ValueKind != JsonValueKind.Array || m.GetArrayLength() == 0) throw new BadRequestException("'messages' must be a non-empty array", "messages");
         var turns = new List<ChatTurn>();
         int i = 0;
+        long chars = 0;
         foreach (var message in m.EnumerateArray())
         {
             string at = $"messages[{i++}]";
             if (message.ValueKind != JsonValueKind.Object) throw new BadRequestException($"'{at}' must be an object", at);
             if (!message.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String)
                 throw new BadRequestException($"'{at}.role' is required and must be a string", at + ".role");
-            string r = role.GetString()!;
+            string r = String(role, at + ".role");
             if (r is not ("system" or "developer" or "user" or "assistant" or "tool"))
                 throw new BadRequestException($"'{at}.role' '{r}' is not one of system, developer, user, assistant, tool", at + ".role");
             turns.Add(new ChatTurn(r == "developer" ? "system" : r, Content(message, at)));
+            chars += turns[^1].Content.Length;
+            if (chars > limits.MaxPromptChars)
+                throw new BadRequestException($"the messages have over {limits.MaxPromptChars} characters, this server's limit", "messages", code: "context_length_exceeded");
         }
-        string prompt;
-        try { prompt = template.Render(turns, addGenerationPrompt: true); }
+        ChatPrompt prompt;
+        try { prompt = template.RenderPrompt(turns, addGenerationPrompt: true); }
         catch (ArgumentException e) { throw new BadRequestException(e.Message, "messages"); }
-        var parsed = Common(body, prompt, maxPositions, defaultMaxTokens: 256);
+        catch (ChatTemplateException e) { throw new BadRequestException($"the chat template could not render these messages: {e.Problem}", "messages"); }
+        var parsed = Common(body, prompt, maxPositions, limits, defaultMaxTokens: 256);
         return parsed with { Sampling = parsed.Sampling with { StopStrings = [.. parsed.Sampling.StopStrings, .. template.StopStrings] } };
     }
 
     static string Content(JsonElement message, string at)
     {
         if (!message.TryGetProperty("content", out var c) || c.ValueKind == JsonValueKind.Null) return "";
-        if (c.ValueKind == JsonValueKind.String) return c.GetString()!;
+        if (c.ValueKind == JsonValueKind.String) return String(c, at + ".content");
         if (c.ValueKind != JsonValueKind.Array) throw new BadRequestException($"'{at}.content' must be a string or an array of parts", at + ".content");
         var sb = new System.Text.StringBuilder();
         int j = 0;
@@ -74,15 +84,15 @@ static class OpenAiRequests
             string pat = $"{at}.content[{j++}]";
             if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
                 throw new BadRequestException($"'{pat}' must be an object with a 'type'", pat);
-            if (type.GetString() != "text") throw new BadRequestException($"'{pat}.type' '{type.GetString()}' is not supported (only text)", pat + ".type");
+            if (String(type, pat + ".type") != "text") throw new BadRequestException($"'{pat}.type' is not supported (only \"text\")", pat + ".type");
             if (!part.TryGetProperty("text", out var text) || text.ValueKind != JsonValueKind.String)
                 throw new BadRequestException($"'{pat}.text' must be a string", pat + ".text");
-            sb.Append(text.GetString());
+            sb.Append(String(text, pat + ".text"));
         }
         return sb.ToString();
     }
 
-    static ParsedRequest Common(JsonElement body, string prompt, int maxPositions, int defaultMaxTokens)
+    static ParsedRequest Common(JsonElement body, ChatPrompt prompt, int maxPositions, ServerLimits limits, int defaultMaxTokens)
     {
         var s = new SamplingOptions();
         double? temperature = OptionalNumber(body, "temperature");
@@ -98,10 +108,10 @@ static class OpenAiRequests
         var stops = new List<string>();
         if (body.TryGetProperty("stop", out var stop))
         {
-            if (stop.ValueKind == JsonValueKind.String) stops.Add(stop.GetString()!);
+            if (stop.ValueKind == JsonValueKind.String) stops.Add(String(stop, "stop"));
             else if (stop.ValueKind == JsonValueKind.Array)
                 foreach (var x in stop.EnumerateArray())
-                    stops.Add(x.ValueKind == JsonValueKind.String ? x.GetString()! : throw new BadRequestException("'stop' must be a string or an array of strings", "stop"));
+                    stops.Add(x.ValueKind == JsonValueKind.String ? String(x, "stop") : throw new BadRequestException("'stop' must be a string or an array of strings", "stop"));
             else if (stop.ValueKind != JsonValueKind.Null) throw new BadRequestException("'stop' must be a string or an array of strings", "stop");
         }
         if (stops.Any(x => x.Length == 0)) throw new BadRequestException("'stop' strings must not be empty", "stop");
@@ -123,11 +133,61 @@ static class OpenAiRequests
         if (body.TryGetProperty("ponder", out var ponder) && ponder.ValueKind != JsonValueKind.Null)
         {
             if (ponder.ValueKind != JsonValueKind.Object) throw new BadRequestException("'ponder' must be an object", "ponder");
-            try { compute = TestTimeComputeOptions.FromProperties(ponder.EnumerateObject().Select(p => new KeyValuePair<string, object?>(p.Name, p.Value)), "ponder."); }
+            var fields = new List<KeyValuePair<string, object?>>();
+            foreach (var f in ponder.EnumerateObject())
+            {
+                // A key that is not valid UTF-16 cannot be one of ours; the value's strings are checked as they are read.
+                string name;
+                try { name = f.Name; }
+                catch (InvalidOperationException) { throw new BadRequestException("a key of 'ponder' is not valid UTF-16/UTF-8 text", "ponder"); }
+                if (f.Value.ValueKind == JsonValueKind.String) String(f.Value, "ponder." + name);
+                fields.Add(new(name, f.Value));
+            }
+            try { compute = TestTimeComputeOptions.FromProperties(fields, "ponder."); }
             catch (ArgumentException e) { throw new BadRequestException(StripParam(e), e.ParamName); }
+            if (compute is not null) CheckCaps(compute, limits);
         }
         return new ParsedRequest(prompt, s, compute, stream);
     }
+
+    /// <summary>The server's caps on a search's size and budget (each a 400 naming the field).</summary>
+    static void CheckCaps(TestTimeComputeOptions c, ServerLimits limits)
+    {
+        if (c.N > limits.MaxN) throw new BadRequestException($"'ponder.n' is {c.N}; this server allows at most {limits.MaxN}", "ponder.n");
+        if (c.BeamWidth > limits.MaxBeamWidth) throw new BadRequestException($"'ponder.beam_width' is {c.BeamWidth}; this server allows at most {limits.MaxBeamWidth}", "ponder.beam_width");
+        if (c.BudgetGenerations > limits.MaxBudgetGenerations)
+            throw new BadRequestException($"'ponder.budget_generations' is {c.BudgetGenerations}; this server allows at most {limits.MaxBudgetGenerations}", "ponder.budget_generations");
+        if (c.BudgetFlops > limits.MaxBudgetFlops)
+            throw new BadRequestException($"'ponder.budget_flops' is {c.BudgetFlops}; this server allows at most {limits.MaxBudgetFlops}", "ponder.budget_flops");
+        if (c.PrmName is { } prm && prm.Length > 256) throw new BadRequestException("'ponder.prm' is not a registered PRM name", "ponder.prm");
+    }
+
+    /// <summary>A string field's text; a lone surrogate escape or invalid UTF-8 in it is a 400 naming the field.</summary>
+    public static string String(JsonElement e, string param)
+    {
+        try { return e.GetString()!; }
+        catch (InvalidOperationException) { throw new BadRequestException($"'{param}' is not valid text (a lone UTF-16 surrogate or invalid UTF-8)", param); }
+    }
+
+    /// <summary>The request field of a <see cref="JsonException"/>'s JSON path ("$.messages[0].content" -> "messages[0].content").</summary>
+    public static string? FieldOf(string? path) =>
+        path is null || path == "$" ? null : path.StartsWith("$.", StringComparison.Ordinal) ? path[2..] : path.TrimStart('$');
+
+    // Engine and option errors name their option; the client wrote it as a top-level field or inside "ponder".
+    static readonly HashSet<string> TopLevel = ["max_tokens", "temperature", "top_p", "seed", "stop", "stream"];
+    static readonly HashSet<string> PonderFields = ["strategy", "n", "beam_width", "lookahead", "budget_flops", "budget_generations", "max_step_tokens", "max_rounds", "prm"];
+
+    /// <summary>The request field an engine <see cref="ArgumentException"/>'s parameter name stands for (null when none does).</summary>
+    public static string? ParamOf(string? name, bool chat) => name switch
+    {
+        null => null,
+        "prompt" => chat ? "messages" : "prompt",
+        _ when name.StartsWith("messages[", StringComparison.Ordinal) => chat ? name : "prompt",
+        _ when name.StartsWith("ponder.", StringComparison.Ordinal) => name,
+        _ when TopLevel.Contains(name) => name,
+        _ when PonderFields.Contains(name) => "ponder." + name,
+        _ => null,
+    };
 
     /// <summary>An <see cref="ArgumentException"/>'s message without the " (Parameter 'x')" suffix .NET appends.</summary>
     public static string StripParam(ArgumentException e)

@@ -16,7 +16,8 @@ public sealed class ServerFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        Engine = new CompletionEngine(Policy, Prm);
+        // The PRM is the default and also registered by name, as `ponder serve --prm small=path` registers one.
+        Engine = new CompletionEngine(Policy, Prm, namedPrms: new Dictionary<string, PonderModel> { ["small"] = Prm });
         App = PonderServer.Create(Engine, new PonderServerOptions { Urls = ["http://127.0.0.1:0"], AllowChatMlFallback = true });
         await App.StartAsync();
         BaseAddress = new Uri(App.Urls.Single());

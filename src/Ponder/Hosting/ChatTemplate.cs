@@ -134,6 +134,44 @@ public sealed class ChatTemplate
         : null;
 
     /// <summary>
+    /// <see cref="Render"/>, plus where each message's content lies in the prompt (see <see cref="ChatPrompt"/>): the
+    /// template is rendered a second time with a private-use marker for each content, and the markers' places are the
+    /// contents' places when putting the contents back gives the prompt exactly. When it does not (the template trims,
+    /// splits or tests the contents), the spans are null.
+    /// </summary>
+    public ChatPrompt RenderPrompt(IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt = true, IReadOnlyDictionary<string, object?>? variables = null)
+    {
+        string text = Render(messages, addGenerationPrompt, variables);
+        string[] contents = [.. messages.Select(m => m.Content)];
+        return new ChatPrompt(text, LocateContents(messages, text, addGenerationPrompt, variables), contents);
+    }
+
+    static readonly System.Text.RegularExpressions.Regex Marker = new("\uE000([0-9]+)\uE001", System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+
+    List<(int Start, int Length)>? LocateContents(IReadOnlyList<ChatTurn> messages, string text, bool addGenerationPrompt, IReadOnlyDictionary<string, object?>? variables)
+    {
+        if (messages.All(m => m.Content.Length == 0)) return [];
+        string skeleton;
+        try { skeleton = Render([.. messages.Select((m, i) => m.Content.Length == 0 ? m : m with { Content = $"\uE000{i}\uE001" })], addGenerationPrompt, variables); }
+        catch (Exception e) when (e is ArgumentException or ChatTemplateException) { return null; }
+        var rebuilt = new StringBuilder(text.Length);
+        var spans = new List<(int, int)>();
+        var seen = new bool[messages.Count];
+        int pos = 0;
+        foreach (System.Text.RegularExpressions.Match m in Marker.Matches(skeleton))
+        {
+            if (!int.TryParse(m.Groups[1].ValueSpan, out int i) || i >= messages.Count || seen[i]) return null;
+            seen[i] = true;
+            rebuilt.Append(skeleton, pos, m.Index - pos);
+            spans.Add((rebuilt.Length, messages[i].Content.Length));
+            rebuilt.Append(messages[i].Content);
+            pos = m.Index + m.Length;
+        }
+        rebuilt.Append(skeleton, pos, skeleton.Length - pos);
+        return rebuilt.ToString() == text ? spans : null;
+    }
+
+    /// <summary>
     /// The prompt for <paramref name="messages"/>, ending with the assistant's turn header when
     /// <paramref name="addGenerationPrompt"/>. <paramref name="variables"/> adds template variables (strings, numbers,
     /// booleans, lists, dictionaries or <see cref="JsonElement"/>s). Throws <see cref="ArgumentException"/> when the

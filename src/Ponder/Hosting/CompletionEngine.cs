@@ -1,10 +1,10 @@
-using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using Ponder.Models;
 using Ponder.Sampling;
 using Ponder.Scheduling;
 using Ponder.Search;
 using Ponder.Search.Engine;
+using Ponder.Tokenization;
 
 namespace Ponder.Hosting;
 
@@ -21,7 +21,7 @@ namespace Ponder.Hosting;
 public sealed class CompletionEngine : IDisposable
 {
     readonly ScheduledModel? _prm;
-    readonly ConcurrentDictionary<string, Lazy<Task<(PonderModel Model, ScheduledModel Scheduled)>>> _loadedPrms = new(StringComparer.Ordinal);
+    readonly Dictionary<string, (PonderModel Model, ScheduledModel Scheduled)> _namedPrms = new(StringComparer.Ordinal);
     readonly bool _ownsPrm;
 
     /// <summary>An engine over <paramref name="model"/>; <paramref name="prm"/> (a value-head model sharing the tokenizer) scores search steps.</summary>
@@ -29,7 +29,10 @@ public sealed class CompletionEngine : IDisposable
     /// <param name="prm">Optional PRM.</param>
     /// <param name="ownsPrm">Dispose <paramref name="prm"/> with the engine.</param>
     /// <param name="modelId">The name reported to clients (default: the model folder's name).</param>
-    public CompletionEngine(PonderModel model, PonderModel? prm = null, bool ownsPrm = false, string? modelId = null)
+    /// <param name="namedPrms">PRMs a request may choose by name (<c>prm</c> in <see cref="TestTimeComputeOptions"/>); the
+    /// host picks them, so no request ever makes the engine read a file. Owned like <paramref name="prm"/>.</param>
+    public CompletionEngine(PonderModel model, PonderModel? prm = null, bool ownsPrm = false, string? modelId = null,
+        IReadOnlyDictionary<string, PonderModel>? namedPrms = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         if (model.Tokenizer is null) throw new ArgumentException($"model '{model.Location}' has no tokenizer: a completion engine takes text", nameof(model));
@@ -38,6 +41,12 @@ public sealed class CompletionEngine : IDisposable
         Prm = prm;
         _ownsPrm = ownsPrm;
         if (prm is not null) _prm = ScheduledPrm(prm, nameof(prm));
+        foreach (var (name, named) in namedPrms ?? new Dictionary<string, PonderModel>())
+        {
+            ArgumentNullException.ThrowIfNull(named, nameof(namedPrms));
+            if (!IsPrmName(name)) throw new ArgumentException($"PRM name '{name}' must be 1-64 letters, digits, '.', '_' or '-'", nameof(namedPrms));
+            _namedPrms[name] = (named, ScheduledPrm(named, nameof(namedPrms)));
+        }
         ModelId = modelId ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(model.Location));
         if (string.IsNullOrEmpty(ModelId)) ModelId = "ponder";
         PonderTelemetry.Track(ModelId, model);
@@ -49,6 +58,19 @@ public sealed class CompletionEngine : IDisposable
     public PonderModel? Prm { get; }
     /// <summary>The model's name for clients.</summary>
     public string ModelId { get; }
+    /// <summary>
+    /// The most KV tokens one request may hold at worst (prompt + every branch at its longest); a request that could hold
+    /// more is refused with <see cref="ArgumentException"/> (param <c>n</c> or <c>max_tokens</c>) before it starts, so
+    /// one request cannot take the whole cache. Null = no check. Set it before serving.
+    /// </summary>
+    public long? MaxRequestKvTokens { get; set; }
+
+    /// <summary>Names of the PRMs a request may choose, sorted.</summary>
+    public IReadOnlyList<string> PrmNames => [.. _namedPrms.Keys.Order(StringComparer.Ordinal)];
+
+    /// <summary>Whether <paramref name="name"/> can name a PRM: 1-64 ASCII letters, digits, '.', '_' or '-'.</summary>
+    public static bool IsPrmName(string? name) =>
+        name is { Length: > 0 and <= 64 } && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-');
 
     ScheduledModel ScheduledPrm(PonderModel prm, string param)
     {
@@ -59,7 +81,14 @@ public sealed class CompletionEngine : IDisposable
     }
 
     /// <summary>Generates the whole completion and returns its text and report.</summary>
-    public async Task<(string Text, CompletionReport Report)> CompleteAsync(string prompt, SamplingOptions? sampling = null, TestTimeComputeOptions? compute = null, CancellationToken cancellationToken = default)
+    public Task<(string Text, CompletionReport Report)> CompleteAsync(string prompt, SamplingOptions? sampling = null, TestTimeComputeOptions? compute = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        return CompleteAsync(ChatPrompt.Plain(prompt), sampling, compute, cancellationToken);
+    }
+
+    /// <summary>Generates the whole completion of a rendered chat prompt and returns its text and report.</summary>
+    public async Task<(string Text, CompletionReport Report)> CompleteAsync(ChatPrompt prompt, SamplingOptions? sampling = null, TestTimeComputeOptions? compute = null, CancellationToken cancellationToken = default)
     {
         var sb = new System.Text.StringBuilder();
         CompletionReport? report = null;
@@ -77,21 +106,44 @@ public sealed class CompletionEngine : IDisposable
     /// chunk carries the <see cref="CompletionReport"/>. Bad options throw <see cref="ArgumentException"/> (naming the
     /// option) before any work; cancelling stops the work and frees its blocks.
     /// </summary>
-    public async IAsyncEnumerable<CompletionChunk> StreamAsync(string prompt, SamplingOptions? sampling = null, TestTimeComputeOptions? compute = null,
+    public IAsyncEnumerable<CompletionChunk> StreamAsync(string prompt, SamplingOptions? sampling = null, TestTimeComputeOptions? compute = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        return StreamAsync(ChatPrompt.Plain(prompt), sampling, compute, cancellationToken);
+    }
+
+    /// <summary>
+    /// Streams the completion of a rendered chat prompt (<see cref="ChatTemplate.RenderPrompt"/>): control tokens count
+    /// only where the template wrote them, never inside a message's content. Otherwise as the string overload.
+    /// </summary>
+    public async IAsyncEnumerable<CompletionChunk> StreamAsync(ChatPrompt prompt, SamplingOptions? sampling = null, TestTimeComputeOptions? compute = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         sampling = (sampling ?? new SamplingOptions()).Validate();
         compute ??= new TestTimeComputeOptions();
-        int[] tokens = Model.Encode(prompt);
+        int[] tokens = prompt.Encode(Model.Tokenizer!);
         if (tokens.Length == 0) throw new ArgumentException("the prompt is empty (no tokens)", "prompt");
-        if (tokens.Length >= Model.Config.MaxPositions)
-            throw new ArgumentException($"the prompt has {tokens.Length} tokens; the model has {Model.Config.MaxPositions} positions", "prompt");
+        int context = Model.Config.MaxPositions;
+        if (tokens.Length >= context)
+            throw new ArgumentException($"the prompt has {tokens.Length} tokens; the model has {context} positions", "prompt");
+        if (MaxRequestKvTokens is { } maxKv)
+        {
+            // The most KV this request could hold: its prompt plus every branch grown to its longest within the context.
+            bool search = compute.Strategy != TestTimeStrategy.None;
+            long branches = search ? compute.N : 1;
+            long perBranch = Math.Min(search ? (long)compute.MaxStepTokens * compute.MaxRounds : sampling.MaxNewTokens, context - tokens.Length);
+            long worst = tokens.Length + branches * perBranch;
+            if (worst > maxKv)
+                throw new ArgumentException($"this request could hold {worst} KV tokens ({tokens.Length}-token prompt + {branches} x {perBranch}); one request may hold at most {maxKv}: " +
+                    (search ? "lower n, max_step_tokens or max_rounds" : "lower max_tokens"), search ? "n" : "max_tokens");
+        }
         // A budget that cannot pay for the prompt itself is a client's mistake, not an empty answer.
         long prefill = Model.Scheduled.Counter.Chunk(tokens.Length, 0, 1).Total;
         if (compute.BudgetFlops < prefill)
             throw new ArgumentException($"budget_flops {compute.BudgetFlops} is below the {prefill} FLOPs the {tokens.Length}-token prompt's prefill needs", "budget_flops");
-        var prm = await ResolvePrmAsync(compute, cancellationToken).ConfigureAwait(false);
+        var prm = ResolvePrm(compute);
         // Without a separate PRM, a policy with a shared value row scores its own steps.
         IStepVerifier? verifier = prm is not null ? new ValueHeadVerifier(prm)
             : Model.Config.SharedValueHead ? new SharedValueHeadVerifier(Model.Scheduled) : null;
@@ -111,17 +163,18 @@ public sealed class CompletionEngine : IDisposable
                 // Every sampled token but the last was fed back (one row each) after the prompt's uncached rows.
                 int output = flops.Generations == 0 ? 0 : (int)Math.Max(0, flops.TokensComputed - (tokens.Length - reused) + 1);
                 bool exhausted = flops.BudgetExhaustedReason is not null;
-                string finish = exhausted || output >= sampling.MaxNewTokens ? "length" : "stop";
+                // The context ending the answer is "length" too (the answer was cut, not finished).
+                string finish = exhausted || output >= sampling.MaxNewTokens || tokens.Length + output >= context ? "length" : "stop";
                 report = new CompletionReport(tokens.Length, output, finish, "none", null, exhausted, flops);
             }
             else
             {
                 SearchResult result;
                 RequestReport flops;
-                using (var engine = new ScheduledSearchEngine(Model.Scheduler, Model.Scheduled, Model.Tokenizer!,
+                using (var engine = new ScheduledSearchEngine(Model.Scheduler, Model.Scheduled, new PromptTokenizer(Model.Tokenizer!, prompt.Text, tokens),
                            verifier, compute.CreateBudget(), new SearchEngineOptions { Name = "completion" }, cancellationToken))
                 {
-                    result = await strategy.RunAsync(engine, prompt, cancellationToken).ConfigureAwait(false);
+                    result = await strategy.RunAsync(engine, prompt.Text, cancellationToken).ConfigureAwait(false);
                     flops = engine.Request.Report();
                 }
                 var chosen = result.Candidates.Where(c => c.Answer is not null && c.Answer == result.Answer).MaxBy(c => c.Score)
@@ -165,32 +218,40 @@ public sealed class CompletionEngine : IDisposable
         };
     }
 
-    async Task<ScheduledModel?> ResolvePrmAsync(TestTimeComputeOptions compute, CancellationToken cancellationToken)
+    ScheduledModel? ResolvePrm(TestTimeComputeOptions compute)
     {
-        if (compute.PrmPath is null) return _prm;
-        string path = Path.GetFullPath(compute.PrmPath);
-        if (!Directory.Exists(path) && !File.Exists(path)) throw new ArgumentException($"prm '{compute.PrmPath}' does not exist", "prm");
-        var lazy = _loadedPrms.GetOrAdd(path, p => new Lazy<Task<(PonderModel, ScheduledModel)>>(async () =>
-        {
-            var model = await PonderModel.LoadAsync(p, new ModelOptions { Backend = Model.Backend }).ConfigureAwait(false);
-            try { return (model, ScheduledPrm(model, "prm")); }
-            catch { model.Dispose(); throw; }
-        }));
-        try { return (await lazy.Value.WaitAsync(cancellationToken).ConfigureAwait(false)).Scheduled; }
-        catch (Exception e) when (e is InvalidDataException or NotSupportedException or FileNotFoundException)
-        {
-            _loadedPrms.TryRemove(path, out _);
-            throw new ArgumentException($"prm '{compute.PrmPath}' could not be loaded: {e.Message}", "prm", e);
-        }
+        if (compute.PrmName is not { } name) return _prm;
+        if (_namedPrms.TryGetValue(name, out var named)) return named.Scheduled;
+        // The client's text is echoed only when it is a well-formed name: never a path or arbitrary bytes.
+        string shown = IsPrmName(name) ? $"'{name}'" : "(not a valid name)";
+        string known = _namedPrms.Count == 0 ? "this server registers no named PRMs" : "registered: " + string.Join(", ", PrmNames);
+        throw new ArgumentException($"prm {shown} is not a registered PRM ({known})", "prm");
     }
 
-    /// <summary>Stops the gauges; disposes PRMs loaded by path (and the constructor's PRM when owned). The policy stays the caller's.</summary>
+    /// <summary>Stops the gauges; disposes the PRMs when owned. The policy stays the caller's.</summary>
     public void Dispose()
     {
         PonderTelemetry.Untrack(Model);
-        foreach (var lazy in _loadedPrms.Values)
-            if (lazy.IsValueCreated && lazy.Value.IsCompletedSuccessfully) lazy.Value.Result.Model.Dispose();
-        _loadedPrms.Clear();
-        if (_ownsPrm) Prm?.Dispose();
+        if (!_ownsPrm) return;
+        Prm?.Dispose();
+        foreach (var (model, _) in _namedPrms.Values) if (!ReferenceEquals(model, Prm)) model.Dispose();
+    }
+
+    /// <summary>
+    /// The model's tokenizer, except that the prompt the search starts from encodes to the ids it was given (the chat
+    /// prompt's, with control tokens only where the template put them): the search engine encodes prompts by text.
+    /// </summary>
+    sealed class PromptTokenizer(ITokenizer inner, string prompt, int[] ids) : ITokenizer
+    {
+        public int VocabSize => inner.VocabSize;
+        public int? BosId => inner.BosId;
+        public IReadOnlyList<int> EosIds => inner.EosIds;
+        public bool AddBos => inner.AddBos;
+        public IReadOnlyList<AddedToken> SpecialTokens => inner.SpecialTokens;
+        public int[] Encode(string text, bool addSpecialTokens = true) =>
+            addSpecialTokens && text == prompt ? (int[])ids.Clone() : inner.Encode(text, addSpecialTokens);
+        public int[] EncodeOrdinary(string text) => inner.EncodeOrdinary(text);
+        public string Decode(ReadOnlySpan<int> tokens, bool skipSpecialTokens = false) => inner.Decode(tokens, skipSpecialTokens);
+        public byte[] TokenBytes(int id) => inner.TokenBytes(id);
     }
 }

@@ -94,12 +94,12 @@ public sealed class PonderChatClient : IChatClient
         }
     }
 
-    (string Prompt, SamplingOptions Sampling, TestTimeComputeOptions? Compute) Prepare(IEnumerable<ChatMessage> messages, ChatOptions? options)
+    (ChatPrompt Prompt, SamplingOptions Sampling, TestTimeComputeOptions? Compute) Prepare(IEnumerable<ChatMessage> messages, ChatOptions? options)
     {
         ArgumentNullException.ThrowIfNull(messages);
         var turns = messages.Select(m => new ChatTurn(m.Role.Value, m.Text)).ToList();
         if (turns.Count == 0) throw new ArgumentException("no chat messages", nameof(messages));
-        string prompt = Template.Render(turns, addGenerationPrompt: true);
+        var prompt = Template.RenderPrompt(turns, addGenerationPrompt: true);
         var sampling = _options.Sampling;
         if (options is not null)
         {

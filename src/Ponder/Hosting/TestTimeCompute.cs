@@ -26,7 +26,7 @@ public enum TestTimeStrategy
 /// Test-time compute options of one request. Read from <c>ChatOptions.AdditionalProperties</c> or the server's
 /// <c>ponder</c> object with the keys <c>strategy</c> (none | best_of_n | majority | beam | lookahead | dvts),
 /// <c>n</c>, <c>beam_width</c>, <c>lookahead</c>, <c>budget_flops</c>, <c>budget_generations</c>, <c>max_step_tokens</c>,
-/// <c>max_rounds</c> and <c>prm</c> (a PRM model path).
+/// <c>max_rounds</c> and <c>prm</c> (the name of a PRM the host registered with the engine).
 /// </summary>
 public sealed record TestTimeComputeOptions
 {
@@ -46,8 +46,8 @@ public sealed record TestTimeComputeOptions
     public int MaxStepTokens { get; init; } = 64;
     /// <summary>Most step rounds of a search.</summary>
     public int MaxRounds { get; init; } = 40;
-    /// <summary>A PRM model path to load (and keep) for this request; null = the engine's PRM, if any.</summary>
-    public string? PrmPath { get; init; }
+    /// <summary>The name of a PRM registered with the engine; null = the engine's default PRM, if any. Never a path: requests cannot make the engine read files.</summary>
+    public string? PrmName { get; init; }
 
     /// <summary>The strategy's wire name (best_of_n, beam, ...).</summary>
     public string StrategyName => Strategy switch
@@ -96,12 +96,12 @@ public sealed record TestTimeComputeOptions
                     any = true;
                     break;
                 }
-                case "prm": options = options with { PrmPath = Text(value, param) }; break;
+                case "prm": options = options with { PrmName = Text(value, param) }; break;
             }
         }
         if (options.BeamWidth > options.N)
             throw new ArgumentException($"{prefix}beam_width {options.BeamWidth} exceeds {prefix}n {options.N}", prefix + "beam_width");
-        return any || options.PrmPath is not null ? options : null;
+        return any || options.PrmName is not null ? options : null;
     }
 
     /// <summary>Parses a strategy's wire name (case-insensitive; '-' and '_' alike).</summary>

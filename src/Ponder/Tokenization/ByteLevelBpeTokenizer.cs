@@ -16,6 +16,8 @@ public readonly record struct AddedToken(string Content, int Id, bool Special);
 public sealed class ByteLevelBpeTokenizer : ITokenizer
 {
     private readonly BpeTokenizer _bpe;
+    private readonly Lazy<BpeTokenizer> _ordinaryBpe;  // the same BPE matching only non-special added tokens (user text)
+    private readonly AddedToken[] _specialTokens;
     private readonly byte[][] _tokenBytes;   // (vocab) raw bytes of each id; empty for unused ids
     private readonly bool[] _isSpecial;      // (vocab)
     private readonly Dictionary<string, int> _tokenToId;
@@ -99,7 +101,23 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
             SpecialTokens = special,
             PreTokenizer = preTokenizer,
         });
+        _specialTokens = [.. addedTokens.Where(a => a.Special)];
+        var ordinary = addedTokens.Where(a => !a.Special).ToDictionary(a => a.Content, a => a.Id, StringComparer.Ordinal);
+        // Built on first use (a server encoding user text): most hosts never need a second copy of the merge table.
+        _ordinaryBpe = _specialTokens.Length == 0 ? new Lazy<BpeTokenizer>(_bpe) : new Lazy<BpeTokenizer>(() => BpeTokenizer.Create(new BpeOptions(vocab)
+        {
+            Merges = mergeLines,
+            ByteLevel = true,
+            SpecialTokens = ordinary.Count == 0 ? null : ordinary,
+            PreTokenizer = preTokenizer,
+        }));
     }
+
+    /// <inheritdoc/>
+    public IReadOnlyList<AddedToken> SpecialTokens => _specialTokens;
+
+    /// <inheritdoc/>
+    public int[] EncodeOrdinary(string text) => EncodeWith(_ordinaryBpe.Value, text, addSpecialTokens: false);
 
     internal SplitPreTokenizer PreTokenizer { get; }
 
@@ -121,13 +139,15 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
     public bool IsSpecial(int id) => (uint)id < (uint)VocabSize && _isSpecial[id];
 
     /// <inheritdoc/>
-    public int[] Encode(string text, bool addSpecialTokens = true)
+    public int[] Encode(string text, bool addSpecialTokens = true) => EncodeWith(_bpe, text, addSpecialTokens);
+
+    private int[] EncodeWith(BpeTokenizer bpe, string text, bool addSpecialTokens)
     {
         ArgumentNullException.ThrowIfNull(text);
         // Under InvariantGlobalization, string.Normalize leaves non-ASCII text as is (see NOTES); text is almost always NFC already.
         if (_nfc) text = text.Normalize(NormalizationForm.FormC);
         if (_addPrefixSpace && text.Length > 0 && !char.IsWhiteSpace(text[0])) text = " " + text;
-        IReadOnlyList<int> ids = text.Length == 0 ? [] : _bpe.EncodeToIds(text, considerPreTokenization: true, considerNormalization: false);
+        IReadOnlyList<int> ids = text.Length == 0 ? [] : bpe.EncodeToIds(text, considerPreTokenization: true, considerNormalization: false);
         return SpecialTokenIds.WithBos(ids, addSpecialTokens && AddBos ? BosId : null);
     }
 

@@ -24,6 +24,8 @@ internal sealed class HuggingFaceBpe
     readonly bool _byteFallback, _fuseUnk, _ignoreMerges;
     readonly int? _unkId;
     readonly SplitPreTokenizer _addedSplitter;
+    readonly SplitPreTokenizer _ordinarySplitter;  // non-special added tokens only: user text
+    readonly Dictionary<string, int> _ordinaryAdded;
     readonly Dictionary<string, int> _added;
     readonly List<Func<string, string>> _normalizers = [];
     readonly Metaspace? _metaspace;
@@ -57,6 +59,8 @@ internal sealed class HuggingFaceBpe
         }
         _added = added.GroupBy(a => a.Content, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First().Id, StringComparer.Ordinal);
         _addedSplitter = new SplitPreTokenizer(_added.Keys, []);
+        _ordinaryAdded = added.Where(a => !a.Special).GroupBy(a => a.Content, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First().Id, StringComparer.Ordinal);
+        _ordinarySplitter = new SplitPreTokenizer(_ordinaryAdded.Keys, []);
 
         foreach (JsonElement n in HuggingFaceTokenizerJson.Flatten(normalizer, "normalizers"))
         {
@@ -122,13 +126,14 @@ internal sealed class HuggingFaceBpe
         public int GetHashCode(long key) => (int)((ulong)key * 0x9E3779B97F4A7C15UL >> 32);
     }
 
-    /// <summary>Appends the ids of <paramref name="text"/> (no BOS) to <paramref name="ids"/>.</summary>
-    public void Encode(string text, List<int> ids)
+    /// <summary>Appends the ids of <paramref name="text"/> (no BOS) to <paramref name="ids"/>; special added tokens are matched only when <paramref name="parseSpecial"/>.</summary>
+    public void Encode(string text, List<int> ids, bool parseSpecial = true)
     {
-        foreach (var (offset, length) in _addedSplitter.PreTokenize(text))
+        var (splitter, added) = parseSpecial ? (_addedSplitter, _added) : (_ordinarySplitter, _ordinaryAdded);
+        foreach (var (offset, length) in splitter.PreTokenize(text))
         {
             string piece = text.Substring(offset, length);
-            if (_added.TryGetValue(piece, out int addedId)) { ids.Add(addedId); continue; }
+            if (added.TryGetValue(piece, out int addedId)) { ids.Add(addedId); continue; }
             foreach (var n in _normalizers) piece = n(piece);
             if (_metaspace is null) { EncodeWord(piece, ids); continue; }
             piece = piece.Replace(' ', _metaspace.Replacement);

@@ -17,6 +17,19 @@ public interface ITokenizer
     /// <summary>Encodes text. Special-token strings in the text (e.g. "&lt;|im_end|&gt;") map to their ids.</summary>
     int[] Encode(string text, bool addSpecialTokens = true);
 
+    /// <summary>
+    /// The control tokens whose text <see cref="Encode"/> matches whole (e.g. "&lt;|im_start|&gt;"): what a chat
+    /// template may write but a user's text must not produce. Empty for a tokenizer that never matches special text.
+    /// </summary>
+    IReadOnlyList<AddedToken> SpecialTokens => [];
+
+    /// <summary>
+    /// Encodes text in which control-token text is ordinary text (as Hugging Face's <c>split_special_tokens</c> and
+    /// llama.cpp's <c>parse_special = false</c> do): "&lt;|im_start|&gt;" in a user's message becomes the tokens of
+    /// those characters, never the control id. No BOS. A tokenizer with <see cref="SpecialTokens"/> must override this.
+    /// </summary>
+    int[] EncodeOrdinary(string text) => Encode(text, addSpecialTokens: false);
+
     /// <summary>Decodes ids to text; special tokens are kept unless <paramref name="skipSpecialTokens"/>.</summary>
     string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false);
 

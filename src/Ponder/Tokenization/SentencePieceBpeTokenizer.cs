@@ -20,6 +20,8 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
     private readonly byte[][] _tokenBytes;  // (vocab)
     private readonly PieceType[] _types;    // (vocab)
     private readonly bool _addDummyPrefix;
+    private readonly AddedToken[] _specialTokens;           // control pieces with text
+    private readonly Lazy<SentencePieceTokenizer>? _ordinarySp;  // _sp matching only user-defined pieces (user text)
 
     private SentencePieceBpeTokenizer(string source, byte[]? modelBytes, SentencePieceModelProto proto, IReadOnlyList<int> eosIds, bool addBos, HuggingFaceBpe? hf = null)
     {
@@ -40,6 +42,8 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
             if (id >= VocabSize) throw new InvalidDataException($"{source}: special token id {id} is outside the vocabulary [0, {VocabSize})");
         }
         _addDummyPrefix = proto.AddDummyPrefix;
+        _specialTokens = [.. Enumerable.Range(0, VocabSize).Where(id => _types[id] == PieceType.Control && proto.Pieces[id].Text.Length > 0)
+            .Select(id => new AddedToken(proto.Pieces[id].Text, id, Special: true))];
         BosId = proto.BosId >= 0 ? proto.BosId : null;
         EosIds = eosIds.Count > 0 ? eosIds : proto.EosId >= 0 ? [proto.EosId] : [];
         AddBos = addBos && BosId is not null;
@@ -47,8 +51,15 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
         if (hf is not null) return;
         try
         {
-            using var stream = new MemoryStream(modelBytes ?? throw new ArgumentNullException(nameof(modelBytes)), writable: false);
+            byte[] bytes = modelBytes ?? throw new ArgumentNullException(nameof(modelBytes));
+            using var stream = new MemoryStream(bytes, writable: false);
             _sp = SentencePieceTokenizer.Create(stream, addBeginningOfSentence: false, addEndOfSentence: false, specialTokens: special);
+            var userDefined = special.Where(kv => _types[kv.Value] == PieceType.UserDefined).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+            _ordinarySp = _specialTokens.Length == 0 ? new Lazy<SentencePieceTokenizer>(_sp) : new Lazy<SentencePieceTokenizer>(() =>
+            {
+                using var again = new MemoryStream(bytes, writable: false);
+                return SentencePieceTokenizer.Create(again, addBeginningOfSentence: false, addEndOfSentence: false, specialTokens: userDefined);
+            });
         }
         catch (Exception ex) when (ex is not (InvalidDataException or NotSupportedException))
         {
@@ -75,7 +86,15 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
     }
 
     /// <inheritdoc/>
-    public int[] Encode(string text, bool addSpecialTokens = true)
+    public IReadOnlyList<AddedToken> SpecialTokens => _specialTokens;
+
+    /// <inheritdoc/>
+    public int[] Encode(string text, bool addSpecialTokens = true) => Encode(text, addSpecialTokens, parseSpecial: true);
+
+    /// <inheritdoc/>
+    public int[] EncodeOrdinary(string text) => Encode(text, addSpecialTokens: false, parseSpecial: false);
+
+    private int[] Encode(string text, bool addSpecialTokens, bool parseSpecial)
     {
         ArgumentNullException.ThrowIfNull(text);
         bool bos = addSpecialTokens && AddBos;
@@ -84,10 +103,10 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
         {
             var list = new List<int>(text.Length / 3 + 2);
             if (bos) list.Add(BosId!.Value);
-            _hf.Encode(text, list);
+            _hf.Encode(text, list, parseSpecial);
             return [.. list];
         }
-        IReadOnlyList<int> ids = _sp!.EncodeToIds(text, addBeginningOfSentence: false, addEndOfSentence: false, considerPreTokenization: true, considerNormalization: true);
+        IReadOnlyList<int> ids = (parseSpecial ? _sp! : _ordinarySp!.Value).EncodeToIds(text, addBeginningOfSentence: false, addEndOfSentence: false, considerPreTokenization: true, considerNormalization: true);
         return SpecialTokenIds.WithBos(ids, bos ? BosId : null);
     }
 
