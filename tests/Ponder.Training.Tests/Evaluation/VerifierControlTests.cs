@@ -29,6 +29,41 @@ public sealed class VerifierControlTests
     }
 
     [Fact]
+    public void A_corrupted_solution_slips_once_and_carries_on_consistently()
+    {
+        const string q = "17+4*9-6";
+        // Step 1 (17+36) off by +2: 55, then 55-6=49, answer 49.
+        Assert.Equal("4*9=36\n17+36=55\n55-6=49\nA: 49\n", ArithmeticChainTask.CorruptedSolution(q, 1, 2));
+        // The last index corrupts only the answer line.
+        Assert.Equal("4*9=36\n17+36=53\n53-6=47\nA: 37\n", ArithmeticChainTask.CorruptedSolution(q, 3, -10));
+        var steps = PrmLabels.Steps(ArithmeticChainTask.CorruptedSolution(q, 1, 2));
+        Assert.Equal([true, false, false, false], ArithmeticChainTask.CheckSteps(q, steps));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ArithmeticChainTask.CorruptedSolution(q, 0, 0));
+    }
+
+    [Fact]
+    public void Hard_negatives_are_the_reference_and_checker_labelled_corruptions_of_it()
+    {
+        var c = new FineTuneConfig { Labels = FineTuneConfig.CheckerLabels, CorruptedPerQuestion = 3, Seed = 5 };
+        string[] questions = ["2+3*4", "9-1-1-1", "(5+6)*7"];
+        var list = PrmTrainer.HardNegatives(c, questions);
+        Assert.Equal(questions.Length * 4, list.Count);
+        foreach (var group in list.GroupBy(x => x.Question))
+        {
+            var reference = ArithmeticChainTask.Solve(group.Key).Solution;
+            Assert.Single(group, x => x.Correct && x.Solution == reference && x.StepLabels.All(l => l == 1));
+            foreach (var neg in group.Where(x => !x.Correct))
+            {
+                Assert.NotEqual(reference, neg.Solution);
+                var ok = ArithmeticChainTask.CheckSteps(group.Key, PrmLabels.Steps(neg.Solution));
+                Assert.Equal(ok.Select(b => b ? 1f : 0f), neg.StepLabels);
+                Assert.Equal(0f, neg.StepLabels[^1]); // the answer is always wrong
+            }
+        }
+        Assert.Equal(list.Select(x => x.Solution), PrmTrainer.HardNegatives(c, questions).Select(x => x.Solution)); // deterministic
+    }
+
+    [Fact]
     public void The_exact_checker_reads_the_question_from_the_last_question_line_of_its_prompt()
     {
         var exact = new ArithmeticStepChecker();
