@@ -74,7 +74,7 @@ public sealed record PrmComparisonResult(int Questions, int Samples, int Selecti
 /// </summary>
 public static class PrmComparison
 {
-    /// <summary>Runs the comparison; writes <c>prm_comparison.json</c> and <c>README.md</c> tables to the output folder.</summary>
+    /// <summary>Runs the comparison; writes <c>prm_comparison.json</c> and <c>prm_comparison.md</c> (tables) to the output folder.</summary>
     public static PrmComparisonResult Run(PrmComparisonConfig c, IProgress<string>? status)
     {
         var task = new ArithmeticChainTask();
@@ -95,7 +95,7 @@ public static class PrmComparison
         foreach (var (name, path) in c.Verifiers)
         {
             status?.Report($"scoring {items.Count} samples with {name}");
-            var final = FinalScores(path, policy, task, items);
+            var final = CachedFinalScores(c, path, policy, task, items);
             figures.Add(Figures(name, c, task, samples, final, bins));
         }
         int n = c.SelectionN;
@@ -104,8 +104,24 @@ public static class PrmComparison
         var binSummary = bins.GroupBy(kv => kv.Value).OrderBy(g => g.Key).Select(g => (g.Key, g.Count(), g.Average(kv => pass[kv.Key]))).ToList();
         var result = new PrmComparisonResult(questions.Count, c.Samples, n, pass.Values.Average(), majority, passAtN, figures, binSummary);
         File.WriteAllText(Path.Combine(c.OutputDir, "prm_comparison.json"), JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true, IncludeFields = true }));
-        File.WriteAllText(Path.Combine(c.OutputDir, "README.md"), Markdown(result));
+        File.WriteAllText(Path.Combine(c.OutputDir, "prm_comparison.md"), Markdown(result));
         return result;
+    }
+
+    /// <summary>
+    /// <see cref="FinalScores"/>, kept beside the samples cache under the verifier's fingerprint (weights hash), so adding a
+    /// verifier to a comparison scores only that one.
+    /// </summary>
+    static List<float> CachedFinalScores(PrmComparisonConfig c, string path, TrainableLlama policy, ITask task, List<(string Question, string Solution)> items)
+    {
+        string id = path == ArithmeticStepChecker.ExactName ? path
+            : path.StartsWith(PolicyConfidence, StringComparison.Ordinal) ? "confidence-" + Ponder.Evaluation.Study.StudyModels.Fingerprint(path[PolicyConfidence.Length..])
+            : Ponder.Evaluation.Study.StudyModels.Fingerprint(path);
+        string file = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(c.SamplesFile))!, $"scores-{id.Replace('@', '-')}-{new FileInfo(c.SamplesFile).Length}.json");
+        if (File.Exists(file) && JsonSerializer.Deserialize<List<float>>(File.ReadAllText(file)) is { } cached && cached.Count == items.Count) return cached;
+        var scores = FinalScores(path, policy, task, items);
+        File.WriteAllText(file, JsonSerializer.Serialize(scores));
+        return scores;
     }
 
     /// <summary>Each sample's final-step score under the verifier at <paramref name="path"/> ("exact" = the task's checker).</summary>
@@ -116,6 +132,8 @@ public static class PrmComparison
             var exact = new ArithmeticStepChecker();
             return [.. items.Select(x => (float)exact.Score(task.Prompt(x.Question), [.. PrmLabels.Steps(x.Solution).Select(s => s.TrimEnd('\n'))]))];
         }
+        if (path.StartsWith(PolicyConfidence, StringComparison.Ordinal))
+            return PolicyConfidenceScores(FineTuneLoop.LoadPolicy(path[PolicyConfidence.Length..]), task, items);
         using var source = ModelFiles.Open(path);
         List<float[]> steps;
         if (source.Config.Head == HeadKind.Value)
@@ -128,6 +146,53 @@ public static class PrmComparison
         }
         else throw new InvalidDataException($"verifier '{path}' has neither a value head nor a shared value row");
         return [.. steps.Select(s => s.Length > 0 ? s[^1] : 0f)];
+    }
+
+    /// <summary>The verifier prefix for <see cref="PolicyConfidenceScores"/>: "policy-confidence:&lt;policy path&gt;".</summary>
+    public const string PolicyConfidence = "policy-confidence:";
+
+    /// <summary>
+    /// A verifier without training: the smallest probability the policy itself (at temperature 1) gives to any token of
+    /// the solution. A slip sampled at T=1 is a token the policy found unlikely; a systematic error is not, so this
+    /// catches the first kind only. A baseline for what a learned PRM on the same trunk could at least reach.
+    /// </summary>
+    public static List<float> PolicyConfidenceScores(TrainableLlama policy, ITask task, IReadOnlyList<(string Question, string Solution)> items, int chunk = 32)
+    {
+        int vocab = policy.Parameters.Config.Vocab, rows = policy.Parameters.Config.HeadRows;
+        var result = new List<float>(items.Count);
+        for (int start = 0; start < items.Count; start += chunk)
+        {
+            var examples = items.Skip(start).Take(chunk).Select(x => SftExample.FromText(task.Prompt(x.Question), x.Solution)).ToList();
+            int B = examples.Count, T = examples.Max(e => e.Tokens.Length - 1), n = B * T;
+            var b = new TrainingBatch(B, T, new int[n], new int[n], new float[n], new int[n], new int[n], new float[n]);
+            for (int r = 0; r < B; r++)
+                for (int t = 0; t < T; t++)
+                {
+                    int o = r * T + t, len = examples[r].Tokens.Length - 1;
+                    b.Tokens[o] = t < len ? examples[r].Tokens[t] : ByteTokenizer.Pad;
+                    b.Positions[o] = t < len ? t : 0;
+                    b.SegmentStart[o] = t < len ? 0 : t;
+                }
+            policy.Forward(b);
+            var logits = policy.Logits;
+            for (int r = 0; r < B; r++)
+            {
+                var e = examples[r];
+                double min = 1;
+                // Positions that predict a completion token (EOS excluded): from the prompt's last token on.
+                for (int t = e.PromptLength - 1; t < e.Tokens.Length - 2; t++)
+                {
+                    var row = logits.Slice((r * T + t) * rows, vocab);
+                    float max = float.NegativeInfinity;
+                    foreach (float v in row) max = Math.Max(max, v);
+                    double sum = 0;
+                    foreach (float v in row) sum += Math.Exp(v - max);
+                    min = Math.Min(min, Math.Exp(row[e.Tokens[t + 1]] - max) / sum);
+                }
+                result.Add((float)min);
+            }
+        }
+        return result;
     }
 
     static VerifierFigures Figures(string name, PrmComparisonConfig c, ITask task, List<QuestionSamples> samples, List<float> final, Dictionary<string, int> bins)

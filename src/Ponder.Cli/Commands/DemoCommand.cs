@@ -1,4 +1,6 @@
 using System.CommandLine;
+using Ponder.Evaluation.Study;
+using Spectre.Console;
 
 namespace Ponder.Cli.Commands;
 
@@ -18,9 +20,29 @@ public static class DemoCommand
         {
             string root = RepositoryRoot();
             string path = r.GetValue(config) ?? Path.Combine("configs", "study-demo.json");
-            return SweepCommand.RunAsync(path, root, r.GetValue(outDir) ?? Path.Combine("out", "study-demo"), r.GetValue(threads), "ponder demo", ct);
+            return RunAsync(path, root, r.GetValue(outDir) ?? Path.Combine("out", "study-demo"), r.GetValue(threads), ct);
         }));
         return cmd;
+    }
+
+    /// <summary>
+    /// The study with the config's learned PRM, then the same questions with the task's exact step checker as the
+    /// verifier (a control: it costs no FLOPs and knows the truth), so the demo shows what test-time compute is worth with
+    /// the verifier we have and with a perfect one, each headline over the whole curve.
+    /// </summary>
+    static async Task<int> RunAsync(string path, string root, string outDir, int? threads, CancellationToken ct)
+    {
+        var config = StudyConfig.Load(Path.GetFullPath(path, root));
+        var learned = await SweepCommand.RunStudyAsync(config, root, outDir, threads, "ponder demo", ct);
+        if (config.Prm is null || config.UsesSharedPrm || Ponder.Evaluation.Tasks.ArithmeticStepChecker.Parse(config.Prm) is not null) return 0;
+        Console.WriteLine();
+        AnsiConsole.MarkupLine("[bold]Control[/]: the same questions with the task's exact step checker as the verifier (no model, 0 FLOPs)");
+        var exact = await SweepCommand.RunStudyAsync(config with { Prm = Ponder.Evaluation.Tasks.ArithmeticStepChecker.ExactName, Name = config.Name + "-exact", LargePolicy = null },
+            root, Path.Combine(outDir, "exact"), threads, "ponder demo (exact-checker control)", ct);
+        Console.WriteLine();
+        AnsiConsole.MarkupLine($"[bold]With the learned PRM[/] ({Markup.Escape(learned.Models[1])}): {Markup.Escape(StudyReport.EfficiencyHeadline(learned))}");
+        AnsiConsole.MarkupLine($"[bold]With the exact checker[/]: {Markup.Escape(StudyReport.EfficiencyHeadline(exact))}");
+        return 0;
     }
 
     /// <summary>The folder holding Engine.sln above the executable (so the demo finds weights/ and configs/ from anywhere), else the working directory.</summary>

@@ -91,8 +91,14 @@ public static class SweepCommand
     /// </summary>
     internal static async Task<int> RunAsync(string configPath, string baseDirectory, string? outDir, int? threads, string command, CancellationToken ct)
     {
+        await RunStudyAsync(StudyConfig.Load(Path.GetFullPath(configPath, baseDirectory)), baseDirectory, outDir, threads, command, ct);
+        return 0;
+    }
+
+    /// <summary><see cref="RunAsync"/> on a config already read; returns the result.</summary>
+    internal static async Task<StudyResult> RunStudyAsync(StudyConfig config, string baseDirectory, string? outDir, int? threads, string command, CancellationToken ct)
+    {
         var clock = Stopwatch.StartNew();
-        var config = StudyConfig.Load(Path.GetFullPath(configPath, baseDirectory));
         string output = Path.GetFullPath(outDir ?? Path.Combine("out", config.Name), baseDirectory);
         AnsiConsole.MarkupLine($"[bold]Study[/] [blue]{Markup.Escape(config.Name)}[/]: {config.Questions} questions, K = {config.OracleSamples} oracle samples, budgets {string.Join(", ", config.Budgets)}");
         var result = await StudyAsync(config, baseDirectory, threads, ct);
@@ -112,6 +118,6 @@ public static class SweepCommand
         Console.WriteLine(StudyReport.EfficiencyHeadline(result));
         if (result.FlopsMatched.Skipped is not null) AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(result.FlopsMatched.Skipped)}[/]");
         AnsiConsole.MarkupLine($"Wrote {files.Count} files to [blue]{Markup.Escape(output)}[/] (report.md, records.csv, plots/) in {clock.Elapsed.TotalSeconds:0} s");
-        return 0;
+        return result;
     }
 }
