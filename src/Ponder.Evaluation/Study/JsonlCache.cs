@@ -74,7 +74,8 @@ public sealed class JsonlCache<T> where T : class
     {
         if (!File.Exists(_path)) return;
         byte[] bytes = File.ReadAllBytes(_path);
-        int start = 0, line = 0;
+        // Caches written by earlier versions (a StreamWriter's UTF-8 encoding) begin with a byte-order mark.
+        int start = bytes.AsSpan().StartsWith("\uFEFF"u8) ? 3 : 0, line = 0;
         while (start < bytes.Length)
         {
             line++;

@@ -83,4 +83,19 @@ public sealed class JsonlCacheTests : IDisposable
         Assert.Equal(2 * perWriter, merged.Count);
         Assert.Equal(2 * perWriter, File.ReadAllLines(CachePath, Encoding.UTF8).Length);
     }
+
+    [Fact]
+    public void A_cache_written_with_a_byte_order_mark_by_earlier_versions_loads()
+    {
+        string dir = Directory.CreateTempSubdirectory("ponder-bom-").FullName;
+        try
+        {
+            string path = Path.Combine(dir, "records.jsonl");
+            File.WriteAllText(path, "{\"Key\":\"a\",\"Record\":null}\n", new System.Text.UTF8Encoding(encoderShouldEmitUTF8Identifier: true));
+            Assert.Equal(0xEF, File.ReadAllBytes(path)[0]);
+            var cache = new JsonlCache<StudyRunner.CachedRecord>(path, r => r.Key, "a sweep record");
+            Assert.True(cache.TryGet("a", out _));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
 }
