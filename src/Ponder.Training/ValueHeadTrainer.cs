@@ -30,7 +30,7 @@ public sealed record ValueHeadRunResult(ValueHeadFit Fit, int LabelledSolutions,
     PrmEvaluation? SeparateCard, ScoringFlops Flops, TimeSpan DataTime, TimeSpan FeatureTime, TimeSpan WallTime);
 
 /// <summary>
-/// Trains the shared-backbone PRM (issue 7, beyond the paper): a one-row value head on the frozen policy's final normed
+/// Trains the shared-backbone PRM (beyond the paper): a one-row value head on the frozen policy's final normed
 /// hidden state, fitted by logistic regression (binary cross-entropy with the Monte Carlo soft labels at every step
 /// end, the same labels <see cref="PrmTrainer"/> trains the separate PRM on). The policy's weights plus the row are
 /// exported as a causal LM with <see cref="ModelConfig.SharedValueHead"/>: its forwards return the step score with
@@ -242,7 +242,7 @@ public static class ValueHeadTrainer
         var sb = new StringBuilder();
         sb.AppendLine(inv, $"# {Path.GetFileName(Path.TrimEndingDirectorySeparator(c.WeightsDir ?? c.Name))}");
         sb.AppendLine();
-        sb.AppendLine("`weights/policy-small` with a **shared-backbone PRM**: one value row on the policy's own final hidden state (issue 7,");
+        sb.AppendLine("`weights/policy-small` with a **shared-backbone PRM**: one value row on the policy's own final hidden state (");
         sb.AppendLine("beyond the paper). Scores come with the tokens: every forward's output row holds the vocabulary's logits and, at index");
         sb.AppendLine("vocab, the value logit; a step's score is sigmoid(value) at its last token. No second model, no second KV cache.");
         sb.AppendLine();
