@@ -315,7 +315,7 @@ public static class PrmTrainer
             sb.AppendLine(inv, $"- Data generation: sampling {(d.SamplingTime is { } st ? st.ToString(@"hh\:mm\:ss", inv) : "(cached)")} ({c.Questions * c.SamplesPerQuestion:N0} samples), rollouts {d.RolloutTime:hh\\:mm\\:ss} ({d.Rollouts:N0} rollouts on {d.RolledPrefixes:N0} distinct prefixes), on the shared 2-core machine.");
         sb.AppendLine();
         sb.AppendLine("## Training");
-        sb.AppendLine(inv, $"- Command: `ponder train prm --config configs/{c.Name}.json` (resumes from `{c.OutputDir}/checkpoint.bin`; reuses `{c.SamplesFile}` and `{c.OutputDir}/prm_labels.jsonl`).");
+        sb.AppendLine(inv, $"- Command: `ponder train prm --config configs/{c.Name}.json` (resumes from `{c.OutputDir}/checkpoint.bin`; reuses `{c.SamplesFile}` and `{c.LabelsFile ?? c.OutputDir + "/prm_labels.jsonl"}`).");
         sb.AppendLine(inv, $"- Initialised from `{c.PolicyCheckpoint}` (value head at zero); BCE with {(checker ? "0/1" : "soft")} labels at every step end; AdamW lr {c.LearningRate} (warmup {c.WarmupSteps}, cosine to {c.MinLearningRateFraction}x), batch {c.BatchSize} x {c.BlockSize}, weight decay {c.WeightDecay}, dropout {c.Dropout}, {t.Steps} steps.");
         int evalEvery = c.EvalEvery > 0 ? c.EvalEvery : c.CheckpointEvery;
         sb.AppendLine(inv, $"- Validation: the last tenth of the questions is held out; its BCE is measured every {evalEvery} steps.");
