@@ -163,16 +163,8 @@ public static class PrmComparison
         for (int start = 0; start < items.Count; start += chunk)
         {
             var examples = items.Skip(start).Take(chunk).Select(x => SftExample.FromText(task.Prompt(x.Question), x.Solution)).ToList();
-            int B = examples.Count, T = examples.Max(e => e.Tokens.Length - 1), n = B * T;
-            var b = new TrainingBatch(B, T, new int[n], new int[n], new float[n], new int[n], new int[n], new float[n]);
-            for (int r = 0; r < B; r++)
-                for (int t = 0; t < T; t++)
-                {
-                    int o = r * T + t, len = examples[r].Tokens.Length - 1;
-                    b.Tokens[o] = t < len ? examples[r].Tokens[t] : ByteTokenizer.Pad;
-                    b.Positions[o] = t < len ? t : 0;
-                    b.SegmentStart[o] = t < len ? 0 : t;
-                }
+            var b = PrmTrainer.ScoringBatch(examples);
+            int B = b.Batch, T = b.SeqLen;
             policy.Forward(b);
             var logits = policy.Logits;
             for (int r = 0; r < B; r++)

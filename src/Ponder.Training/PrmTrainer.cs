@@ -203,16 +203,8 @@ public static class PrmTrainer
         for (int start = 0; start < items.Count; start += chunk)
         {
             var examples = items.Skip(start).Take(chunk).Select(x => PrmLabels.Example(task, x.Question, x.Solution, null)).ToList();
-            int B = examples.Count, T = examples.Max(e => e.Tokens.Length - 1), n = B * T;
-            var b = new TrainingBatch(B, T, new int[n], new int[n], new float[n], new int[n], new int[n], new float[n]);
-            for (int r = 0; r < B; r++)
-                for (int t = 0; t < T; t++)
-                {
-                    int o = r * T + t, len = examples[r].Tokens.Length - 1;
-                    b.Tokens[o] = t < len ? examples[r].Tokens[t] : ByteTokenizer.Pad;
-                    b.Positions[o] = t < len ? t : 0;
-                    b.SegmentStart[o] = t < len ? 0 : t;
-                }
+            var b = ScoringBatch(examples);
+            int B = b.Batch, T = b.SeqLen;
             model.Forward(b);
             for (int r = 0; r < B; r++)
             {
@@ -222,6 +214,25 @@ public static class PrmTrainer
                     if (!float.IsNaN(labels[t])) atStepEnd(start + r, step++, r * T + t);
             }
         }
+    }
+
+    /// <summary>
+    /// One row per example (its tokens without the last, padded to the longest), for a forward that reads outputs at
+    /// chosen positions: row r, position t is output row r·SeqLen + t.
+    /// </summary>
+    public static TrainingBatch ScoringBatch(IReadOnlyList<SftExample> examples)
+    {
+        int B = examples.Count, T = examples.Max(e => e.Tokens.Length - 1), n = B * T;
+        var b = new TrainingBatch(B, T, new int[n], new int[n], new float[n], new int[n], new int[n], new float[n]);
+        for (int r = 0; r < B; r++)
+            for (int t = 0; t < T; t++)
+            {
+                int o = r * T + t, len = examples[r].Tokens.Length - 1;
+                b.Tokens[o] = t < len ? examples[r].Tokens[t] : ByteTokenizer.Pad;
+                b.Positions[o] = t < len ? t : 0;
+                b.SegmentStart[o] = t < len ? 0 : t;
+            }
+        return b;
     }
 
     /// <summary>sigmoid(score) at every step end of each (question, solution), one row per solution.</summary>
