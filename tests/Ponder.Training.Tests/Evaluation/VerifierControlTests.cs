@@ -63,6 +63,37 @@ public sealed class VerifierControlTests
         Assert.Equal(list.Select(x => x.Solution), PrmTrainer.HardNegatives(c, questions).Select(x => x.Solution)); // deterministic
     }
 
+    /// <summary>
+    /// The policy-confidence baseline scores a padded batch of solutions of different lengths exactly as each solution
+    /// alone: the smallest float64 softmax probability of a written token, computed here from a forward of one example.
+    /// </summary>
+    [Fact]
+    public void Policy_confidence_is_the_smallest_probability_of_a_written_token_whatever_the_batch()
+    {
+        var config = new Ponder.Models.ModelConfig
+        {
+            Vocab = ByteTokenizer.VocabSize, DModel = 16, NLayers = 1, NHeads = 2, NKvHeads = 1, HeadDim = 8, DFf = 24, MaxPositions = 64, TiedEmbeddings = true,
+        }.Validate("confidence");
+        var policy = TinyModels.Model(config, seed: 3);
+        var task = new ArithmeticChainTask();
+        (string, string)[] items = [("5+2", "5+2=7\nA: 7\n"), ("17+4*9-6", "4*9=36\n17+36=53\n53-6=47\nA: 47\n"), ("3-4", "A: -1\n")];
+        var batched = PrmComparison.PolicyConfidenceScores(policy, task, items);
+        for (int i = 0; i < items.Length; i++)
+        {
+            var e = SftExample.FromText(task.Prompt(items[i].Item1), items[i].Item2);
+            policy.Forward(PrmTrainer.ScoringBatch([e]));
+            double min = 1;
+            for (int t = e.PromptLength - 1; t < e.Tokens.Length - 2; t++)
+            {
+                var row = policy.Logits.Slice(t * config.HeadRows, config.Vocab).ToArray();
+                double z = row.Sum(v => Math.Exp((double)v));
+                min = Math.Min(min, Math.Exp(row[e.Tokens[t + 1]]) / z);
+            }
+            // The batched score is stored as float32 (relative rounding 6e-8) and padding must not change a row: 1e-5 relative.
+            Assert.Equal(min, batched[i], min * 1e-5);
+        }
+    }
+
     [Fact]
     public void The_exact_checker_reads_the_question_from_the_last_question_line_of_its_prompt()
     {
