@@ -3,6 +3,7 @@ using Ponder.Backends;
 using Ponder.Backends.Cpu;
 using Ponder.Cache;
 using Ponder.Models;
+using Ponder.Sampling;
 using Ponder.Scheduling;
 using Ponder.TestSupport;
 
@@ -55,6 +56,27 @@ public sealed class FlopCounterTests
         Assert.Equal(1236 + 528, report.Flops.Total);
         Assert.Equal(4, report.TokensComputed);
         Assert.Equal(2 * config.NonEmbeddingParameters * 4, report.Models[0].ApproximateFlops);
+    }
+
+    /// <summary>
+    /// Qwen3 (per-head q/k norms) and Phi-3 generate through the scheduler, which checks every forward's ledger against
+    /// its prediction, and the request is charged exactly the naive formula for the tokens it computed.
+    /// </summary>
+    [Theory]
+    [InlineData(nameof(TestConfigs.TinyQwen3))]
+    [InlineData(nameof(TestConfigs.TinyPhi3))]
+    public async Task Scheduled_generation_charges_the_naive_formula_beyond_llama(string name)
+    {
+        var config = TestConfigs.Forward[name];
+        await using var model = PonderModel.Load(new HostTensorSource(config, RandomModel.Create(config, 7), name), tokenizer: null,
+            new ModelOptions { Threads = 1, KvCacheTokens = 256 });
+        using var request = model.CreateRequest();
+        int count = 0;
+        await foreach (var _ in model.GenerateAsync([1, 2, 3], new SamplingOptions { Temperature = 0, MaxNewTokens = 4, StopAtEos = false }, request)) count++;
+        Assert.Equal(4, count);
+        // The prompt's 3 tokens (logits at the last), then 3 decodes; the 4th token needs no forward.
+        long expected = NaiveFlops.Chunk(config, 3, 0, 1) + NaiveFlops.Chunk(config, 1, 3, 1) + NaiveFlops.Chunk(config, 1, 4, 1) + NaiveFlops.Chunk(config, 1, 5, 1);
+        Assert.Equal(expected, request.Report().Flops.Total);
     }
 
     static readonly Gen<ModelConfig> GenConfig =
