@@ -36,6 +36,7 @@ public sealed record StudyConfig
     /// <summary>
     /// Value-head PRM path; null or missing file = no verifier (majority-only fallback). <see cref="SharedPrm"/>
     /// ("shared"): the policy's own value row scores the steps (a policy with <c>"ponder_value_head": 1</c>).
+    /// "exact", "random" or "noisy:&lt;auc&gt;": the task's step checker (or a degraded copy) scores them, no model.
     /// </summary>
     public string? Prm { get; init; }
 
@@ -150,6 +151,8 @@ public sealed record StudyConfig
             PolicyPretrainTokens = r.Long("policyPretrainTokens"),
             LargePretrainTokens = r.Long("largePretrainTokens"),
         };
+        try { Tasks.ArithmeticStepChecker.Parse(config.Prm); }
+        catch (ArgumentException e) { throw new InvalidDataException($"{source}: field 'prm': {e.Message}", e); }
         if (config.Budgets.Count == 0) throw new InvalidDataException($"{source}: field 'budgets' is empty");
         if (config.Budgets.Distinct().Count() != config.Budgets.Count) throw new InvalidDataException($"{source}: field 'budgets' lists a budget twice");
         if (config.Seeds.Count == 0) throw new InvalidDataException($"{source}: field 'seeds' is empty");

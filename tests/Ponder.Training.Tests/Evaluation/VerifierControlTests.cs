@@ -94,6 +94,24 @@ public sealed class VerifierControlTests
         }
     }
 
+    [Theory]
+    [InlineData("""{"labels": "human"}""", "labels = 'human'")]
+    [InlineData("""{"earlyStoppingMetric": "accuracy"}""", "earlyStoppingMetric = 'accuracy'")]
+    [InlineData("""{"corruptedPerQuestion": 4}""", "corruptedPerQuestion = 4 needs labels 'checker'")]
+    [InlineData("""{"labels": "checker", "corruptedPerQuestion": -1}""", "corruptedPerQuestion = -1")]
+    public void Prm_config_errors_name_the_file_and_the_field(string json, string expected)
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"ponder-prm-config-{Guid.NewGuid():N}.json");
+        File.WriteAllText(path, json);
+        try
+        {
+            var e = Assert.Throws<InvalidDataException>(() => FineTuneConfig.Load(path));
+            Assert.Contains(path, e.Message);
+            Assert.Contains(expected, e.Message);
+        }
+        finally { File.Delete(path); }
+    }
+
     [Fact]
     public void The_exact_checker_reads_the_question_from_the_last_question_line_of_its_prompt()
     {

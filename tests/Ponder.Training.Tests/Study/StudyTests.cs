@@ -345,6 +345,7 @@ public sealed class StudyTests : IDisposable
     [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "best-of-n"}], "budgets": [1], "oracleSample": 4}""", "'oracleSample'")]
     [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "best-of-n"}], "budgets": [1], "questions": "ten"}""", "'questions'")]
     [InlineData("""{"policy": "p", "dataset": "d", "strategies": [], "budgets": [1]}""", "'strategies'")]
+    [InlineData("""{"policy": "p", "prm": "noisy:1.2", "dataset": "d", "strategies": [{"name": "best-of-n"}], "budgets": [1]}""", "'prm'")]
     public void Config_errors_name_the_file_and_the_field(string json, string field)
     {
         var e = Assert.Throws<InvalidDataException>(() => StudyConfig.Parse(json, "study.json"));
