@@ -66,7 +66,7 @@ public sealed class Revisions : ISearchStrategy
             {
                 if (attemptSearch is not null)
                 {
-                    (exhausted, int rounds) = await BeamAttemptsAsync(engine, questionPrompt, chains, t, cancellationToken).ConfigureAwait(false);
+                    exhausted = await BeamAttemptsAsync(engine, questionPrompt, chains, t, cancellationToken).ConfigureAwait(false);
                     steps = t + 1;
                     continue;
                 }
@@ -99,13 +99,14 @@ public sealed class Revisions : ISearchStrategy
     /// <summary>
     /// One sequential step with a beam search per chain (all chains' trees advance together): each chain gains the
     /// best-scored candidate carrying its tree's selected answer (or its best candidate when none has an answer).
+    /// Returns whether the budget ran out.
     /// </summary>
-    async ValueTask<(bool Exhausted, int Rounds)> BeamAttemptsAsync(ISearchEngine engine, string questionPrompt, List<SearchCandidate>[] chains, int t,
+    async ValueTask<bool> BeamAttemptsAsync(ISearchEngine engine, string questionPrompt, List<SearchCandidate>[] chains, int t,
         CancellationToken cancellationToken)
     {
         var roots = chains.Select(chain => (RevisionPrompt.Fit(questionPrompt, [.. chain.Where(c => c.Finished).Select(c => c.Text)],
             engine.PromptTokens, engine.ContextTokens), (string?)questionPrompt)).ToList();
-        var (trees, rounds, exhausted) = await attemptSearch!.RunTreesAsync(engine, roots, t + 1, cancellationToken).ConfigureAwait(false);
+        var (trees, _, exhausted) = await attemptSearch!.RunTreesAsync(engine, roots, t + 1, cancellationToken).ConfigureAwait(false);
         for (int c = 0; c < chains.Length; c++)
         {
             var candidates = trees[c];
@@ -114,6 +115,6 @@ public sealed class Revisions : ISearchStrategy
             var pick = candidates.Where(x => answer is null || x.Answer == answer).MaxBy(x => x.Score)!;
             chains[c].Add(pick with { Chain = c, Round = t });
         }
-        return (exhausted, rounds);
+        return exhausted;
     }
 }
