@@ -64,6 +64,26 @@ public sealed class StrategyTests
         Assert.Equal((7, 6, 0), (e.Created, e.Forks, e.Live));
     }
 
+    /// <summary>
+    /// Why beam search falls below best-of-N with a verifier that cannot tell a slip from the right step: a verifier is a
+    /// function of the text, so every copy of the slip shares one score. 16 first steps, 14 right ("6") and 2 copies of
+    /// a slip ("4"), and a verifier that happens to prefer the slip: beam search (N = 16, M = 4) keeps both slips first
+    /// and expands them, so half of its candidates carry the slip and the weighted vote follows the verifier; best-of-N
+    /// with the same verifier votes 14 to 2 and answers right.
+    /// </summary>
+    [Fact]
+    public void Beam_search_follows_a_verifier_that_prefers_a_duplicated_slip_where_best_of_n_outvotes_it()
+    {
+        static string Policy(StepRequest r) => r.Steps.Count == 0 ? (r.Index is 3 or 11 ? "8-2=4" : "8-2=6") : $"A: {r.Steps[0][^1]}";
+        static double Verifier(string _, IReadOnlyList<string> steps) => steps[0] == "8-2=4" ? 0.6 : 0.5;
+        var beam = Run(new BeamSearch(16, 4), new ScriptedEngine(Policy, Verifier), "8-2");
+        Assert.Equal("4", beam.Answer);
+        Assert.Equal(8, beam.Candidates.Count(c => c.Answer == "4"));
+        var bestOfN = Run(new BestOfN(16), new ScriptedEngine(Policy, Verifier), "8-2");
+        Assert.Equal("6", bestOfN.Answer);
+        Assert.Equal(2, bestOfN.Candidates.Count(c => c.Answer == "4"));
+    }
+
     [Fact]
     public void Beam_search_finished_beams_free_their_slots_and_rounds_stop_at_the_limit()
     {
