@@ -22,6 +22,11 @@ public static class Curves
                 StringComparer.Ordinal);
     }
 
+    /// <summary>One configuration's accuracy per budget (all its records pooled), in budget order.</summary>
+    public static List<CurvePoint> Of(IEnumerable<SweepRecord> records, string configuration) =>
+        [.. records.Where(r => r.Configuration == configuration).GroupBy(r => r.Budget).OrderBy(g => g.Key)
+            .Select(g => new CurvePoint(g.Key, g.Average(r => r.Correct ? 1.0 : 0.0)))];
+
     /// <summary>
     /// The accuracy at <paramref name="budget"/>, interpolated linearly in log2 budget between the curve's points.
     /// Outside the curve it is clamped to the end point and <paramref name="extrapolated"/> is set.

@@ -60,8 +60,7 @@ public sealed record EfficiencyInterval(double Estimate, double Low, double High
     static List<(int Budget, double Ratio, bool Censored)>? Ratios(IReadOnlyList<SweepRecord> records, IReadOnlyDictionary<string, int> binOf, string baseline,
         Func<SweepRecord, bool> include)
     {
-        var baseCurve = records.Where(r => r.Configuration == baseline).GroupBy(r => r.Budget).OrderBy(g => g.Key)
-            .Select(g => new CurvePoint(g.Key, g.Average(r => r.Correct ? 1.0 : 0.0))).ToList();
+        var baseCurve = Curves.Of(records, baseline);
         var cells = ComputeOptimalFit.Fit(records, binOf, include);
         if (baseCurve.Count == 0 || cells.Count == 0) return null;
         double maxBudget = baseCurve[^1].Budget;

@@ -23,6 +23,25 @@ public static class Metrics
         return (sumPos - pos * (pos + 1) / 2.0) / ((double)pos * neg);
     }
 
+    /// <summary>
+    /// The mean, over groups (questions) holding both true and false labels, of the AUC of the scores within the group
+    /// (how well a verifier ranks the solutions of one question), and how many groups count; NaN when none does.
+    /// </summary>
+    public static (double Mean, int Groups) MeanAucWithin<TGroup>(IEnumerable<(TGroup Group, float Score, bool Label)> items) where TGroup : notnull
+    {
+        ArgumentNullException.ThrowIfNull(items);
+        double sum = 0;
+        int groups = 0;
+        foreach (var g in items.GroupBy(x => x.Group))
+        {
+            double auc = Auc(g.Select(x => x.Score).ToList(), g.Select(x => x.Label).ToList());
+            if (double.IsNaN(auc)) continue;
+            sum += auc;
+            groups++;
+        }
+        return (groups == 0 ? double.NaN : sum / groups, groups);
+    }
+
     /// <summary>The answer with the largest total weight (null answers skipped; ties go to the answer seen first).</summary>
     public static string? Select(IReadOnlyList<string?> answers, IReadOnlyList<float> weights)
     {

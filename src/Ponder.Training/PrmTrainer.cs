@@ -180,16 +180,7 @@ public static class PrmTrainer
     public static double WithinQuestionAuc(TrainableLlama prm, ITask task, IReadOnlyList<PrmSample> solutions)
     {
         var final = StepScores(prm, task, solutions.Select(s => (s.Question, s.Solution)).ToList()).Select(s => s.Length > 0 ? s[^1] : 0f).ToList();
-        double sum = 0;
-        int mixed = 0;
-        foreach (var group in solutions.Select((s, i) => (s, i)).GroupBy(x => x.s.Question))
-        {
-            double auc = Metrics.Auc(group.Select(x => final[x.i]).ToList(), group.Select(x => x.s.Correct).ToList());
-            if (double.IsNaN(auc)) continue;
-            sum += auc;
-            mixed++;
-        }
-        return mixed == 0 ? double.NaN : sum / mixed;
+        return Metrics.MeanAucWithin(solutions.Select((s, i) => (s.Question, final[i], s.Correct))).Mean;
     }
 
     /// <summary>

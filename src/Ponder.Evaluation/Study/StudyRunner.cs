@@ -265,8 +265,7 @@ public static class StudyRunner
 
     static List<EfficiencyRow> Efficiency(List<SweepRecord> sweep, string baseline, List<ComputeOptimalCell> cells)
     {
-        var baseCurve = sweep.Where(r => r.Configuration == baseline).GroupBy(r => r.Budget).OrderBy(g => g.Key)
-            .Select(g => new CurvePoint(g.Key, g.Average(r => r.Correct ? 1.0 : 0.0))).ToList();
+        var baseCurve = Curves.Of(sweep, baseline);
         if (baseCurve.Count == 0 || cells.Count == 0) return [];
         return [.. ComputeOptimalFit.OverallCurve(cells).Select(p => new EfficiencyRow((int)p.Budget, p.Accuracy,
             Curves.AccuracyAt(baseCurve, p.Budget, out _), Curves.BudgetFor(baseCurve, p.Accuracy)))];

@@ -33,24 +33,16 @@ public static class VerifierQuality
     /// <summary>Reduces a finished study to its point on the axis.</summary>
     public static VerifierPoint Point(string verifier, StudyResult result)
     {
-        double sum = 0;
-        int mixed = 0;
-        foreach (var o in result.Oracle)
-        {
-            var scores = o.Samples.Select(s => (float)s.Score).ToList();
-            if (scores.Any(float.IsNaN)) continue;
-            double auc = Metrics.Auc(scores, [.. o.Samples.Select(s => s.Correct)]);
-            if (double.IsNaN(auc)) continue;
-            sum += auc;
-            mixed++;
-        }
+        // Entries without scores (no verifier) carry NaN and are left out.
+        var (auc, mixed) = Metrics.MeanAucWithin(result.Oracle.SelectMany((o, q) => o.Samples.Where(s => !double.IsNaN(s.Score))
+            .Select(s => (q, (float)s.Score, s.Correct))));
         var accuracy = new Dictionary<string, double>(StringComparer.Ordinal);
         foreach (int bin in result.OracleBins.Values.Distinct().Append(0))
             foreach (var (name, curve) in StudyReport.Series(result, bin == 0 ? null : bin))
                 foreach (var (budget, estimate) in curve)
                     accuracy[VerifierPoint.Key(name, bin, budget)] = estimate.Value;
         var verifying = result.Records.Where(r => r.Strategy != "best-of-n-majority").ToList();
-        return new VerifierPoint(verifier, result.Models[1], mixed == 0 ? double.NaN : sum / mixed, mixed, accuracy, result.EfficiencySummary,
+        return new VerifierPoint(verifier, result.Models[1], auc, mixed, accuracy, result.EfficiencySummary,
             verifying.Count == 0 ? 0 : verifying.Average(r => (double)r.PrmFlops));
     }
 

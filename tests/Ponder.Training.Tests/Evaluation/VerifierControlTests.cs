@@ -113,6 +113,42 @@ public sealed class VerifierControlTests
     }
 
     [Fact]
+    public void Mean_auc_within_groups_averages_only_groups_with_both_labels()
+    {
+        // Group a: 2 of 2 pairs ordered right (AUC 1); group b: 1 of 4 (0.25), a tie counting half in group c (0.5);
+        // group d has only right answers and does not count.
+        (string, float, bool)[] items =
+        [
+            ("a", 0.9f, true), ("a", 0.1f, false), ("a", 0.2f, false),
+            ("b", 0.3f, true), ("b", 0.1f, true), ("b", 0.2f, false), ("b", 0.5f, false),
+            ("c", 0.4f, true), ("c", 0.4f, false),
+            ("d", 0.7f, true), ("d", 0.6f, true),
+        ];
+        var (mean, groups) = Metrics.MeanAucWithin(items);
+        Assert.Equal(3, groups);
+        Assert.Equal((1 + 0.25 + 0.5) / 3, mean, 12);
+        Assert.True(double.IsNaN(Metrics.MeanAucWithin(new (string, float, bool)[] { ("d", 0.5f, true) }).Mean));
+    }
+
+    [Theory]
+    [InlineData("""{"policy": "p", "verifiers": {}}""", "'verifiers' is empty")]
+    [InlineData("""{"policy": "p", "verifiers": {"a": "exact"}, "samples": 8, "selectionN": 16}""", "selectionN <= samples")]
+    [InlineData("""{"policy": "p", "verifiers": {"a": "exact"}, "sampels": 8}""", "not a PRM comparison config")]
+    [InlineData("""{"verifiers": {"a": "exact"}}""", "not a PRM comparison config")]
+    public void Prm_comparison_config_errors_name_the_file(string json, string expected)
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"ponder-prm-compare-{Guid.NewGuid():N}.json");
+        File.WriteAllText(path, json);
+        try
+        {
+            var e = Assert.Throws<InvalidDataException>(() => PrmComparisonConfig.Load(path));
+            Assert.Contains(path, e.Message);
+            Assert.Contains(expected, e.Message);
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
     public void The_exact_checker_reads_the_question_from_the_last_question_line_of_its_prompt()
     {
         var exact = new ArithmeticStepChecker();
