@@ -10,7 +10,7 @@ using Ponder.Tensors;
 namespace Ponder.Bench;
 
 /// <summary>
-/// The CPU performance table of issue 8: every workload run by Ponder and by llama.cpp (LLamaSharp 0.30, same GGUF, 2
+/// The CPU performance table: every workload run by Ponder and by llama.cpp (LLamaSharp 0.30, same GGUF, 2
 /// threads) in alternating rounds of one process, with the machine's ceilings measured in the same run. On a shared,
 /// loaded machine a round's wall time is mostly other people's work, so each side reports its best round (the least
 /// disturbed) and the CPU time it used per token (this process only), and the ratio divides the best rounds.

@@ -8,7 +8,7 @@ if (args.Contains("--gemm-cputime"))
     return;
 }
 
-// --perf [rounds] [filter]: issue 8's CPU table, Ponder and llama.cpp in alternating rounds (see PerfBench).
+// --perf [rounds] [filter]: the CPU performance table, Ponder and llama.cpp in alternating rounds (see PerfBench).
 if (args.Length > 0 && args[0] == "--perf")
 {
     Ponder.Bench.PerfBench.Run(args[1..]);
