@@ -41,20 +41,23 @@ public sealed record PerplexityResult(int TokensScored, double MeanNll)
 ///   await foreach (var t in model.GenerateAsync("Q: 2+3*4\n", new SamplingOptions { Temperature = 0 }))
 ///       Console.Write(t.Text);
 /// </code>
-/// One forward runs at a time per model (a lock guards the backend); the scheduler batches many searches into those forwards.
+/// The model's <see cref="Scheduler"/> owns its KV pool and runs one forward at a time, batching many searches into
+/// it. Disposing the model cancels the work in flight (its callers see <see cref="ObjectDisposedException"/> or
+/// <see cref="OperationCanceledException"/>), waits for the round in progress, then frees the memory.
 /// </summary>
 public sealed partial class PonderModel : IDisposable, IAsyncDisposable
 {
     readonly bool _ownsBackend;
-    readonly SemaphoreSlim _lock = new(1, 1);
     readonly ILogger _logger;
+    int _disposed;
 
     PonderModel(Transformer transformer, ITokenizer? tokenizer, BlockPool pool, bool ownsBackend, ILogger logger, string location)
     {
         Transformer = transformer; Tokenizer = tokenizer; Pool = pool; _ownsBackend = ownsBackend; _logger = logger; Location = location;
         PrefixIndex = new PrefixIndex(pool, "policy");
-        Scheduler = new StepScheduler(backendGate: _lock);
+        Scheduler = new StepScheduler();
         Scheduled = new ScheduledModel("policy", transformer, pool, PrefixIndex);
+        pool.Owner = Scheduler;
     }
 
     public string Location { get; }
@@ -65,10 +68,34 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
     public BlockPool Pool { get; }
     /// <summary>The pool's prefix index: prompts that start like an earlier one reuse its computed blocks.</summary>
     public PrefixIndex PrefixIndex { get; }
-    /// <summary>Runs this model's forwards in batches, charging each request's budget exactly (generation goes through it).</summary>
-    public StepScheduler Scheduler { get; }
-    /// <summary>This model as the scheduler runs it (name "policy").</summary>
-    public ScheduledModel Scheduled { get; }
+    /// <summary>
+    /// Runs this model's forwards in batches, charging each request's budget exactly (generation goes through it); the
+    /// only owner of the model's KV pool. A PRM serving a policy runs on the policy's scheduler.
+    /// </summary>
+    public StepScheduler Scheduler { get; private set; }
+    /// <summary>This model as the scheduler runs it (name "policy", or "prm" once it serves a policy).</summary>
+    public ScheduledModel Scheduled { get; private set; }
+
+    /// <summary>
+    /// Moves this model onto <paramref name="scheduler"/> (a policy's, so a search's policy and PRM forwards share its
+    /// rounds and one pool never has two schedulers) under <paramref name="name"/>. Refused while the model has live
+    /// sequences, or when it already runs on another model's scheduler.
+    /// </summary>
+    internal void RunOn(StepScheduler scheduler, string name)
+    {
+        ArgumentNullException.ThrowIfNull(scheduler);
+        if (scheduler == Scheduler && Scheduled.Name == name) return;
+        Scheduler.RunExclusive(() =>
+        {
+            if (Pool.Owner != Scheduler)
+                throw new InvalidOperationException($"model '{Location}' already runs on another model's scheduler; load it again to serve a second policy");
+            if (Pool.SequenceCount > 0)
+                throw new InvalidOperationException($"model '{Location}' has {Pool.SequenceCount} live sequences; it can change schedulers only when idle");
+            Pool.Owner = scheduler;
+        });
+        Scheduler = scheduler;
+        Scheduled = new ScheduledModel(name, Transformer, Pool, PrefixIndex);
+    }
 
     /// <summary>A scheduler request charging <paramref name="budget"/> (null = unlimited); pass it to generation to read its FLOP report afterwards.</summary>
     public ScheduledRequest CreateRequest(Budget? budget = null, string name = "generate", CancellationToken cancellationToken = default) =>
@@ -147,8 +174,7 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
             yield break;
         }
         req.RecordGenerations(1);
-        Sequence sequence;
-        lock (Scheduler.SyncRoot) sequence = PrefixIndex.CreateSequence(prompt);
+        var sequence = Scheduler.CreateSequence(req, Scheduled, prompt);
         // The prompt tokens the prefix cache served (the sequence starts with them computed) were not computed again.
         if (sequence.ComputedLength > 0) req.RecordReuse(Scheduled.Name, sequence.ComputedLength, Scheduled.Counter.Prefill(sequence.ComputedLength));
         try
@@ -174,7 +200,7 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
         }
         finally
         {
-            lock (Scheduler.SyncRoot) sequence.Dispose();
+            Scheduler.Release(sequence);
             if (request is null) req.Dispose();
         }
     }
@@ -189,12 +215,8 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
         int w = Math.Min(window ?? Config.MaxPositions, Math.Min(Config.MaxPositions, Pool.BlockCount * Pool.BlockSize));
         if (w < 2) throw new ArgumentException($"window {w} must be at least 2 tokens");
         if (tokens.Length < 2) throw new ArgumentException($"perplexity needs at least 2 tokens, got {tokens.Length}");
-        _lock.Wait(cancellationToken);
-        try
-        {
-            lock (Scheduler.SyncRoot) return PerplexityLocked(tokens, w, progress, cancellationToken);
-        }
-        finally { _lock.Release(); }
+        int[] all = tokens.ToArray();
+        return Scheduler.RunExclusive(() => PerplexityLocked(all, w, progress, cancellationToken));
     }
 
     PerplexityResult PerplexityLocked(ReadOnlySpan<int> tokens, int w, IProgress<float>? progress, CancellationToken cancellationToken)
@@ -223,12 +245,14 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
         }
     }
 
+    /// <summary>Cancels the model's work in flight, waits for the round in progress, then frees the weights and the KV cache.</summary>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        Scheduler.Retire(Scheduled);
         Pool.Dispose();
         Transformer.Dispose();
         if (_ownsBackend) Backend.Dispose();
-        _lock.Dispose();
     }
 
     public ValueTask DisposeAsync()

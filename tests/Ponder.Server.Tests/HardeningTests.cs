@@ -57,7 +57,7 @@ public sealed class HardeningTests
         }
     }
 
-    /// <summary>Holds the scheduler's lock on a thread of its own until disposed: no round runs meanwhile.</summary>
+    /// <summary>Holds the scheduler between rounds (RunExclusive) on a thread of its own until disposed: no round runs meanwhile.</summary>
     sealed class Stall : IDisposable
     {
         readonly ManualResetEventSlim _held = new(), _release = new();
@@ -65,7 +65,7 @@ public sealed class HardeningTests
 
         public Stall(PonderModel model)
         {
-            _thread = new Thread(() => { lock (model.Scheduler.SyncRoot) { _held.Set(); _release.Wait(); } }) { IsBackground = true };
+            _thread = new Thread(() => { model.Scheduler.RunExclusive(() => { _held.Set(); _release.Wait(); }); }) { IsBackground = true };
             _thread.Start();
             _held.Wait();
         }

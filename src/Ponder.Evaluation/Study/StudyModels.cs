@@ -105,7 +105,7 @@ public sealed class StudyModels : IDisposable
     public ISearchEngine Search(ScheduledSearchEngine engine, bool verify = true) =>
         Checker is not null && verify ? new CheckerSearchEngine(engine, Checker) : engine;
 
-    IStepVerifier? Verifier(bool revise) =>
+    StepVerifier? Verifier(bool revise) =>
         SharedPrm ? (revise ? throw new InvalidOperationException("the shared value head cannot score the revision model's tokens") : new SharedValueHeadVerifier(Policy.Model.Scheduled))
         : PrmScheduled is null ? null : new ValueHeadVerifier(PrmScheduled);
 

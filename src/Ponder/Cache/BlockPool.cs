@@ -185,8 +185,8 @@ public sealed class BlockPool : IDisposable
         foreach (var s in _sequences)
         {
             if (s.IsDisposed) throw new InvalidOperationException("a disposed sequence is still registered with the pool");
-            int want = (s.Length + BlockSize - 1) / BlockSize;
-            if (s.Blocks.Count != want) throw new InvalidOperationException($"a sequence of {s.Length} tokens has {s.Blocks.Count} blocks, expected {want}");
+            int want = s.IsResident ? (s.Length + BlockSize - 1) / BlockSize : 0;
+            if (s.Blocks.Count != want) throw new InvalidOperationException($"a {(s.IsResident ? "" : "non-resident ")}sequence of {s.Length} tokens has {s.Blocks.Count} blocks, expected {want}");
             if (s.ComputedLength < 0 || s.ComputedLength > s.Length) throw new InvalidOperationException($"a sequence of {s.Length} tokens claims {s.ComputedLength} computed");
             foreach (int b in s.Blocks) expected[CheckBlock(b)]++;
         }
@@ -215,6 +215,9 @@ public sealed class BlockPool : IDisposable
     public void Dispose() => Storage.Dispose();
 
     internal long Tick() => ++_clock;
+
+    /// <summary>The scheduler that runs this pool's sequences (a pool has at most one).</summary>
+    internal object? Owner { get; set; }
 
     internal void Register(Sequence sequence) => _sequences.Add(sequence);
     internal void Unregister(Sequence sequence) => _sequences.Remove(sequence);

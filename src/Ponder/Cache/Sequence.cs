@@ -18,6 +18,11 @@ namespace Ponder.Cache;
 ///   child.Append(t34): b9 is shared and partly filled  ->  copy b9 to b4, child [b7|b2|b4: t32 t33 t34 _]
 /// </code>
 /// </para>
+/// <para>
+/// A sequence can be <see cref="IsResident"/> = false: its tokens are kept but it holds no blocks (created while the
+/// cache was full, or preempted by the scheduler). Such a sequence appends and forks without blocks, and
+/// <see cref="Restore"/> gives it blocks again (attaching its longest cached prefix); what is not cached is recomputed.
+/// </para>
 /// </summary>
 public sealed class Sequence : IDisposable
 {
@@ -57,6 +62,10 @@ public sealed class Sequence : IDisposable
     public IReadOnlyList<int> Blocks => _blocks;
     /// <summary>Whether <see cref="Dispose"/> has released the blocks.</summary>
     public bool IsDisposed { get; private set; }
+    /// <summary>Whether the sequence holds blocks for its tokens (false: evicted or not yet placed; see <see cref="Restore"/>).</summary>
+    public bool IsResident { get; private set; } = true;
+    /// <summary>Tokens that were computed when the sequence was evicted: recomputing up to here is the eviction's cost.</summary>
+    public int EvictedComputedLength { get; private set; }
 
     /// <summary>The block table as a span (valid until the sequence changes).</summary>
     public ReadOnlySpan<int> BlockTable => CollectionsMarshal.AsSpan(_blocks);
@@ -73,6 +82,7 @@ public sealed class Sequence : IDisposable
     {
         ObjectDisposedException.ThrowIf(IsDisposed, this);
         if (tokens.IsEmpty) return;
+        if (!IsResident) { _tokens.AddRange(tokens); return; }
         int bs = Pool.BlockSize;
         int newBlocks = (Length + tokens.Length + bs - 1) / bs - _blocks.Count;
         bool copyLast = Length % bs != 0 && Pool.RefCount(_blocks[^1]) > 1;
@@ -90,7 +100,56 @@ public sealed class Sequence : IDisposable
     {
         ObjectDisposedException.ThrowIf(IsDisposed, this);
         foreach (int b in _blocks) Pool.AddRef(b);
-        return new Sequence(Pool, Index, [.. _blocks], [.. _tokens]) { ComputedLength = ComputedLength };
+        return new Sequence(Pool, Index, [.. _blocks], [.. _tokens])
+        {
+            ComputedLength = ComputedLength, IsResident = IsResident, EvictedComputedLength = EvictedComputedLength,
+        };
+    }
+
+    /// <summary>
+    /// Releases the blocks but keeps the tokens (preemption): nothing is computed any more, <see cref="Restore"/>
+    /// places the sequence again. Idempotent.
+    /// </summary>
+    public void Evict()
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        if (!IsResident) return;
+        EvictedComputedLength = ComputedLength;
+        foreach (int b in _blocks) Pool.Release(b);
+        _blocks.Clear();
+        ComputedLength = 0;
+        IsResident = false;
+    }
+
+    /// <summary>The most blocks <see cref="Restore"/> can need (none of the tokens cached); 0 when resident.</summary>
+    public int BlocksToRestore => IsResident ? 0 : (Length + Pool.BlockSize - 1) / Pool.BlockSize;
+
+    /// <summary>
+    /// Gives a non-resident sequence blocks for its tokens again, attaching its longest cached prefix (whole blocks)
+    /// from <see cref="Index"/>; the rest is pending. Returns the tokens attached from the cache. On
+    /// <see cref="KvCacheFullException"/> the sequence and pool are unchanged.
+    /// </summary>
+    public int Restore()
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        if (IsResident) return 0;
+        var tokens = TokenSpan;
+        int bs = Pool.BlockSize;
+        var attached = Index is null ? ReadOnlyMemory<int>.Empty : Index.MatchPrefix(tokens).Blocks;
+        // Hold the cached blocks before making room, so that making room cannot evict them.
+        foreach (int b in attached.Span) Pool.AddRef(b);
+        try { Pool.EnsureFree((Length + bs - 1) / bs - attached.Length); }
+        catch
+        {
+            foreach (int b in attached.Span) Pool.Release(b);
+            throw;
+        }
+        _blocks.AddRange(attached.Span);
+        while (_blocks.Count * bs < Length) _blocks.Add(Pool.Allocate());
+        ComputedLength = attached.Length * bs;
+        IsResident = true;
+        if (ComputedLength == Length && Length > 0) RecomputeLastToken();
+        return ComputedLength;
     }
 
     /// <summary>
@@ -100,6 +159,7 @@ public sealed class Sequence : IDisposable
     public void MarkComputed(int length)
     {
         ObjectDisposedException.ThrowIf(IsDisposed, this);
+        if (!IsResident) throw new InvalidOperationException("the sequence holds no blocks (evicted): restore it before computing");
         ArgumentOutOfRangeException.ThrowIfNegative(length);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(length, Length);
         int fullBefore = ComputedLength / Pool.BlockSize;
@@ -118,6 +178,7 @@ public sealed class Sequence : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(count, PendingLength);
         if (count == 0) return;
+        if (!IsResident) throw new InvalidOperationException("the sequence holds no blocks (evicted): restore it before computing");
         int bs = Pool.BlockSize, first = ComputedLength / bs, last = (ComputedLength + count - 1) / bs;
         int shared = 0;
         for (int i = first; i <= last; i++) if (Pool.RefCount(_blocks[i]) > 1) shared++;

@@ -14,8 +14,8 @@ namespace Ponder.Hosting;
 /// <para>
 /// Thread safety: every member may be called from many threads at once. Each call gets its own scheduler request
 /// and budget; the model's <see cref="StepScheduler"/> batches all calls' tokens into shared forwards, and a call's
-/// sequences return their KV blocks when it ends, is cancelled, or fails. The PRM (when given) is driven by the policy's
-/// scheduler: do not generate with the PRM model elsewhere at the same time.
+/// sequences return their KV blocks when it ends, is cancelled, or fails. A PRM moves onto the policy's scheduler
+/// (its pool has one scheduler), so it cannot serve a second policy's engine at the same time.
 /// </para>
 /// </summary>
 public sealed class CompletionEngine : IDisposable
@@ -77,7 +77,8 @@ public sealed class CompletionEngine : IDisposable
         if (prm.Config.Head != HeadKind.Value) throw new ArgumentException($"PRM '{prm.Location}' has no value head (a language model cannot score steps)", param);
         if (prm.Config.Vocab < Model.Config.Vocab)
             throw new ArgumentException($"PRM '{prm.Location}' has a vocabulary of {prm.Config.Vocab} ids, the policy {Model.Config.Vocab}: they must share the tokenizer", param);
-        return new ScheduledModel("prm", prm.Transformer, prm.Pool, prm.PrefixIndex);
+        prm.RunOn(Model.Scheduler, "prm");
+        return prm.Scheduled;
     }
 
     /// <summary>Generates the whole completion and returns its text and report.</summary>
@@ -145,7 +146,7 @@ public sealed class CompletionEngine : IDisposable
             throw new ArgumentException($"budget_flops {compute.BudgetFlops} is below the {prefill} FLOPs the {tokens.Length}-token prompt's prefill needs", "budget_flops");
         var prm = ResolvePrm(compute);
         // Without a separate PRM, a policy with a shared value row scores its own steps.
-        IStepVerifier? verifier = prm is not null ? new ValueHeadVerifier(prm)
+        StepVerifier? verifier = prm is not null ? new ValueHeadVerifier(prm)
             : Model.Config.SharedValueHead ? new SharedValueHeadVerifier(Model.Scheduled) : null;
         var strategy = compute.Strategy == TestTimeStrategy.None ? null : CreateStrategy(compute, sampling, verifier is not null);
 

@@ -72,7 +72,7 @@ public static class PonderTelemetry
         {
             Cache.KvCacheStats stats;
             // The pool is guarded by the scheduler's lock; a snapshot taken under it is consistent.
-            lock (model.Scheduler.SyncRoot) stats = model.Pool.Stats();
+            stats = model.Scheduler.RunExclusive(model.Pool.Stats);
             result.Add(new Measurement<T>(read(stats), new KeyValuePair<string, object?>("ponder.model", name)));
         }
         return result;

@@ -1,13 +1,15 @@
 using System.Diagnostics;
 using System.Text;
+using Ponder.Cache;
 
 namespace Ponder.Scheduling;
 
 /// <summary>
 /// One client of the <see cref="StepScheduler"/> (a sampling run, a search, a PRM scoring job): its budget, its
 /// cancellation, and the account of what its work cost. Create with <see cref="StepScheduler.CreateRequest"/>.
-/// Cancelling its token fails its queued work with <see cref="OperationCanceledException"/>, stops charging, and
-/// disposes what it <see cref="Own"/>s (its sequences, so their KV blocks return to the pool).
+/// Cancelling its token (or disposing it) fails its queued work with <see cref="OperationCanceledException"/>, stops
+/// charging, disposes what it <see cref="Own"/>s, and releases every sequence created or forked for it, so their KV
+/// blocks return to the pool.
 /// </summary>
 public sealed class ScheduledRequest : IDisposable
 {
@@ -18,9 +20,9 @@ public sealed class ScheduledRequest : IDisposable
     readonly CancellationTokenRegistration _registration;
     TimeSpan? _elapsed;
 
-    internal ScheduledRequest(StepScheduler scheduler, Budget budget, string name, CancellationToken cancellationToken)
+    internal ScheduledRequest(StepScheduler scheduler, Budget budget, string name, long order, CancellationToken cancellationToken)
     {
-        Scheduler = scheduler; Budget = budget; Name = name; CancellationToken = cancellationToken;
+        Scheduler = scheduler; Budget = budget; Name = name; Order = order; CancellationToken = cancellationToken;
         if (cancellationToken.CanBeCanceled) _registration = cancellationToken.Register(() => scheduler.Cancel(this));
     }
 
@@ -32,6 +34,13 @@ public sealed class ScheduledRequest : IDisposable
     public bool IsClosed { get; private set; }
     /// <summary>Why the budget last refused work (null while it has not).</summary>
     public string? BudgetExhaustedReason { get; internal set; }
+    /// <summary>Whether the scheduler preempted the request and it waits for others to get blocks.</summary>
+    public bool Preempted { get; internal set; }
+
+    /// <summary>Creation order: the older request wins ties.</summary>
+    internal long Order { get; }
+    /// <summary>The sequences the scheduler created or forked for this request (read and changed under the round lock).</summary>
+    internal HashSet<Sequence> Sequences { get; } = new(ReferenceEqualityComparer.Instance);
 
     /// <summary>Disposes <paramref name="resource"/> when the request is cancelled or disposed (e.g. a sequence and its blocks).</summary>
     public void Own(IDisposable resource)
@@ -101,7 +110,11 @@ public sealed class ScheduledRequest : IDisposable
             owned = [.. _owned];
             _owned.Clear();
         }
-        for (int i = owned.Count - 1; i >= 0; i--) owned[i].Dispose();
+        for (int i = owned.Count - 1; i >= 0; i--)
+        {
+            if (owned[i] is Sequence sequence) Scheduler.Release(sequence); // pools change under the round lock only
+            else owned[i].Dispose();
+        }
     }
 
     /// <summary>Ends the request: queued work is refused, owned resources disposed.</summary>

@@ -21,7 +21,6 @@ public sealed class ScheduledModel
         if (index is not null && index.Pool != pool) throw new ArgumentException($"model '{name}': the prefix index belongs to another pool", nameof(index));
         Name = name; Transformer = transformer; Pool = pool; Index = index;
         Counter = FlopCounter.For(transformer);
-        Batch = new SequenceBatch(pool.BlockSize);
     }
 
     public string Name { get; }
@@ -31,19 +30,9 @@ public sealed class ScheduledModel
     public PrefixIndex? Index { get; }
     public FlopCounter Counter { get; }
 
-    /// <summary>A new sequence holding <paramref name="prompt"/>, attaching its longest cached prefix when there is an index; caller holds the scheduler's SyncRoot.</summary>
-    public Sequence CreateSequence(ReadOnlySpan<int> prompt)
-    {
-        if (Index is not null) return Index.CreateSequence(prompt);
-        var s = new Sequence(Pool);
-        try { s.Append(prompt); }
-        catch { s.Dispose(); throw; }
-        return s;
-    }
     public ModelConfig Config => Transformer.Config;
-    internal SequenceBatch Batch { get; }
-    internal float[] Outputs { get; set; } = [];
-    internal List<StepScheduler.WorkItem> Admitted { get; } = [];
+    /// <summary>Whether the model's owner disposed it: work for it is refused (set under the scheduler's round lock).</summary>
+    internal bool IsRetired { get; set; }
 }
 
 /// <summary>How the scheduler packs forwards.</summary>
@@ -56,6 +45,7 @@ public sealed record SchedulerOptions
     /// <summary>Check after every forward that the backend's FLOP ledger equals the prediction (cheap; a mismatch is a bug).</summary>
     public bool VerifyFlops { get; init; } = true;
 }
+
 
 /// <summary>Whether a piece of work ran, or its request's budget could not pay for it.</summary>
 public enum WorkStatus
@@ -74,76 +64,168 @@ public readonly record struct WorkResult(WorkStatus Status, string? Reason = nul
 
 /// <summary>
 /// Batches the work of all requests (searches, sampling runs, PRM scoring) into one forward per model per round,
-/// and enforces every request's <see cref="Budget"/> with exact FLOP predictions.
+/// enforces every request's <see cref="Budget"/> with exact FLOP predictions, and is the only owner of its models'
+/// KV pools: sequences are created, forked and released through it (<see cref="CreateSequence"/>, <see cref="Fork"/>,
+/// <see cref="Release"/>), from any thread.
 /// <code>
 ///   requests submit work ─►  queue: [ A: policy s3 decode 1 | B: policy s9 prefill 900 | A: prm m3 step 14 | ... ]
-///   round:  per model, pack in order (decodes first, then prefill chunks up to MaxTokensPerForward rows):
-///             cost = FlopCounter.Chunk(n, p, outputs)  ──►  fits the request's budget (or its reservation)?
-///                 no  ─► the work completes as BudgetExhausted (the strategy finishes gracefully)
-///                 yes ─► charged, added to the batch; a full KV cache defers it to a later round
-///           one Transformer.Forward per model; the backend's ledger must equal Σ cost (checked, to the FLOP)
-///           work whose pending tokens are all computed completes (its output row copied out); a prefill cut
-///           into chunks stays queued for the next round
+///   round = Plan ─► Execute ─► Complete, under the round lock:
+///     Plan      per model, in order (decodes first, then prefill chunks up to MaxTokensPerForward rows; work of a
+///               preempted request last): place the work's tokens in the pool (a full cache defers it), price the
+///               chunk with FlopCounter.Chunk and charge the request's budget or the work's reservation (a refusal
+///               completes the work as BudgetExhausted). Nothing could run and work waits for blocks: preempt the
+///               request holding the most blocks (its sequences keep their tokens and recompute later, charged
+///               to its budget), or fail the waiting work if its own request is all the cache holds.
+///     Execute   one forward per model; the backend's FLOP ledger must equal the plan's Σ cost (to the FLOP)
+///     Complete  advance sequences, copy each finished work's output row, evict a preempted request's blocks;
+///               a prefill cut into chunks stays queued for the next round
 /// </code>
 /// Rounds run on one pump task at a time, so each backend is used from one thread. Completions run their
-/// continuations synchronously on the pump (awaiters that use <c>ConfigureAwait(false)</c> sample and submit their
-/// next token before the next round starts, so they join the same batch); never block on the scheduler inside one.
-/// Public APIs built on it (the search engine, <c>PonderModel.GenerateAsync</c>) hand results to their callers on the
-/// thread pool instead, so a caller that blocks cannot stall the pump.
-/// Code outside a round that changes sequences of a scheduled pool (create, fork, dispose) must hold
-/// <see cref="SyncRoot"/>, which every round holds.
+/// continuations synchronously on the pump, after the round (awaiters that use <c>ConfigureAwait(false)</c> sample
+/// and submit their next token before the next round starts, so they join the same batch); never block on the
+/// scheduler inside one. Public APIs built on it (the search engine, <c>PonderModel.GenerateAsync</c>) hand results
+/// to their callers on the thread pool instead, so a caller that blocks cannot stall the pump.
 /// </summary>
 public sealed class StepScheduler
 {
     readonly SchedulerOptions _options;
-    readonly SemaphoreSlim? _backendGate;
+    readonly IForwardExecutor _executor;
+    readonly bool _manualRounds;
+    readonly object _roundLock = new();
     readonly object _queueLock = new();
     readonly List<WorkItem> _queue = [];
+    readonly Dictionary<ScheduledModel, SequenceBatch> _batches = new(ReferenceEqualityComparer.Instance);
+    readonly Dictionary<Sequence, ScheduledRequest> _owners = new(ReferenceEqualityComparer.Instance);
+    readonly Dictionary<ScheduledModel, float[]> _outputs = new(ReferenceEqualityComparer.Instance);
     bool _pumping;
-    long _order;
+    long _order, _requestOrder;
 
-    /// <summary>A scheduler; <paramref name="backendGate"/>, when given, is held during every round (so other users of the same backend can exclude rounds).</summary>
-    public StepScheduler(SchedulerOptions? options = null, SemaphoreSlim? backendGate = null)
+    /// <summary>A scheduler that runs rounds on a pump task whenever work is queued.</summary>
+    public StepScheduler(SchedulerOptions? options = null) : this(options, null, manualRounds: false) { }
+
+    /// <summary>
+    /// A scheduler whose forwards run on <paramref name="executor"/> (null: the models' transformers); with
+    /// <paramref name="manualRounds"/>, no pump: the caller runs each round with <see cref="RunRound"/> (tests).
+    /// </summary>
+    internal StepScheduler(SchedulerOptions? options, IForwardExecutor? executor, bool manualRounds)
     {
         _options = options ?? new SchedulerOptions();
         ArgumentOutOfRangeException.ThrowIfLessThan(_options.MaxTokensPerForward, 1, nameof(SchedulerOptions.MaxTokensPerForward));
         ArgumentOutOfRangeException.ThrowIfLessThan(_options.MaxSequencesPerForward, 1, nameof(SchedulerOptions.MaxSequencesPerForward));
-        _backendGate = backendGate;
+        _executor = executor ?? TransformerExecutor.Instance;
+        _manualRounds = manualRounds;
     }
 
     public SchedulerOptions Options => _options;
-    /// <summary>Held by every round; hold it to change sequences of a scheduled pool outside a round.</summary>
-    public object SyncRoot { get; } = new();
     /// <summary>Rounds run.</summary>
     public long Rounds { get; private set; }
     /// <summary>Batched forwards run (at most one per model per round).</summary>
     public long Forwards { get; private set; }
     /// <summary>Rows computed by all forwards.</summary>
     public long TokensComputed { get; private set; }
+    /// <summary>Requests preempted (their blocks released, to be recomputed) because the cache ran short.</summary>
+    public long Preemptions { get; private set; }
 
     /// <summary>A new request charging <paramref name="budget"/> (null = unlimited).</summary>
     public ScheduledRequest CreateRequest(Budget? budget = null, string name = "request", CancellationToken cancellationToken = default)
     {
-        var r = new ScheduledRequest(this, budget ?? Budget.Unlimited(), name, cancellationToken);
+        var r = new ScheduledRequest(this, budget ?? Budget.Unlimited(), name, Interlocked.Increment(ref _requestOrder), cancellationToken);
         if (cancellationToken.IsCancellationRequested) Cancel(r);
         return r;
+    }
+
+    /// <summary>
+    /// A new sequence of <paramref name="model"/> holding <paramref name="prompt"/> (pending: the next work on it computes
+    /// it), owned by <paramref name="request"/> (released when it ends). With a prefix index its longest cached prefix is
+    /// attached instead of recomputed. When the cache is full the sequence starts without blocks and gets them when a
+    /// round has room: it waits, it does not fail.
+    /// </summary>
+    public Sequence CreateSequence(ScheduledRequest request, ScheduledModel model, ReadOnlySpan<int> prompt)
+    {
+        CheckRequest(request);
+        ArgumentNullException.ThrowIfNull(model);
+        lock (_roundLock)
+        {
+            Bind(model);
+            Sequence sequence;
+            try
+            {
+                if (model.Index is { } index) sequence = index.CreateSequence(prompt);
+                else
+                {
+                    sequence = new Sequence(model.Pool);
+                    try { sequence.Append(prompt); }
+                    catch { sequence.Dispose(); throw; }
+                }
+            }
+            catch (KvCacheFullException)
+            {
+                sequence = model.Index is { } index ? Sequence.ForIndex(index) : new Sequence(model.Pool);
+                sequence.Evict();
+                sequence.Append(prompt);
+            }
+            Track(request, sequence);
+            return sequence;
+        }
+    }
+
+    /// <summary>A fork of <paramref name="source"/> (shares every block; costs none), owned by <paramref name="request"/>.</summary>
+    public Sequence Fork(ScheduledRequest request, Sequence source)
+    {
+        CheckRequest(request);
+        ArgumentNullException.ThrowIfNull(source);
+        lock (_roundLock)
+        {
+            if (source.Pool.Owner is { } owner && owner != this) throw new ArgumentException("the sequence's pool is run by another scheduler", nameof(source));
+            var fork = source.Fork();
+            Track(request, fork);
+            return fork;
+        }
+    }
+
+    /// <summary>Releases <paramref name="sequence"/>'s blocks (idempotent; waits for a round that uses it to end).</summary>
+    public void Release(Sequence sequence)
+    {
+        ArgumentNullException.ThrowIfNull(sequence);
+        lock (_roundLock)
+        {
+            if (_owners.Remove(sequence, out var owner)) owner.Sequences.Remove(sequence);
+            sequence.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="action"/> between rounds, with every pool of this scheduler to itself (e.g. reading pool
+    /// statistics, or a forward that does not go through the queue). Do not submit work and wait for it inside.
+    /// </summary>
+    public T RunExclusive<T>(Func<T> action)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        lock (_roundLock) return action();
+    }
+
+    /// <inheritdoc cref="RunExclusive{T}(Func{T})"/>
+    public void RunExclusive(Action action)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        lock (_roundLock) action();
     }
 
     /// <summary>
     /// Appends <paramref name="append"/> to <paramref name="sequence"/> (when the round admits the work, so a full KV
     /// cache defers rather than fails) and computes all its pending tokens, in chunks if long; the head's output at
     /// the last token goes to <paramref name="output"/> (HeadRows values, or empty to discard). Each chunk is charged to
-    /// <paramref name="reservation"/> when given, else to the request's budget. Completes with
-    /// <see cref="WorkStatus.BudgetExhausted"/> when a chunk cannot be paid (earlier chunks stay computed and charged),
-    /// with <see cref="OperationCanceledException"/> when the request is cancelled, and with
-    /// <see cref="KvCacheFullException"/> when no round could ever fit it.
+    /// <paramref name="reservation"/> when given, else to the request's budget; recomputing what a preemption evicted
+    /// is charged to the request's budget. Completes with <see cref="WorkStatus.BudgetExhausted"/> when a chunk cannot
+    /// be paid (earlier chunks stay computed and charged), with <see cref="OperationCanceledException"/> when the
+    /// request is cancelled, and with <see cref="KvCacheFullException"/> when the work cannot fit even with every other
+    /// request preempted.
     /// </summary>
     public Task<WorkResult> SubmitAsync(ScheduledRequest request, ScheduledModel model, Sequence sequence, ReadOnlySpan<int> append, Memory<float> output, BudgetReservation? reservation = null)
     {
-        ArgumentNullException.ThrowIfNull(request);
+        CheckRequest(request);
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(sequence);
-        if (request.Scheduler != this) throw new ArgumentException($"request '{request.Name}' belongs to another scheduler", nameof(request));
         if (sequence.Pool != model.Pool) throw new ArgumentException($"the sequence is not in model '{model.Name}''s pool", nameof(sequence));
         if (!output.IsEmpty && output.Length != model.Config.HeadRows)
             throw new ArgumentException($"output holds {output.Length} values, model '{model.Name}' writes {model.Config.HeadRows} per token", nameof(output));
@@ -158,16 +240,19 @@ public sealed class StepScheduler
         bool start;
         lock (_queueLock)
         {
+            if (model.IsRetired) return Task.FromException<WorkResult>(Retired(model));
+            model.Pool.Owner ??= this;
+            if (model.Pool.Owner != this) throw new ArgumentException($"model '{model.Name}''s pool is run by another scheduler (a pool has one)", nameof(model));
             item.Order = _order++;
             _queue.Add(item);
-            start = !_pumping;
-            _pumping = true;
+            start = !_pumping && !_manualRounds;
+            _pumping |= start;
         }
-        if (start) _ = Task.Run(PumpAsync);
+        if (start) _ = Task.Run(Pump);
         return item.Done.Task;
     }
 
-    /// <summary>Cancels a request: its queued work fails with <see cref="OperationCanceledException"/>, what it owns is disposed.</summary>
+    /// <summary>Cancels a request: its queued work fails with <see cref="OperationCanceledException"/>, what it owns is released.</summary>
     internal void Cancel(ScheduledRequest request)
     {
         List<WorkItem> dropped = [];
@@ -176,82 +261,165 @@ public sealed class StepScheduler
             for (int i = _queue.Count - 1; i >= 0; i--)
                 if (_queue[i].Request == request) { dropped.Add(_queue[i]); _queue.RemoveAt(i); }
         }
-        lock (SyncRoot) request.Close();
+        // Outside the round lock: owners (branches, prompt roots) release their sequences through Release.
+        request.Close();
+        lock (_roundLock)
+            foreach (var sequence in request.Sequences.ToArray()) Release(sequence);
         var token = request.CancellationToken.IsCancellationRequested ? request.CancellationToken : new CancellationToken(true);
         foreach (var item in dropped) item.Done.TrySetCanceled(token);
     }
 
-    async Task PumpAsync()
+    /// <summary>
+    /// Takes <paramref name="model"/> out of service before its memory is freed: its queued work fails with
+    /// <see cref="ObjectDisposedException"/>, requests holding its sequences are cancelled, the round in progress
+    /// ends, and later work for it is refused.
+    /// </summary>
+    internal void Retire(ScheduledModel model)
     {
-        var completions = new List<(WorkItem Item, WorkResult? Result, Exception? Error)>();
+        List<WorkItem> dropped = [];
+        lock (_queueLock)
+        {
+            model.IsRetired = true;
+            for (int i = _queue.Count - 1; i >= 0; i--)
+                if (_queue[i].Model == model) { dropped.Add(_queue[i]); _queue.RemoveAt(i); }
+        }
+        ScheduledRequest[] holders;
+        lock (_roundLock) holders = [.. _owners.Where(o => o.Key.Pool == model.Pool).Select(o => o.Value).Distinct()];
+        foreach (var request in holders) Cancel(request);
+        lock (_roundLock)
+            foreach (var sequence in _owners.Keys.Where(s => s.Pool == model.Pool).ToArray()) Release(sequence);
+        foreach (var item in dropped) item.Done.TrySetException(Retired(model));
+    }
+
+    static ObjectDisposedException Retired(ScheduledModel model) => new($"model '{model.Name}'", $"model '{model.Name}' was disposed");
+
+    void CheckRequest(ScheduledRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (request.Scheduler != this) throw new ArgumentException($"request '{request.Name}' belongs to another scheduler", nameof(request));
+    }
+
+    void Bind(ScheduledModel model)
+    {
+        if (model.IsRetired) throw Retired(model);
+        model.Pool.Owner ??= this;
+        if (model.Pool.Owner != this) throw new ArgumentException($"model '{model.Name}''s pool is run by another scheduler (a pool has one)", nameof(model));
+    }
+
+    void Track(ScheduledRequest request, Sequence sequence)
+    {
+        if (request.IsClosed)
+        {
+            sequence.Dispose();
+            throw new OperationCanceledException($"request '{request.Name}' was cancelled or disposed", request.CancellationToken);
+        }
+        _owners[sequence] = request;
+        request.Sequences.Add(sequence);
+    }
+
+    void Pump()
+    {
         while (true)
         {
             lock (_queueLock)
             {
                 if (_queue.Count == 0) { _pumping = false; return; }
             }
-            if (_backendGate is not null) await _backendGate.WaitAsync().ConfigureAwait(false);
+            RunRound();
+        }
+    }
+
+    /// <summary>
+    /// Runs one round (plan, execute, complete) over the queued work, then completes the finished work's tasks
+    /// (their continuations run here). Returns false when nothing was queued. The pump calls it; tests of a
+    /// scheduler created with manual rounds call it themselves.
+    /// </summary>
+    internal bool RunRound()
+    {
+        RoundPlan plan;
+        lock (_roundLock)
+        {
             try
             {
-                lock (SyncRoot) RunRound(completions);
+                plan = Plan();
+                if (plan.IsEmpty) return false;
+                Rounds++;
+                Execute(plan);
+                Complete(plan);
             }
             catch (Exception e)
             {
                 // A round that fails outside a forward (a bug) must not strand awaiters: fail everything queued.
-                lock (_queueLock) { foreach (var it in _queue) completions.Add((it, null, e)); _queue.Clear(); }
+                plan = new RoundPlan();
+                lock (_queueLock) { foreach (var it in _queue) plan.Finished.Add(new(it, null, e)); _queue.Clear(); }
             }
-            finally { _backendGate?.Release(); }
-            foreach (var (item, result, error) in completions)
-            {
-                if (error is OperationCanceledException oce) item.Done.TrySetCanceled(oce.CancellationToken);
-                else if (error is not null) item.Done.TrySetException(error);
-                else item.Done.TrySetResult(result!.Value);
-            }
-            completions.Clear();
         }
+        foreach (var (item, result, error) in plan.Finished)
+        {
+            if (error is OperationCanceledException oce) item.Done.TrySetCanceled(oce.CancellationToken);
+            else if (error is not null) item.Done.TrySetException(error);
+            else item.Done.TrySetResult(result!.Value);
+        }
+        return true;
     }
 
-    void RunRound(List<(WorkItem, WorkResult?, Exception?)> completions)
+    /// <summary>
+    /// Decides the round from the queue and the pools: which work runs in which model's forward (its tokens placed in
+    /// the pool and its chunk charged, so the plan can always execute), which work ends without a forward (cancelled,
+    /// refused by its budget, unable to fit), and which request is preempted. Runs no forward. Caller holds the round lock.
+    /// </summary>
+    internal RoundPlan Plan()
     {
+        var plan = new RoundPlan();
         List<WorkItem> work;
         lock (_queueLock) work = [.. _queue];
-        Rounds++;
-        // Decodes (at most one pending token) before prefills, each group in arrival order: a long prompt waits its turn in chunks.
-        work.Sort((a, b) => a.Priority != b.Priority ? a.Priority.CompareTo(b.Priority) : a.Order.CompareTo(b.Order));
+        if (work.Count == 0) return plan;
+        plan.Queued = work.Count;
+        // Decodes (at most one pending token) before prefills, each group in arrival order: a long prompt waits its
+        // turn in chunks. A preempted request's work goes last, and waits while others wait for blocks.
+        work.Sort((a, b) => a.Request.Preempted != b.Request.Preempted ? a.Request.Preempted.CompareTo(b.Request.Preempted)
+            : a.Priority != b.Priority ? a.Priority.CompareTo(b.Priority) : a.Order.CompareTo(b.Order));
         var models = new List<ScheduledModel>();
         foreach (var item in work)
             if (!models.Contains(item.Model)) models.Add(item.Model);
-        bool progressed = false;
         WorkItem? starved = null;
+        bool othersWait = false;
         foreach (var model in models)
         {
-            var batch = model.Batch;
+            if (!_batches.TryGetValue(model, out var batch)) _batches[model] = batch = new SequenceBatch(model.Pool.BlockSize);
             batch.Clear();
-            model.Admitted.Clear();
+            var forward = new ModelForward(model, batch);
             int rowsLeft = _options.MaxTokensPerForward;
             foreach (var item in work)
             {
                 if (item.Model != model) continue;
                 if (batch.Count >= _options.MaxSequencesPerForward || rowsLeft == 0) break;
-                if (item.Request.IsClosed) { Finish(item, null, new OperationCanceledException(item.Request.CancellationToken), completions); continue; }
-                if (item.Sequence.IsDisposed) { Finish(item, null, new ObjectDisposedException(nameof(Sequence), "a sequence was disposed while its work was queued"), completions); continue; }
-                if (!item.Appended)
+                if (item.Request.IsClosed) { plan.Finish(item, null, new OperationCanceledException(item.Request.CancellationToken)); continue; }
+                if (item.Sequence.IsDisposed) { plan.Finish(item, null, new ObjectDisposedException(nameof(Sequence), "a sequence was disposed while its work was queued")); continue; }
+                if (item.Request.Preempted && othersWait) { plan.Deferred++; continue; }
+                if (!Place(item))
                 {
-                    try { item.Sequence.Append(item.Append); item.Appended = true; }
-                    catch (KvCacheFullException) { starved ??= item; continue; }
+                    starved ??= item;
+                    othersWait |= !item.Request.Preempted;
+                    plan.Deferred++;
+                    continue;
                 }
                 var seq = item.Sequence;
                 int n = Math.Min(seq.PendingLength, rowsLeft);
+                // Recomputing what a preemption evicted is the request's cost, not the work's: its own chunks stop there.
+                bool recompute = seq.ComputedLength < seq.EvictedComputedLength;
+                if (recompute) n = Math.Min(n, seq.EvictedComputedLength - seq.ComputedLength);
                 int outputs = n == seq.PendingLength ? 1 : 0;
                 var charge = new Charge(model.Counter.Chunk(n, seq.ComputedLength, outputs), n);
+                var payer = recompute ? null : item.Reservation;
                 BudgetReservation? temporary = null;
-                if (item.Reservation is { } r)
+                if (payer is { } r)
                 {
                     if (!r.Covers(charge))
                     {
                         string why = $"the work's reservation ({r.Remaining}) cannot pay the next chunk ({charge})";
                         item.Request.BudgetExhaustedReason = why;
-                        Finish(item, new WorkResult(WorkStatus.BudgetExhausted, why), null, completions);
+                        plan.Finish(item, new WorkResult(WorkStatus.BudgetExhausted, why), null);
                         continue;
                     }
                 }
@@ -259,7 +427,7 @@ public sealed class StepScheduler
                 {
                     string why = item.Request.Budget.Explain(charge) ?? "the budget cannot pay the next chunk";
                     item.Request.BudgetExhaustedReason = why;
-                    Finish(item, new WorkResult(WorkStatus.BudgetExhausted, why), null, completions);
+                    plan.Finish(item, new WorkResult(WorkStatus.BudgetExhausted, why), null);
                     continue;
                 }
                 try { batch.Add(seq, n); }
@@ -267,77 +435,136 @@ public sealed class StepScheduler
                 {
                     temporary?.Dispose();
                     starved ??= item;
+                    othersWait |= !item.Request.Preempted;
+                    plan.Deferred++;
                     continue;
                 }
                 catch (ArgumentException e)
                 {
                     // e.g. the same sequence submitted twice at once: that work fails, the round goes on.
                     temporary?.Dispose();
-                    Finish(item, null, e, completions);
+                    plan.Finish(item, null, e);
                     continue;
                 }
-                bool paid = (item.Reservation ?? temporary!).TrySpend(charge);
+                bool paid = (payer ?? temporary!).TrySpend(charge);
                 temporary?.Dispose();
                 if (!paid) throw new InvalidOperationException($"a reservation that covered {charge} refused to pay it (budget bookkeeping is broken)");
-                item.Chunk = new ChunkWork(n, seq.ComputedLength, outputs);
-                item.Cost = charge.Flops;
-                model.Admitted.Add(item);
+                forward.Add(item, new ChunkWork(n, seq.ComputedLength, outputs), charge.Flops);
                 rowsLeft -= n;
             }
-            if (batch.Count == 0) continue;
-            progressed = true;
-            RunForward(model, completions);
+            if (batch.Count > 0) plan.Forwards.Add(forward);
         }
-        if (!progressed && starved is not null)
-        {
-            // Nothing could run and nothing ran: waiting would wait forever, so the oldest starved work fails.
-            var pool = starved.Model.Pool;
-            Finish(starved, null, new KvCacheFullException(
-                $"KV cache of model '{starved.Model.Name}' is full: {pool.FreeBlocks} of {pool.BlockCount} blocks free and no queued work could run; " +
-                "release branches or give the pool more blocks"), completions);
-        }
+        if (!othersWait)
+            foreach (var item in work) item.Request.Preempted = false;
+        if (plan.Forwards.Count == 0 && starved is not null) PlanForStarvation(plan, starved);
+        return plan;
     }
 
-    void RunForward(ScheduledModel model, List<(WorkItem, WorkResult?, Exception?)> completions)
+    /// <summary>Gives the work's tokens places in the pool (appending, restoring an evicted sequence); false: no room now.</summary>
+    bool Place(WorkItem item)
     {
-        var batch = model.Batch;
-        var admitted = model.Admitted;
-        int headRows = model.Config.HeadRows, outputCount = batch.OutputRows.Length;
-        if (model.Outputs.Length < outputCount * headRows) model.Outputs = new float[Math.Max(outputCount * headRows, model.Outputs.Length * 2)];
-        var predicted = FlopCounts.Zero;
-        foreach (var item in admitted) predicted += item.Cost;
-        var ledger = model.Transformer.Backend.Flops;
-        var before = ledger.Snapshot();
+        var seq = item.Sequence;
         try
         {
-            model.Transformer.Forward(batch.Layout, batch.Tokens, model.Pool.Storage, batch.OutputRows, model.Outputs.AsSpan(0, outputCount * headRows));
-            var measured = FlopCounts.From(ledger.Since(before));
-            if (_options.VerifyFlops && measured != predicted)
-                throw new InvalidOperationException($"model '{model.Name}': the backend performed {measured} but the scheduler predicted {predicted}");
-            batch.MarkComputed();
+            if (!item.Appended) { seq.Append(item.Append); item.Appended = true; }
+            if (!seq.IsResident)
+            {
+                int attached = seq.Restore();
+                if (attached > 0) item.Request.RecordReuse(item.Model.Name, attached, item.Model.Counter.Prefill(attached));
+            }
+            return true;
         }
-        catch (Exception e)
+        catch (KvCacheFullException) { return false; }
+    }
+
+    /// <summary>
+    /// Nothing could run and <paramref name="starved"/> waits for blocks: waiting would wait forever. Preempt the
+    /// request holding the most of that pool's blocks (oldest first on a tie); if that is the waiting work's own
+    /// request and no other holds any, it cannot fit even alone: it fails, alone.
+    /// </summary>
+    void PlanForStarvation(RoundPlan plan, WorkItem starved)
+    {
+        var pool = starved.Model.Pool;
+        var held = new Dictionary<ScheduledRequest, HashSet<int>>(ReferenceEqualityComparer.Instance);
+        foreach (var (sequence, owner) in _owners)
         {
-            foreach (var item in admitted) Finish(item, null, e, completions);
+            if (sequence.Pool != pool || !sequence.IsResident || sequence.Blocks.Count == 0) continue;
+            if (!held.TryGetValue(owner, out var blocks)) held[owner] = blocks = [];
+            blocks.UnionWith(sequence.Blocks);
+        }
+        var victim = held.OrderByDescending(h => h.Value.Count).ThenBy(h => h.Key.Order).Select(h => h.Key).FirstOrDefault();
+        if (victim is not null && !(victim == starved.Request && held.Count == 1))
+        {
+            plan.Preempt = victim;
+            plan.PreemptPool = pool;
             return;
         }
-        Forwards++;
-        TokensComputed += batch.Layout.TokenCount;
-        for (int i = 0; i < admitted.Count; i++)
+        string why = victim is null
+            ? $"KV cache of model '{starved.Model.Name}' is full: {pool.FreeBlocks} of {pool.BlockCount} blocks free and no queued work could run; " +
+              "release branches or give the pool more blocks"
+            : $"KV cache of model '{starved.Model.Name}' is full: request '{starved.Request.Name}' holds {held[victim].Count} of its {pool.BlockCount} blocks " +
+              "and needs more, with no other request left to preempt: it cannot fit even alone; lower its n or length, or give the pool more blocks";
+        plan.Finish(starved, null, new KvCacheFullException(why));
+    }
+
+    /// <summary>Runs the plan's forwards, one per model, and checks each backend's FLOP ledger against the plan's prediction.</summary>
+    internal void Execute(RoundPlan plan)
+    {
+        foreach (var forward in plan.Forwards)
         {
-            var item = admitted[i];
-            item.Request.RecordComputed(model.Name, item.Chunk.NewTokens, item.Cost, model.Counter.Approximate(item.Chunk.NewTokens));
-            int o = batch.OutputIndex(i);
-            if (o < 0) continue; // a prefill chunk that does not reach the last token: stays queued
-            if (!item.Output.IsEmpty) model.Outputs.AsSpan(o * headRows, headRows).CopyTo(item.Output.Span);
-            Finish(item, new WorkResult(WorkStatus.Completed), null, completions);
+            var model = forward.Model;
+            int size = forward.Batch.OutputRows.Length * model.Config.HeadRows;
+            if (!_outputs.TryGetValue(model, out var buffer) || buffer.Length < size)
+                _outputs[model] = buffer = new float[Math.Max(size, (buffer?.Length ?? 0) * 2)];
+            forward.Outputs = buffer.AsMemory(0, size);
+            try
+            {
+                var measured = _executor.Forward(model, forward.Batch, forward.Outputs.Span);
+                if (_options.VerifyFlops && measured != forward.Predicted)
+                    throw new InvalidOperationException($"model '{model.Name}': the backend performed {measured} but the scheduler predicted {forward.Predicted}");
+            }
+            catch (Exception e) { forward.Error = e; }
         }
     }
 
-    void Finish(WorkItem item, WorkResult? result, Exception? error, List<(WorkItem, WorkResult?, Exception?)> completions)
+    /// <summary>
+    /// Advances the plan's work: marks each forward's chunks computed, records what they cost, copies each finished
+    /// work's output row (work whose prefill chunk did not reach its last token stays queued), fails the work of a
+    /// failed forward, evicts a preempted request's sequences, and takes finished work off the queue.
+    /// </summary>
+    internal void Complete(RoundPlan plan)
     {
-        lock (_queueLock) _queue.Remove(item);
-        completions.Add((item, result, error));
+        foreach (var forward in plan.Forwards)
+        {
+            if (forward.Error is { } e)
+            {
+                foreach (var (item, _, _) in forward.Items) plan.Finish(item, null, e);
+                continue;
+            }
+            var model = forward.Model;
+            forward.Batch.MarkComputed();
+            Forwards++;
+            TokensComputed += forward.Batch.Layout.TokenCount;
+            int headRows = model.Config.HeadRows;
+            for (int i = 0; i < forward.Items.Count; i++)
+            {
+                var (item, chunk, cost) = forward.Items[i];
+                item.Request.RecordComputed(model.Name, chunk.NewTokens, cost, model.Counter.Approximate(chunk.NewTokens));
+                int o = forward.Batch.OutputIndex(i);
+                if (o < 0) continue; // a chunk that does not reach the last token: stays queued
+                if (!item.Output.IsEmpty) forward.Outputs.Span.Slice(o * headRows, headRows).CopyTo(item.Output.Span);
+                plan.Finish(item, new WorkResult(WorkStatus.Completed), null);
+            }
+        }
+        if (plan.Preempt is { } victim)
+        {
+            foreach (var sequence in victim.Sequences)
+                if (sequence.Pool == plan.PreemptPool) sequence.Evict();
+            victim.Preempted = true;
+            Preemptions++;
+        }
+        lock (_queueLock)
+            foreach (var (item, _, _) in plan.Finished) _queue.Remove(item);
     }
 
     internal sealed class WorkItem(ScheduledRequest request, ScheduledModel model, Sequence sequence, int[] append, Memory<float> output, BudgetReservation? reservation)
@@ -351,8 +578,6 @@ public sealed class StepScheduler
         public TaskCompletionSource<WorkResult> Done { get; } = new();
         public long Order { get; set; }
         public bool Appended { get; set; }
-        public ChunkWork Chunk { get; set; }
-        public FlopCounts Cost { get; set; }
         /// <summary>0 for a decode (one token to compute), 1 for a prefill.</summary>
         public int Priority => (Appended ? Sequence.PendingLength : Sequence.PendingLength + Append.Length) <= 1 ? 0 : 1;
     }

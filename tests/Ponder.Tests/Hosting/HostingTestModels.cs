@@ -30,7 +30,7 @@ static class HostingTestModels
     /// <summary>Evicts every cached block and checks the pool is whole again: nothing leaked.</summary>
     public static void AssertNoLeaks(PonderModel model)
     {
-        lock (model.Scheduler.SyncRoot)
+        model.Scheduler.RunExclusive(() =>
         {
             var pool = model.Pool;
             pool.ValidateInvariants();
@@ -38,7 +38,7 @@ static class HostingTestModels
             pool.ValidateInvariants();
             Assert.Equal(0, pool.SequenceCount);
             Assert.Equal(pool.BlockCount, pool.FreeBlocks);
-        }
+        });
     }
 
     sealed class RawBytes(ModelConfig config) : ITokenizer

@@ -85,7 +85,7 @@ public sealed class BudgetTests
             var tasks = runs.Select(async run =>
             {
                 Sequence seq;
-                lock (rig.Scheduler.SyncRoot) seq = new Sequence(rig.PolicyPool);
+                seq = rig.Scheduler.CreateSequence(run.Request, rig.Policy, []);
                 try
                 {
                     int[] next = [.. Enumerable.Range(0, run.Spec.Prompt).Select(i => (i * 7) % 64)];
@@ -105,7 +105,7 @@ public sealed class BudgetTests
                     }
                     return true;
                 }
-                finally { lock (rig.Scheduler.SyncRoot) seq.Dispose(); }
+                finally { rig.Scheduler.Release(seq); }
             }).ToArray();
             Task.WaitAll(tasks);
             long charged = 0;

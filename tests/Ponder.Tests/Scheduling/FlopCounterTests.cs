@@ -168,7 +168,7 @@ public sealed class FlopCounterTests
                 int[] prompt = document[..(length + 1)];
                 using var request = rig.Scheduler.CreateRequest();
                 Sequence s;
-                lock (rig.Scheduler.SyncRoot) s = rig.Policy.Index!.CreateSequence(prompt);
+                s = rig.Scheduler.CreateSequence(request, rig.Policy, prompt);
                 int cached = s.ComputedLength;
                 if (cached > 0) request.RecordReuse("policy", cached, rig.Policy.Counter.Prefill(cached));
                 var result = rig.Scheduler.SubmitAsync(request, rig.Policy, s, [], new float[config.Vocab]).Result;
@@ -179,7 +179,7 @@ public sealed class FlopCounterTests
                 Assert.Equal(cached == 0 ? 0 : NaiveFlops.Chunk(config, cached, 0, 0), report.SavedFlops.Total);
                 Assert.Equal((prompt.Length - cached + cap - 1) / cap, report.Forwards);
                 charged += report.Flops.Total;
-                lock (rig.Scheduler.SyncRoot) s.Dispose();
+                rig.Scheduler.Release(s);
             }
             Assert.Equal(charged, rig.Backend.Flops.Since(before).Total);
             rig.AssertNoLeaks();

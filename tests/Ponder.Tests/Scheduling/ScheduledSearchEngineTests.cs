@@ -88,7 +88,7 @@ public sealed class ScheduledSearchEngineTests
         layout.Add(0, tokens.Length, seq.BlockTable);
         int[] rows = [P + StepTokens - 1, P + 2 * StepTokens - 1, P + 3 * StepTokens - 1];
         var output = new float[3];
-        lock (rig.Scheduler.SyncRoot) rig.PrmTransformer.Forward(layout, tokens, rig.PrmPool.Storage, rows, output);
+        rig.Scheduler.RunExclusive(() => rig.PrmTransformer.Forward(layout, tokens, rig.PrmPool.Storage, rows, output));
         for (int i = 0; i < 3; i++) Assert.Equal(1 / (1 + Math.Exp(-output[i])), fork.StepScores[i], 5);
         fork.Dispose();
     }
@@ -116,7 +116,7 @@ public sealed class ScheduledSearchEngineTests
         var layout = new BatchLayout(rig.PrmPool.BlockSize);
         layout.Add(0, tokens.Length, seq.BlockTable);
         var output = new float[1];
-        lock (rig.Scheduler.SyncRoot) rig.PrmTransformer.Forward(layout, tokens, rig.PrmPool.Storage, [tokens.Length - 1], output);
+        rig.Scheduler.RunExclusive(() => rig.PrmTransformer.Forward(layout, tokens, rig.PrmPool.Storage, [tokens.Length - 1], output));
         Assert.Equal(1 / (1 + Math.Exp(-output[0])), b.StepScores[0], 5);
 
         // The same policy prompt with another verifier prompt is another root: its PRM mirror holds the other prompt

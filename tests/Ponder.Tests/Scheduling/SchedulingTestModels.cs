@@ -19,7 +19,10 @@ sealed class SchedulingRig : IDisposable
 
     public static ModelConfig PrmConfig => PolicyConfig with { Head = HeadKind.Value, NumLabels = 1, DModel = 24, NHeads = 3, NKvHeads = 1, DFf = 40 };
 
-    public SchedulingRig(int policyBlocks = 256, int prmBlocks = 256, int blockSize = 4, SchedulerOptions? options = null, bool prefixIndex = true, ModelConfig? policy = null)
+    /// <param name="manualRounds">No pump: the test runs each round with <c>Scheduler.RunRound()</c> (no threads).</param>
+    /// <param name="executor">Replaces the transformer forward (null: the real one).</param>
+    public SchedulingRig(int policyBlocks = 256, int prmBlocks = 256, int blockSize = 4, SchedulerOptions? options = null, bool prefixIndex = true, ModelConfig? policy = null,
+        bool manualRounds = false, IForwardExecutor? executor = null)
     {
         Backend = new CpuBackend(threads: 1);
         var policyConfig = policy ?? PolicyConfig;
@@ -27,7 +30,7 @@ sealed class SchedulingRig : IDisposable
         PrmTransformer = new Transformer(Backend, new HostTensorSource(PrmConfig, RandomModel.Create(PrmConfig, 12)));
         PolicyPool = new BlockPool(Backend, KvLayout.For(policyConfig, blockSize), policyBlocks);
         PrmPool = new BlockPool(Backend, KvLayout.For(PrmConfig, blockSize), prmBlocks);
-        Scheduler = new StepScheduler(options);
+        Scheduler = new StepScheduler(options, executor, manualRounds);
         Policy = new ScheduledModel("policy", PolicyTransformer, PolicyPool, prefixIndex ? new PrefixIndex(PolicyPool, "policy") : null);
         Prm = new ScheduledModel("prm", PrmTransformer, PrmPool, prefixIndex ? new PrefixIndex(PrmPool, "prm") : null);
         Tokenizer = new ByteTokenizer(policyConfig.Vocab, policyConfig.EosTokenIds);

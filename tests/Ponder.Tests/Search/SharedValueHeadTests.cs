@@ -171,7 +171,7 @@ public sealed class SharedValueHeadTests : IDisposable
             int[] rows = [.. Enumerable.Range(1, nSteps).Select(s => P + s * StepTokens - 1)];
             int width = SharedPolicy.HeadRows;
             var output = new float[rows.Length * width];
-            lock (rig.Scheduler.SyncRoot) rig.PolicyTransformer.Forward(layout, tokens, rig.PolicyPool.Storage, rows, output);
+            rig.Scheduler.RunExclusive(() => rig.PolicyTransformer.Forward(layout, tokens, rig.PolicyPool.Storage, rows, output));
             for (int i = 0; i < rows.Length; i++)
                 Assert.Equal(1 / (1 + Math.Exp(-output[i * width + SharedPolicy.Vocab])), branch.StepScores[i], 5);
         }

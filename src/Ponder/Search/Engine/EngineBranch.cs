@@ -4,26 +4,24 @@ namespace Ponder.Search.Engine;
 
 /// <summary>
 /// A <see cref="ScheduledSearchEngine"/> branch: the policy sequence (null until its first step forks the prompt
-/// root), the next-token logits (shared with forks until one of them computes a token), and the PRM mirror.
+/// root), the next-token logits (shared with forks until one of them computes a token), and what the verifier keeps
+/// for it (<see cref="VerifierState"/>: a PRM's mirror sequence, or the scores a shared value row read).
 /// <code>
 ///   generated tokens:  [ step 0 tokens | step 1 tokens | ... ]     StepEnds[i] = tokens after step i
 ///   policy sequence:   prompt + generated, all computed (a finished branch may lack its last token)
-///   PRM mirror:        prompt + generated up to the last scored step (none with a shared value head: its
-///                      step scores come from the policy's own forwards, SharedValues[i] at StepEnds[i] - 1)
 /// </code>
 /// </summary>
 sealed class EngineBranch : Branch
 {
     readonly List<string> _steps;
     readonly List<double> _scores;
-    readonly List<double> _sharedValues;
     string _text;
     float[]? _logits;
     bool _logitsShared;
 
     public EngineBranch(ScheduledSearchEngine engine, ScheduledSearchEngine.PromptRoot root)
     {
-        Engine = engine; Root = root; _steps = []; _scores = []; _sharedValues = []; _text = ""; Generated = []; StepEnds = [];
+        Engine = engine; Root = root; _steps = []; _scores = []; _text = ""; Generated = []; StepEnds = [];
         root.Hold();
     }
 
@@ -31,7 +29,7 @@ sealed class EngineBranch : Branch
     {
         Engine = parent.Engine; Root = parent.Root;
         Root.Hold();
-        _steps = [.. parent._steps]; _scores = [.. parent._scores]; _sharedValues = [.. parent._sharedValues]; _text = parent._text;
+        _steps = [.. parent._steps]; _scores = [.. parent._scores]; _text = parent._text;
         Generated = [.. parent.Generated]; StepEnds = [.. parent.StepEnds];
         IsFinished = parent.IsFinished;
         _logits = parent._logits;
@@ -41,14 +39,13 @@ sealed class EngineBranch : Branch
     public ScheduledSearchEngine Engine { get; }
     public ScheduledSearchEngine.PromptRoot Root { get; }
     public Sequence? Policy { get; set; }
-    public Sequence? Prm { get; set; }
+    /// <summary>The verifier's per-branch state (see <see cref="StepScorer"/>).</summary>
+    public object? VerifierState { get; set; }
     public List<int> Generated { get; }
     public List<int> StepEnds { get; }
     public bool IsFinished { get; private set; }
     public bool IsDisposed { get; private set; }
     public float[]? Logits => _logits;
-    /// <summary>With a shared value head: each committed step's score, read from the forward of its last token.</summary>
-    public IReadOnlyList<double> SharedValues => _sharedValues;
 
     public override string Text => _text;
     public override IReadOnlyList<string> Steps => _steps;
@@ -65,9 +62,8 @@ sealed class EngineBranch : Branch
         return _logits;
     }
 
-    public void CommitStep(List<int> tokens, string text, string step, bool finished, double? sharedValue)
+    public void CommitStep(List<int> tokens, string text, string step, bool finished)
     {
-        if (sharedValue is double v) _sharedValues.Add(v);
         Generated.AddRange(tokens);
         StepEnds.Add(Generated.Count);
         _text += text;
@@ -79,30 +75,22 @@ sealed class EngineBranch : Branch
 
     public void FinishAtContextLimit() => IsFinished = true;
 
-    public override Branch Fork()
+    public override Branch Fork() => Engine.Fork(this);
+
+    /// <summary>A copy of this branch's state for <see cref="ScheduledSearchEngine.Fork"/> (sequences are the engine's to fork).</summary>
+    public EngineBranch Copy()
     {
-        var request = Engine.RequestInternal;
-        lock (Engine.SyncRoot)
-        {
-            ObjectDisposedException.ThrowIf(IsDisposed, this);
-            var fork = new EngineBranch(this) { Policy = Policy?.Fork(), Prm = Prm?.Fork() };
-            if (fork.Policy is { ComputedLength: > 0 } p) request.RecordReuse(Engine.Policy.Name, p.ComputedLength, Engine.Policy.Counter.Prefill(p.ComputedLength));
-            if (fork.Prm is { ComputedLength: > 0 } m && Engine.Prm is { } prm) request.RecordReuse(prm.Name, m.ComputedLength, prm.Counter.Prefill(m.ComputedLength));
-            request.Own(fork);
-            return fork;
-        }
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        return new EngineBranch(this);
     }
 
-    public override void Dispose()
+    public override void Dispose() => Engine.Release(this);
+
+    /// <summary>Marks the branch disposed; false when it already was.</summary>
+    public bool MarkDisposed()
     {
-        lock (Engine.SyncRoot)
-        {
-            if (IsDisposed) return;
-            IsDisposed = true;
-            Policy?.Dispose();
-            Prm?.Dispose();
-            Root.Release();
-        }
-        Engine.RequestInternal.Disown(this);
+        if (IsDisposed) return false;
+        IsDisposed = true;
+        return true;
     }
 }

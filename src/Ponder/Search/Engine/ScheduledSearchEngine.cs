@@ -28,15 +28,15 @@ public sealed record SearchEngineOptions
 /// <code>
 ///   Start("Q: 2+3\n") ×N ──► one prompt root per distinct prompt: its policy sequence (prefix-cache aware) is
 ///                            prefilled once; each branch forks it on its first step (shares every block)
-///   branch  = policy Sequence (+ next-token logits)          ── Fork(): both sequences forked, no copy
-///           + PRM mirror Sequence in the PRM's own pool       (same tokens, appended as steps are scored)
+///   branch  = policy Sequence (+ next-token logits)          ── Fork(): sequences forked, no copy
+///           + what the verifier keeps for it (a PRM's mirror sequence; see <see cref="StepVerifier"/>)
 ///   ExtendAsync: per branch, reserve the worst case (MaxStepTokens decodes + an unfilled prompt root) in the
 ///                budget, or skip it untouched; sample with Rng.Derive(Rng.Derive(seed, branch index), depth)
 ///                until the delimiter, EOS or MaxStepTokens; release what the step did not use
-///   ScoreAsync:  per unscored step, append the step's tokens to the mirror and read the PRM at its last token;
-///                with a <see cref="SharedValueHeadVerifier"/>, no mirror: the step's score was read from the policy's
-///                forward of its last token (a finishing step computes that token too), so scoring computes nothing
+///   ScoreAsync:  the verifier scores each branch's unscored steps
 /// </code>
+/// Sequences are created, forked and released through the scheduler, which owns the pools; the engine's own lock
+/// guards only its bookkeeping (prompt roots, branch lists).
 /// Generations (the paper's unit) are charged as the width of the widest level of the search tree: the most steps
 /// sampled at any one depth (see <see cref="BudgetLimits.Generations"/>). Cancelling (the engine's token or a call's)
 /// ends the search: queued work stops, every branch and prompt root is disposed, their blocks return to the pools.
@@ -45,8 +45,7 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
 {
     readonly StepScheduler _scheduler;
     readonly ScheduledModel _policy;
-    readonly IStepVerifier? _verifier;
-    readonly bool _sharedHead;
+    readonly StepScorer? _scorer;
     readonly ITokenizer _tokenizer;
     readonly SearchEngineOptions _options;
     readonly ScheduledRequest _request;
@@ -60,7 +59,7 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
     /// them, <paramref name="budget"/> (null = unlimited) caps them. <paramref name="tokenizer"/> must be the one
     /// both models share.
     /// </summary>
-    public ScheduledSearchEngine(StepScheduler scheduler, ScheduledModel policy, ITokenizer tokenizer, IStepVerifier? verifier = null,
+    public ScheduledSearchEngine(StepScheduler scheduler, ScheduledModel policy, ITokenizer tokenizer, StepVerifier? verifier = null,
         Budget? budget = null, SearchEngineOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(scheduler);
@@ -72,12 +71,11 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
         _options = options ?? new SearchEngineOptions();
         ArgumentException.ThrowIfNullOrEmpty(_options.StepDelimiter, nameof(SearchEngineOptions.StepDelimiter));
         ArgumentNullException.ThrowIfNull(_options.IsFinalStep, nameof(SearchEngineOptions.IsFinalStep));
-        if (verifier is SharedValueHeadVerifier && verifier.Model != policy)
-            throw new ArgumentException($"a shared value head scores the policy's own tokens; its model '{verifier.Model.Name}' is not the policy '{policy.Name}'", nameof(verifier));
-        _scheduler = scheduler; _policy = policy; _tokenizer = tokenizer; _verifier = verifier;
-        _sharedHead = verifier is SharedValueHeadVerifier;
+        _scheduler = scheduler; _policy = policy; _tokenizer = tokenizer;
         _eos = [.. tokenizer.EosIds.Count > 0 ? tokenizer.EosIds : policy.Config.EosTokenIds];
         _request = scheduler.CreateRequest(budget, _options.Name, cancellationToken);
+        try { _scorer = verifier?.Open(this); }
+        catch { _request.Dispose(); throw; }
     }
 
     /// <summary>The scheduler request every forward of this search is charged to (its report: FLOPs per model and category).</summary>
@@ -116,17 +114,16 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
         if (tokens.Length == 0) throw new ArgumentException("the prompt encodes to no tokens", nameof(prompt));
         if (tokens.Length >= _policy.Config.MaxPositions)
             throw new ArgumentException($"the prompt has {tokens.Length} tokens; policy '{_policy.Name}' has {_policy.Config.MaxPositions} positions", nameof(prompt));
-        if (_sharedHead && verifierPrompt is not null)
-            throw new ArgumentException("a shared value head scores steps in the policy's own context; it cannot read them after a different verifier prompt", nameof(verifierPrompt));
+        _scorer?.CheckVerifierPrompt(verifierPrompt is not null);
         int[] verifierTokens = verifierPrompt is null ? tokens : _tokenizer.Encode(verifierPrompt, addSpecialTokens: true);
         if (verifierTokens.Length == 0) throw new ArgumentException("the verifier prompt encodes to no tokens", nameof(verifierPrompt));
         string key = verifierPrompt is null ? prompt : prompt + "\0" + verifierPrompt;
-        lock (_scheduler.SyncRoot)
+        lock (Gate)
         {
             ThrowIfClosed();
             if (!_roots.TryGetValue(key, out var root))
             {
-                var sequence = _policy.CreateSequence(tokens);
+                var sequence = _scheduler.CreateSequence(_request, _policy, tokens);
                 root = new PromptRoot(this, key, tokens, verifierTokens, sequence);
                 _request.Own(root);
                 _roots[key] = root;
@@ -149,7 +146,7 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
         cancellationToken.ThrowIfCancellationRequested();
         var steps = new List<Task>();
         int admitted = 0, skipped = 0;
-        lock (_scheduler.SyncRoot)
+        lock (Gate)
         {
             ThrowIfClosed();
             var engineBranches = Check(branches);
@@ -160,10 +157,7 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
                 if (b.IsFinished) continue;
                 int context = b.Root.Tokens.Length + b.Generated.Count;
                 int maxTokens = Math.Min(sampling.MaxStepTokens, _policy.Config.MaxPositions - context);
-                // A separate verifier must be able to read every step: its mirror (verifier prompt + steps) has its own
-                // context, which can be the shorter one (a reviser reading earlier attempts, a PRM of 256 positions).
-                if (_verifier is { } v && !_sharedHead)
-                    maxTokens = Math.Min(maxTokens, v.Model.Config.MaxPositions - b.Root.VerifierTokens.Length - b.Generated.Count);
+                if (_scorer is not null) maxTokens = Math.Min(maxTokens, _scorer.StepTokenLimit(b));
                 if (maxTokens <= 0) { b.FinishAtContextLimit(); continue; }
                 // Worst case: every token of the step is computed (the last one too, for the next step's logits).
                 var flops = counter.Decode(context, maxTokens);
@@ -208,27 +202,16 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
     public async ValueTask<StepOutcome> ScoreAsync(IReadOnlyList<Branch> branches, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(branches);
-        var verifier = _verifier ?? throw new InvalidOperationException("this search engine has no verifier (PRM): pass one to the constructor to score steps");
+        var scorer = _scorer ?? throw new InvalidOperationException("this search engine has no verifier (PRM): pass one to the constructor to score steps");
         using var registration = cancellationToken.Register(static r => ((ScheduledRequest)r!).Dispose(), _request);
         cancellationToken.ThrowIfCancellationRequested();
         EngineBranch[] engineBranches;
-        lock (_scheduler.SyncRoot)
+        lock (Gate)
         {
             ThrowIfClosed();
             engineBranches = Check(branches);
         }
-        if (_sharedHead)
-        {
-            int scored = 0;
-            lock (_scheduler.SyncRoot)
-                foreach (var b in engineBranches.Where(b => b.StepScores.Count < b.Steps.Count))
-                {
-                    while (b.StepScores.Count < b.Steps.Count) b.AddScore(b.SharedValues[b.StepScores.Count]);
-                    scored++;
-                }
-            return new StepOutcome(scored, 0, false);
-        }
-        var jobs = engineBranches.Where(b => b.StepScores.Count < b.Steps.Count).Select(b => ScoreBranchAsync(b, verifier)).ToArray();
+        var jobs = engineBranches.Where(b => b.StepScores.Count < b.Steps.Count).Select(scorer.ScoreAsync).ToArray();
         bool[] done = await Task.WhenAll(jobs).ConfigureAwait(false);
         await LeavePump();
         int completed = done.Count(d => d);
@@ -259,9 +242,9 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
             if (b.Policy is null)
             {
                 await b.Root.PolicyReady!.ConfigureAwait(false);
-                lock (_scheduler.SyncRoot)
+                lock (Gate)
                 {
-                    b.Policy = b.Root.Policy.Fork();
+                    b.Policy = _scheduler.Fork(_request, b.Root.Policy);
                     b.ShareLogits(b.Root.Logits!);
                     if (b.Root.PolicyUses++ > 0) _request.RecordReuse(_policy.Name, b.Policy.ComputedLength, _policy.Counter.Prefill(b.Policy.ComputedLength));
                 }
@@ -287,68 +270,25 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
                     ends = stepTokens.Count == maxTokens || Contains(text, delimiter);
                     finished = ends && _options.IsFinalStep(StepOf(text.ToString()));
                 }
-                // A finished branch needs no next-token logits, except from a shared value head: its score is read
-                // from the forward of the step's last token (the reservation covers every token of the step).
-                if (finished && !_sharedHead) break;
+                // A finished branch needs no next-token logits, unless the verifier reads the step's score from the
+                // forward of its last token (the reservation covers every token of the step).
+                if (finished && _scorer is not { ReadsFinalTokenOutput: true }) break;
                 var result = await _scheduler.SubmitAsync(_request, _policy, b.Policy, [token], b.ExclusiveLogits(), reservation).ConfigureAwait(false);
                 if (!result.Completed) throw new InvalidOperationException($"the step's reservation did not cover its tokens: {result.Reason}");
                 if (ends) break;
             }
             text.Append(decoder.Flush());
             string stepText = text.ToString();
-            double? value = _sharedHead ? _verifier!.Score(b.Logits) : null;
-            b.CommitStep(stepTokens, stepText, StepOf(stepText), finished, value);
+            lock (Gate)
+            {
+                b.CommitStep(stepTokens, stepText, StepOf(stepText), finished);
+                _scorer?.OnStep(b, _scorer.ReadsFinalTokenOutput ? b.Logits : default);
+            }
         }
         finally
         {
             reservation.Dispose();
         }
-    }
-
-    async Task<bool> ScoreBranchAsync(EngineBranch b, IStepVerifier verifier)
-    {
-        var prm = verifier.Model;
-        if (b.Prm is null)
-        {
-            Task<WorkResult> ready;
-            lock (_scheduler.SyncRoot)
-            {
-                var root = b.Root;
-                if (root.Prm is null)
-                {
-                    root.Prm = prm.CreateSequence(root.VerifierTokens);
-                    if (root.Prm.ComputedLength > 0) _request.RecordReuse(prm.Name, root.Prm.ComputedLength, prm.Counter.Prefill(root.Prm.ComputedLength));
-                }
-                root.PrmReady ??= _scheduler.SubmitAsync(_request, prm, root.Prm, [], Memory<float>.Empty);
-                ready = root.PrmReady;
-            }
-            var result = await ready.ConfigureAwait(false);
-            lock (_scheduler.SyncRoot)
-            {
-                if (!result.Completed)
-                {
-                    if (b.Root.PrmReady == ready) b.Root.PrmReady = null; // retry with a later budget
-                    return false;
-                }
-                if (b.Prm is null)
-                {
-                    b.Prm = b.Root.Prm!.Fork();
-                    if (b.Root.PrmUses++ > 0) _request.RecordReuse(prm.Name, b.Prm.ComputedLength, prm.Counter.Prefill(b.Prm.ComputedLength));
-                }
-            }
-        }
-        var output = new float[prm.Config.HeadRows];
-        int prompt = b.Root.VerifierTokens.Length;
-        while (b.StepScores.Count < b.Steps.Count)
-        {
-            int end = b.StepEnds[b.StepScores.Count];
-            int have = b.Prm.Length - prompt;
-            var append = b.Generated.GetRange(have, end - have).ToArray();
-            var result = await _scheduler.SubmitAsync(_request, prm, b.Prm, append, output).ConfigureAwait(false);
-            if (!result.Completed) return false;
-            b.AddScore(verifier.Score(output));
-        }
-        return true;
     }
 
     string StepOf(string text)
@@ -384,10 +324,41 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
         if (_request.IsClosed) throw new ObjectDisposedException(nameof(ScheduledSearchEngine), "the search engine was disposed or cancelled");
     }
 
-    internal object SyncRoot => _scheduler.SyncRoot;
+    /// <summary>Guards the engine's bookkeeping (prompt roots, branches' state); pool changes go through the scheduler.</summary>
+    internal object Gate { get; } = new();
+    internal StepScheduler Scheduler => _scheduler;
     internal ScheduledRequest RequestInternal => _request;
     internal ScheduledModel Policy => _policy;
-    internal ScheduledModel? Prm => _verifier?.Model;
+
+    /// <summary>A fork of <paramref name="parent"/>: its sequences forked (sharing every block), the verifier's state too.</summary>
+    internal EngineBranch Fork(EngineBranch parent)
+    {
+        lock (Gate)
+        {
+            var fork = parent.Copy();
+            if (parent.Policy is { } policy)
+            {
+                fork.Policy = _scheduler.Fork(_request, policy);
+                if (fork.Policy.ComputedLength > 0) _request.RecordReuse(_policy.Name, fork.Policy.ComputedLength, _policy.Counter.Prefill(fork.Policy.ComputedLength));
+            }
+            _scorer?.OnFork(parent, fork);
+            _request.Own(fork);
+            return fork;
+        }
+    }
+
+    /// <summary>Releases a disposed branch's sequences; the last branch of a prompt releases the prompt's.</summary>
+    internal void Release(EngineBranch branch)
+    {
+        lock (Gate)
+        {
+            if (!branch.MarkDisposed()) return;
+            if (branch.Policy is { } policy) _scheduler.Release(policy);
+            _scorer?.OnRelease(branch);
+            branch.Root.Release();
+        }
+        _request.Disown(branch);
+    }
 
     /// <summary>
     /// A distinct prompt's sequences, prefilled once and forked by every branch started from it; disposed when the
@@ -396,22 +367,22 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
     internal sealed class PromptRoot(ScheduledSearchEngine engine, string key, int[] tokens, int[] verifierTokens, Ponder.Cache.Sequence policy) : IDisposable
     {
         int _holders;
+        bool _disposed;
 
         public int[] Tokens { get; } = tokens;
-        /// <summary>What the PRM mirror starts from: the policy's prompt, or the verifier prompt the branch was started with.</summary>
+        /// <summary>What the verifier reads steps after: the policy's prompt, or the verifier prompt the branch was started with.</summary>
         public int[] VerifierTokens { get; } = verifierTokens;
         public Ponder.Cache.Sequence Policy { get; } = policy;
-        public Ponder.Cache.Sequence? Prm { get; set; }
+        /// <summary>The verifier's per-prompt state (see <see cref="StepScorer"/>).</summary>
+        public object? VerifierState { get; set; }
         public float[]? Logits { get; set; }
         public Task? PolicyReady { get; set; }
-        public Task<WorkResult>? PrmReady { get; set; }
         public int PolicyUses { get; set; }
-        public int PrmUses { get; set; }
 
-        /// <summary>A branch started from or forked off this prompt holds it (caller holds SyncRoot).</summary>
+        /// <summary>A branch started from or forked off this prompt holds it (caller holds the engine's gate).</summary>
         public void Hold() => _holders++;
 
-        /// <summary>A holding branch was disposed (caller holds SyncRoot); the last one disposes the root.</summary>
+        /// <summary>A holding branch was disposed (caller holds the engine's gate); the last one disposes the root.</summary>
         public void Release()
         {
             if (--_holders > 0) return;
@@ -422,7 +393,13 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
 
         public void Dispose()
         {
-            lock (engine.SyncRoot) { Policy.Dispose(); Prm?.Dispose(); }
+            lock (engine.Gate)
+            {
+                if (_disposed) return;
+                _disposed = true;
+                engine._scheduler.Release(Policy);
+                engine._scorer?.OnRelease(this);
+            }
         }
     }
 }

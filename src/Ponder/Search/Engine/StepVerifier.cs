@@ -1,50 +1,92 @@
+using Ponder.Cache;
 using Ponder.Models;
 using Ponder.Scheduling;
 
 namespace Ponder.Search.Engine;
 
 /// <summary>
-/// How a PRM turns its head's output at a step's last token into a score in [0, 1]. The engine mirrors every branch
-/// into <see cref="Model"/>'s pool (same tokens) and asks for the head output at each step's last token.
+/// A process reward model as the search engine uses it: how it turns its head's output at a step's last token into a
+/// score in [0, 1], and (internally) how it reads a search's steps. The engine knows verifiers only through this:
+/// <code>
+///   ValueHeadVerifier         a separate PRM: every branch is mirrored into the PRM's own pool (same tokens, after
+///                             the verifier prompt), only new steps' tokens are computed, each step's score is the
+///                             PRM's head at its last token
+///   SharedValueHeadVerifier   a value row on the policy: a step's score is read from the policy's own forward of the
+///                             step's last token (which computes the next token's logits anyway): no second model
+/// </code>
 /// A token-logit PRM (Math-Shepherd style: softmax over two candidate tokens at a step tag) plugs in as another
-/// implementation over a language-model head.
+/// mirrored verifier over a language-model head.
 /// </summary>
-public interface IStepVerifier
+public abstract class StepVerifier
 {
-    /// <summary>The PRM as the scheduler runs it.</summary>
-    ScheduledModel Model { get; }
+    private protected StepVerifier(ScheduledModel model) => Model = model ?? throw new ArgumentNullException(nameof(model));
+
+    /// <summary>The model whose head scores steps (the PRM; the policy itself for a shared value row).</summary>
+    public ScheduledModel Model { get; }
 
     /// <summary>The score of a step prefix from the head's output row (HeadRows values) at the step's last token.</summary>
-    double Score(ReadOnlySpan<float> headOutput);
+    public abstract double Score(ReadOnlySpan<float> headOutput);
+
+    /// <summary>How this verifier reads the steps of <paramref name="engine"/>'s search (its per-search state).</summary>
+    internal abstract StepScorer Open(ScheduledSearchEngine engine);
+
+    private protected static double Sigmoid(double x) => 1 / (1 + Math.Exp(-x));
 }
 
 /// <summary>
-/// A value-head PRM (<see cref="HeadKind.Value"/>): one label scores sigmoid(output); two labels score the softmax
-/// probability of label 1 ("correct").
+/// One search's side of a verifier: the engine calls it as branches are started, extended, forked, scored and released.
+/// Calls that change state come with the engine's lock held, except <see cref="ScoreAsync"/>.
 /// </summary>
-public sealed class ValueHeadVerifier : IStepVerifier
+internal abstract class StepScorer
+{
+    /// <summary>Whether the policy must compute a finishing step's last token, so that <see cref="OnStep"/> can read its output.</summary>
+    public virtual bool ReadsFinalTokenOutput => false;
+
+    /// <summary>Refuses a branch whose verifier would read its steps after a different prompt than the policy's, where it cannot.</summary>
+    public virtual void CheckVerifierPrompt(bool separate) { }
+
+    /// <summary>The most tokens <paramref name="branch"/>'s next step may have for the verifier to read it (its own context).</summary>
+    public virtual int StepTokenLimit(EngineBranch branch) => int.MaxValue;
+
+    /// <summary>A step was committed; <paramref name="policyOutput"/> is the policy head's output at its last token (empty when not computed).</summary>
+    public virtual void OnStep(EngineBranch branch, ReadOnlySpan<float> policyOutput) { }
+
+    /// <summary><paramref name="child"/> was forked from <paramref name="parent"/> (share what can be shared).</summary>
+    public virtual void OnFork(EngineBranch parent, EngineBranch child) { }
+
+    /// <summary><paramref name="branch"/> was disposed: release what it holds.</summary>
+    public virtual void OnRelease(EngineBranch branch) { }
+
+    /// <summary>The last branch of <paramref name="root"/> was disposed: release what the prompt holds.</summary>
+    public virtual void OnRelease(ScheduledSearchEngine.PromptRoot root) { }
+
+    /// <summary>Scores <paramref name="branch"/>'s unscored steps (appending to its scores); false when the budget refused.</summary>
+    public abstract Task<bool> ScoreAsync(EngineBranch branch);
+}
+
+/// <summary>
+/// A value-head PRM (<see cref="HeadKind.Value"/>) run as a separate model: one label scores sigmoid(output); two
+/// labels score the softmax probability of label 1 ("correct").
+/// </summary>
+public sealed class ValueHeadVerifier : StepVerifier
 {
     /// <summary>Wraps <paramref name="model"/>, which must have a value head with one or two labels.</summary>
-    public ValueHeadVerifier(ScheduledModel model)
+    public ValueHeadVerifier(ScheduledModel model) : base(model)
     {
-        ArgumentNullException.ThrowIfNull(model);
         if (model.Config.Head != HeadKind.Value)
             throw new ArgumentException($"model '{model.Name}' has a language-model head; a value-head verifier needs a value head (score.weight)", nameof(model));
         if (model.Config.NumLabels is not (1 or 2))
             throw new ArgumentException($"model '{model.Name}' has {model.Config.NumLabels} labels; a value-head verifier reads 1 (sigmoid) or 2 (softmax)", nameof(model));
-        Model = model;
     }
 
-    public ScheduledModel Model { get; }
-
-    public double Score(ReadOnlySpan<float> headOutput) => headOutput.Length switch
+    public override double Score(ReadOnlySpan<float> headOutput) => headOutput.Length switch
     {
         1 => Sigmoid(headOutput[0]),
         2 => Sigmoid((double)headOutput[1] - headOutput[0]), // softmax over two labels = sigmoid of the difference
         _ => throw new ArgumentException($"a value head output of {headOutput.Length} values; expected 1 or 2", nameof(headOutput)),
     };
 
-    static double Sigmoid(double x) => 1 / (1 + Math.Exp(-x));
+    internal override StepScorer Open(ScheduledSearchEngine engine) => new MirrorScorer(engine, this);
 }
 
 /// <summary>
@@ -53,24 +95,138 @@ public sealed class ValueHeadVerifier : IStepVerifier
 /// (for the next step's logits), so a step's score costs no second model, no second KV cache and no extra forward:
 /// only the head's 2·dModel FLOPs per output row, counted with the LM head. Score = sigmoid(output[vocab]).
 /// </summary>
-public sealed class SharedValueHeadVerifier : IStepVerifier
+public sealed class SharedValueHeadVerifier : StepVerifier
 {
     /// <summary>Wraps <paramref name="policy"/>, which must be a language model with a shared value row.</summary>
-    public SharedValueHeadVerifier(ScheduledModel policy)
+    public SharedValueHeadVerifier(ScheduledModel policy) : base(policy)
     {
-        ArgumentNullException.ThrowIfNull(policy);
         if (policy.Config.Head != HeadKind.LanguageModel || !policy.Config.SharedValueHead)
             throw new ArgumentException($"model '{policy.Name}' has no shared value head (config.json \"ponder_value_head\": 1 with value_head.weight)", nameof(policy));
-        Model = policy;
     }
 
-    /// <summary>The policy itself: scores come with its tokens.</summary>
-    public ScheduledModel Model { get; }
-
-    public double Score(ReadOnlySpan<float> headOutput)
+    public override double Score(ReadOnlySpan<float> headOutput)
     {
         if (headOutput.Length != Model.Config.HeadRows)
             throw new ArgumentException($"a head output of {headOutput.Length} values; the policy writes {Model.Config.HeadRows} (vocab {Model.Config.Vocab} + the value row)", nameof(headOutput));
-        return 1 / (1 + Math.Exp(-(double)headOutput[Model.Config.Vocab]));
+        return Sigmoid(headOutput[Model.Config.Vocab]);
+    }
+
+    internal override StepScorer Open(ScheduledSearchEngine engine)
+    {
+        if (engine.Policy != Model)
+            throw new ArgumentException($"a shared value head scores the policy's own tokens; its model '{Model.Name}' is not the policy '{engine.Policy.Name}'", "verifier");
+        return new PolicyRowScorer(this);
+    }
+
+    /// <summary>Keeps each step's score as the policy computes it; scoring commits the kept scores (computes nothing).</summary>
+    sealed class PolicyRowScorer(SharedValueHeadVerifier verifier) : StepScorer
+    {
+        public override bool ReadsFinalTokenOutput => true;
+
+        public override void CheckVerifierPrompt(bool separate)
+        {
+            if (separate) throw new ArgumentException("a shared value head scores steps in the policy's own context; it cannot read them after a different verifier prompt", "verifierPrompt");
+        }
+
+        public override void OnStep(EngineBranch branch, ReadOnlySpan<float> policyOutput) => Values(branch).Add(verifier.Score(policyOutput));
+
+        public override void OnFork(EngineBranch parent, EngineBranch child) => child.VerifierState = new List<double>(Values(parent));
+
+        public override Task<bool> ScoreAsync(EngineBranch branch)
+        {
+            var values = Values(branch);
+            while (branch.StepScores.Count < branch.Steps.Count) branch.AddScore(values[branch.StepScores.Count]);
+            return Task.FromResult(true);
+        }
+
+        static List<double> Values(EngineBranch branch) => (List<double>)(branch.VerifierState ??= new List<double>());
+    }
+}
+
+/// <summary>
+/// A separate PRM's reading of a search: per prompt root, the verifier prompt's sequence in the PRM's pool (prefilled
+/// once, when a branch is first scored); per branch, a fork of it that grows by each scored step's tokens.
+/// </summary>
+sealed class MirrorScorer(ScheduledSearchEngine engine, StepVerifier verifier) : StepScorer
+{
+    readonly ScheduledModel _prm = verifier.Model;
+
+    /// <summary>The verifier prompt's sequence of a prompt root, and its prefill (shared by the root's branches).</summary>
+    sealed class RootMirror
+    {
+        public Sequence? Sequence;
+        public Task<WorkResult>? Ready;
+        public int Uses;
+    }
+
+    public override int StepTokenLimit(EngineBranch branch) =>
+        // The mirror (verifier prompt + steps) has its own context, which can be the shorter one (a reviser reading
+        // earlier attempts, a PRM of 256 positions): every step must fit it.
+        _prm.Config.MaxPositions - branch.Root.VerifierTokens.Length - branch.Generated.Count;
+
+    public override void OnFork(EngineBranch parent, EngineBranch child)
+    {
+        if (parent.VerifierState is not Sequence mirror) return;
+        var fork = engine.Scheduler.Fork(engine.Request, mirror);
+        child.VerifierState = fork;
+        if (fork.ComputedLength > 0) engine.Request.RecordReuse(_prm.Name, fork.ComputedLength, _prm.Counter.Prefill(fork.ComputedLength));
+    }
+
+    public override void OnRelease(EngineBranch branch)
+    {
+        if (branch.VerifierState is Sequence mirror) engine.Scheduler.Release(mirror);
+    }
+
+    public override void OnRelease(ScheduledSearchEngine.PromptRoot root)
+    {
+        if (root.VerifierState is RootMirror { Sequence: { } s }) engine.Scheduler.Release(s);
+    }
+
+    public override async Task<bool> ScoreAsync(EngineBranch b)
+    {
+        if (b.VerifierState is null)
+        {
+            Task<WorkResult> ready;
+            lock (engine.Gate)
+            {
+                var root = (RootMirror)(b.Root.VerifierState ??= new RootMirror());
+                if (root.Sequence is null)
+                {
+                    root.Sequence = engine.Scheduler.CreateSequence(engine.Request, _prm, b.Root.VerifierTokens);
+                    if (root.Sequence.ComputedLength > 0) engine.Request.RecordReuse(_prm.Name, root.Sequence.ComputedLength, _prm.Counter.Prefill(root.Sequence.ComputedLength));
+                }
+                root.Ready ??= engine.Scheduler.SubmitAsync(engine.Request, _prm, root.Sequence, [], Memory<float>.Empty);
+                ready = root.Ready;
+            }
+            var result = await ready.ConfigureAwait(false);
+            lock (engine.Gate)
+            {
+                var root = (RootMirror)b.Root.VerifierState!;
+                if (!result.Completed)
+                {
+                    if (root.Ready == ready) root.Ready = null; // retry with a later budget
+                    return false;
+                }
+                if (b.VerifierState is null)
+                {
+                    var mirror = engine.Scheduler.Fork(engine.Request, root.Sequence!);
+                    b.VerifierState = mirror;
+                    if (root.Uses++ > 0) engine.Request.RecordReuse(_prm.Name, mirror.ComputedLength, _prm.Counter.Prefill(mirror.ComputedLength));
+                }
+            }
+        }
+        var sequence = (Sequence)b.VerifierState;
+        var output = new float[_prm.Config.HeadRows];
+        int prompt = b.Root.VerifierTokens.Length;
+        while (b.StepScores.Count < b.Steps.Count)
+        {
+            int end = b.StepEnds[b.StepScores.Count];
+            int have = sequence.Length - prompt;
+            var append = b.Generated.GetRange(have, end - have).ToArray();
+            var result = await engine.Scheduler.SubmitAsync(engine.Request, _prm, sequence, append, output).ConfigureAwait(false);
+            if (!result.Completed) return false;
+            b.AddScore(verifier.Score(output));
+        }
+        return true;
     }
 }
