@@ -81,7 +81,7 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
     /// rounds and one pool never has two schedulers) under <paramref name="name"/>. Refused while the model has live
     /// sequences, or when it already runs on another model's scheduler.
     /// </summary>
-    internal void RunOn(StepScheduler scheduler, string name)
+    public void RunOn(StepScheduler scheduler, string name)
     {
         ArgumentNullException.ThrowIfNull(scheduler);
         if (scheduler == Scheduler && Scheduled.Name == name) return;
@@ -187,6 +187,7 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
                 if (!result.Completed) break;
                 int token = sampler.Sample(output.AsSpan(0, Config.Vocab), System.Runtime.InteropServices.CollectionsMarshal.AsSpan(context));
                 context.Add(token);
+                req.RecordSampled(1);
                 if (eos.Contains(token)) yield break;
                 string emit = decoder is null ? "" : stops.Push(decoder.Push(token));
                 // Hand the token over on the thread pool, not on the scheduler's pump (a consumer that blocks would stall every round).

@@ -59,8 +59,11 @@ public sealed class StudyModels : IDisposable
             throw new ArgumentException($"reviser {reviser.Model.Location} must be a language model over the policy's vocabulary ({policy.Model.Config.Vocab} ids)", nameof(reviser));
         Policy = policy; Prm = sharedPrm ? policy : prm; Large = large; Reviser = reviser; _ownedBackend = ownedBackend;
         SharedPrm = sharedPrm;
-        PrmScheduled = prm is null ? null : new ScheduledModel("prm", prm.Model.Transformer, prm.Model.Pool, prm.Model.PrefixIndex);
-        ReviserScheduled = reviser is null ? null : new ScheduledModel("reviser", reviser.Model.Transformer, reviser.Model.Pool, reviser.Model.PrefixIndex);
+        // The PRM and the reviser run on the policy's scheduler, so a search's forwards of all models share its rounds.
+        prm?.Model.RunOn(policy.Model.Scheduler, "prm");
+        reviser?.Model.RunOn(policy.Model.Scheduler, "reviser");
+        PrmScheduled = prm?.Model.Scheduled;
+        ReviserScheduled = reviser?.Model.Scheduled;
     }
 
     /// <summary>The policy.</summary>

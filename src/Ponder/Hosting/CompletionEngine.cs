@@ -160,9 +160,7 @@ public sealed class CompletionEngine : IDisposable
                 await foreach (var token in Model.GenerateAsync(tokens, sampling, request, cancellationToken).ConfigureAwait(false))
                     if (token.Text.Length > 0) yield return new CompletionChunk(token.Text);
                 var flops = request.Report();
-                long reused = flops.TokensReused;
-                // Every sampled token but the last was fed back (one row each) after the prompt's uncached rows.
-                int output = flops.Generations == 0 ? 0 : (int)Math.Max(0, flops.TokensComputed - (tokens.Length - reused) + 1);
+                int output = (int)flops.TokensSampled;
                 bool exhausted = flops.BudgetExhaustedReason is not null;
                 // The context ending the answer is "length" too (the answer was cut, not finished).
                 string finish = exhausted || output >= sampling.MaxNewTokens || tokens.Length + output >= context ? "length" : "stop";
@@ -181,8 +179,8 @@ public sealed class CompletionEngine : IDisposable
                 var chosen = result.Candidates.Where(c => c.Answer is not null && c.Answer == result.Answer).MaxBy(c => c.Score)
                              ?? result.Candidates.MaxBy(c => c.Score);
                 string text = chosen?.Text ?? "";
-                long outputTokens = flops.Models.Where(m => m.Model == Model.Scheduled.Name).Sum(m => m.TokensComputed) - (tokens.Length - Math.Min(tokens.Length, flops.TokensReused));
-                report = new CompletionReport(tokens.Length, (int)Math.Max(0, outputTokens), result.BudgetExhausted || chosen is { Finished: false } ? "length" : "stop",
+                // Every branch's sampled tokens: the search's whole output, as usage counts n choices.
+                report = new CompletionReport(tokens.Length, (int)flops.TokensSampled, result.BudgetExhausted || chosen is { Finished: false } ? "length" : "stop",
                     strategy.Name, result.Answer, result.BudgetExhausted, flops);
                 if (text.Length > 0) yield return new CompletionChunk(text);
             }

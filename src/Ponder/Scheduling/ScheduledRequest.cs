@@ -73,6 +73,12 @@ public sealed class ScheduledRequest : IDisposable
     /// <summary>Generations recorded so far.</summary>
     public double Generations { get; private set; }
 
+    /// <summary>Records tokens sampled for the request (what its owner generated, whether or not it was kept).</summary>
+    public void RecordSampled(long tokens) { lock (_sync) TokensSampled += tokens; }
+
+    /// <summary>Tokens sampled so far.</summary>
+    public long TokensSampled { get; private set; }
+
     internal void RecordComputed(string model, long tokens, FlopCounts flops, long approximateFlops)
     {
         lock (_sync)
@@ -95,7 +101,7 @@ public sealed class ScheduledRequest : IDisposable
     public RequestReport Report()
     {
         lock (_sync)
-            return new RequestReport(Name, [.. _usage.Values.Select(u => u.Snapshot())], Generations, _elapsed ?? _watch.Elapsed, BudgetExhaustedReason);
+            return new RequestReport(Name, [.. _usage.Values.Select(u => u.Snapshot())], Generations, _elapsed ?? _watch.Elapsed, BudgetExhaustedReason, TokensSampled);
     }
 
     /// <summary>Marks the request closed and disposes what it owns (idempotent).</summary>
@@ -142,8 +148,8 @@ public sealed class ScheduledRequest : IDisposable
 /// <param name="ApproximateFlops">The paper's 2 · N · tokens (N non-embedding parameters) for the same tokens.</param>
 public sealed record ModelReport(string Model, FlopCounts Flops, FlopCounts SavedFlops, long TokensComputed, long TokensReused, long Forwards, long ApproximateFlops);
 
-/// <summary>A request's account: per model FLOPs and tokens, generations, wall time.</summary>
-public sealed record RequestReport(string Name, IReadOnlyList<ModelReport> Models, double Generations, TimeSpan WallTime, string? BudgetExhaustedReason)
+/// <summary>A request's account: per model FLOPs and tokens, generations, tokens sampled, wall time.</summary>
+public sealed record RequestReport(string Name, IReadOnlyList<ModelReport> Models, double Generations, TimeSpan WallTime, string? BudgetExhaustedReason, long TokensSampled = 0)
 {
     /// <summary>Exact FLOPs over all models.</summary>
     public FlopCounts Flops => Models.Aggregate(FlopCounts.Zero, (a, m) => a + m.Flops);

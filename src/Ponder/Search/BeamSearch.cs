@@ -108,12 +108,26 @@ public sealed class BeamSearch : ISearchStrategy
                             activeRank.Add(rank[at]);
                         }
                     }
+                    if (exhausted)
+                    {
+                        // Best first: the beams finished below on what is left of the budget go in this order.
+                        var best = SearchBranches.RankDescending(activeRank);
+                        (active, activeLineage) = ([.. best.Select(k => active[k])], [.. best.Select(k => activeLineage[k])]);
+                    }
                     (tree.Beams, tree.Lineage) = (active, activeLineage);
                     int slots = Beams - tree.Finished.Count;
                     if (exhausted || tree.Beams.Count == 0 || slots <= 0 || round >= options.MaxRounds) tree.Done = true;
                     else (tree.Beams, tree.Lineage) = Expand(tree.Beams, tree.Lineage, activeRank, slots);
                 }
                 if (trees.All(t => t.Done)) break;
+            }
+            if (exhausted)
+            {
+                // The budget cannot pay for another full round: finish the best beams one by one on what is left,
+                // rather than end with every beam cut short and no answer.
+                var rest = trees.SelectMany(t => t.Beams).ToList();
+                await SearchBranches.ExtendToEndAsync(engine, rest, options, phase: 3 * phase + 2, cancellationToken).ConfigureAwait(false);
+                await SearchBranches.ScoreAsync(engine, rest, afterRefusal: true, cancellationToken).ConfigureAwait(false);
             }
             var candidates = trees.Select(t => t.Finished.Concat(t.Beams.Select((b, i) => selector.Candidate(b, t.Lineage[i], round))).ToList()).ToArray();
             return (candidates, round, exhausted);

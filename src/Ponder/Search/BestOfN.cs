@@ -33,10 +33,10 @@ public sealed class BestOfN : ISearchStrategy
         {
             var (rounds, exhausted) = await SearchBranches.ExtendToEndAsync(engine, samples, options, phase: 0, cancellationToken)
                 .ConfigureAwait(false);
-            // Scoring is skipped for majority (no verifier); otherwise the verifier scores every sample (even after an
-            // exhausted extension the engine may still refuse, which leaves scores missing and is fine).
-            if (!exhausted && options.Selector.Method != AnswerSelection.Majority)
-                exhausted = (await engine.ScoreAsync(samples, cancellationToken).ConfigureAwait(false)).BudgetExhausted;
+            // Scoring is skipped for majority (no verifier); otherwise the verifier scores the samples (the budget may
+            // refuse some, which leaves their scores missing and is fine).
+            if (options.Selector.Method != AnswerSelection.Majority)
+                exhausted |= await SearchBranches.ScoreAsync(engine, samples, exhausted, cancellationToken).ConfigureAwait(false);
             var candidates = samples.Select((b, i) => options.Selector.Candidate(b, i, rounds)).ToList();
             return SearchBranches.Result(Name, options.Selector, candidates, engine, rounds, exhausted);
         }

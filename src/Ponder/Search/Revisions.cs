@@ -75,8 +75,7 @@ public sealed class Revisions : ISearchStrategy
                         engine.PromptTokens, engine.ContextTokens), verifierPrompt: questionPrompt));
                 (_, exhausted) = await SearchBranches.ExtendToEndAsync(engine, attempts, options, phase: t, cancellationToken)
                     .ConfigureAwait(false);
-                if (!exhausted && verify)
-                    exhausted = (await engine.ScoreAsync(attempts, cancellationToken).ConfigureAwait(false)).BudgetExhausted;
+                if (verify) exhausted |= await SearchBranches.ScoreAsync(engine, attempts, exhausted, cancellationToken).ConfigureAwait(false);
                 for (int c = 0; c < Parallel; c++)
                 {
                     // An attempt the budget cut off (unfinished) is kept as a candidate, but never enters later prompts.

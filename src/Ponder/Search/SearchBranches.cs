@@ -27,23 +27,39 @@ internal static class SearchBranches
     }
 
     /// <summary>
-    /// Extends the unfinished branches step by step until all finish, the options' MaxRounds rounds ran, or the
-    /// budget is exhausted. Returns (rounds run, budget exhausted).
+    /// Extends the unfinished branches step by step until each finishes or has the options' MaxRounds steps, or the
+    /// budget can pay for no further step. When it pays for some branches' steps but not all, the refused ones wait
+    /// and those furthest along go first (ties: list order), so a budget below the full cost ends with fewer finished
+    /// branches rather than all of them cut short. Returns (extension calls made, budget refused any step).
     /// </summary>
     public static async ValueTask<(int Rounds, bool Exhausted)> ExtendToEndAsync(ISearchEngine engine, IReadOnlyList<Branch> branches,
         SearchOptions options, int phase, CancellationToken cancellationToken)
     {
         int rounds = 0;
-        while (rounds < options.MaxRounds)
+        bool exhausted = false;
+        while (true)
         {
-            var active = Unfinished(branches);
+            // Stable: with nothing refused, every active branch has the same number of steps and keeps its list order.
+            var active = branches.Where(b => !b.Finished && b.Steps.Count < options.MaxRounds).OrderByDescending(b => b.Steps.Count).ToList();
             if (active.Count == 0) break;
             rounds++;
             var outcome = await engine.ExtendAsync(active, options.Sampling(SearchSeeds.Derive(options.Seed, phase, rounds)), cancellationToken)
                 .ConfigureAwait(false);
-            if (outcome.BudgetExhausted) return (rounds, true);
+            exhausted |= outcome.BudgetExhausted;
+            if (outcome.BudgetExhausted && outcome.Completed == 0) break;
         }
-        return (rounds, false);
+        return (rounds, exhausted);
+    }
+
+    /// <summary>
+    /// Scores the branches' steps. After the budget refused steps, only finished branches are scored (an unfinished
+    /// one has no answer to weigh), so what is left of the budget goes where it counts. Returns whether scoring was refused.
+    /// </summary>
+    public static async ValueTask<bool> ScoreAsync(ISearchEngine engine, IReadOnlyList<Branch> branches, bool afterRefusal, CancellationToken cancellationToken)
+    {
+        var scored = afterRefusal ? branches.Where(b => b.Finished).ToList() : branches;
+        if (scored.Count == 0) return false;
+        return (await engine.ScoreAsync(scored, cancellationToken).ConfigureAwait(false)).BudgetExhausted;
     }
 
     public static List<Branch> Unfinished(IReadOnlyList<Branch> branches)

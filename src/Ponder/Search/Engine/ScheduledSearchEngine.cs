@@ -144,7 +144,7 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
         var samplingOptions = new SamplingOptions { Temperature = sampling.Temperature, TopP = sampling.TopP }.Validate();
         using var registration = cancellationToken.Register(static r => ((ScheduledRequest)r!).Dispose(), _request);
         cancellationToken.ThrowIfCancellationRequested();
-        var steps = new List<Task>();
+        var steps = new List<Task<bool>>();
         int admitted = 0, skipped = 0;
         lock (Gate)
         {
@@ -159,21 +159,36 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
                 int maxTokens = Math.Min(sampling.MaxStepTokens, _policy.Config.MaxPositions - context);
                 if (_scorer is not null) maxTokens = Math.Min(maxTokens, _scorer.StepTokenLimit(b));
                 if (maxTokens <= 0) { b.FinishAtContextLimit(); continue; }
-                // Worst case: every token of the step is computed (the last one too, for the next step's logits).
-                var flops = counter.Decode(context, maxTokens);
-                long tokens = maxTokens;
                 bool carriesRoot = b.Policy is null && b.Root.PolicyReady is null;
-                if (carriesRoot)
-                {
-                    var root = b.Root.Policy;
-                    flops += counter.Chunk(root.PendingLength, root.ComputedLength, 1);
-                    tokens += root.PendingLength;
-                }
                 int depth = b.Steps.Count;
                 int width = depth < _widthAtDepth.Count ? _widthAtDepth[depth] : 0;
                 int generations = Math.Max(0, width + 1 - _generations);
-                var charge = new Charge(flops, tokens, generations);
+                // Worst case: every token of the step is computed (the last one too, for the next step's logits).
+                Charge Worst(int stepTokens)
+                {
+                    var flops = counter.Decode(context, stepTokens);
+                    long tokens = stepTokens;
+                    if (carriesRoot)
+                    {
+                        var root = b.Root.Policy;
+                        flops += counter.Chunk(root.PendingLength, root.ComputedLength, 1);
+                        tokens += root.PendingLength;
+                    }
+                    return new Charge(flops, tokens, generations);
+                }
+                var charge = Worst(maxTokens);
                 var reservation = _request.Budget.TryReserve(charge);
+                if (reservation is null && admitted == 0 && maxTokens > 1)
+                {
+                    // Nothing admitted in this call yet: a step of fewer tokens that the budget can still pay beats none
+                    // (it ends early if it reaches its cap), so a search spends its budget to within one token's cost.
+                    int affordable = LargestAffordable(maxTokens - 1, m => _request.Budget.CanAfford(Worst(m)));
+                    if (affordable > 0)
+                    {
+                        maxTokens = affordable;
+                        reservation = _request.Budget.TryReserve(charge = Worst(maxTokens));
+                    }
+                }
                 if (reservation is null)
                 {
                     _request.BudgetExhaustedReason = _request.Budget.Explain(charge);
@@ -193,9 +208,9 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
                 admitted++;
             }
         }
-        await Task.WhenAll(steps).ConfigureAwait(false);
+        int cut = (await Task.WhenAll(steps).ConfigureAwait(false)).Count(paid => !paid);
         await LeavePump();
-        return new StepOutcome(admitted, skipped, skipped > 0);
+        return new StepOutcome(admitted - cut, skipped + cut, skipped + cut > 0);
     }
 
     /// <inheritdoc/>
@@ -218,6 +233,19 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
         return new StepOutcome(completed, done.Length - completed, completed < done.Length);
     }
 
+    /// <summary>The largest m in [1, <paramref name="max"/>] with <paramref name="fits"/>(m) (monotone: fewer tokens cost less), or 0.</summary>
+    static int LargestAffordable(int max, Func<int, bool> fits)
+    {
+        int lo = 1, hi = max, best = 0;
+        while (lo <= hi)
+        {
+            int mid = lo + (hi - lo) / 2;
+            if (fits(mid)) { best = mid; lo = mid + 1; }
+            else hi = mid - 1;
+        }
+        return best;
+    }
+
     /// <summary>
     /// Continues on the thread pool: the work above completes on the scheduler's pump, and a caller resumed there that
     /// then blocks (waits on a task, spins) would stall every round.
@@ -235,8 +263,10 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
         root.Logits = logits;
     }
 
-    async Task StepAsync(EngineBranch b, BudgetReservation reservation, SamplingOptions sampling, int maxTokens)
+    /// <summary>Samples one step of <paramref name="b"/>; false when the budget refused to recompute its evicted context.</summary>
+    async Task<bool> StepAsync(EngineBranch b, BudgetReservation reservation, SamplingOptions sampling, int maxTokens)
     {
+        bool paid = true;
         try
         {
             if (b.Policy is null)
@@ -262,6 +292,7 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
                 b.Logits.AsSpan(0, vocab).CopyTo(scratch); // the sampler reads the vocabulary only, never a value row
                 int token = sampler.Sample(scratch, []);
                 stepTokens.Add(token);
+                _request.RecordSampled(1);
                 bool ends;
                 if (_eos.Contains(token)) finished = ends = true;
                 else
@@ -274,7 +305,14 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
                 // forward of its last token (the reservation covers every token of the step).
                 if (finished && _scorer is not { ReadsFinalTokenOutput: true }) break;
                 var result = await _scheduler.SubmitAsync(_request, _policy, b.Policy, [token], b.ExclusiveLogits(), reservation).ConfigureAwait(false);
-                if (!result.Completed) throw new InvalidOperationException($"the step's reservation did not cover its tokens: {result.Reason}");
+                if (!result.Completed)
+                {
+                    // Only recomputing what a preemption evicted is charged beyond the reservation: when the budget
+                    // cannot pay it, the branch ends here, cut off (it has no logits to go on from).
+                    paid = false;
+                    finished = true;
+                    break;
+                }
                 if (ends) break;
             }
             text.Append(decoder.Flush());
@@ -284,6 +322,7 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
                 b.CommitStep(stepTokens, stepText, StepOf(stepText), finished);
                 _scorer?.OnStep(b, _scorer.ReadsFinalTokenOutput ? b.Logits : default);
             }
+            return paid;
         }
         finally
         {
