@@ -5,22 +5,6 @@ using Ponder.Search;
 
 namespace Ponder.Evaluation.Study;
 
-/// <summary>One strategy family of a study with the hyper-parameter settings to sweep.</summary>
-/// <param name="Name">Family (<see cref="StrategySpec.Name"/>): best-of-n, beam, lookahead, dvts, revisions.</param>
-/// <param name="Params">Hyper-parameter settings (<see cref="StrategySpec.Params"/> strings, e.g. "M=sqrt", "M=4;k=1"); [""] for none.</param>
-/// <param name="Selection">Final-answer selection (weighted needs a PRM; majority does not).</param>
-public sealed record StudyStrategy(string Name, IReadOnlyList<string> Params, AnswerSelection Selection)
-{
-    /// <summary>True when the family or the selection reads PRM scores.</summary>
-    public bool NeedsVerifier => Selection != AnswerSelection.Majority || Name is not "best-of-n";
-
-    /// <summary>
-    /// The record's strategy name: the family for weighted selection, else "family-selection" (e.g. "best-of-n-majority"),
-    /// so sweep rows keep both apart.
-    /// </summary>
-    public string RecordName => Selection == AnswerSelection.Weighted ? Name : $"{Name}-{Selection.ToString().ToLowerInvariant()}";
-}
-
 /// <summary>
 /// A study: which models, which questions, which strategies at which budgets and seeds, and how difficulty is
 /// estimated. Read from JSON by <see cref="Load"/> (every error names the file and the field). Relative paths are
@@ -57,8 +41,11 @@ public sealed record StudyConfig
     public int From { get; init; }
     /// <summary>End of the range (exclusive); null = end of file.</summary>
     public int? To { get; init; }
-    /// <summary>Strategies and their hyper-parameters.</summary>
-    public required IReadOnlyList<StudyStrategy> Strategies { get; init; }
+    /// <summary>
+    /// Strategy settings to sweep, each run at every budget (their own <see cref="StrategySpec.Budget"/> is 0). In JSON
+    /// one entry <c>{"name", "params": [...], "selection"}</c> is one setting per params string.
+    /// </summary>
+    public required IReadOnlyList<StrategySpec> Strategies { get; init; }
     /// <summary>Budgets in generations.</summary>
     public required IReadOnlyList<int> Budgets { get; init; }
     /// <summary>Seeds (every run is repeated per seed).</summary>
@@ -160,11 +147,11 @@ public sealed record StudyConfig
         return config;
     }
 
-    static List<StudyStrategy> ParseStrategies(Reader r, JsonNode node)
+    static List<StrategySpec> ParseStrategies(Reader r, JsonNode node)
     {
         if (node is not JsonArray array || array.Count == 0)
             throw new InvalidDataException($"{r.Source}: field 'strategies' must be a non-empty array of {{\"name\", \"params\", \"selection\"}} objects");
-        var list = new List<StudyStrategy>();
+        var list = new List<StrategySpec>();
         for (int i = 0; i < array.Count; i++)
         {
             string field = $"strategies[{i}]";
@@ -174,21 +161,13 @@ public sealed record StudyConfig
                 if (key is not ("name" or "params" or "selection"))
                     throw new InvalidDataException($"{r.Source}: unknown field '{field}.{key}' (known: name, params, selection)");
             string name = sr.String("name") ?? throw sr.Missing("name");
-            var ps = sr.StringArray("params") ?? [""];
-            foreach (var p in ps)
+            try
             {
-                try { StrategySpec.Parse(name, p, 64); }
-                catch (ArgumentException e) { throw new InvalidDataException($"{r.Source}: field '{field}': {e.Message}", e); }
+                var selection = StrategySpec.ParseSelection(sr.String("selection") ?? "weighted", $"{field}.selection");
+                foreach (var p in sr.StringArray("params") ?? [""])
+                    list.Add(StrategySpec.Parse(name, p, 0) with { Selection = selection });
             }
-            string selectionText = sr.String("selection") ?? "weighted";
-            var selection = selectionText switch
-            {
-                "weighted" => AnswerSelection.Weighted,
-                "majority" => AnswerSelection.Majority,
-                "naive" => AnswerSelection.Naive,
-                _ => throw new InvalidDataException($"{r.Source}: field '{field}.selection' = '{selectionText}' is not weighted, majority or naive"),
-            };
-            list.Add(new StudyStrategy(name, ps, selection));
+            catch (ArgumentException e) { throw new InvalidDataException($"{r.Source}: field '{field}': {e.Message}", e); }
         }
         return list;
     }

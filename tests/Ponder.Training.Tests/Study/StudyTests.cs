@@ -40,9 +40,9 @@ public sealed class StudyTests : IDisposable
         OracleCache = Path.Combine(_dir, "cache", "oracle.jsonl"),
         Strategies =
         [
-            new StudyStrategy("best-of-n", [""], AnswerSelection.Weighted),
-            new StudyStrategy("best-of-n", [""], AnswerSelection.Majority),
-            new StudyStrategy("beam", ["M=sqrt"], AnswerSelection.Weighted),
+            new StrategySpec(StrategyKind.BestOfN, 0),
+            new StrategySpec(StrategyKind.BestOfN, 0, Selection: AnswerSelection.Majority),
+            new StrategySpec(StrategyKind.BeamSearch, 0),
         ],
         Budgets = [1, 2, 4],
         MaxStepTokens = 4,
@@ -86,7 +86,7 @@ public sealed class StudyTests : IDisposable
         var config = Config() with
         {
             Budgets = [2, 4],
-            Strategies = [new StudyStrategy("best-of-n", [""], AnswerSelection.Weighted), new StudyStrategy("revisions", ["P=1", "P=2", "P=4"], AnswerSelection.Weighted)],
+            Strategies = [new StrategySpec(StrategyKind.BestOfN, 0), new StrategySpec(StrategyKind.Revisions, 0, Parallel: 1), new StrategySpec(StrategyKind.Revisions, 0, Parallel: 2), new StrategySpec(StrategyKind.Revisions, 0, Parallel: 4)],
         };
         var (models, backend) = Models(reviser: true);
         using var _ = models;
@@ -149,7 +149,7 @@ public sealed class StudyTests : IDisposable
         var config = Config() with
         {
             Budgets = [2],
-            Strategies = [new StudyStrategy("best-of-n", [""], AnswerSelection.Majority), new StudyStrategy("revisions", ["P=1"], AnswerSelection.Weighted)],
+            Strategies = [new StrategySpec(StrategyKind.BestOfN, 0, Selection: AnswerSelection.Majority), new StrategySpec(StrategyKind.Revisions, 0, Parallel: 1)],
         };
         var (models, _) = Models();
         using var _ = models;
@@ -262,7 +262,7 @@ public sealed class StudyTests : IDisposable
     [Fact]
     public async Task Flops_matched_comparison_runs_against_a_larger_policy_with_paper_and_exact_multipliers()
     {
-        var config = Config() with { Budgets = [1, 2], Strategies = [new StudyStrategy("best-of-n", [""], AnswerSelection.Weighted)], LargePolicy = "(in memory)" };
+        var config = Config() with { Budgets = [1, 2], Strategies = [new StrategySpec(StrategyKind.BestOfN, 0)], LargePolicy = "(in memory)" };
         var (models, _) = Models(large: true);
         using var __ = models;
         var result = await StudyRunner.RunAsync(config, models, _dir);
