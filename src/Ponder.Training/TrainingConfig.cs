@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Ponder.Models;
+using Ponder.Tokenization;
 
 namespace Ponder.Training;
 
@@ -99,8 +100,8 @@ public sealed record TrainingConfig
     /// <summary>The model's shape: a byte-level Llama with BOS/EOS from <see cref="ByteTokenizer"/>.</summary>
     public ModelConfig ModelConfig() => new ModelConfig
     {
-        Vocab = ByteTokenizer.VocabSize, DModel = DModel, NLayers = NLayers, NHeads = NHeads, NKvHeads = NKvHeads,
+        Vocab = ByteTokenizer.PonderVocabSize, DModel = DModel, NLayers = NLayers, NHeads = NHeads, NKvHeads = NKvHeads,
         HeadDim = NHeads > 0 ? DModel / NHeads : 0, DFf = DFf, MaxPositions = BlockSize, TiedEmbeddings = TiedEmbeddings,
-        RopeTheta = RopeTheta, BosTokenId = ByteTokenizer.Bos, EosTokenIds = [ByteTokenizer.Eos],
+        RopeTheta = RopeTheta, BosTokenId = ByteTokenizer.PonderBos, EosTokenIds = [ByteTokenizer.PonderEos],
     }.Validate($"training config '{Name}'");
 }

@@ -17,14 +17,14 @@ public sealed class StepSchedulerTests
         var prefillSeq = new Sequence(rig.PolicyPool);
         decodeRequest.Own(decodeSeq);
         prefillRequest.Own(prefillSeq);
-        Assert.True((await s.SubmitAsync(decodeRequest, rig.Policy, decodeSeq, [1, 2, 3], new float[64])).Completed);
+        Assert.True((await s.SubmitAsync(decodeRequest, rig.Policy, decodeSeq, [1, 2, 3], new float[SchedulingRig.Vocab])).Completed);
         long rounds0 = s.Rounds;
         Task<WorkResult> prefill, decode;
         Task<long> decodeRound;
         lock (s.SyncRoot) // the next round waits for both submissions
         {
-            prefill = s.SubmitAsync(prefillRequest, rig.Policy, prefillSeq, [.. Enumerable.Range(0, 40).Select(i => i % 64)], new float[64]);
-            decode = s.SubmitAsync(decodeRequest, rig.Policy, decodeSeq, [4], new float[64]);
+            prefill = s.SubmitAsync(prefillRequest, rig.Policy, prefillSeq, [.. Enumerable.Range(0, 40).Select(i => i % SchedulingRig.Vocab)], new float[SchedulingRig.Vocab]);
+            decode = s.SubmitAsync(decodeRequest, rig.Policy, decodeSeq, [4], new float[SchedulingRig.Vocab]);
             // Read on the pump as the decode completes, before its next round (the test thread may run much later).
             decodeRound = decode.ContinueWith(_ => s.Rounds, TaskContinuationOptions.ExecuteSynchronously);
         }
@@ -44,12 +44,12 @@ public sealed class StepSchedulerTests
         using var request = s.CreateRequest();
         var a = new Sequence(rig.PolicyPool);
         var b = new Sequence(rig.PolicyPool);
-        Assert.True((await s.SubmitAsync(request, rig.Policy, a, [.. Enumerable.Range(0, 12)], new float[64])).Completed);
-        var e = await Assert.ThrowsAsync<KvCacheFullException>(() => s.SubmitAsync(request, rig.Policy, b, [.. Enumerable.Range(0, 8)], new float[64]));
+        Assert.True((await s.SubmitAsync(request, rig.Policy, a, [.. Enumerable.Range(0, 12)], new float[SchedulingRig.Vocab])).Completed);
+        var e = await Assert.ThrowsAsync<KvCacheFullException>(() => s.SubmitAsync(request, rig.Policy, b, [.. Enumerable.Range(0, 8)], new float[SchedulingRig.Vocab]));
         Assert.Contains("KV cache of model 'policy' is full", e.Message);
         Assert.Equal(0, b.Length);                               // nothing appended
         lock (s.SyncRoot) a.Dispose();
-        Assert.True((await s.SubmitAsync(request, rig.Policy, b, [.. Enumerable.Range(0, 8)], new float[64])).Completed);
+        Assert.True((await s.SubmitAsync(request, rig.Policy, b, [.. Enumerable.Range(0, 8)], new float[SchedulingRig.Vocab])).Completed);
         lock (s.SyncRoot) b.Dispose();
         rig.AssertNoLeaks();
     }
@@ -66,7 +66,7 @@ public sealed class StepSchedulerTests
         Task<WorkResult> work;
         lock (s.SyncRoot)
         {
-            work = s.SubmitAsync(request, rig.Policy, seq, [.. Enumerable.Range(0, 250).Select(i => i % 64)], new float[64]);
+            work = s.SubmitAsync(request, rig.Policy, seq, [.. Enumerable.Range(0, 250).Select(i => i % SchedulingRig.Vocab)], new float[SchedulingRig.Vocab]);
         }
         while (s.Rounds < 3) Thread.Yield(); // 250 rounds of one row: far from done
         cts.Cancel();
@@ -76,7 +76,7 @@ public sealed class StepSchedulerTests
         Assert.True(seq.IsDisposed);
         Assert.True(spent < rig.Policy.Counter.Chunk(250, 0, 1).Total, "the whole prefill was charged although it was cancelled");
         var late = new Sequence(rig.PolicyPool);
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => s.SubmitAsync(request, rig.Policy, late, [1], new float[64]));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => s.SubmitAsync(request, rig.Policy, late, [1], new float[SchedulingRig.Vocab]));
         late.Dispose();
         Assert.Equal(spent, request.Budget.Spent.Flops.Total);
         rig.AssertNoLeaks();
@@ -88,9 +88,9 @@ public sealed class StepSchedulerTests
         using var rig = new SchedulingRig(prefixIndex: false);
         using var request = rig.Scheduler.CreateRequest();
         using var seq = new Sequence(rig.PolicyPool);
-        Assert.Contains("outside model 'policy''s vocabulary", Assert.Throws<ArgumentOutOfRangeException>(() => { _ = rig.Scheduler.SubmitAsync(request, rig.Policy, seq, [64], default); }).Message);
+        Assert.Contains("outside model 'policy''s vocabulary", Assert.Throws<ArgumentOutOfRangeException>(() => { _ = rig.Scheduler.SubmitAsync(request, rig.Policy, seq, [SchedulingRig.Vocab], default); }).Message);
         Assert.Contains("nothing to compute", Assert.Throws<ArgumentException>(() => { _ = rig.Scheduler.SubmitAsync(request, rig.Policy, seq, [], default); }).Message);
-        Assert.Contains("writes 64 per token", Assert.Throws<ArgumentException>(() => { _ = rig.Scheduler.SubmitAsync(request, rig.Policy, seq, [1], new float[3]); }).Message);
+        Assert.Contains($"writes {SchedulingRig.Vocab} per token", Assert.Throws<ArgumentException>(() => { _ = rig.Scheduler.SubmitAsync(request, rig.Policy, seq, [1], new float[3]); }).Message);
         Assert.Contains("not in model 'prm''s pool", Assert.Throws<ArgumentException>(() => { _ = rig.Scheduler.SubmitAsync(request, rig.Prm, seq, [1], default); }).Message);
     }
 }

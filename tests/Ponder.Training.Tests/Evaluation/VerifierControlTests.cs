@@ -2,6 +2,7 @@ using Ponder.Evaluation;
 using Ponder.Evaluation.Tasks;
 using Ponder.Search;
 using Ponder.Training;
+using Ponder.Tokenization;
 
 namespace Ponder.Training.Tests.Evaluation;
 
@@ -72,7 +73,7 @@ public sealed class VerifierControlTests
     {
         var config = new Ponder.Models.ModelConfig
         {
-            Vocab = ByteTokenizer.VocabSize, DModel = 16, NLayers = 1, NHeads = 2, NKvHeads = 1, HeadDim = 8, DFf = 24, MaxPositions = 64, TiedEmbeddings = true,
+            Vocab = ByteTokenizer.PonderVocabSize, DModel = 16, NLayers = 1, NHeads = 2, NKvHeads = 1, HeadDim = 8, DFf = 24, MaxPositions = 64, TiedEmbeddings = true,
         }.Validate("confidence");
         var policy = TinyModels.Model(config, seed: 3);
         var task = new ArithmeticChainTask();

@@ -62,7 +62,7 @@ public sealed class StudyTests : IDisposable
     {
         var backend = new CpuBackend(threads: 1);
         var options = new ModelOptions { Backend = backend, KvCacheTokens = 4096, BlockSize = 8 };
-        var tokenizer = new RawBytes(PolicyConfig);
+        var tokenizer = new ByteTokenizer(PolicyConfig.Vocab, PolicyConfig.EosTokenIds);
         var policy = PonderModel.Load(new HostTensorSource(PolicyConfig, RandomModels.Create(PolicyConfig, 3)), tokenizer, options);
         var prm = PonderModel.Load(new HostTensorSource(PrmConfig, RandomModels.Create(PrmConfig, 4)), tokenizer, options);
         StudyModel? largeModel = null;
@@ -171,7 +171,7 @@ public sealed class StudyTests : IDisposable
         var backend = new CpuBackend(threads: 1);
         var options = new ModelOptions { Backend = backend, KvCacheTokens = 4096, BlockSize = 8 };
         var sharedConfig = PolicyConfig with { SharedValueHead = true };
-        var policy = PonderModel.Load(new HostTensorSource(sharedConfig, RandomModels.Create(sharedConfig, 3)), new RawBytes(PolicyConfig), options);
+        var policy = PonderModel.Load(new HostTensorSource(sharedConfig, RandomModels.Create(sharedConfig, 3)), new ByteTokenizer(PolicyConfig.Vocab, PolicyConfig.EosTokenIds), options);
         using var models = new StudyModels(new StudyModel(policy, "tiny-policy-vh@1", 1000), ownedBackend: backend, sharedPrm: true);
         Assert.Same(models.Policy, models.Prm);
         Assert.Null(models.PrmScheduled);
@@ -191,7 +191,7 @@ public sealed class StudyTests : IDisposable
         long accounted = result.Records.Sum(r => r.Flops) + result.Oracle.Sum(o => o.PolicyFlops + o.PrmFlops);
         Assert.Equal(backend.Flops.Total, accounted);
 
-        using var plain = PonderModel.Load(new HostTensorSource(PolicyConfig, RandomModels.Create(PolicyConfig, 3)), new RawBytes(PolicyConfig), options);
+        using var plain = PonderModel.Load(new HostTensorSource(PolicyConfig, RandomModels.Create(PolicyConfig, 3)), new ByteTokenizer(PolicyConfig.Vocab, PolicyConfig.EosTokenIds), options);
         Assert.Contains("has no shared value head", Assert.Throws<ArgumentException>(() => new StudyModels(new StudyModel(plain, "p@1", null), sharedPrm: true)).Message);
     }
 
@@ -205,7 +205,7 @@ public sealed class StudyTests : IDisposable
         var config = Config() with { Prm = "exact" };
         var backend = new CpuBackend(threads: 1);
         var options = new ModelOptions { Backend = backend, KvCacheTokens = 4096, BlockSize = 8 };
-        var policy = PonderModel.Load(new HostTensorSource(PolicyConfig, RandomModels.Create(PolicyConfig, 3)), new RawBytes(PolicyConfig), options);
+        var policy = PonderModel.Load(new HostTensorSource(PolicyConfig, RandomModels.Create(PolicyConfig, 3)), new ByteTokenizer(PolicyConfig.Vocab, PolicyConfig.EosTokenIds), options);
         using var models = new StudyModels(new StudyModel(policy, "tiny-policy@1", 1000), ownedBackend: backend, checker: ArithmeticStepChecker.Parse("exact"));
         Assert.True(models.HasVerifier);
 
@@ -401,18 +401,5 @@ public sealed class StudyTests : IDisposable
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
             if (File.Exists(Path.Combine(dir.FullName, "Engine.sln"))) return dir.FullName;
         throw new InvalidOperationException("Engine.sln not found above the test assembly");
-    }
-
-    /// <summary>Bytes as ids 0..255 (the policy-small vocabulary without its tokenizer file).</summary>
-    sealed class RawBytes(ModelConfig config) : ITokenizer
-    {
-        public int VocabSize => config.Vocab;
-        public int? BosId => null;
-        public IReadOnlyList<int> EosIds => config.EosTokenIds;
-        public bool AddBos => false;
-        public int[] Encode(string text, bool addSpecialTokens = true) => [.. System.Text.Encoding.UTF8.GetBytes(text).Select(b => (int)b)];
-        public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false) =>
-            System.Text.Encoding.UTF8.GetString([.. ids.ToArray().Where(i => i < 256).Select(i => (byte)i)]);
-        public byte[] TokenBytes(int id) => id < 256 ? [(byte)id] : [];
     }
 }
