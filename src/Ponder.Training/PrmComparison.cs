@@ -36,17 +36,16 @@ public sealed record PrmComparisonConfig
     /// <summary>Cache of the policy samples (JSONL), reused when it holds the same questions.</summary>
     public string SamplesFile { get; init; } = "out/prm-comparison/samples.jsonl";
 
-    static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { ReadCommentHandling = JsonCommentHandling.Skip, UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow };
+    /// <summary>Reads a config (<see cref="ConfigJson"/>), then <see cref="Validate"/>s it; errors name the file and the field.</summary>
+    public static PrmComparisonConfig Load(string path) => ConfigJson.Load<PrmComparisonConfig>(path, "PRM comparison config").Validate(path);
 
-    /// <summary>Reads a config; errors name the file.</summary>
-    public static PrmComparisonConfig Load(string path)
+    /// <summary>Throws <see cref="InvalidDataException"/> naming <paramref name="source"/> and the field when a value is impossible.</summary>
+    public PrmComparisonConfig Validate(string source)
     {
-        PrmComparisonConfig c;
-        try { c = JsonSerializer.Deserialize<PrmComparisonConfig>(File.ReadAllText(path), Json) ?? throw new InvalidDataException($"{path}: empty config"); }
-        catch (JsonException e) { throw new InvalidDataException($"{path}: not a PRM comparison config ({e.Message})", e); }
-        if (c.Verifiers.Count == 0) throw new InvalidDataException($"{path}: 'verifiers' is empty");
-        if (c.Samples < 2 || c.SelectionN < 1 || c.SelectionN > c.Samples) throw new InvalidDataException($"{path}: need samples >= 2 and 1 <= selectionN <= samples");
-        return c;
+        if (Verifiers.Count == 0) throw new InvalidDataException($"{source}: field 'verifiers' is empty");
+        if (Samples < 2) throw new InvalidDataException($"{source}: field 'samples' = {Samples} must be >= 2");
+        if (SelectionN < 1 || SelectionN > Samples) throw new InvalidDataException($"{source}: field 'selectionN' = {SelectionN} must be in [1, samples = {Samples}]");
+        return this;
     }
 }
 

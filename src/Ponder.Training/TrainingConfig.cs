@@ -69,19 +69,11 @@ public sealed record TrainingConfig
     /// <summary>The final weights and model card go here (null = not exported).</summary>
     public string? WeightsDir { get; init; }
 
-    static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true, ReadCommentHandling = JsonCommentHandling.Skip };
-
-    /// <summary>Reads a config file; throws <see cref="InvalidDataException"/> naming the file on bad JSON or values.</summary>
-    public static TrainingConfig Load(string path)
-    {
-        TrainingConfig c;
-        try { c = JsonSerializer.Deserialize<TrainingConfig>(File.ReadAllText(path), Json) ?? throw new InvalidDataException($"{path}: empty config"); }
-        catch (JsonException e) { throw new InvalidDataException($"{path}: not a valid training config ({e.Message})", e); }
-        return c.Validate(path);
-    }
+    /// <summary>Reads a config file (<see cref="ConfigJson"/>); throws <see cref="InvalidDataException"/> naming the file and the field on bad JSON or values.</summary>
+    public static TrainingConfig Load(string path) => ConfigJson.Load<TrainingConfig>(path, "training config").Validate(path);
 
     /// <summary>This config as JSON.</summary>
-    public string ToJson() => JsonSerializer.Serialize(this, Json);
+    public string ToJson() => JsonSerializer.Serialize(this, ConfigJson.Options);
 
     /// <summary>Throws <see cref="InvalidDataException"/> naming the field when a value is impossible.</summary>
     public TrainingConfig Validate(string source)

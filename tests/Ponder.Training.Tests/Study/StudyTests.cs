@@ -341,10 +341,14 @@ public sealed class StudyTests : IDisposable
     [InlineData("""{"dataset": "d", "strategies": [{"name": "best-of-n"}], "budgets": [1]}""", "'policy'")]
     [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "best-of-n"}], "budgets": [0, 2]}""", "'budgets'")]
     [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "best-of-n"}, {"name": "beam", "selection": "best"}], "budgets": [1]}""", "'strategies[1].selection'")]
-    [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "beam", "params": ["M=x"]}], "budgets": [1]}""", "'strategies[0]'")]
+    [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "beam", "params": ["M=x"]}], "budgets": [1]}""", "'strategies[0].params'")]
     [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "best-of-n"}], "budgets": [1], "oracleSample": 4}""", "'oracleSample'")]
     [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "best-of-n"}], "budgets": [1], "questions": "ten"}""", "'questions'")]
     [InlineData("""{"policy": "p", "dataset": "d", "strategies": [], "budgets": [1]}""", "'strategies'")]
+    [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "beem"}], "budgets": [1]}""", "'strategies[0].name'")]
+    [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "beam", "param": ["M=4"]}], "budgets": [1]}""", "param")]
+    [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "beam"}], "budgets": [1], "kvCacheTokens": 16}""", "'kvCacheTokens'")]
+    [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "beam"}], "budgets": [1], "from": 5, "to": 5}""", "'to'")]
     [InlineData("""{"policy": "p", "prm": "noisy:1.2", "dataset": "d", "strategies": [{"name": "best-of-n"}], "budgets": [1]}""", "'prm'")]
     public void Config_errors_name_the_file_and_the_field(string json, string field)
     {
@@ -354,15 +358,48 @@ public sealed class StudyTests : IDisposable
     }
 
     [Fact]
-    public void The_shipped_study_configs_parse()
+    public void Every_shipped_config_parses()
     {
         string root = RepositoryRoot();
-        foreach (var name in new[] { "study-demo.json", "study-full.json", "study-shared-prm.json" })
+        var files = Directory.GetFiles(Path.Combine(root, "configs"), "*.json");
+        Assert.NotEmpty(files);
+        foreach (var file in files)
         {
-            var config = StudyConfig.Load(Path.Combine(root, "configs", name));
-            Assert.NotEmpty(config.Strategies);
-            Assert.Contains(config.Strategies, s => s.Name == "best-of-n" && s.Selection == AnswerSelection.Weighted);
+            string name = Path.GetFileName(file);
+            // The file's own kind, as the CLI command that reads it decides: sweep (study-*), train policy, train prm-compare, train prm/revision/value-head.
+            object config = name switch
+            {
+                _ when name.StartsWith("study-", StringComparison.Ordinal) => StudyConfig.Load(file),
+                _ when name.StartsWith("policy-", StringComparison.Ordinal) => Ponder.Training.TrainingConfig.Load(file),
+                "prm-compare.json" => Ponder.Training.PrmComparisonConfig.Load(file),
+                _ => Ponder.Training.FineTuneConfig.Load(file, root),
+            };
+            Assert.NotNull(config);
+            if (config is StudyConfig study)
+            {
+                Assert.NotEmpty(study.Strategies);
+                Assert.All(study.Strategies, s => Assert.Equal(0, s.Budget));
+            }
         }
+        var demo = StudyConfig.Load(Path.Combine(root, "configs", "study-demo.json"));
+        Assert.Equal(
+            [new StrategySpec(StrategyKind.BestOfN, 0), new StrategySpec(StrategyKind.BestOfN, 0, Selection: AnswerSelection.Majority),
+             new StrategySpec(StrategyKind.BeamSearch, 0), new StrategySpec(StrategyKind.BeamSearch, 0, 4)],
+            demo.Strategies);
+        Assert.Equal(new[] { 1, 2, 4, 8, 16, 32 }, demo.Budgets);
+        Assert.Equal(0.79, demo.Ratios[1]);
+    }
+
+    [Fact]
+    public void Training_configs_refuse_a_misspelled_field_by_name()
+    {
+        string file = Path.Combine(_dir, "policy.json");
+        File.WriteAllText(file, """{"name": "p", "dModel": 32, "nLayers": 1, "nHeads": 2, "nKvHeads": 1, "dFf": 64, "stepz": 10}""");
+        var e = Assert.Throws<InvalidDataException>(() => Ponder.Training.TrainingConfig.Load(file));
+        Assert.Contains(file, e.Message);
+        Assert.Contains("stepz", e.Message);
+        File.WriteAllText(file, """{"name": "p", "dModel": 32, "nLayers": 1, "nHeads": 2, "nKvHeads": 1, "dFf": 64, "steps": "ten"}""");
+        Assert.Contains("'steps'", Assert.Throws<InvalidDataException>(() => Ponder.Training.TrainingConfig.Load(file)).Message);
     }
 
     [Fact]
