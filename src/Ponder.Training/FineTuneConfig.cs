@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Ponder.Tasks;
 
 namespace Ponder.Training;
 

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Tokenization;
 
 namespace Ponder.Training;

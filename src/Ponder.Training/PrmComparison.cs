@@ -1,8 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using Ponder.Evaluation;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Models;
 
 namespace Ponder.Training;
@@ -114,8 +113,8 @@ public static class PrmComparison
     static List<float> CachedFinalScores(PrmComparisonConfig c, string path, TrainableLlama policy, ITask task, List<(string Question, string Solution)> items)
     {
         string id = path == ArithmeticStepChecker.ExactName ? path
-            : path.StartsWith(PolicyConfidence, StringComparison.Ordinal) ? "confidence-" + Ponder.Evaluation.Study.StudyModels.Fingerprint(path[PolicyConfidence.Length..])
-            : Ponder.Evaluation.Study.StudyModels.Fingerprint(path);
+            : path.StartsWith(PolicyConfidence, StringComparison.Ordinal) ? "confidence-" + WeightsFingerprint.Of(path[PolicyConfidence.Length..])
+            : WeightsFingerprint.Of(path);
         string file = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(c.SamplesFile))!, $"scores-{id.Replace('@', '-')}-{new FileInfo(c.SamplesFile).Length}.json");
         if (File.Exists(file) && JsonSerializer.Deserialize<List<float>>(File.ReadAllText(file)) is { } cached && cached.Count == items.Count) return cached;
         var scores = FinalScores(path, policy, task, items);

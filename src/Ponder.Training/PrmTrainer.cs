@@ -1,9 +1,8 @@
-using Ponder.Evaluation;
+using Ponder.Tasks;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using Ponder.Evaluation.Tasks;
 using Ponder.Models;
 using Ponder.Tokenization;
 

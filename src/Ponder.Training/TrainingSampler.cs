@@ -1,5 +1,5 @@
 using System.Numerics.Tensors;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Models;
 using Ponder.Tokenization;
 

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Models;
 using Ponder.Scheduling;
 using Ponder.Tokenization;

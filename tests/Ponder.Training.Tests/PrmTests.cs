@@ -1,5 +1,5 @@
 using Ponder.Evaluation;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Models;
 using Ponder.Search;
 using Ponder.Training;

@@ -1,4 +1,4 @@
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Training;
 using Ponder.Tokenization;
 

@@ -1,6 +1,6 @@
 using Ponder.Models;
 using Ponder.Training;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Tokenization;
 
 namespace Ponder.Training.Tests;

@@ -1,6 +1,6 @@
 using Ponder.Backends;
 using Ponder.Cache;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Models;
 using Ponder.Scheduling;
 using Ponder.Training;

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Ponder.Search;
+using Ponder.Tasks;
 
 namespace Ponder.Evaluation.Study;
 

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Search;
 
 namespace Ponder.Evaluation.Study;

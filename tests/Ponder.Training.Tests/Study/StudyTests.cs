@@ -3,7 +3,7 @@ using Ponder.Backends.Cpu;
 using Ponder.Cli.Commands;
 using Ponder.Evaluation;
 using Ponder.Evaluation.Study;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Models;
 using Ponder.Models.Safetensors;
 using Ponder.Search;
