@@ -153,8 +153,9 @@ static class OpenAiRequests
     /// <summary>The server's caps on a search's size and budget (each a 400 naming the field).</summary>
     static void CheckCaps(TestTimeComputeOptions c, ServerLimits limits)
     {
-        if (c.N > limits.MaxN) throw new BadRequestException($"'ponder.n' is {c.N}; this server allows at most {limits.MaxN}", "ponder.n");
-        if (c.BeamWidth > limits.MaxBeamWidth) throw new BadRequestException($"'ponder.beam_width' is {c.BeamWidth}; this server allows at most {limits.MaxBeamWidth}", "ponder.beam_width");
+        int n = c.Strategy?.Branches ?? 0, width = c.Strategy?.Width ?? 0;
+        if (n > limits.MaxN) throw new BadRequestException($"'ponder.n' is {n}; this server allows at most {limits.MaxN}", "ponder.n");
+        if (width > limits.MaxBeamWidth) throw new BadRequestException($"'ponder.beam_width' is {width}; this server allows at most {limits.MaxBeamWidth}", "ponder.beam_width");
         if (c.BudgetGenerations > limits.MaxBudgetGenerations)
             throw new BadRequestException($"'ponder.budget_generations' is {c.BudgetGenerations}; this server allows at most {limits.MaxBudgetGenerations}", "ponder.budget_generations");
         if (c.BudgetFlops > limits.MaxBudgetFlops)

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Ponder.Tasks;
 
 namespace Ponder.Training;
 
@@ -100,14 +101,19 @@ public sealed record FineTuneConfig
     /// <summary>Exported weights and model card (null = not exported).</summary>
     public string? WeightsDir { get; init; }
 
-    static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true, ReadCommentHandling = JsonCommentHandling.Skip };
+    /// <summary>
+    /// Reads a config file (<see cref="ConfigJson"/>); throws <see cref="InvalidDataException"/> naming the file and the
+    /// field on bad JSON or values. The files it names (baselineEval, cardNotes) are looked for relative to
+    /// <paramref name="baseDirectory"/> (default: the working directory, as the trainer reads them).
+    /// </summary>
+    public static FineTuneConfig Load(string path, string? baseDirectory = null) =>
+        ConfigJson.Load<FineTuneConfig>(path, "fine-tuning config").Validate(path, baseDirectory);
 
-    /// <summary>Reads a config file; throws <see cref="InvalidDataException"/> naming the file on bad JSON or values.</summary>
-    public static FineTuneConfig Load(string path)
+    /// <summary>Throws <see cref="InvalidDataException"/> naming <paramref name="path"/> and the field when a value is impossible.</summary>
+    public FineTuneConfig Validate(string path, string? baseDirectory = null)
     {
-        FineTuneConfig c;
-        try { c = JsonSerializer.Deserialize<FineTuneConfig>(File.ReadAllText(path), Json) ?? throw new InvalidDataException($"{path}: empty config"); }
-        catch (JsonException e) { throw new InvalidDataException($"{path}: not a valid fine-tuning config ({e.Message})", e); }
+        var c = this;
+        baseDirectory ??= Directory.GetCurrentDirectory();
         void Positive(string name, long v) { if (v <= 0) throw new InvalidDataException($"{path}: {name} = {v} must be positive"); }
         Positive("questions", c.Questions); Positive("samplesPerQuestion", c.SamplesPerQuestion); Positive("rollouts", c.Rollouts);
         Positive("blockSize", c.BlockSize); Positive("steps", c.Steps); Positive("batchSize", c.BatchSize);
@@ -116,8 +122,8 @@ public sealed record FineTuneConfig
         if (c.EvalEvery < 0) throw new InvalidDataException($"{path}: evalEvery = {c.EvalEvery} must be 0 (every checkpoint) or positive");
         if (!(c.MinLevel >= 0 && c.MinLevel <= c.MaxLevel && c.MaxLevel <= 1))
             throw new InvalidDataException($"{path}: minLevel = {c.MinLevel}, maxLevel = {c.MaxLevel} must satisfy 0 <= minLevel <= maxLevel <= 1");
-        if (c.BaselineEval is { } b && !File.Exists(b)) throw new InvalidDataException($"{path}: baselineEval '{b}' does not exist");
-        if (c.CardNotes is { } n && !File.Exists(n)) throw new InvalidDataException($"{path}: cardNotes '{n}' does not exist");
+        if (c.BaselineEval is { } b && !File.Exists(Path.GetFullPath(b, baseDirectory))) throw new InvalidDataException($"{path}: baselineEval '{b}' does not exist");
+        if (c.CardNotes is { } n && !File.Exists(Path.GetFullPath(n, baseDirectory))) throw new InvalidDataException($"{path}: cardNotes '{n}' does not exist");
         if (!(c.LearningRate > 0)) throw new InvalidDataException($"{path}: learningRate = {c.LearningRate} must be positive");
         if (c.WarmupSteps < 0 || c.WarmupSteps > c.Steps) throw new InvalidDataException($"{path}: warmupSteps = {c.WarmupSteps} must be in [0, steps]");
         if (!(c.Dropout >= 0 && c.Dropout < 1)) throw new InvalidDataException($"{path}: dropout = {c.Dropout} must be in [0, 1)");
@@ -131,5 +137,5 @@ public sealed record FineTuneConfig
     }
 
     /// <summary>This config as JSON.</summary>
-    public string ToJson() => JsonSerializer.Serialize(this, Json);
+    public string ToJson() => JsonSerializer.Serialize(this, ConfigJson.Options);
 }

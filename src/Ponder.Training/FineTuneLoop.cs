@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Models;
 
 namespace Ponder.Training;

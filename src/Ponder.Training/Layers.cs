@@ -1,7 +1,7 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using Ponder.Backends.Cpu;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 
 namespace Ponder.Training;
 

@@ -33,7 +33,7 @@ public static class ModelExport
         var tensors = parameters.Tensors;
         SafetensorsWriter.WriteFolder(dir, parameters.Config, tensors, DType.F32);
         string tokenizerJson = Path.Combine(dir, "tokenizer.json");
-        TokenizerFiles.WriteByteLevel(tokenizerJson, ByteTokenizer.Specials.OrderBy(kv => kv.Value).Select(kv => kv.Key).ToList());
+        TokenizerFiles.WriteByteLevel(tokenizerJson, ByteTokenizer.PonderSpecials.OrderBy(kv => kv.Value).Select(kv => kv.Key).ToList());
         GgufWriter.Write(Path.Combine(dir, "model.gguf"), parameters.Config, tensors, DType.F32, TokenizerFiles.ToGgufMetadata(tokenizerJson));
         if (chatTemplate is not null) TrainedChatTemplates.Write(dir, chatTemplate);
     }

@@ -1,4 +1,5 @@
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
+using Ponder.Tokenization;
 
 namespace Ponder.Training;
 
@@ -23,10 +24,10 @@ public static class PassAtOne
         for (int start = 0; start < work.Count; start += chunk)
         {
             var ids = work.Skip(start).Take(chunk).ToList();
-            var prompts = ids.Select(i => new[] { ByteTokenizer.Bos }.Concat(ByteTokenizer.Encode(task.Prompt(questions[i]))).ToArray()).ToList();
+            var prompts = ids.Select(i => new[] { ByteTokenizer.PonderBos }.Concat(ByteTokenizer.Ponder.Encode(task.Prompt(questions[i]))).ToArray()).ToList();
             var outs = sampler.Generate(prompts, maxLength, temperature, rng);
             for (int j = 0; j < ids.Count; j++)
-                if (outs[j].Finished && task.Grade(questions[ids[j]], ByteTokenizer.Decode(outs[j].Tokens))) perQuestion[ids[j]] += 1.0 / samples;
+                if (outs[j].Finished && task.Grade(questions[ids[j]], ByteTokenizer.Ponder.Decode(outs[j].Tokens))) perQuestion[ids[j]] += 1.0 / samples;
         }
         var fifths = new double[5];
         for (int f = 0; f < 5; f++)

@@ -1,5 +1,6 @@
 using System.Text.Json;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
+using Ponder.Tokenization;
 
 namespace Ponder.Training;
 
@@ -23,13 +24,13 @@ public static class PolicySamples
             var slot = new List<int>();
             for (int i = start; i < Math.Min(prompts.Count, start + chunk); i++)
             {
-                int[] p = [ByteTokenizer.Bos, .. ByteTokenizer.Encode(prompts[i])];
+                int[] p = [ByteTokenizer.PonderBos, .. ByteTokenizer.Ponder.Encode(prompts[i])];
                 slot.Add(p.Length < maxLength - 1 ? ids.Count : -1);
                 if (p.Length < maxLength - 1) ids.Add(p);
             }
             var outs = ids.Count > 0 ? sampler.Generate(ids, maxLength, temperature, rng) : [];
             foreach (int s in slot)
-                result.Add(s >= 0 && outs[s].Finished ? ByteTokenizer.Decode(outs[s].Tokens) : null);
+                result.Add(s >= 0 && outs[s].Finished ? ByteTokenizer.Ponder.Decode(outs[s].Tokens) : null);
         }
         return result;
     }

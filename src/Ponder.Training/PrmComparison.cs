@@ -1,8 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using Ponder.Evaluation;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Models;
 
 namespace Ponder.Training;
@@ -36,17 +35,16 @@ public sealed record PrmComparisonConfig
     /// <summary>Cache of the policy samples (JSONL), reused when it holds the same questions.</summary>
     public string SamplesFile { get; init; } = "out/prm-comparison/samples.jsonl";
 
-    static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { ReadCommentHandling = JsonCommentHandling.Skip, UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow };
+    /// <summary>Reads a config (<see cref="ConfigJson"/>), then <see cref="Validate"/>s it; errors name the file and the field.</summary>
+    public static PrmComparisonConfig Load(string path) => ConfigJson.Load<PrmComparisonConfig>(path, "PRM comparison config").Validate(path);
 
-    /// <summary>Reads a config; errors name the file.</summary>
-    public static PrmComparisonConfig Load(string path)
+    /// <summary>Throws <see cref="InvalidDataException"/> naming <paramref name="source"/> and the field when a value is impossible.</summary>
+    public PrmComparisonConfig Validate(string source)
     {
-        PrmComparisonConfig c;
-        try { c = JsonSerializer.Deserialize<PrmComparisonConfig>(File.ReadAllText(path), Json) ?? throw new InvalidDataException($"{path}: empty config"); }
-        catch (JsonException e) { throw new InvalidDataException($"{path}: not a PRM comparison config ({e.Message})", e); }
-        if (c.Verifiers.Count == 0) throw new InvalidDataException($"{path}: 'verifiers' is empty");
-        if (c.Samples < 2 || c.SelectionN < 1 || c.SelectionN > c.Samples) throw new InvalidDataException($"{path}: need samples >= 2 and 1 <= selectionN <= samples");
-        return c;
+        if (Verifiers.Count == 0) throw new InvalidDataException($"{source}: field 'verifiers' is empty");
+        if (Samples < 2) throw new InvalidDataException($"{source}: field 'samples' = {Samples} must be >= 2");
+        if (SelectionN < 1 || SelectionN > Samples) throw new InvalidDataException($"{source}: field 'selectionN' = {SelectionN} must be in [1, samples = {Samples}]");
+        return this;
     }
 }
 
@@ -115,8 +113,8 @@ public static class PrmComparison
     static List<float> CachedFinalScores(PrmComparisonConfig c, string path, TrainableLlama policy, ITask task, List<(string Question, string Solution)> items)
     {
         string id = path == ArithmeticStepChecker.ExactName ? path
-            : path.StartsWith(PolicyConfidence, StringComparison.Ordinal) ? "confidence-" + Ponder.Evaluation.Study.StudyModels.Fingerprint(path[PolicyConfidence.Length..])
-            : Ponder.Evaluation.Study.StudyModels.Fingerprint(path);
+            : path.StartsWith(PolicyConfidence, StringComparison.Ordinal) ? "confidence-" + WeightsFingerprint.Of(path[PolicyConfidence.Length..])
+            : WeightsFingerprint.Of(path);
         string file = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(c.SamplesFile))!, $"scores-{id.Replace('@', '-')}-{new FileInfo(c.SamplesFile).Length}.json");
         if (File.Exists(file) && JsonSerializer.Deserialize<List<float>>(File.ReadAllText(file)) is { } cached && cached.Count == items.Count) return cached;
         var scores = FinalScores(path, policy, task, items);

@@ -1,4 +1,5 @@
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
+using Ponder.Tokenization;
 
 namespace Ponder.Training;
 
@@ -93,7 +94,7 @@ public static class PrmLabels
         var steps = Steps(solution);
         for (int i = 0; i < steps.Count; i++)
         {
-            at += ByteTokenizer.Encode(steps[i]).Length;
+            at += ByteTokenizer.Ponder.Encode(steps[i]).Length;
             perToken[at - 1] = labels?[i] ?? 0f;
         }
         return basic with { Labels = perToken };

@@ -1,10 +1,10 @@
-using Ponder.Evaluation;
+using Ponder.Tasks;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using Ponder.Evaluation.Tasks;
 using Ponder.Models;
+using Ponder.Tokenization;
 
 namespace Ponder.Training;
 
@@ -219,7 +219,7 @@ public static class PrmTrainer
             for (int t = 0; t < T; t++)
             {
                 int o = r * T + t, len = examples[r].Tokens.Length - 1;
-                b.Tokens[o] = t < len ? examples[r].Tokens[t] : ByteTokenizer.Pad;
+                b.Tokens[o] = t < len ? examples[r].Tokens[t] : ByteTokenizer.PonderPad;
                 b.Positions[o] = t < len ? t : 0;
                 b.SegmentStart[o] = t < len ? 0 : t;
             }

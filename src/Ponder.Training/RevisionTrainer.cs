@@ -1,11 +1,11 @@
-using Ponder.Evaluation;
+using Ponder.Tasks;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using Ponder.Evaluation.Tasks;
 using Ponder.Models;
 using Ponder.Search;
+using Ponder.Tokenization;
 
 namespace Ponder.Training;
 
@@ -41,7 +41,7 @@ public static class RevisionTrainer
             foreach (var ex in RevisionData.Build(task, s.Question, s.Attempts, rng, c.MaxExamplesPerQuestion))
             {
                 (heldOut.Contains(s.Question) ? valEx : trainEx).Add(ex);
-                string prompt = ByteTokenizer.Decode(ex.Tokens.AsSpan(1, ex.PromptLength - 1).ToArray());
+                string prompt = ByteTokenizer.Ponder.Decode(ex.Tokens.AsSpan(1, ex.PromptLength - 1).ToArray());
                 byAttempts[Math.Min(byAttempts.Length - 1, CountOf(prompt, RevisionPrompt.AttemptHeader))]++;
             }
         var train = new SftData(trainEx, c.BlockSize, c.Seed);
@@ -71,7 +71,7 @@ public static class RevisionTrainer
     /// leaves <paramref name="room"/> tokens for the answer inside <paramref name="blockSize"/>.
     /// </summary>
     public static string FittingPrompt(ITask task, string question, IReadOnlyList<string> attempts, int blockSize, int room) =>
-        RevisionPrompt.Fit(task.Prompt(question), attempts, p => ByteTokenizer.Encode(p).Length + 1, blockSize, room);
+        RevisionPrompt.Fit(task.Prompt(question), attempts, p => ByteTokenizer.Ponder.Encode(p).Length + 1, blockSize, room);
 
     /// <summary>Sequential chains at temperature 1 on validation questions; a chain whose attempt did not finish keeps going without it.</summary>
     public static RevisionEvaluation Evaluate(FineTuneConfig c, ITask task, TrainableLlama policy, TrainableLlama reviser)

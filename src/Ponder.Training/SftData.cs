@@ -1,4 +1,5 @@
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
+using Ponder.Tokenization;
 
 namespace Ponder.Training;
 
@@ -12,12 +13,12 @@ public sealed record SftExample(int[] Tokens, int PromptLength, float[]? Labels 
     /// <summary>Builds <c>[BOS] prompt completion [EOS]</c> from text.</summary>
     public static SftExample FromText(string prompt, string completion)
     {
-        int[] p = ByteTokenizer.Encode(prompt), c = ByteTokenizer.Encode(completion);
+        int[] p = ByteTokenizer.Ponder.Encode(prompt), c = ByteTokenizer.Ponder.Encode(completion);
         var tokens = new int[p.Length + c.Length + 2];
-        tokens[0] = ByteTokenizer.Bos;
+        tokens[0] = ByteTokenizer.PonderBos;
         p.CopyTo(tokens, 1);
         c.CopyTo(tokens, 1 + p.Length);
-        tokens[^1] = ByteTokenizer.Eos;
+        tokens[^1] = ByteTokenizer.PonderEos;
         return new SftExample(tokens, 1 + p.Length);
     }
 }
@@ -107,7 +108,7 @@ public sealed class SftData
             for (int t = pos; t < T; t++)
             {
                 int o = row * T + t;
-                b.Tokens[o] = ByteTokenizer.Pad; b.Targets[o] = ByteTokenizer.Pad; b.Mask[o] = 0; b.Positions[o] = 0; b.SegmentStart[o] = t;
+                b.Tokens[o] = ByteTokenizer.PonderPad; b.Targets[o] = ByteTokenizer.PonderPad; b.Mask[o] = 0; b.Positions[o] = 0; b.SegmentStart[o] = t;
             }
         }
         return (b, cursor);

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Ponder.Models;
+using Ponder.Tokenization;
 
 namespace Ponder.Training;
 
@@ -68,19 +69,11 @@ public sealed record TrainingConfig
     /// <summary>The final weights and model card go here (null = not exported).</summary>
     public string? WeightsDir { get; init; }
 
-    static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true, ReadCommentHandling = JsonCommentHandling.Skip };
-
-    /// <summary>Reads a config file; throws <see cref="InvalidDataException"/> naming the file on bad JSON or values.</summary>
-    public static TrainingConfig Load(string path)
-    {
-        TrainingConfig c;
-        try { c = JsonSerializer.Deserialize<TrainingConfig>(File.ReadAllText(path), Json) ?? throw new InvalidDataException($"{path}: empty config"); }
-        catch (JsonException e) { throw new InvalidDataException($"{path}: not a valid training config ({e.Message})", e); }
-        return c.Validate(path);
-    }
+    /// <summary>Reads a config file (<see cref="ConfigJson"/>); throws <see cref="InvalidDataException"/> naming the file and the field on bad JSON or values.</summary>
+    public static TrainingConfig Load(string path) => ConfigJson.Load<TrainingConfig>(path, "training config").Validate(path);
 
     /// <summary>This config as JSON.</summary>
-    public string ToJson() => JsonSerializer.Serialize(this, Json);
+    public string ToJson() => JsonSerializer.Serialize(this, ConfigJson.Options);
 
     /// <summary>Throws <see cref="InvalidDataException"/> naming the field when a value is impossible.</summary>
     public TrainingConfig Validate(string source)
@@ -99,8 +92,8 @@ public sealed record TrainingConfig
     /// <summary>The model's shape: a byte-level Llama with BOS/EOS from <see cref="ByteTokenizer"/>.</summary>
     public ModelConfig ModelConfig() => new ModelConfig
     {
-        Vocab = ByteTokenizer.VocabSize, DModel = DModel, NLayers = NLayers, NHeads = NHeads, NKvHeads = NKvHeads,
+        Vocab = ByteTokenizer.PonderVocabSize, DModel = DModel, NLayers = NLayers, NHeads = NHeads, NKvHeads = NKvHeads,
         HeadDim = NHeads > 0 ? DModel / NHeads : 0, DFf = DFf, MaxPositions = BlockSize, TiedEmbeddings = TiedEmbeddings,
-        RopeTheta = RopeTheta, BosTokenId = ByteTokenizer.Bos, EosTokenIds = [ByteTokenizer.Eos],
+        RopeTheta = RopeTheta, BosTokenId = ByteTokenizer.PonderBos, EosTokenIds = [ByteTokenizer.PonderEos],
     }.Validate($"training config '{Name}'");
 }

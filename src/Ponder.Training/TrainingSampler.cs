@@ -1,6 +1,7 @@
 using System.Numerics.Tensors;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Models;
+using Ponder.Tokenization;
 
 namespace Ponder.Training;
 
@@ -92,7 +93,7 @@ public sealed class TrainingSampler(TrainableLlama model)
                 int i = active[r];
                 if (seqs[i].Count > t + 1) continue;   // still inside the prompt
                 int next = Pick(logits.AsSpan(r * V, V), temperature, rng);
-                if (next == ByteTokenizer.Eos) { done[i] = true; finished[i] = true; }
+                if (next == ByteTokenizer.PonderEos) { done[i] = true; finished[i] = true; }
                 else { seqs[i].Add(next); if (seqs[i].Count >= maxLength) done[i] = true; }
             }
         }
@@ -102,7 +103,7 @@ public sealed class TrainingSampler(TrainableLlama model)
     static int Pick(Span<float> logits, float temperature, DeterministicRandom rng)
     {
         // Only bytes and EOS: BOS and PAD are never a continuation.
-        var allowed = logits[..(ByteTokenizer.Eos + 1)];
+        var allowed = logits[..(ByteTokenizer.PonderEos + 1)];
         if (temperature <= 0) return TensorPrimitives.IndexOfMax(allowed);
         TensorPrimitives.Multiply(allowed, 1f / temperature, allowed);
         float max = TensorPrimitives.Max(allowed);
@@ -114,6 +115,6 @@ public sealed class TrainingSampler(TrainableLlama model)
             acc += allowed[i];
             if (acc > target) return i;
         }
-        return ByteTokenizer.Eos;
+        return ByteTokenizer.PonderEos;
     }
 }

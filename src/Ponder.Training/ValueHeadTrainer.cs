@@ -2,9 +2,10 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Models;
 using Ponder.Scheduling;
+using Ponder.Tokenization;
 
 namespace Ponder.Training;
 
@@ -217,7 +218,7 @@ public static class ValueHeadTrainer
             int context = example.PromptLength, generated = 0;
             foreach (string step in PrmLabels.Steps(s))
             {
-                int n = ByteTokenizer.Encode(step).Length;
+                int n = ByteTokenizer.Ponder.Encode(step).Length;
                 prmFlops += separate.Chunk(n, context + generated, 1).Total;
                 generated += n;
                 steps++;

@@ -1,4 +1,4 @@
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 
 namespace Ponder.Training.Tests;
 

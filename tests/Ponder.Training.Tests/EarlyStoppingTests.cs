@@ -1,5 +1,5 @@
 using System.Globalization;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Models;
 using Ponder.Training;
 

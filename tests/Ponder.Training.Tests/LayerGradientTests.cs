@@ -1,5 +1,5 @@
 using Ponder.Training;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 
 namespace Ponder.Training.Tests;
 

@@ -1,6 +1,6 @@
 using Ponder.Models;
 using Ponder.Training;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 
 namespace Ponder.Training.Tests;
 

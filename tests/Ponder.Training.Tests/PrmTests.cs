@@ -1,8 +1,9 @@
 using Ponder.Evaluation;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Models;
 using Ponder.Search;
 using Ponder.Training;
+using Ponder.Tokenization;
 
 namespace Ponder.Training.Tests;
 
@@ -61,7 +62,7 @@ public sealed class PrmTests
         var at = Enumerable.Range(0, ex.Tokens.Length).Where(i => !float.IsNaN(ex.Labels![i])).ToList();
         Assert.Equal(3, at.Count);
         Assert.All(at, i => Assert.Equal('\n', (char)ex.Tokens[i]));
-        Assert.Equal("Q: 1+2*3\n2*3=6\n", ByteTokenizer.Decode(ex.Tokens.AsSpan(1, at[0])));
+        Assert.Equal("Q: 1+2*3\n2*3=6\n", ByteTokenizer.Ponder.Decode(ex.Tokens.AsSpan(1, at[0])));
         Assert.Equal([0.25f, 0.5f, 1f], at.Select(i => ex.Labels![i]));
         // The row packs copies of the one example; the first copy fills positions [0, len).
         int len = ex.Tokens.Length - 1;
@@ -114,7 +115,7 @@ public sealed class PrmTests
         for (int trial = 0; trial < 20; trial++)
         {
             var ex = RevisionData.Build(Task, "1+2*3", attempts, rng)[0];
-            string prompt = ByteTokenizer.Decode(ex.Tokens.AsSpan(1, ex.PromptLength - 1));
+            string prompt = ByteTokenizer.Ponder.Decode(ex.Tokens.AsSpan(1, ex.PromptLength - 1));
             string[] wrongs = ["2*3=6\n1+6=8\nA: 8", Wrong];
             var expected = new[]
             {
@@ -123,7 +124,7 @@ public sealed class PrmTests
                 RevisionPrompt.Format(Task.Prompt("1+2*3"), [wrongs[1], wrongs[0]]),
             };
             Assert.Contains(prompt, expected);
-            Assert.Equal(Right, ByteTokenizer.Decode(ex.Tokens.AsSpan(ex.PromptLength, ex.Tokens.Length - ex.PromptLength - 1)));
+            Assert.Equal(Right, ByteTokenizer.Ponder.Decode(ex.Tokens.AsSpan(ex.PromptLength, ex.Tokens.Length - ex.PromptLength - 1)));
         }
         Assert.Equal("Q: 1+2*3\nAttempt:\nx\nRevision:\n", RevisionData.Prompt(Task, "1+2*3", ["x"]));
     }
@@ -143,8 +144,8 @@ public sealed class PrmTests
     {
         var config = new ModelConfig
         {
-            Vocab = ByteTokenizer.VocabSize, DModel = 16, NLayers = 1, NHeads = 2, NKvHeads = 1, HeadDim = 8, DFf = 24,
-            MaxPositions = 32, TiedEmbeddings = true, BosTokenId = ByteTokenizer.Bos, EosTokenIds = [ByteTokenizer.Eos],
+            Vocab = ByteTokenizer.PonderVocabSize, DModel = 16, NLayers = 1, NHeads = 2, NKvHeads = 1, HeadDim = 8, DFf = 24,
+            MaxPositions = 32, TiedEmbeddings = true, BosTokenId = ByteTokenizer.PonderBos, EosTokenIds = [ByteTokenizer.PonderEos],
         }.Validate("export");
         var p = new ParameterSet(config);
         p.Initialize(7);

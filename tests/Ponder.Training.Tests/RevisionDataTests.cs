@@ -1,5 +1,6 @@
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Training;
+using Ponder.Tokenization;
 
 namespace Ponder.Training.Tests;
 
@@ -40,10 +41,10 @@ public sealed class RevisionDataTests
         var samples = new List<Attempt> { new("A: 5\n", false), new("1+2=3\nA: 3\n", true), new("A: 4\n", false) };
         var examples = RevisionData.Build(task, "1+2", samples, new DeterministicRandom(1));
         Assert.Single(examples);
-        string prompt = ByteTokenizer.Decode(examples[0].Tokens.AsSpan(1, examples[0].PromptLength - 1));
+        string prompt = ByteTokenizer.Ponder.Decode(examples[0].Tokens.AsSpan(1, examples[0].PromptLength - 1));
         Assert.StartsWith("Q: 1+2\n", prompt);
         Assert.EndsWith("Revision:\n", prompt);
-        Assert.Equal("1+2=3\nA: 3\n", ByteTokenizer.Decode(examples[0].Tokens.AsSpan(examples[0].PromptLength)));
+        Assert.Equal("1+2=3\nA: 3\n", ByteTokenizer.Ponder.Decode(examples[0].Tokens.AsSpan(examples[0].PromptLength)));
         Assert.Empty(RevisionData.Build(task, "1+2", [new("A: 5\n", false)], new DeterministicRandom(1)));
     }
 }

@@ -1,6 +1,6 @@
 using System.Text;
 using System.Text.Json.Nodes;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Models;
 using Ponder.Sampling;
 

@@ -1,6 +1,7 @@
 using Ponder.Models;
 using Ponder.Training;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
+using Ponder.Tokenization;
 
 namespace Ponder.Training.Tests;
 
@@ -18,7 +19,7 @@ static class TinyModels
     {
         var config = new ModelConfig
         {
-            Head = HeadKind.Value, NumLabels = 1, Vocab = ByteTokenizer.VocabSize, DModel = 32, NLayers = 2, NHeads = 4, NKvHeads = 2,
+            Head = HeadKind.Value, NumLabels = 1, Vocab = ByteTokenizer.PonderVocabSize, DModel = 32, NLayers = 2, NHeads = 4, NKvHeads = 2,
             HeadDim = 8, DFf = 64, MaxPositions = 64, TiedEmbeddings = true,
         }.Validate("value");
         var p = new ParameterSet(config);

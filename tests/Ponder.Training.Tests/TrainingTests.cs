@@ -1,6 +1,7 @@
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Models;
 using Ponder.Training;
+using Ponder.Tokenization;
 
 namespace Ponder.Training.Tests;
 
@@ -8,8 +9,8 @@ public sealed class TrainingTests
 {
     static ModelConfig Small() => new ModelConfig
     {
-        Vocab = ByteTokenizer.VocabSize, DModel = 32, NLayers = 2, NHeads = 4, NKvHeads = 2, HeadDim = 8, DFf = 64,
-        MaxPositions = 64, TiedEmbeddings = true, BosTokenId = ByteTokenizer.Bos, EosTokenIds = [ByteTokenizer.Eos],
+        Vocab = ByteTokenizer.PonderVocabSize, DModel = 32, NLayers = 2, NHeads = 4, NKvHeads = 2, HeadDim = 8, DFf = 64,
+        MaxPositions = 64, TiedEmbeddings = true, BosTokenId = ByteTokenizer.PonderBos, EosTokenIds = [ByteTokenizer.PonderEos],
     }.Validate("small");
 
     static SftData TinyData(int seqLen = 64)
@@ -92,16 +93,16 @@ public sealed class TrainingTests
         var (b, next) = data.Next(0, 1);
         Assert.True(next >= 2);
         Assert.Equal(0, b.Positions[0]);
-        Assert.Equal(ByteTokenizer.Bos, b.Tokens[0]);
-        int secondDoc = Array.IndexOf(b.Tokens, ByteTokenizer.Bos, 1);
+        Assert.Equal(ByteTokenizer.PonderBos, b.Tokens[0]);
+        int secondDoc = Array.IndexOf(b.Tokens, ByteTokenizer.PonderBos, 1);
         Assert.True(secondDoc > 0);
         Assert.Equal(0, b.Positions[secondDoc]);
         Assert.Equal(secondDoc, b.SegmentStart[secondDoc]);
-        Assert.Equal(ByteTokenizer.Eos, b.Targets[secondDoc - 1]);
+        Assert.Equal(ByteTokenizer.PonderEos, b.Targets[secondDoc - 1]);
         Assert.Equal(1f, b.Mask[secondDoc - 1]);
         // "Q: ..." prompt bytes are not targets; the first solution byte is.
         Assert.Equal(0f, b.Mask[0]);
-        Assert.Equal(0f, b.Mask[b.Tokens.Length - 1] * (b.Tokens[^1] == ByteTokenizer.Pad ? 1 : 0));
+        Assert.Equal(0f, b.Mask[b.Tokens.Length - 1] * (b.Tokens[^1] == ByteTokenizer.PonderPad ? 1 : 0));
     }
 
     [Fact]

@@ -1,9 +1,10 @@
 using Ponder.Backends;
 using Ponder.Cache;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Models;
 using Ponder.Scheduling;
 using Ponder.Training;
+using Ponder.Tokenization;
 
 namespace Ponder.Training.Tests;
 
@@ -98,7 +99,7 @@ public sealed class ValueHeadTests
         var policy = new ModelConfig { Vocab = 259, DModel = 32, NLayers = 2, NHeads = 4, NKvHeads = 2, HeadDim = 8, DFf = 64, MaxPositions = 128, TiedEmbeddings = true };
         var prm = policy with { Head = HeadKind.Value, NumLabels = 1 };
         const string q = "1+2*3", s = "2*3=6\n1+6=7\nA: 7\n";
-        int prompt = ByteTokenizer.Encode(task.Prompt(q)).Length + 1; // + BOS
+        int prompt = ByteTokenizer.Ponder.Encode(task.Prompt(q)).Length + 1; // + BOS
         var cost = ValueHeadTrainer.ScoringCost(policy, task, [(q, s)], prm);
         Assert.Equal(3, cost.Steps);
         var c = new FlopCounter(prm);

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Ponder.Models;
 using Spectre.Console;
+using Ponder.Tokenization;
 
 namespace Ponder.Cli.Commands;
 
@@ -22,7 +23,7 @@ static class CliCommon
         if (path.StartsWith("random:", StringComparison.Ordinal))
         {
             var (config, tensors) = RandomModels.Create(path["random:".Length..], seed: 1UL);
-            return PonderModel.Load(new HostTensorSource(config, tensors, path), RandomModelTokenizer.For(config), options);
+            return PonderModel.Load(new HostTensorSource(config, tensors, path), new ByteTokenizer(config.Vocab, config.EosTokenIds), options);
         }
         PonderModel? model = null;
         await Progress().StartAsync(async ctx =>

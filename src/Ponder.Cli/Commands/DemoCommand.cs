@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Ponder.Evaluation.Study;
 using Spectre.Console;
+using Ponder.Tasks;
 
 namespace Ponder.Cli.Commands;
 
@@ -34,10 +35,10 @@ public static class DemoCommand
     {
         var config = StudyConfig.Load(Path.GetFullPath(path, root));
         var learned = await SweepCommand.RunStudyAsync(config, root, outDir, threads, "ponder demo", ct);
-        if (config.Prm is null || config.UsesSharedPrm || Ponder.Evaluation.Tasks.ArithmeticStepChecker.Parse(config.Prm) is not null) return 0;
+        if (config.Prm is null || config.UsesSharedPrm || Ponder.Tasks.ArithmeticStepChecker.Parse(config.Prm) is not null) return 0;
         Console.WriteLine();
         AnsiConsole.MarkupLine("[bold]Control[/]: the same questions with the task's exact step checker as the verifier (no model, 0 FLOPs)");
-        var exact = await SweepCommand.RunStudyAsync(config with { Prm = Ponder.Evaluation.Tasks.ArithmeticStepChecker.ExactName, Name = config.Name + "-exact", LargePolicy = null },
+        var exact = await SweepCommand.RunStudyAsync(config with { Prm = Ponder.Tasks.ArithmeticStepChecker.ExactName, Name = config.Name + "-exact", LargePolicy = null },
             root, Path.Combine(outDir, "exact"), threads, "ponder demo (exact-checker control)", ct);
         Console.WriteLine();
         AnsiConsole.MarkupLine($"[bold]With the learned PRM[/] ({Markup.Escape(learned.Models[1])}): {Markup.Escape(StudyReport.EfficiencyHeadline(learned))}");

@@ -1,25 +1,10 @@
 using System.Globalization;
 using System.Text.Json;
-using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
 using Ponder.Search;
+using Ponder.Tasks;
 
 namespace Ponder.Evaluation.Study;
-
-/// <summary>One strategy family of a study with the hyper-parameter settings to sweep.</summary>
-/// <param name="Name">Family (<see cref="StrategySpec.Name"/>): best-of-n, beam, lookahead, dvts, revisions.</param>
-/// <param name="Params">Hyper-parameter settings (<see cref="StrategySpec.Params"/> strings, e.g. "M=sqrt", "M=4;k=1"); [""] for none.</param>
-/// <param name="Selection">Final-answer selection (weighted needs a PRM; majority does not).</param>
-public sealed record StudyStrategy(string Name, IReadOnlyList<string> Params, AnswerSelection Selection)
-{
-    /// <summary>True when the family or the selection reads PRM scores.</summary>
-    public bool NeedsVerifier => Selection != AnswerSelection.Majority || Name is not "best-of-n";
-
-    /// <summary>
-    /// The record's strategy name: the family for weighted selection, else "family-selection" (e.g. "best-of-n-majority"),
-    /// so sweep rows keep both apart.
-    /// </summary>
-    public string RecordName => Selection == AnswerSelection.Weighted ? Name : $"{Name}-{Selection.ToString().ToLowerInvariant()}";
-}
 
 /// <summary>
 /// A study: which models, which questions, which strategies at which budgets and seeds, and how difficulty is
@@ -57,8 +42,12 @@ public sealed record StudyConfig
     public int From { get; init; }
     /// <summary>End of the range (exclusive); null = end of file.</summary>
     public int? To { get; init; }
-    /// <summary>Strategies and their hyper-parameters.</summary>
-    public required IReadOnlyList<StudyStrategy> Strategies { get; init; }
+    /// <summary>
+    /// Strategy settings to sweep, each run at every budget (their own <see cref="StrategySpec.Budget"/> is 0). In JSON
+    /// one entry <c>{"name", "params": [...], "selection"}</c> is one setting per params string.
+    /// </summary>
+    [JsonConverter(typeof(StudyStrategiesConverter))]
+    public required IReadOnlyList<StrategySpec> Strategies { get; init; }
     /// <summary>Budgets in generations.</summary>
     public required IReadOnlyList<int> Budgets { get; init; }
     /// <summary>Seeds (every run is repeated per seed).</summary>
@@ -92,173 +81,111 @@ public sealed record StudyConfig
     /// <summary>D_pretrain of the larger policy; null = from its model card.</summary>
     public long? LargePretrainTokens { get; init; }
 
-    /// <summary>Reads a study config file.</summary>
-    public static StudyConfig Load(string path)
-    {
-        if (!File.Exists(path)) throw new FileNotFoundException($"study config '{path}' does not exist", path);
-        return Parse(File.ReadAllText(path), path);
-    }
+    /// <summary>A free-text note in the file (ignored).</summary>
+    public string? Comment { get; init; }
 
-    /// <summary>Parses study config JSON; <paramref name="source"/> names it in errors.</summary>
-    public static StudyConfig Parse(string json, string source)
+    /// <summary>Reads a study config file (<see cref="ConfigJson"/>), then <see cref="Validate"/>s it.</summary>
+    public static StudyConfig Load(string path) => ConfigJson.Load<StudyConfig>(path, "study config").Validate(path);
+
+    /// <summary>Parses study config JSON, then <see cref="Validate"/>s it; <paramref name="source"/> names it in errors.</summary>
+    public static StudyConfig Parse(string json, string source) => ConfigJson.Parse<StudyConfig>(json, source, "study config").Validate(source);
+
+    /// <summary>Throws <see cref="InvalidDataException"/> naming <paramref name="source"/> and the field when a value is impossible.</summary>
+    public StudyConfig Validate(string source)
     {
-        JsonObject root;
-        try
-        {
-            root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }) as JsonObject
-                ?? throw new InvalidDataException($"{source}: a study config must be a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{source}: not valid JSON ({e.Message})", e);
-        }
-        var r = new Reader(root, source);
-        var known = new HashSet<string>(StringComparer.Ordinal)
-        {
-            "name", "policy", "prm", "reviser", "largePolicy", "dataset", "questions", "from", "to", "strategies", "budgets", "seeds", "oracleSamples",
-            "oracleSeed", "oracleCache", "recordCache", "bins", "temperature", "maxStepTokens", "maxRounds", "threads", "concurrency", "kvCacheTokens",
-            "ratios", "policyPretrainTokens", "largePretrainTokens", "comment",
-        };
-        foreach (var (key, _) in root)
-            if (!known.Contains(key)) throw new InvalidDataException($"{source}: unknown field '{key}' (known: {string.Join(", ", known.Order())})");
-        var defaults = new StudyConfig { Policy = "", Dataset = "", Strategies = [], Budgets = [] };
-        var config = new StudyConfig
-        {
-            Name = r.String("name") ?? defaults.Name,
-            Policy = r.String("policy") ?? throw r.Missing("policy"),
-            Prm = r.String("prm"),
-            Reviser = r.String("reviser"),
-            LargePolicy = r.String("largePolicy"),
-            Dataset = r.String("dataset") ?? throw r.Missing("dataset"),
-            Questions = r.Int("questions", 1) ?? defaults.Questions,
-            From = r.Int("from", 0) ?? 0,
-            To = r.Int("to", 1),
-            Strategies = ParseStrategies(r, root["strategies"] ?? throw r.Missing("strategies")),
-            Budgets = r.IntArray("budgets", 1) ?? throw r.Missing("budgets"),
-            Seeds = r.IntArray("seeds", 0)?.Select(s => (ulong)s).ToList() ?? defaults.Seeds,
-            OracleSamples = r.Int("oracleSamples", 1) ?? defaults.OracleSamples,
-            OracleSeed = (ulong)(r.Int("oracleSeed", 0) ?? (int)defaults.OracleSeed),
-            OracleCache = r.String("oracleCache") ?? defaults.OracleCache,
-            RecordCache = r.String("recordCache") ?? defaults.RecordCache,
-            Bins = r.Int("bins", 1) ?? defaults.Bins,
-            Temperature = (float)(r.Double("temperature", 0) ?? defaults.Temperature),
-            MaxStepTokens = r.Int("maxStepTokens", 1) ?? defaults.MaxStepTokens,
-            MaxRounds = r.Int("maxRounds", 1) ?? defaults.MaxRounds,
-            Threads = r.Int("threads", 1),
-            Concurrency = r.Int("concurrency", 1) ?? defaults.Concurrency,
-            KvCacheTokens = r.Int("kvCacheTokens", 256) ?? defaults.KvCacheTokens,
-            Ratios = r.DoubleArray("ratios") ?? defaults.Ratios,
-            PolicyPretrainTokens = r.Long("policyPretrainTokens"),
-            LargePretrainTokens = r.Long("largePretrainTokens"),
-        };
-        try { Tasks.ArithmeticStepChecker.Parse(config.Prm); }
+        InvalidDataException Bad(string field, object? value, string expected) =>
+            new($"{source}: field '{field}' = {Show(value)} must be {expected}");
+        void AtLeast(string field, long value, long min) { if (value < min) throw Bad(field, value, $">= {min}"); }
+        if (string.IsNullOrWhiteSpace(Policy)) throw Bad("policy", Policy, "a model path");
+        if (string.IsNullOrWhiteSpace(Dataset)) throw Bad("dataset", Dataset, "a question file");
+        AtLeast("questions", Questions, 1);
+        AtLeast("from", From, 0);
+        if (To is int to && to <= From) throw Bad("to", to, $"greater than 'from' ({From})");
+        if (Strategies is null || Strategies.Count == 0) throw Bad("strategies", "[]", "a non-empty array of {\"name\", \"params\", \"selection\"} objects");
+        if (Budgets is null || Budgets.Count == 0) throw Bad("budgets", "[]", "a non-empty array of budgets");
+        foreach (int b in Budgets) if (b < 1) throw Bad("budgets", Budgets, "integers >= 1");
+        if (Budgets.Distinct().Count() != Budgets.Count) throw Bad("budgets", Budgets, "distinct (a budget is listed twice)");
+        if (Seeds is null || Seeds.Count == 0) throw Bad("seeds", "[]", "a non-empty array");
+        AtLeast("oracleSamples", OracleSamples, 1);
+        AtLeast("bins", Bins, 1);
+        if (!(Temperature >= 0)) throw Bad("temperature", Temperature, ">= 0");
+        AtLeast("maxStepTokens", MaxStepTokens, 1);
+        AtLeast("maxRounds", MaxRounds, 1);
+        if (Threads is int t) AtLeast("threads", t, 1);
+        AtLeast("concurrency", Concurrency, 1);
+        AtLeast("kvCacheTokens", KvCacheTokens, 256);
+        if (Ratios is null || Ratios.Any(r => !(r > 0))) throw Bad("ratios", Ratios, "positive numbers");
+        if (PolicyPretrainTokens is long pp) AtLeast("policyPretrainTokens", pp, 1);
+        if (LargePretrainTokens is long lp) AtLeast("largePretrainTokens", lp, 1);
+        try { Tasks.ArithmeticStepChecker.Parse(Prm); }
         catch (ArgumentException e) { throw new InvalidDataException($"{source}: field 'prm': {e.Message}", e); }
-        if (config.Budgets.Count == 0) throw new InvalidDataException($"{source}: field 'budgets' is empty");
-        if (config.Budgets.Distinct().Count() != config.Budgets.Count) throw new InvalidDataException($"{source}: field 'budgets' lists a budget twice");
-        if (config.Seeds.Count == 0) throw new InvalidDataException($"{source}: field 'seeds' is empty");
-        if (config.To is int to && to <= config.From) throw new InvalidDataException($"{source}: field 'to' ({to}) must be greater than 'from' ({config.From})");
-        return config;
+        return this;
     }
 
-    static List<StudyStrategy> ParseStrategies(Reader r, JsonNode node)
+    static string Show(object? value) => value switch
     {
-        if (node is not JsonArray array || array.Count == 0)
-            throw new InvalidDataException($"{r.Source}: field 'strategies' must be a non-empty array of {{\"name\", \"params\", \"selection\"}} objects");
-        var list = new List<StudyStrategy>();
-        for (int i = 0; i < array.Count; i++)
+        null => "null",
+        string s => $"'{s}'",
+        System.Collections.IEnumerable e => "[" + string.Join(", ", e.Cast<object>().Select(v => Convert.ToString(v, CultureInfo.InvariantCulture))) + "]",
+        _ => Convert.ToString(value, CultureInfo.InvariantCulture) ?? "",
+    };
+}
+
+/// <summary>
+/// Reads a study config's <c>strategies</c>: an array of <c>{"name", "params": [...], "selection"}</c> entries, each
+/// one <see cref="StrategySpec"/> template (budget 0) per params string; writes them back one entry per template.
+/// </summary>
+sealed class StudyStrategiesConverter : JsonConverter<IReadOnlyList<StrategySpec>>
+{
+    sealed record Entry
+    {
+        [JsonRequired] public string Name { get; init; } = "";
+        public IReadOnlyList<string>? Params { get; init; }
+        public string? Selection { get; init; }
+    }
+
+    public override IReadOnlyList<StrategySpec> Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        var entries = JsonSerializer.Deserialize<List<Entry?>>(ref reader, options) ?? throw new JsonException("'strategies' must be an array");
+        var list = new List<StrategySpec>();
+        for (int i = 0; i < entries.Count; i++)
         {
+            var e = entries[i] ?? throw new JsonException($"field 'strategies[{i}]' must be an object");
             string field = $"strategies[{i}]";
-            if (array[i] is not JsonObject o) throw new InvalidDataException($"{r.Source}: field '{field}' must be an object");
-            var sr = new Reader(o, r.Source, field + ".");
-            foreach (var (key, _) in o)
-                if (key is not ("name" or "params" or "selection"))
-                    throw new InvalidDataException($"{r.Source}: unknown field '{field}.{key}' (known: name, params, selection)");
-            string name = sr.String("name") ?? throw sr.Missing("name");
-            var ps = sr.StringArray("params") ?? [""];
-            foreach (var p in ps)
+            try
             {
-                try { StrategySpec.Parse(name, p, 64); }
-                catch (ArgumentException e) { throw new InvalidDataException($"{r.Source}: field '{field}': {e.Message}", e); }
+                var selection = StrategySpec.ParseSelection(e.Selection ?? "weighted", $"{field}.selection");
+                foreach (var p in e.Params ?? [""])
+                {
+                    try { list.Add(StrategySpec.Parse(e.Name, p, 0) with { Selection = selection }); }
+                    catch (ArgumentException x) when (x.ParamName == "parameters" || x.ParamName is null) { throw new ArgumentException(x.Message, $"{field}.params", x); }
+                    catch (ArgumentException x) { throw new ArgumentException(x.Message, $"{field}.name", x); }
+                }
             }
-            string selectionText = sr.String("selection") ?? "weighted";
-            var selection = selectionText switch
+            catch (ArgumentException x)
             {
-                "weighted" => AnswerSelection.Weighted,
-                "majority" => AnswerSelection.Majority,
-                "naive" => AnswerSelection.Naive,
-                _ => throw new InvalidDataException($"{r.Source}: field '{field}.selection' = '{selectionText}' is not weighted, majority or naive"),
-            };
-            list.Add(new StudyStrategy(name, ps, selection));
+                throw new JsonException($"field '{x.ParamName}': {StripParam(x)}", x);
+            }
         }
         return list;
     }
 
-    /// <summary>Typed field access whose errors name the file and the field.</summary>
-    sealed class Reader(JsonObject o, string source, string prefix = "")
+    static string StripParam(ArgumentException e) =>
+        e.ParamName is { } p && e.Message.EndsWith($" (Parameter '{p}')", StringComparison.Ordinal) ? e.Message[..^($" (Parameter '{p}')".Length)] : e.Message;
+
+    public override void Write(Utf8JsonWriter writer, IReadOnlyList<StrategySpec> value, JsonSerializerOptions options)
     {
-        public string Source => source;
-
-        public InvalidDataException Missing(string key) => new($"{source}: required field '{prefix}{key}' is missing");
-
-        InvalidDataException Bad(string key, string expected, JsonNode? node) =>
-            new($"{source}: field '{prefix}{key}' = {node?.ToJsonString() ?? "null"} is not {expected}");
-
-        public string? String(string key)
+        writer.WriteStartArray();
+        foreach (var s in value)
         {
-            var node = o[key];
-            if (node is null) return null;
-            return node is JsonValue v && v.TryGetValue(out string? s) ? s : throw Bad(key, "a string", node);
+            writer.WriteStartObject();
+            writer.WriteString("name", s.Name);
+            writer.WriteStartArray("params");
+            writer.WriteStringValue(s.Params);
+            writer.WriteEndArray();
+            writer.WriteString("selection", StrategySpec.SelectionName(s.Selection));
+            writer.WriteEndObject();
         }
-
-        public long? Long(string key)
-        {
-            var node = o[key];
-            if (node is null) return null;
-            return node is JsonValue v && v.TryGetValue(out long l) && l > 0 ? l : throw Bad(key, "a positive integer", node);
-        }
-
-        public int? Int(string key, int min)
-        {
-            var node = o[key];
-            if (node is null) return null;
-            return node is JsonValue v && v.TryGetValue(out int i) && i >= min ? i : throw Bad(key, $"an integer >= {min}", node);
-        }
-
-        public double? Double(string key, double min)
-        {
-            var node = o[key];
-            if (node is null) return null;
-            return node is JsonValue v && v.TryGetValue(out double d) && d >= min ? d : throw Bad(key, $"a number >= {min.ToString(CultureInfo.InvariantCulture)}", node);
-        }
-
-        public List<int>? IntArray(string key, int min) => Values<int>(key, $"an array of integers >= {min}",
-            n => n is JsonValue v && v.TryGetValue(out int i) && i >= min ? i : (int?)null);
-
-        public List<double>? DoubleArray(string key) => Values<double>(key, "an array of positive numbers",
-            n => n is JsonValue v && v.TryGetValue(out double d) && d > 0 ? d : (double?)null);
-
-        public List<string>? StringArray(string key) => Strings(key, "an array of strings",
-            n => n is JsonValue v && v.TryGetValue(out string? s) ? s : null);
-
-        List<T>? Values<T>(string key, string expected, Func<JsonNode?, T?> item) where T : struct =>
-            ArrayOf(key, expected, n => item(n) is T t ? (true, t) : (false, default));
-
-        List<string>? Strings(string key, string expected, Func<JsonNode?, string?> item) =>
-            ArrayOf(key, expected, n => item(n) is string s ? (true, s) : (false, ""));
-
-        List<T>? ArrayOf<T>(string key, string expected, Func<JsonNode?, (bool Ok, T Value)> item)
-        {
-            var node = o[key];
-            if (node is null) return null;
-            if (node is not JsonArray a) throw Bad(key, expected, node);
-            var list = new List<T>(a.Count);
-            foreach (var n in a)
-            {
-                var (ok, value) = item(n);
-                if (!ok) throw Bad(key, expected, node);
-                list.Add(value);
-            }
-            return list;
-        }
+        writer.WriteEndArray();
     }
 }

@@ -2,7 +2,7 @@ using System.Security.Cryptography;
 using System.Text.RegularExpressions;
 using Ponder.Backends;
 using Ponder.Backends.Cpu;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Models;
 using Ponder.Scheduling;
 using Ponder.Search;
@@ -137,7 +137,7 @@ public sealed class StudyModels : IDisposable
                 }
                 var model = await PonderModel.LoadAsync(full, options, null, cancellationToken).ConfigureAwait(false);
                 loaded.Add(model);
-                return new StudyModel(model, Fingerprint(full), pretrainTokens ?? PretrainTokensFromCard(full));
+                return new StudyModel(model, WeightsFingerprint.Of(full), pretrainTokens ?? PretrainTokensFromCard(full));
             }
             var policy = (await Load(config.Policy, "policy", config.PolicyPretrainTokens, required: true).ConfigureAwait(false))!;
             bool shared = config.UsesSharedPrm;
@@ -156,24 +156,6 @@ public sealed class StudyModels : IDisposable
             backend.Dispose();
             throw;
         }
-    }
-
-    /// <summary>"folder-name@first 12 hex digits of SHA-256 over the weight files" (config.json and *.safetensors, or the GGUF).</summary>
-    public static string Fingerprint(string path)
-    {
-        var files = Directory.Exists(path)
-            ? Directory.GetFiles(path, "*.safetensors").Append(Path.Combine(path, "config.json")).Where(File.Exists).Order(StringComparer.Ordinal).ToList()
-            : [path];
-        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        foreach (var f in files)
-        {
-            using var stream = File.OpenRead(f);
-            var buffer = new byte[1 << 20];
-            int n;
-            while ((n = stream.Read(buffer)) > 0) sha.AppendData(buffer, 0, n);
-        }
-        string name = Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(path));
-        return $"{name}@{Convert.ToHexStringLower(sha.GetHashAndReset())[..12]}";
     }
 
     /// <summary>D_pretrain from a model card line such as "tokens seen D_pretrain = 4,096,000 positions"; null when absent.</summary>

@@ -1,4 +1,4 @@
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 
 namespace Ponder.Evaluation.Study;
 
@@ -16,7 +16,7 @@ public sealed record StudyQuestion(string Id, string Question, string Reference)
 public readonly record struct StudyProgress(string Phase, int Done, int Total);
 
 /// <summary>One run of the sweep with its exact costs, read from the search's scheduler request report.</summary>
-/// <param name="Strategy">Record name (<see cref="StudyStrategy.RecordName"/>).</param>
+/// <param name="Strategy">Record name (<see cref="Ponder.Search.StrategySpec.RecordName"/>).</param>
 /// <param name="Params">Hyper-parameters.</param>
 /// <param name="Budget">Budget in generations.</param>
 /// <param name="QuestionId">Question id.</param>

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Search;
 
 namespace Ponder.Evaluation.Study;
@@ -126,12 +126,12 @@ public static class StudyRunner
             if (dropped.Count > 0)
                 Notice($"no PRM ({config.Prm ?? "none configured"}): strategies that need a verifier are skipped ({string.Join(", ", dropped.Select(s => s.RecordName).Distinct())}); majority voting only");
             strategies = [.. strategies.Where(s => !s.NeedsVerifier)];
-            if (strategies.Count == 0) strategies = [new StudyStrategy("best-of-n", [""], AnswerSelection.Majority)];
+            if (strategies.Count == 0) strategies = [new StrategySpec(StrategyKind.BestOfN, 0, Selection: AnswerSelection.Majority)];
         }
-        if (models.Reviser is null && strategies.Any(s => s.Name == "revisions"))
+        if (models.Reviser is null && strategies.Any(s => s.Kind == StrategyKind.Revisions))
         {
             Notice($"no revision model ({config.Reviser ?? "none configured"}): revisions are skipped");
-            strategies = [.. strategies.Where(s => s.Name != "revisions")];
+            strategies = [.. strategies.Where(s => s.Kind != StrategyKind.Revisions)];
         }
         var jobs = Jobs(config, strategies, questions, Notice);
         var recordCache = new JsonlCache<CachedRecord>(Path.GetFullPath(config.RecordCache, baseDirectory), r => r.Key, "a sweep record");
@@ -172,27 +172,26 @@ public static class StudyRunner
     }
 
     /// <summary>One sweep job.</summary>
-    sealed record Job(StudyStrategy Strategy, StrategySpec Spec, StudyQuestion Question, ulong Seed);
+    sealed record Job(StrategySpec Spec, StudyQuestion Question, ulong Seed);
 
-    static List<Job> Jobs(StudyConfig config, List<StudyStrategy> strategies, List<StudyQuestion> questions, Action<string> notice)
+    static List<Job> Jobs(StudyConfig config, List<StrategySpec> strategies, List<StudyQuestion> questions, Action<string> notice)
     {
         var jobs = new List<Job>();
         foreach (var s in strategies)
-        foreach (var p in s.Params)
         foreach (int budget in config.Budgets.Order())
         {
-            var spec = StrategySpec.Parse(s.Name, p, budget);
+            var spec = s with { Budget = budget };
             // More chains than generations is no configuration at this budget (a P sweep meets it at every small budget).
             if (spec.Kind == StrategyKind.Revisions && spec.Parallel * spec.AttemptBeams > budget) continue;
             try { spec.Create(); }
             catch (ArgumentException e)
             {
-                notice($"skipped {s.RecordName}({p}) at budget {budget}: {e.Message}");
+                notice($"skipped {s.RecordName}({s.Params}) at budget {budget}: {e.Message}");
                 continue;
             }
             foreach (var q in questions)
             foreach (var seed in config.Seeds)
-                jobs.Add(new Job(s, spec, q, seed));
+                jobs.Add(new Job(spec, q, seed));
         }
         return jobs;
     }
@@ -204,7 +203,7 @@ public static class StudyRunner
     static string RecordKey(StudyModels models, Job job, SearchOptions search)
     {
         string policy = job.Spec.Kind == StrategyKind.Revisions ? models.Reviser?.Fingerprint ?? "none" : models.Policy.Fingerprint;
-        return $"{policy}|{models.VerifierFingerprint}|{OracleEntry.SamplingOf(search)}|{job.Strategy.RecordName}|{job.Spec.Params}|" +
+        return $"{policy}|{models.VerifierFingerprint}|{OracleEntry.SamplingOf(search)}|{job.Spec.RecordName}|{job.Spec.Params}|" +
                $"{job.Spec.Budget}|{job.Seed}|{job.Question.Id}|{job.Question.Question}";
     }
 
@@ -232,19 +231,19 @@ public static class StudyRunner
     static async Task<StudyRecord> RunJobAsync(StudyModels models, Job job, SearchOptions search, CancellationToken ct)
     {
         bool revise = job.Spec.Kind == StrategyKind.Revisions;
-        using var engine = models.Engine(job.Spec.Budget, $"{job.Strategy.RecordName}({job.Spec.Params})@{job.Spec.Budget} {job.Question.Id}", ct, revise,
-            verify: job.Strategy.NeedsVerifier);
+        using var engine = models.Engine(job.Spec.Budget, $"{job.Spec.RecordName}({job.Spec.Params})@{job.Spec.Budget} {job.Question.Id}", ct, revise,
+            verify: job.Spec.NeedsVerifier);
         // Seeds differ per question too, so two questions never share a sampling stream.
         var options = search with
         {
-            Selector = new AnswerSelector(job.Strategy.Selection),
+            Selector = new AnswerSelector(job.Spec.Selection),
             Seed = SearchSeeds.Derive(job.Seed, 2, StableHash(job.Question.Id)),
         };
-        var result = await job.Spec.Create(options).RunAsync(models.Search(engine, job.Strategy.NeedsVerifier), job.Question.Question, ct).ConfigureAwait(false);
+        var result = await job.Spec.Create(options).RunAsync(models.Search(engine, job.Spec.NeedsVerifier), job.Question.Question, ct).ConfigureAwait(false);
         var report = engine.Request.Report();
         long prmFlops = report.Models.Where(m => m.Model == models.PrmScheduled?.Name).Sum(m => m.Flops.Total);
         long flops = report.Flops.Total;
-        return new StudyRecord(job.Strategy.RecordName, job.Spec.Params, job.Spec.Budget, job.Question.Id, job.Seed,
+        return new StudyRecord(job.Spec.RecordName, job.Spec.Params, job.Spec.Budget, job.Question.Id, job.Seed,
             job.Question.IsCorrect(result.Answer), result.Answer, flops, flops - prmFlops, prmFlops, report.Generations,
             report.TokensComputed, report.TokensReused, result.BudgetExhausted, revise ? RoundAccuracy(job.Question, result) : null);
     }

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Ponder.Evaluation.Reports;
+using Ponder.Tasks;
 
 namespace Ponder.Evaluation.Study;
 

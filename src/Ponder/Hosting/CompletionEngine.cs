@@ -132,8 +132,8 @@ public sealed class CompletionEngine : IDisposable
         if (MaxRequestKvTokens is { } maxKv)
         {
             // The most KV this request could hold: its prompt plus every branch grown to its longest within the context.
-            bool search = compute.Strategy != TestTimeStrategy.None;
-            long branches = search ? compute.N : 1;
+            bool search = compute.Strategy is not null;
+            long branches = compute.Strategy?.Branches ?? 1;
             long perBranch = Math.Min(search ? (long)compute.MaxStepTokens * compute.MaxRounds : sampling.MaxNewTokens, context - tokens.Length);
             long worst = tokens.Length + branches * perBranch;
             if (worst > maxKv)
@@ -148,7 +148,7 @@ public sealed class CompletionEngine : IDisposable
         // Without a separate PRM, a policy with a shared value row scores its own steps.
         StepVerifier? verifier = prm is not null ? new ValueHeadVerifier(prm)
             : Model.Config.SharedValueHead ? new SharedValueHeadVerifier(Model.Scheduled) : null;
-        var strategy = compute.Strategy == TestTimeStrategy.None ? null : CreateStrategy(compute, sampling, verifier is not null);
+        var strategy = compute.Strategy is null ? null : CreateStrategy(compute, compute.Strategy, sampling, verifier is not null);
 
         var activity = PonderTelemetry.Start(ModelId, strategy?.Name ?? "none", tokens.Length);
         CompletionReport? report = null;
@@ -192,15 +192,16 @@ public sealed class CompletionEngine : IDisposable
         }
     }
 
-    ISearchStrategy CreateStrategy(TestTimeComputeOptions compute, SamplingOptions sampling, bool hasPrm)
+    static ISearchStrategy CreateStrategy(TestTimeComputeOptions compute, StrategySpec spec, SamplingOptions sampling, bool hasPrm)
     {
-        bool majority = compute.Strategy == TestTimeStrategy.Majority || (compute.Strategy == TestTimeStrategy.BestOfN && !hasPrm);
-        if (!hasPrm && compute.Strategy is TestTimeStrategy.Beam or TestTimeStrategy.Lookahead or TestTimeStrategy.Dvts)
-            throw new ArgumentException($"strategy '{compute.StrategyName}' needs a PRM to score steps: load the engine with one or pass 'prm'", "strategy");
+        // Best-of-N without a PRM falls back to majority voting; the searches cannot.
+        if (!hasPrm && spec is { Kind: StrategyKind.BestOfN }) spec = spec with { Selection = AnswerSelection.Majority };
+        if (!hasPrm && spec.NeedsVerifier)
+            throw new ArgumentException($"strategy '{spec.RecordName}' needs a PRM to score steps: load the engine with one or pass 'prm'", "strategy");
         var options = new SearchOptions
         {
             Prompt = static p => p,
-            Selector = new AnswerSelector(majority ? AnswerSelection.Majority : AnswerSelection.Weighted),
+            Selector = new AnswerSelector(spec.Selection),
             // Search needs diverse samples: a greedy request still samples its proposals at temperature 1.
             Temperature = sampling.Temperature > 0 ? sampling.Temperature : 1f,
             TopP = sampling.TopP,
@@ -208,13 +209,7 @@ public sealed class CompletionEngine : IDisposable
             MaxStepTokens = compute.MaxStepTokens,
             MaxRounds = compute.MaxRounds,
         };
-        return compute.Strategy switch
-        {
-            TestTimeStrategy.BestOfN or TestTimeStrategy.Majority => new BestOfN(compute.N, options),
-            TestTimeStrategy.Beam => new BeamSearch(compute.N, compute.BeamWidth, 0, options),
-            TestTimeStrategy.Lookahead => new BeamSearch(compute.N, compute.BeamWidth, compute.LookaheadSteps, options),
-            _ => new Dvts(compute.N, compute.BeamWidth, options),
-        };
+        return spec.Create(options);
     }
 
     ScheduledModel? ResolvePrm(TestTimeComputeOptions compute)

@@ -2,42 +2,22 @@ using System.Globalization;
 using System.Text.Json;
 using Ponder.Backends;
 using Ponder.Scheduling;
+using Ponder.Search;
 
 namespace Ponder.Hosting;
 
-/// <summary>How a request spends test-time compute.</summary>
-public enum TestTimeStrategy
-{
-    /// <summary>One sampled completion (plain generation).</summary>
-    None,
-    /// <summary>N samples; the PRM-weighted answer wins (majority vote when there is no PRM).</summary>
-    BestOfN,
-    /// <summary>N samples; the most frequent answer wins (no PRM needed).</summary>
-    Majority,
-    /// <summary>PRM beam search: N beams, width M (needs a PRM).</summary>
-    Beam,
-    /// <summary>Beam search with k-step lookahead rollouts (needs a PRM).</summary>
-    Lookahead,
-    /// <summary>Diverse verifier tree search: N/M independent subtrees (needs a PRM).</summary>
-    Dvts,
-}
-
 /// <summary>
-/// Test-time compute options of one request. Read from <c>ChatOptions.AdditionalProperties</c> or the server's
-/// <c>ponder</c> object with the keys <c>strategy</c> (none | best_of_n | majority | beam | lookahead | dvts),
+/// Test-time compute options of one request: a <see cref="StrategySpec"/> (null = plain generation) and the request's
+/// caps. Read from <c>ChatOptions.AdditionalProperties</c> or the server's <c>ponder</c> object with the keys
+/// <c>strategy</c> (none | best_of_n | majority | beam | lookahead | dvts, read by <see cref="StrategySpec.ParseName"/>),
 /// <c>n</c>, <c>beam_width</c>, <c>lookahead</c>, <c>budget_flops</c>, <c>budget_generations</c>, <c>max_step_tokens</c>,
 /// <c>max_rounds</c> and <c>prm</c> (the name of a PRM the host registered with the engine).
 /// </summary>
 public sealed record TestTimeComputeOptions
 {
-    /// <summary>The strategy.</summary>
-    public TestTimeStrategy Strategy { get; init; }
-    /// <summary>Samples (best-of-N, majority) or beams (beam, lookahead, DVTS).</summary>
-    public int N { get; init; } = 4;
-    /// <summary>Beam / DVTS width M; 0 = sqrt(N).</summary>
-    public int BeamWidth { get; init; }
-    /// <summary>Lookahead rollout steps k.</summary>
-    public int LookaheadSteps { get; init; } = 1;
+    /// <summary>The strategy at its size (null = one sampled completion). Its budget is in generations: N samples or
+    /// beams, N x (k+1) for lookahead.</summary>
+    public StrategySpec? Strategy { get; init; }
     /// <summary>Cap on exact FLOPs over all models (null = none).</summary>
     public long? BudgetFlops { get; init; }
     /// <summary>Cap on generations, the paper's unit (null = none).</summary>
@@ -49,31 +29,27 @@ public sealed record TestTimeComputeOptions
     /// <summary>The name of a PRM registered with the engine; null = the engine's default PRM, if any. Never a path: requests cannot make the engine read files.</summary>
     public string? PrmName { get; init; }
 
-    /// <summary>The strategy's wire name (best_of_n, beam, ...).</summary>
-    public string StrategyName => Strategy switch
-    {
-        TestTimeStrategy.None => "none",
-        TestTimeStrategy.BestOfN => "best_of_n",
-        TestTimeStrategy.Majority => "majority",
-        TestTimeStrategy.Beam => "beam",
-        TestTimeStrategy.Lookahead => "lookahead",
-        _ => "dvts",
-    };
+    /// <summary>The keys <see cref="FromProperties"/> reads.</summary>
+    public static IReadOnlyList<string> Keys { get; } = ["strategy", "n", "beam_width", "lookahead", "budget_flops", "budget_generations", "max_step_tokens", "max_rounds", "prm"];
 
     /// <summary>The request's budget (null when it has no cap).</summary>
     public Budget? CreateBudget() =>
         BudgetFlops is null && BudgetGenerations is null ? null : new Budget(new BudgetLimits(Flops: BudgetFlops, Generations: BudgetGenerations));
 
     /// <summary>
-    /// Reads the options from a property bag (values may be strings, numbers or <see cref="JsonElement"/>s). Unknown keys
-    /// are ignored; a bad value throws <see cref="ArgumentException"/> whose <c>ParamName</c> is <paramref name="prefix"/>
-    /// + the key. Null or no "strategy" with no budget: null (plain generation).
+    /// Reads the options from a property bag (values may be strings, numbers or <see cref="JsonElement"/>s). A bad value
+    /// throws <see cref="ArgumentException"/> whose <c>ParamName</c> is <paramref name="prefix"/> + the key. Keys that
+    /// are not in <see cref="Keys"/> are ignored. Null or no
+    /// "strategy" with no budget: null (plain generation). "n" is the samples or beams (lookahead: beams, each costing
+    /// k+1 generations).
     /// </summary>
     public static TestTimeComputeOptions? FromProperties(IEnumerable<KeyValuePair<string, object?>>? properties, string prefix = "")
     {
         if (properties is null) return null;
         var options = new TestTimeComputeOptions();
         bool any = false;
+        (StrategyKind Kind, AnswerSelection Selection)? family = null;
+        int n = 4, width = 0, k = 1;
         foreach (var (key, raw) in properties)
         {
             object? value = raw is JsonElement { ValueKind: JsonValueKind.Null } ? null : raw;
@@ -81,10 +57,18 @@ public sealed record TestTimeComputeOptions
             string param = prefix + key;
             switch (key)
             {
-                case "strategy": options = options with { Strategy = ParseStrategy(Text(value, param), param) }; any = true; break;
-                case "n": options = options with { N = (int)Integer(value, param, 1, 4096) }; break;
-                case "beam_width": options = options with { BeamWidth = (int)Integer(value, param, 0, 4096) }; break;
-                case "lookahead": options = options with { LookaheadSteps = (int)Integer(value, param, 0, 64) }; break;
+                case "strategy":
+                {
+                    string name = Text(value, param);
+                    family = name.Trim() is "" || name.Trim().Equals("none", StringComparison.OrdinalIgnoreCase) ? null : StrategySpec.ParseName(name, param);
+                    if (family?.Kind == StrategyKind.Revisions)
+                        throw new ArgumentException($"{param} 'revisions' needs a revision model, which a request cannot name; use none, best_of_n, majority, beam, lookahead or dvts", param);
+                    any = true;
+                    break;
+                }
+                case "n": n = (int)Integer(value, param, 1, 4096); break;
+                case "beam_width": width = (int)Integer(value, param, 0, 4096); break;
+                case "lookahead": k = (int)Integer(value, param, 0, 64); break;
                 case "max_step_tokens": options = options with { MaxStepTokens = (int)Integer(value, param, 1, 1 << 20) }; break;
                 case "max_rounds": options = options with { MaxRounds = (int)Integer(value, param, 1, 10_000) }; break;
                 case "budget_flops": options = options with { BudgetFlops = Integer(value, param, 1, long.MaxValue) }; any = true; break;
@@ -99,23 +83,17 @@ public sealed record TestTimeComputeOptions
                 case "prm": options = options with { PrmName = Text(value, param) }; break;
             }
         }
-        if (options.BeamWidth > options.N)
-            throw new ArgumentException($"{prefix}beam_width {options.BeamWidth} exceeds {prefix}n {options.N}", prefix + "beam_width");
+        if (width > n)
+            throw new ArgumentException($"{prefix}beam_width {width} exceeds {prefix}n {n}", prefix + "beam_width");
+        if (family is var (kind, selection))
+            options = options with
+            {
+                Strategy = kind == StrategyKind.Lookahead
+                    ? new StrategySpec(kind, n * (k + 1), width, k, Selection: selection)
+                    : new StrategySpec(kind, n, kind == StrategyKind.BestOfN ? 0 : width, Selection: selection),
+            };
         return any || options.PrmName is not null ? options : null;
     }
-
-    /// <summary>Parses a strategy's wire name (case-insensitive; '-' and '_' alike).</summary>
-    public static TestTimeStrategy ParseStrategy(string name, string param = "strategy") =>
-        name.Trim().ToLowerInvariant().Replace('-', '_') switch
-        {
-            "none" or "" => TestTimeStrategy.None,
-            "best_of_n" or "bon" => TestTimeStrategy.BestOfN,
-            "majority" => TestTimeStrategy.Majority,
-            "beam" or "beam_search" => TestTimeStrategy.Beam,
-            "lookahead" => TestTimeStrategy.Lookahead,
-            "dvts" => TestTimeStrategy.Dvts,
-            _ => throw new ArgumentException($"{param} '{name}' is not one of none, best_of_n, majority, beam, lookahead, dvts", param),
-        };
 
     static string Text(object value, string param) => value switch
     {

@@ -1,5 +1,6 @@
 using Ponder.Hosting;
 using Ponder.Sampling;
+using Ponder.Search;
 using Xunit.Abstractions;
 
 namespace Ponder.Tests.Hosting;
@@ -32,7 +33,8 @@ public sealed class BudgetedSearchTests(ITestOutputHelper output)
         var prm = await PonderModel.LoadAsync(Weights("prm-small"), new ModelOptions { KvCacheTokens = 4096 });
         using var engine = new CompletionEngine(policy, prm, ownsPrm: true);
         var sampling = new SamplingOptions { Seed = 7 };
-        var compute = new TestTimeComputeOptions { Strategy = TestTimeComputeOptions.ParseStrategy(strategy), N = 8 };
+        var (kind, selection) = StrategySpec.ParseName(strategy);
+        var compute = new TestTimeComputeOptions { Strategy = new StrategySpec(kind, 8, Selection: selection) };
         var (_, full) = await engine.CompleteAsync(Prompt, sampling, compute);
         Assert.False(full.BudgetExhausted);
         long fullCost = full.Flops.Flops.Total;

@@ -20,11 +20,11 @@ static class HostingTestModels
     public static ModelConfig PrmConfig => PolicyConfig with { Head = HeadKind.Value, NumLabels = 1, DModel = 24, NHeads = 3, NKvHeads = 1, DFf = 40 };
 
     public static PonderModel Policy(int kvTokens = 4096, int seed = 11, string location = "random-policy", ModelConfig? config = null) =>
-        PonderModel.Load(new HostTensorSource(config ?? PolicyConfig, RandomModel.Create(config ?? PolicyConfig, seed), location), new RawBytes(PolicyConfig),
+        PonderModel.Load(new HostTensorSource(config ?? PolicyConfig, RandomModel.Create(config ?? PolicyConfig, seed), location), new ByteTokenizer(PolicyConfig.Vocab, PolicyConfig.EosTokenIds),
             new ModelOptions { Threads = 1, KvCacheTokens = kvTokens, BlockSize = 8 });
 
     public static PonderModel Prm(int seed = 12) =>
-        PonderModel.Load(new HostTensorSource(PrmConfig, RandomModel.Create(PrmConfig, seed), "random-prm"), new RawBytes(PrmConfig),
+        PonderModel.Load(new HostTensorSource(PrmConfig, RandomModel.Create(PrmConfig, seed), "random-prm"), new ByteTokenizer(PrmConfig.Vocab, PrmConfig.EosTokenIds),
             new ModelOptions { Threads = 1, KvCacheTokens = 4096, BlockSize = 8 });
 
     /// <summary>Evicts every cached block and checks the pool is whole again: nothing leaked.</summary>
@@ -39,17 +39,5 @@ static class HostingTestModels
             Assert.Equal(0, pool.SequenceCount);
             Assert.Equal(pool.BlockCount, pool.FreeBlocks);
         });
-    }
-
-    sealed class RawBytes(ModelConfig config) : ITokenizer
-    {
-        public int VocabSize => config.Vocab;
-        public int? BosId => null;
-        public IReadOnlyList<int> EosIds => config.EosTokenIds;
-        public bool AddBos => false;
-        public int[] Encode(string text, bool addSpecialTokens = true) => [.. Encoding.UTF8.GetBytes(text).Select(b => (int)b)];
-        public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false) =>
-            Encoding.UTF8.GetString([.. ids.ToArray().Where(i => i < 256).Select(i => (byte)i)]);
-        public byte[] TokenBytes(int id) => id < 256 ? [(byte)id] : [];
     }
 }

@@ -1,5 +1,6 @@
 using Ponder.Hosting;
 using Ponder.Sampling;
+using Ponder.Search;
 
 namespace Ponder.Tests.Hosting;
 
@@ -43,7 +44,7 @@ public sealed class LifetimeTests
             var policy = HostingTestModels.Policy();
             using var prm = HostingTestModels.Prm();
             using var engine = new CompletionEngine(policy, prm);
-            var compute = new TestTimeComputeOptions { Strategy = TestTimeStrategy.BestOfN, N = 16, MaxStepTokens = 8, MaxRounds = 30 };
+            var compute = new TestTimeComputeOptions { Strategy = new StrategySpec(StrategyKind.BestOfN, 16), MaxStepTokens = 8, MaxRounds = 30 };
             var search = engine.CompleteAsync("Q: 1+2\n", new SamplingOptions { Seed = (ulong)run }, compute);
             // Let it start: some forwards ran.
             while (policy.Scheduler.Forwards < 3 && !search.IsCompleted) await Task.Delay(1);
@@ -60,7 +61,7 @@ public sealed class LifetimeTests
         // 1024 tokens of cache (128 blocks of 8): one search (16 branches of up to 7 + 48 tokens, about 100 blocks unshared) fits alone, four together do not.
         using var policy = HostingTestModels.Policy(kvTokens: 1024);
         using var engine = new CompletionEngine(policy);
-        var compute = new TestTimeComputeOptions { Strategy = TestTimeStrategy.Majority, N = 16, MaxStepTokens = 8, MaxRounds = 6 };
+        var compute = new TestTimeComputeOptions { Strategy = new StrategySpec(StrategyKind.BestOfN, 16, Selection: AnswerSelection.Majority), MaxStepTokens = 8, MaxRounds = 6 };
         var searches = Enumerable.Range(0, 4).Select(i => engine.CompleteAsync($"Q: {i}+{i}\n", new SamplingOptions { Seed = (ulong)i }, compute)).ToArray();
         var results = await Task.WhenAll(searches).WaitAsync(Bound);
         Assert.All(results, r => Assert.Equal(16, r.Report.Generations));

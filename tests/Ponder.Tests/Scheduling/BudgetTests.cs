@@ -89,7 +89,7 @@ public sealed class BudgetTests
                 try
                 {
                     int[] next = [.. Enumerable.Range(0, run.Spec.Prompt).Select(i => (i * 7) % 64)];
-                    var logits = new float[64];
+                    var logits = new float[SchedulingRig.Vocab];
                     for (int step = 0; step <= run.Spec.Decode; step++)
                     {
                         var result = await rig.Scheduler.SubmitAsync(run.Request, rig.Policy, seq, next, logits).ConfigureAwait(false);

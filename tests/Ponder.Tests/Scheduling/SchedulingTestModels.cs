@@ -12,9 +12,12 @@ namespace Ponder.Tests.Scheduling;
 /// <summary>A policy and a value-head PRM with random weights on one CPU backend, their pools, and a scheduler.</summary>
 sealed class SchedulingRig : IDisposable
 {
+    /// <summary>Vocabulary of both models: the ASCII range, so every sampled id is one character and generated text encodes back to its ids.</summary>
+    public const int Vocab = 128;
+
     public static ModelConfig PolicyConfig => new()
     {
-        Vocab = 64, DModel = 32, NLayers = 2, NHeads = 4, NKvHeads = 2, HeadDim = 8, DFf = 48, MaxPositions = 256,
+        Vocab = Vocab, DModel = 32, NLayers = 2, NHeads = 4, NKvHeads = 2, HeadDim = 8, DFf = 48, MaxPositions = 256,
     };
 
     public static ModelConfig PrmConfig => PolicyConfig with { Head = HeadKind.Value, NumLabels = 1, DModel = 24, NHeads = 3, NKvHeads = 1, DFf = 40 };
@@ -66,18 +69,6 @@ sealed class SchedulingRig : IDisposable
     {
         PolicyPool.Dispose(); PrmPool.Dispose(); PolicyTransformer.Dispose(); PrmTransformer.Dispose(); Backend.Dispose();
     }
-}
-
-/// <summary>Id i is the character '0' + i (i &lt; 64), and back, so generated text encodes to its tokens; other characters wrap.</summary>
-sealed class ByteTokenizer(int vocab, IReadOnlyList<int> eos) : ITokenizer
-{
-    public int VocabSize => vocab;
-    public int? BosId => null;
-    public IReadOnlyList<int> EosIds => eos;
-    public bool AddBos => false;
-    public int[] Encode(string text, bool addSpecialTokens = true) => [.. text.Select(c => ((c - '0') % vocab + vocab) % vocab)];
-    public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false) => new([.. ids.ToArray().Select(i => (char)('0' + i % 64))]);
-    public byte[] TokenBytes(int id) => [(byte)('0' + id % 64)];
 }
 
 /// <summary>An independent FLOP formula: summed token by token and key by key, not in closed form.</summary>

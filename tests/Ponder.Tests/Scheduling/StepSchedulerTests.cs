@@ -9,7 +9,7 @@ namespace Ponder.Tests.Scheduling;
 /// </summary>
 public sealed class StepSchedulerTests
 {
-    static int[] Tokens(int n, int salt = 0) => [.. Enumerable.Range(0, n).Select(i => (i * 7 + salt) % 64)];
+    static int[] Tokens(int n, int salt = 0) => [.. Enumerable.Range(0, n).Select(i => (i * 7 + salt) % SchedulingRig.Vocab)];
 
     /// <summary>Runs rounds until <paramref name="task"/> completes; fails after <paramref name="maxRounds"/>.</summary>
     static int RunUntil(StepScheduler s, Task task, int maxRounds = 1000)
@@ -32,10 +32,10 @@ public sealed class StepSchedulerTests
         using var prefillRequest = s.CreateRequest(name: "prefill");
         var decodeSeq = s.CreateSequence(decodeRequest, rig.Policy, [1, 2, 3]);
         var prefillSeq = s.CreateSequence(prefillRequest, rig.Policy, []);
-        Assert.Equal(1, RunUntil(s, s.SubmitAsync(decodeRequest, rig.Policy, decodeSeq, [], new float[64])));
+        Assert.Equal(1, RunUntil(s, s.SubmitAsync(decodeRequest, rig.Policy, decodeSeq, [], new float[SchedulingRig.Vocab])));
 
-        var prefill = s.SubmitAsync(prefillRequest, rig.Policy, prefillSeq, Tokens(40), new float[64]);
-        var decode = s.SubmitAsync(decodeRequest, rig.Policy, decodeSeq, [4], new float[64]);
+        var prefill = s.SubmitAsync(prefillRequest, rig.Policy, prefillSeq, Tokens(40), new float[SchedulingRig.Vocab]);
+        var decode = s.SubmitAsync(decodeRequest, rig.Policy, decodeSeq, [4], new float[SchedulingRig.Vocab]);
         Assert.True(s.RunRound());
         Assert.True(decode.IsCompletedSuccessfully && (await decode).Completed); // beside the first chunk, though submitted later
         Assert.False(prefill.IsCompleted);
@@ -56,12 +56,12 @@ public sealed class StepSchedulerTests
         using var waiter = s.CreateRequest(name: "waiter");
         var a = s.CreateSequence(holder, rig.Policy, Tokens(12));
         var b = s.CreateSequence(holder, rig.Policy, Tokens(11, 1));
-        var first = Task.WhenAll(s.SubmitAsync(holder, rig.Policy, a, [], new float[64]), s.SubmitAsync(holder, rig.Policy, b, [], new float[64]));
+        var first = Task.WhenAll(s.SubmitAsync(holder, rig.Policy, a, [], new float[SchedulingRig.Vocab]), s.SubmitAsync(holder, rig.Policy, b, [], new float[SchedulingRig.Vocab]));
         Assert.Equal(1, RunUntil(s, first));
         var late = s.CreateSequence(waiter, rig.Policy, Tokens(12, 2));
         Assert.False(late.IsResident);                                   // no room: it waits without blocks, it does not fail
-        var waiting = s.SubmitAsync(waiter, rig.Policy, late, [], new float[64]);
-        var decode = s.SubmitAsync(holder, rig.Policy, b, [5], new float[64]); // b's 12th token fits its last block
+        var waiting = s.SubmitAsync(waiter, rig.Policy, late, [], new float[SchedulingRig.Vocab]);
+        var decode = s.SubmitAsync(holder, rig.Policy, b, [5], new float[SchedulingRig.Vocab]); // b's 12th token fits its last block
         Assert.True(s.RunRound());
         Assert.True(decode.IsCompletedSuccessfully);
         Assert.False(waiting.IsCompleted);
@@ -86,11 +86,11 @@ public sealed class StepSchedulerTests
         var s = rig.Scheduler;
         using var big = s.CreateRequest(name: "big");
         var bigSeqs = Enumerable.Range(0, 4).Select(i => s.CreateSequence(big, rig.Policy, Tokens(8, i))).ToArray(); // 8 blocks
-        RunUntil(s, Task.WhenAll(bigSeqs.Select(q => s.SubmitAsync(big, rig.Policy, q, [], new float[64]))));
+        RunUntil(s, Task.WhenAll(bigSeqs.Select(q => s.SubmitAsync(big, rig.Policy, q, [], new float[SchedulingRig.Vocab]))));
         var smalls = Enumerable.Range(0, 3).Select(i => s.CreateRequest(name: $"small{i}")).ToArray();
         var smallSeqs = smalls.Select((r, i) => s.CreateSequence(r, rig.Policy, Tokens(6, 10 + i))).ToArray(); // 2 blocks each: 6 > 4 free
-        var smallWork = smalls.Select((r, i) => s.SubmitAsync(r, rig.Policy, smallSeqs[i], [], new float[64])).ToArray();
-        var bigOutputs = bigSeqs.Select(_ => new float[64]).ToArray();
+        var smallWork = smalls.Select((r, i) => s.SubmitAsync(r, rig.Policy, smallSeqs[i], [], new float[SchedulingRig.Vocab])).ToArray();
+        var bigOutputs = bigSeqs.Select(_ => new float[SchedulingRig.Vocab]).ToArray();
         // The big request's next tokens each need a new block (8 tokens fill 2 blocks exactly).
         var bigWork = bigSeqs.Select((q, i) => s.SubmitAsync(big, rig.Policy, q, [1 + i], bigOutputs[i])).ToArray();
         long before = big.Budget.Spent.Flops.Total;
@@ -115,8 +115,8 @@ public sealed class StepSchedulerTests
         for (int i = 0; i < 4; i++)
         {
             var q = roomy.Scheduler.CreateSequence(r, roomy.Policy, Tokens(8, i));
-            RunUntil(roomy.Scheduler, roomy.Scheduler.SubmitAsync(r, roomy.Policy, q, [], new float[64]));
-            var expected = new float[64];
+            RunUntil(roomy.Scheduler, roomy.Scheduler.SubmitAsync(r, roomy.Policy, q, [], new float[SchedulingRig.Vocab]));
+            var expected = new float[SchedulingRig.Vocab];
             RunUntil(roomy.Scheduler, roomy.Scheduler.SubmitAsync(r, roomy.Policy, q, [1 + i], expected));
             Assert.Equal(expected, bigOutputs[i]);
         }
@@ -133,9 +133,9 @@ public sealed class StepSchedulerTests
         using var request = s.CreateRequest(name: "greedy");
         using var other = s.CreateRequest(name: "other");
         var a = s.CreateSequence(request, rig.Policy, Tokens(12));
-        RunUntil(s, s.SubmitAsync(request, rig.Policy, a, [], new float[64]));
+        RunUntil(s, s.SubmitAsync(request, rig.Policy, a, [], new float[SchedulingRig.Vocab]));
         var b = s.CreateSequence(request, rig.Policy, Tokens(8, 3));
-        var fails = s.SubmitAsync(request, rig.Policy, b, [], new float[64]);
+        var fails = s.SubmitAsync(request, rig.Policy, b, [], new float[SchedulingRig.Vocab]);
         RunUntil(s, fails);
         var e = (await Assert.ThrowsAsync<KvCacheFullException>(() => fails));
         Assert.Contains("KV cache of model 'policy' is full: request 'greedy' holds 3 of its 4 blocks", e.Message);
@@ -143,7 +143,7 @@ public sealed class StepSchedulerTests
         Assert.Equal(0, s.Preemptions);
         // Another request's work is not touched, and the greedy one's finished work stays computed.
         var c = s.CreateSequence(other, rig.Policy, [1, 2, 3]);
-        Assert.True(RunUntil(s, s.SubmitAsync(other, rig.Policy, c, [], new float[64])) == 1);
+        Assert.True(RunUntil(s, s.SubmitAsync(other, rig.Policy, c, [], new float[SchedulingRig.Vocab])) == 1);
         Assert.Equal(12, a.ComputedLength);
         s.Release(a); s.Release(b); s.Release(c);
         rig.AssertNoLeaks();
@@ -156,12 +156,12 @@ public sealed class StepSchedulerTests
         var s = rig.Scheduler;
         using var request = s.CreateRequest(new Budget(new BudgetLimits(Flops: 1_000_000_000)));
         var seq = s.CreateSequence(request, rig.Policy, Tokens(10));
-        RunUntil(s, s.SubmitAsync(request, rig.Policy, seq, [], new float[64]));
+        RunUntil(s, s.SubmitAsync(request, rig.Policy, seq, [], new float[SchedulingRig.Vocab]));
         s.RunExclusive(seq.Evict);
         var counter = rig.Policy.Counter;
         var decode = counter.Decode(10, 1);
         using var reservation = request.Budget.TryReserve(new Charge(decode, 1))!;
-        var work = s.SubmitAsync(request, rig.Policy, seq, [9], new float[64], reservation);
+        var work = s.SubmitAsync(request, rig.Policy, seq, [9], new float[SchedulingRig.Vocab], reservation);
         long spentBefore = request.Budget.Spent.Flops.Total;
         RunUntil(s, work);
         Assert.True((await work).Completed, (await work).Reason);
@@ -178,7 +178,7 @@ public sealed class StepSchedulerTests
         using var request = s.CreateRequest();
         var seq = s.CreateSequence(request, rig.Policy, []);
         using var reservation = request.Budget.TryReserve(new Charge(rig.Policy.Counter.Chunk(3, 0, 1), 3))!;
-        var work = s.SubmitAsync(request, rig.Policy, seq, Tokens(4), new float[64], reservation);
+        var work = s.SubmitAsync(request, rig.Policy, seq, Tokens(4), new float[SchedulingRig.Vocab], reservation);
         Assert.True(s.RunRound());
         Assert.Equal(WorkStatus.BudgetExhausted, (await work).Status);
         Assert.Contains("reservation", (await work).Reason);
@@ -195,7 +195,7 @@ public sealed class StepSchedulerTests
         using var request = s.CreateRequest();
         var policySeq = s.CreateSequence(request, rig.Policy, [1, 2]);
         var prmSeq = s.CreateSequence(request, rig.Prm, [1, 2]);
-        var policyWork = s.SubmitAsync(request, rig.Policy, policySeq, [], new float[64]);
+        var policyWork = s.SubmitAsync(request, rig.Policy, policySeq, [], new float[SchedulingRig.Vocab]);
         var prmWork = s.SubmitAsync(request, rig.Prm, prmSeq, [], new float[1]);
         Assert.True(s.RunRound());
         Assert.Contains("the backend performed", (await Assert.ThrowsAsync<InvalidOperationException>(() => policyWork)).Message);
@@ -212,7 +212,7 @@ public sealed class StepSchedulerTests
         using var cts = new CancellationTokenSource();
         var request = s.CreateRequest(name: "cancelled", cancellationToken: cts.Token);
         var seq = s.CreateSequence(request, rig.Policy, []);
-        var work = s.SubmitAsync(request, rig.Policy, seq, Tokens(250), new float[64]);
+        var work = s.SubmitAsync(request, rig.Policy, seq, Tokens(250), new float[SchedulingRig.Vocab]);
         for (int i = 0; i < 3; i++) Assert.True(s.RunRound());           // 250 rounds of one row: far from done
         cts.Cancel();
         Assert.True(work.IsCanceled);
@@ -223,7 +223,7 @@ public sealed class StepSchedulerTests
         Assert.False(s.RunRound());
         Assert.Throws<OperationCanceledException>(() => s.CreateSequence(request, rig.Policy, [1]));
         var late = new Sequence(rig.PolicyPool);
-        Assert.True(s.SubmitAsync(request, rig.Policy, late, [1], new float[64]).IsCanceled);
+        Assert.True(s.SubmitAsync(request, rig.Policy, late, [1], new float[SchedulingRig.Vocab]).IsCanceled);
         late.Dispose();
         Assert.Equal(spent, request.Budget.Spent.Flops.Total);
         rig.AssertNoLeaks();
@@ -238,7 +238,7 @@ public sealed class StepSchedulerTests
         var other = new StepScheduler();
         using var otherRequest = other.CreateRequest();
         Assert.Contains("run by another scheduler", Assert.Throws<ArgumentException>(() => other.CreateSequence(otherRequest, rig.Policy, [1])).Message);
-        Assert.Contains("run by another scheduler", Assert.Throws<ArgumentException>(() => { _ = other.SubmitAsync(otherRequest, rig.Policy, seq, [2], new float[64]); }).Message);
+        Assert.Contains("run by another scheduler", Assert.Throws<ArgumentException>(() => { _ = other.SubmitAsync(otherRequest, rig.Policy, seq, [2], new float[SchedulingRig.Vocab]); }).Message);
         rig.Scheduler.Release(seq);
     }
 
@@ -248,9 +248,9 @@ public sealed class StepSchedulerTests
         using var rig = new SchedulingRig(prefixIndex: false);
         using var request = rig.Scheduler.CreateRequest();
         using var seq = new Sequence(rig.PolicyPool);
-        Assert.Contains("outside model 'policy''s vocabulary", Assert.Throws<ArgumentOutOfRangeException>(() => { _ = rig.Scheduler.SubmitAsync(request, rig.Policy, seq, [64], default); }).Message);
+        Assert.Contains("outside model 'policy''s vocabulary", Assert.Throws<ArgumentOutOfRangeException>(() => { _ = rig.Scheduler.SubmitAsync(request, rig.Policy, seq, [SchedulingRig.Vocab], default); }).Message);
         Assert.Contains("nothing to compute", Assert.Throws<ArgumentException>(() => { _ = rig.Scheduler.SubmitAsync(request, rig.Policy, seq, [], default); }).Message);
-        Assert.Contains("writes 64 per token", Assert.Throws<ArgumentException>(() => { _ = rig.Scheduler.SubmitAsync(request, rig.Policy, seq, [1], new float[3]); }).Message);
+        Assert.Contains($"writes {SchedulingRig.Vocab} per token", Assert.Throws<ArgumentException>(() => { _ = rig.Scheduler.SubmitAsync(request, rig.Policy, seq, [1], new float[3]); }).Message);
         Assert.Contains("not in model 'prm''s pool", Assert.Throws<ArgumentException>(() => { _ = rig.Scheduler.SubmitAsync(request, rig.Prm, seq, [1], default); }).Message);
     }
 

@@ -1,5 +1,6 @@
 using Ponder.Evaluation;
 using Ponder.Search;
+using Ponder.Tasks;
 
 namespace Ponder.Training.Tests.Evaluation;
 

@@ -1,7 +1,8 @@
 using Ponder.Evaluation;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Search;
 using Ponder.Training;
+using Ponder.Tokenization;
 
 namespace Ponder.Training.Tests.Evaluation;
 
@@ -72,7 +73,7 @@ public sealed class VerifierControlTests
     {
         var config = new Ponder.Models.ModelConfig
         {
-            Vocab = ByteTokenizer.VocabSize, DModel = 16, NLayers = 1, NHeads = 2, NKvHeads = 1, HeadDim = 8, DFf = 24, MaxPositions = 64, TiedEmbeddings = true,
+            Vocab = ByteTokenizer.PonderVocabSize, DModel = 16, NLayers = 1, NHeads = 2, NKvHeads = 1, HeadDim = 8, DFf = 24, MaxPositions = 64, TiedEmbeddings = true,
         }.Validate("confidence");
         var policy = TinyModels.Model(config, seed: 3);
         var task = new ArithmeticChainTask();
@@ -132,10 +133,10 @@ public sealed class VerifierControlTests
 
     [Theory]
     [InlineData("""{"policy": "p", "verifiers": {}}""", "'verifiers' is empty")]
-    [InlineData("""{"policy": "p", "verifiers": {"a": "exact"}, "samples": 8, "selectionN": 16}""", "selectionN <= samples")]
-    [InlineData("""{"policy": "p", "verifiers": {"a": "exact"}, "sampels": 8}""", "not a PRM comparison config")]
-    [InlineData("""{"verifiers": {"a": "exact"}}""", "not a PRM comparison config")]
-    public void Prm_comparison_config_errors_name_the_file(string json, string expected)
+    [InlineData("""{"policy": "p", "verifiers": {"a": "exact"}, "samples": 8, "selectionN": 16}""", "'selectionN'")]
+    [InlineData("""{"policy": "p", "verifiers": {"a": "exact"}, "sampels": 8}""", "'sampels'")]
+    [InlineData("""{"verifiers": {"a": "exact"}}""", "'policy'")]
+    public void Prm_comparison_config_errors_name_the_file_and_the_field(string json, string expected)
     {
         string path = Path.Combine(Path.GetTempPath(), $"ponder-prm-compare-{Guid.NewGuid():N}.json");
         File.WriteAllText(path, json);

@@ -3,7 +3,7 @@ using Ponder.Backends.Cpu;
 using Ponder.Cli.Commands;
 using Ponder.Evaluation;
 using Ponder.Evaluation.Study;
-using Ponder.Evaluation.Tasks;
+using Ponder.Tasks;
 using Ponder.Models;
 using Ponder.Models.Safetensors;
 using Ponder.Search;
@@ -40,9 +40,9 @@ public sealed class StudyTests : IDisposable
         OracleCache = Path.Combine(_dir, "cache", "oracle.jsonl"),
         Strategies =
         [
-            new StudyStrategy("best-of-n", [""], AnswerSelection.Weighted),
-            new StudyStrategy("best-of-n", [""], AnswerSelection.Majority),
-            new StudyStrategy("beam", ["M=sqrt"], AnswerSelection.Weighted),
+            new StrategySpec(StrategyKind.BestOfN, 0),
+            new StrategySpec(StrategyKind.BestOfN, 0, Selection: AnswerSelection.Majority),
+            new StrategySpec(StrategyKind.BeamSearch, 0),
         ],
         Budgets = [1, 2, 4],
         MaxStepTokens = 4,
@@ -62,7 +62,7 @@ public sealed class StudyTests : IDisposable
     {
         var backend = new CpuBackend(threads: 1);
         var options = new ModelOptions { Backend = backend, KvCacheTokens = 4096, BlockSize = 8 };
-        var tokenizer = new RawBytes(PolicyConfig);
+        var tokenizer = new ByteTokenizer(PolicyConfig.Vocab, PolicyConfig.EosTokenIds);
         var policy = PonderModel.Load(new HostTensorSource(PolicyConfig, RandomModels.Create(PolicyConfig, 3)), tokenizer, options);
         var prm = PonderModel.Load(new HostTensorSource(PrmConfig, RandomModels.Create(PrmConfig, 4)), tokenizer, options);
         StudyModel? largeModel = null;
@@ -86,7 +86,7 @@ public sealed class StudyTests : IDisposable
         var config = Config() with
         {
             Budgets = [2, 4],
-            Strategies = [new StudyStrategy("best-of-n", [""], AnswerSelection.Weighted), new StudyStrategy("revisions", ["P=1", "P=2", "P=4"], AnswerSelection.Weighted)],
+            Strategies = [new StrategySpec(StrategyKind.BestOfN, 0), new StrategySpec(StrategyKind.Revisions, 0, Parallel: 1), new StrategySpec(StrategyKind.Revisions, 0, Parallel: 2), new StrategySpec(StrategyKind.Revisions, 0, Parallel: 4)],
         };
         var (models, backend) = Models(reviser: true);
         using var _ = models;
@@ -149,7 +149,7 @@ public sealed class StudyTests : IDisposable
         var config = Config() with
         {
             Budgets = [2],
-            Strategies = [new StudyStrategy("best-of-n", [""], AnswerSelection.Majority), new StudyStrategy("revisions", ["P=1"], AnswerSelection.Weighted)],
+            Strategies = [new StrategySpec(StrategyKind.BestOfN, 0, Selection: AnswerSelection.Majority), new StrategySpec(StrategyKind.Revisions, 0, Parallel: 1)],
         };
         var (models, _) = Models();
         using var _ = models;
@@ -171,7 +171,7 @@ public sealed class StudyTests : IDisposable
         var backend = new CpuBackend(threads: 1);
         var options = new ModelOptions { Backend = backend, KvCacheTokens = 4096, BlockSize = 8 };
         var sharedConfig = PolicyConfig with { SharedValueHead = true };
-        var policy = PonderModel.Load(new HostTensorSource(sharedConfig, RandomModels.Create(sharedConfig, 3)), new RawBytes(PolicyConfig), options);
+        var policy = PonderModel.Load(new HostTensorSource(sharedConfig, RandomModels.Create(sharedConfig, 3)), new ByteTokenizer(PolicyConfig.Vocab, PolicyConfig.EosTokenIds), options);
         using var models = new StudyModels(new StudyModel(policy, "tiny-policy-vh@1", 1000), ownedBackend: backend, sharedPrm: true);
         Assert.Same(models.Policy, models.Prm);
         Assert.Null(models.PrmScheduled);
@@ -191,7 +191,7 @@ public sealed class StudyTests : IDisposable
         long accounted = result.Records.Sum(r => r.Flops) + result.Oracle.Sum(o => o.PolicyFlops + o.PrmFlops);
         Assert.Equal(backend.Flops.Total, accounted);
 
-        using var plain = PonderModel.Load(new HostTensorSource(PolicyConfig, RandomModels.Create(PolicyConfig, 3)), new RawBytes(PolicyConfig), options);
+        using var plain = PonderModel.Load(new HostTensorSource(PolicyConfig, RandomModels.Create(PolicyConfig, 3)), new ByteTokenizer(PolicyConfig.Vocab, PolicyConfig.EosTokenIds), options);
         Assert.Contains("has no shared value head", Assert.Throws<ArgumentException>(() => new StudyModels(new StudyModel(plain, "p@1", null), sharedPrm: true)).Message);
     }
 
@@ -205,7 +205,7 @@ public sealed class StudyTests : IDisposable
         var config = Config() with { Prm = "exact" };
         var backend = new CpuBackend(threads: 1);
         var options = new ModelOptions { Backend = backend, KvCacheTokens = 4096, BlockSize = 8 };
-        var policy = PonderModel.Load(new HostTensorSource(PolicyConfig, RandomModels.Create(PolicyConfig, 3)), new RawBytes(PolicyConfig), options);
+        var policy = PonderModel.Load(new HostTensorSource(PolicyConfig, RandomModels.Create(PolicyConfig, 3)), new ByteTokenizer(PolicyConfig.Vocab, PolicyConfig.EosTokenIds), options);
         using var models = new StudyModels(new StudyModel(policy, "tiny-policy@1", 1000), ownedBackend: backend, checker: ArithmeticStepChecker.Parse("exact"));
         Assert.True(models.HasVerifier);
 
@@ -262,7 +262,7 @@ public sealed class StudyTests : IDisposable
     [Fact]
     public async Task Flops_matched_comparison_runs_against_a_larger_policy_with_paper_and_exact_multipliers()
     {
-        var config = Config() with { Budgets = [1, 2], Strategies = [new StudyStrategy("best-of-n", [""], AnswerSelection.Weighted)], LargePolicy = "(in memory)" };
+        var config = Config() with { Budgets = [1, 2], Strategies = [new StrategySpec(StrategyKind.BestOfN, 0)], LargePolicy = "(in memory)" };
         var (models, _) = Models(large: true);
         using var __ = models;
         var result = await StudyRunner.RunAsync(config, models, _dir);
@@ -341,10 +341,14 @@ public sealed class StudyTests : IDisposable
     [InlineData("""{"dataset": "d", "strategies": [{"name": "best-of-n"}], "budgets": [1]}""", "'policy'")]
     [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "best-of-n"}], "budgets": [0, 2]}""", "'budgets'")]
     [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "best-of-n"}, {"name": "beam", "selection": "best"}], "budgets": [1]}""", "'strategies[1].selection'")]
-    [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "beam", "params": ["M=x"]}], "budgets": [1]}""", "'strategies[0]'")]
+    [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "beam", "params": ["M=x"]}], "budgets": [1]}""", "'strategies[0].params'")]
     [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "best-of-n"}], "budgets": [1], "oracleSample": 4}""", "'oracleSample'")]
     [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "best-of-n"}], "budgets": [1], "questions": "ten"}""", "'questions'")]
     [InlineData("""{"policy": "p", "dataset": "d", "strategies": [], "budgets": [1]}""", "'strategies'")]
+    [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "beem"}], "budgets": [1]}""", "'strategies[0].name'")]
+    [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "beam", "param": ["M=4"]}], "budgets": [1]}""", "param")]
+    [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "beam"}], "budgets": [1], "kvCacheTokens": 16}""", "'kvCacheTokens'")]
+    [InlineData("""{"policy": "p", "dataset": "d", "strategies": [{"name": "beam"}], "budgets": [1], "from": 5, "to": 5}""", "'to'")]
     [InlineData("""{"policy": "p", "prm": "noisy:1.2", "dataset": "d", "strategies": [{"name": "best-of-n"}], "budgets": [1]}""", "'prm'")]
     public void Config_errors_name_the_file_and_the_field(string json, string field)
     {
@@ -354,15 +358,48 @@ public sealed class StudyTests : IDisposable
     }
 
     [Fact]
-    public void The_shipped_study_configs_parse()
+    public void Every_shipped_config_parses()
     {
         string root = RepositoryRoot();
-        foreach (var name in new[] { "study-demo.json", "study-full.json", "study-shared-prm.json" })
+        var files = Directory.GetFiles(Path.Combine(root, "configs"), "*.json");
+        Assert.NotEmpty(files);
+        foreach (var file in files)
         {
-            var config = StudyConfig.Load(Path.Combine(root, "configs", name));
-            Assert.NotEmpty(config.Strategies);
-            Assert.Contains(config.Strategies, s => s.Name == "best-of-n" && s.Selection == AnswerSelection.Weighted);
+            string name = Path.GetFileName(file);
+            // The file's own kind, as the CLI command that reads it decides: sweep (study-*), train policy, train prm-compare, train prm/revision/value-head.
+            object config = name switch
+            {
+                _ when name.StartsWith("study-", StringComparison.Ordinal) => StudyConfig.Load(file),
+                _ when name.StartsWith("policy-", StringComparison.Ordinal) => Ponder.Training.TrainingConfig.Load(file),
+                "prm-compare.json" => Ponder.Training.PrmComparisonConfig.Load(file),
+                _ => Ponder.Training.FineTuneConfig.Load(file, root),
+            };
+            Assert.NotNull(config);
+            if (config is StudyConfig study)
+            {
+                Assert.NotEmpty(study.Strategies);
+                Assert.All(study.Strategies, s => Assert.Equal(0, s.Budget));
+            }
         }
+        var demo = StudyConfig.Load(Path.Combine(root, "configs", "study-demo.json"));
+        Assert.Equal(
+            [new StrategySpec(StrategyKind.BestOfN, 0), new StrategySpec(StrategyKind.BestOfN, 0, Selection: AnswerSelection.Majority),
+             new StrategySpec(StrategyKind.BeamSearch, 0), new StrategySpec(StrategyKind.BeamSearch, 0, 4)],
+            demo.Strategies);
+        Assert.Equal(new[] { 1, 2, 4, 8, 16, 32 }, demo.Budgets);
+        Assert.Equal(0.79, demo.Ratios[1]);
+    }
+
+    [Fact]
+    public void Training_configs_refuse_a_misspelled_field_by_name()
+    {
+        string file = Path.Combine(_dir, "policy.json");
+        File.WriteAllText(file, """{"name": "p", "dModel": 32, "nLayers": 1, "nHeads": 2, "nKvHeads": 1, "dFf": 64, "stepz": 10}""");
+        var e = Assert.Throws<InvalidDataException>(() => Ponder.Training.TrainingConfig.Load(file));
+        Assert.Contains(file, e.Message);
+        Assert.Contains("stepz", e.Message);
+        File.WriteAllText(file, """{"name": "p", "dModel": 32, "nLayers": 1, "nHeads": 2, "nKvHeads": 1, "dFf": 64, "steps": "ten"}""");
+        Assert.Contains("'steps'", Assert.Throws<InvalidDataException>(() => Ponder.Training.TrainingConfig.Load(file)).Message);
     }
 
     [Fact]
@@ -401,18 +438,5 @@ public sealed class StudyTests : IDisposable
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
             if (File.Exists(Path.Combine(dir.FullName, "Engine.sln"))) return dir.FullName;
         throw new InvalidOperationException("Engine.sln not found above the test assembly");
-    }
-
-    /// <summary>Bytes as ids 0..255 (the policy-small vocabulary without its tokenizer file).</summary>
-    sealed class RawBytes(ModelConfig config) : ITokenizer
-    {
-        public int VocabSize => config.Vocab;
-        public int? BosId => null;
-        public IReadOnlyList<int> EosIds => config.EosTokenIds;
-        public bool AddBos => false;
-        public int[] Encode(string text, bool addSpecialTokens = true) => [.. System.Text.Encoding.UTF8.GetBytes(text).Select(b => (int)b)];
-        public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false) =>
-            System.Text.Encoding.UTF8.GetString([.. ids.ToArray().Where(i => i < 256).Select(i => (byte)i)]);
-        public byte[] TokenBytes(int id) => id < 256 ? [(byte)id] : [];
     }
 }

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-namespace Ponder.Evaluation.Tasks;
+namespace Ponder.Tasks;
 
 /// <summary>Knobs of one arithmetic-chain question: binary operations, largest operand digit count, chance of parentheses.</summary>
 public sealed record ArithmeticDifficulty(int Ops, int Digits, double ParenProbability)

@@ -1,6 +1,6 @@
 using Ponder.Sampling;
 
-namespace Ponder.Evaluation.Tasks;
+namespace Ponder.Tasks;
 
 /// <summary>
 /// The engine's <see cref="Rng"/> (xoshiro256** seeded through SplitMix64) with the draws the task generator and the

@@ -1,7 +1,7 @@
 using System.Globalization;
 using Ponder.Search;
 
-namespace Ponder.Evaluation.Tasks;
+namespace Ponder.Tasks;
 
 /// <summary>
 /// The exact step verifier of the arithmetic-chain task: a prefix scores 1 when every step so far is the reference

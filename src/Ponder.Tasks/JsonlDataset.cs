@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace Ponder.Evaluation.Tasks;
+namespace Ponder.Tasks;
 
 /// <summary>One question of a dataset with its reference answer.</summary>
 public sealed record DatasetItem(string Question, string Answer);

@@ -1,4 +1,4 @@
-namespace Ponder.Evaluation;
+namespace Ponder.Tasks;
 
 /// <summary>One sample used to estimate a question's difficulty.</summary>
 /// <param name="QuestionId">The question.</param>

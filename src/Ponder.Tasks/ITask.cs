@@ -1,4 +1,4 @@
-namespace Ponder.Evaluation.Tasks;
+namespace Ponder.Tasks;
 
 /// <summary>
 /// A verifiable question-answering task: how a question becomes a prompt, how an answer is read from a completion,

@@ -1,4 +1,4 @@
-namespace Ponder.Evaluation;
+namespace Ponder.Tasks;
 
 /// <summary>Ranking and answer-selection metrics.</summary>
 public static class Metrics
