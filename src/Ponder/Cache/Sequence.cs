@@ -110,7 +110,7 @@ public sealed class Sequence : IDisposable
     /// Releases the blocks but keeps the tokens (preemption): nothing is computed any more, <see cref="Restore"/>
     /// places the sequence again. Idempotent.
     /// </summary>
-    public void Evict()
+    internal void Evict()
     {
         ObjectDisposedException.ThrowIf(IsDisposed, this);
         if (!IsResident) return;
@@ -121,15 +121,12 @@ public sealed class Sequence : IDisposable
         IsResident = false;
     }
 
-    /// <summary>The most blocks <see cref="Restore"/> can need (none of the tokens cached); 0 when resident.</summary>
-    public int BlocksToRestore => IsResident ? 0 : (Length + Pool.BlockSize - 1) / Pool.BlockSize;
-
     /// <summary>
     /// Gives a non-resident sequence blocks for its tokens again, attaching its longest cached prefix (whole blocks)
     /// from <see cref="Index"/>; the rest is pending. Returns the tokens attached from the cache. On
     /// <see cref="KvCacheFullException"/> the sequence and pool are unchanged.
     /// </summary>
-    public int Restore()
+    internal int Restore()
     {
         ObjectDisposedException.ThrowIf(IsDisposed, this);
         if (IsResident) return 0;
