@@ -85,7 +85,7 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
         try
         {
             transformer = new Transformer(backend, source, progress, cancellationToken);
-            var pool = BlockPool.ForTokens(backend, KvLayout.For(transformer.Config, options.BlockSize), options.KvCacheTokens);
+            var pool = BlockPool.ForTokens(backend, transformer.Config.ToKvLayout(options.BlockSize), options.KvCacheTokens);
             var logger = options.Logger ?? NullLogger.Instance;
             logger.LogInformation("Loaded {Location}: {Params} parameters on {Backend}", source.Location, transformer.Config.TotalParameters, backend.Name);
             return new PonderModel(transformer, tokenizer, pool, owns, logger, source.Location);
