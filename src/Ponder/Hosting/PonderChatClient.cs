@@ -180,8 +180,13 @@ public sealed class PonderChatClient : IChatClient
         return null;
     }
 
-    /// <summary>Releases the engine (its gauges); the model stays the caller's.</summary>
-    public void Dispose() => Engine.Dispose();
+    int _disposed;
+
+    /// <summary>Releases the engine (its gauges) once, however often called; the model stays the caller's.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0) Engine.Dispose();
+    }
 }
 
 /// <summary>Extension methods for hosts.</summary>
