@@ -5,7 +5,7 @@
 #   ./build.ps1 demo       run the main demo
 #   ./build.ps1 bench ...  run the BenchmarkDotNet suites
 #   ./build.ps1 ponder ... run the ponder CLI
-#   ./build.ps1 pack [DIR] pack the Ponder and Ponder.Kernels NuGet packages (default artifacts/packages)
+#   ./build.ps1 pack [DIR] [ARGS] pack Ponder, Ponder.Kernels and Ponder.Extensions.DependencyInjection (with .snupkg symbols; default artifacts/packages); e.g. ARGS -p:Version=1.2.3
 param([Parameter(Position = 0)][string]$Command = 'build', [Parameter(ValueFromRemainingArguments = $true)][string[]]$Rest = @())
 $ErrorActionPreference = 'Stop'
 Set-Location $PSScriptRoot
@@ -23,10 +23,11 @@ switch ($Command) {
   'bench' { dotnet run -c Release --project bench/Ponder.Bench -- @Rest; exit $LASTEXITCODE }
   'pack' {
     $out = if ($Rest.Count -gt 0) { $Rest[0] } else { 'artifacts/packages' }
-    foreach ($p in 'src/Ponder/Ponder.csproj', 'kernels/Ponder.Kernels/Ponder.Kernels.csproj') {
-      dotnet pack $p -c Release -nologo -v minimal -o $out; if ($LASTEXITCODE) { exit $LASTEXITCODE }
+    $extra = if ($Rest.Count -gt 1) { $Rest[1..($Rest.Count - 1)] } else { @() }
+    foreach ($p in 'src/Ponder/Ponder.csproj', 'kernels/Ponder.Kernels/Ponder.Kernels.csproj', 'src/Ponder.Extensions.DependencyInjection/Ponder.Extensions.DependencyInjection.csproj') {
+      dotnet pack $p -c Release -nologo -v minimal -o $out @extra; if ($LASTEXITCODE) { exit $LASTEXITCODE }
     }
-    Get-ChildItem "$out/*.nupkg" | ForEach-Object { $_.FullName }
+    Get-ChildItem "$out/*.nupkg", "$out/*.snupkg" | ForEach-Object { $_.FullName }
   }
   'ponder' { if (-not (Test-Path $cli)) { Invoke-Build }; dotnet $cli @Rest; exit $LASTEXITCODE }
   default { Write-Error "usage: ./build.ps1 [build|test|demo|bench|pack [DIR]|ponder ARGS]"; exit 2 }

@@ -5,7 +5,8 @@
 #   ./build.sh demo     run the main demo
 #   ./build.sh bench [args]    run the BenchmarkDotNet suites (e.g. --filter '*Gemm*')
 #   ./build.sh ponder ARGS     run the ponder CLI (e.g. ./build.sh ponder info -m weights/policy-small)
-#   ./build.sh pack [DIR]      pack the Ponder and Ponder.Kernels NuGet packages into DIR (default artifacts/packages)
+#   ./build.sh pack [DIR] [ARGS]  pack the Ponder, Ponder.Kernels and Ponder.Extensions.DependencyInjection NuGet packages
+#                                 (with .snupkg symbols) into DIR (default artifacts/packages); e.g. ARGS -p:Version=1.2.3
 set -euo pipefail
 cd "$(dirname "$0")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
@@ -28,10 +29,11 @@ case "$cmd" in
     ;;
   pack)
     out="${1:-artifacts/packages}"
-    for p in src/Ponder/Ponder.csproj kernels/Ponder.Kernels/Ponder.Kernels.csproj; do
-      dotnet pack "$p" -c Release -nologo -v minimal -o "$out"
+    shift || true
+    for p in src/Ponder/Ponder.csproj kernels/Ponder.Kernels/Ponder.Kernels.csproj src/Ponder.Extensions.DependencyInjection/Ponder.Extensions.DependencyInjection.csproj; do
+      dotnet pack "$p" -c Release -nologo -v minimal -o "$out" "$@"
     done
-    ls -1 "$out"/*.nupkg
+    ls -1 "$out"/*.nupkg "$out"/*.snupkg
     ;;
   bench)
     dotnet run -c Release --project bench/Ponder.Bench -- "$@"

@@ -48,7 +48,7 @@ public class ForwardBench
 
         _backend = new CpuBackend(2);
         using (var source = ModelFiles.Open(_path)) _model = new Transformer(_backend, source);
-        _pool = BlockPool.ForTokens(_backend, KvLayout.For(config), 1024);
+        _pool = BlockPool.ForTokens(_backend, config.ToKvLayout(), 1024);
         _batch = new BatchLayout(_pool.BlockSize);
         _logits = new float[config.Vocab];
 

@@ -55,7 +55,7 @@ public class KvCacheBench
     [GlobalSetup]
     public void Setup()
     {
-        var layout = KvLayout.For(SmolLm2Shape, BlockSize);
+        var layout = SmolLm2Shape.ToKvLayout(BlockSize);
         var shared = RunBeamSearch(N, share: true);
         var copied = RunBeamSearch(N, share: false);
         double mib = layout.BytesPerBlock / 1048576.0;

@@ -186,7 +186,7 @@ public static class PerfBench
                 var backend = new CpuBackend(Threads);
                 Transformer model;
                 using (var source = ModelFiles.Open(path)) model = new Transformer(backend, source);
-                m = (model, BlockPool.ForTokens(backend, KvLayout.For(config), 64 * 64 + 2048));
+                m = (model, BlockPool.ForTokens(backend, config.ToKvLayout(), 64 * 64 + 2048));
                 s_ponder[path] = m;
             }
             return m;

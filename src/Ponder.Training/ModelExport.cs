@@ -42,38 +42,36 @@ public static class ModelExport
     {
         var m = p.Config;
         var inv = CultureInfo.InvariantCulture;
-        var sb = new StringBuilder();
-        sb.AppendLine(inv, $"# {c.Name}");
-        sb.AppendLine();
-        sb.AppendLine("Ponder's policy for the arithmetic-chain task (docs/method.md, \"The reference task\"), trained from scratch with");
-        sb.AppendLine("Ponder's pure C# trainer (`src/Ponder.Training`, hand-written backward pass).");
-        sb.AppendLine();
-        sb.AppendLine("## Architecture");
-        sb.AppendLine(inv, $"LlamaForCausalLM: dModel {m.DModel}, nLayers {m.NLayers}, nHeads {m.NHeads}, nKvHeads {m.NKvHeads} (GQA), headDim {m.HeadDim}, dFf {m.DFf} (SwiGLU),");
-        sb.AppendLine(inv, $"RMSNorm (eps {m.RmsNormEps}), RoPE rotate-half (theta {m.RopeTheta}), context {m.MaxPositions}, tied embeddings: {m.TiedEmbeddings}.");
-        sb.AppendLine(inv, $"Byte-level vocabulary of {m.Vocab}: ids 0..255 bytes, 256 `<|bos|>`, 257 `<|eos|>`, 258 `<|pad|>`.");
-        sb.AppendLine(inv, $"Parameters: {m.TotalParameters:N0} total, {m.NonEmbeddingParameters:N0} non-embedding.");
-        sb.AppendLine();
-        sb.AppendLine("Files: `config.json` + `model.safetensors` (f32), `model.gguf` (f32, with the byte-level tokenizer as GGUF \"gpt2\" metadata), `tokenizer.json`, `tokenizer_config.json` (chat template: the training prompt), `loss.csv`, `loss.png`,");
-        sb.AppendLine("`test.jsonl` / `validation.jsonl` (the fixed splits), `pass_at_1.json` (per-question pass@1).");
-        sb.AppendLine();
-        sb.AppendLine("## Training");
-        sb.AppendLine(inv, $"- Command: `{command ?? $"ponder train policy --config configs/{c.Name}.json"}` (resumes from `{c.OutputDir}/checkpoint.bin` when present).");
-        sb.AppendLine(inv, $"- Data: {c.TrainQuestions:N0} generated questions (seed {c.Seed}, level = u^{c.LevelPower}, u uniform; levels map to 1-8 ops, 1-3 digit operands, parentheses from level 0.3).");
-        sb.AppendLine(inv, $"  Prompt `Q: <expr>\\n` (not trained on), solution lines + `A: n\\n` + EOS (trained on), packed {c.BatchSize} rows x {c.BlockSize} tokens per step with per-document attention.");
-        sb.AppendLine(inv, $"- Steps: {state.Step} ({state.DataCursor:N0} examples seen), tokens seen D_pretrain = {(long)state.Step * c.BatchSize * c.BlockSize:N0} positions (incl. padding), {r.TrainTokens:N0} example tokens.");
-        sb.AppendLine(inv, $"- AdamW lr {c.LearningRate} (warmup {c.WarmupSteps}, cosine to {c.MinLearningRateFraction}x), betas ({c.Beta1}, {c.Beta2}), weight decay {c.WeightDecay} (matrices only), clip {c.GradClip}, dropout {c.Dropout}.");
-        sb.AppendLine(inv, $"- Final losses (nats per solution token): train {r.FinalTrainLoss:F4}, validation {r.FinalValidationLoss:F4}.");
-        sb.AppendLine(inv, $"- Throughput {r.TokensPerSecond:F0} tokens/s; wall time of the last (possibly resumed) session {r.WallTime:hh\\:mm\\:ss} on this machine's shared 2-core CPU.");
-        sb.AppendLine();
-        sb.AppendLine("## pass@1 on the test split (500 questions along the difficulty ladder; fifth 1 easiest)");
-        sb.AppendLine("| sampling | overall | fifth 1 | fifth 2 | fifth 3 | fifth 4 | fifth 5 |");
-        sb.AppendLine("|---|---|---|---|---|---|---|");
+        var card = new ModelCard(c.Name);
+        card.Text("Ponder's policy for the arithmetic-chain task (docs/method.md, \"The reference task\"), trained from scratch with");
+        card.Text("Ponder's pure C# trainer (`src/Ponder.Training`, hand-written backward pass).");
+        card.Blank();
+        card.Text("## Architecture");
+        card.Line($"LlamaForCausalLM: dModel {m.DModel}, nLayers {m.NLayers}, nHeads {m.NHeads}, nKvHeads {m.NKvHeads} (GQA), headDim {m.HeadDim}, dFf {m.DFf} (SwiGLU),");
+        card.Line($"RMSNorm (eps {m.RmsNormEps}), RoPE rotate-half (theta {m.RopeTheta}), context {m.MaxPositions}, tied embeddings: {m.TiedEmbeddings}.");
+        card.Line($"Byte-level vocabulary of {m.Vocab}: ids 0..255 bytes, 256 `<|bos|>`, 257 `<|eos|>`, 258 `<|pad|>`.");
+        card.Line($"Parameters: {m.TotalParameters:N0} total, {m.NonEmbeddingParameters:N0} non-embedding.");
+        card.Blank();
+        card.Text("Files: `config.json` + `model.safetensors` (f32), `model.gguf` (f32, with the byte-level tokenizer as GGUF \"gpt2\" metadata), `tokenizer.json`, `tokenizer_config.json` (chat template: the training prompt), `loss.csv`, `loss.png`,");
+        card.Text("`test.jsonl` / `validation.jsonl` (the fixed splits), `pass_at_1.json` (per-question pass@1).");
+        card.Blank();
+        card.Text("## Training");
+        card.Line($"- Command: `{command ?? $"ponder train policy --config configs/{c.Name}.json"}` (resumes from `{c.OutputDir}/checkpoint.bin` when present).");
+        card.Line($"- Data: {c.TrainQuestions:N0} generated questions (seed {c.Seed}, level = u^{c.LevelPower}, u uniform; levels map to 1-8 ops, 1-3 digit operands, parentheses from level 0.3).");
+        card.Line($"  Prompt `Q: <expr>\\n` (not trained on), solution lines + `A: n\\n` + EOS (trained on), packed {c.BatchSize} rows x {c.BlockSize} tokens per step with per-document attention.");
+        card.Line($"- Steps: {state.Step} ({state.DataCursor:N0} examples seen), tokens seen D_pretrain = {(long)state.Step * c.BatchSize * c.BlockSize:N0} positions (incl. padding), {r.TrainTokens:N0} example tokens.");
+        card.Line($"- AdamW lr {c.LearningRate} (warmup {c.WarmupSteps}, cosine to {c.MinLearningRateFraction}x), betas ({c.Beta1}, {c.Beta2}), weight decay {c.WeightDecay} (matrices only), clip {c.GradClip}, dropout {c.Dropout}.");
+        card.Line($"- Final losses (nats per solution token): train {r.FinalTrainLoss:F4}, validation {r.FinalValidationLoss:F4}.");
+        card.Line($"- Throughput {r.TokensPerSecond:F0} tokens/s; wall time of the last (possibly resumed) session {r.WallTime:hh\\:mm\\:ss} on a shared 2-core CPU.");
+        card.Blank();
+        card.Text("## pass@1 on the test split (500 questions along the difficulty ladder; fifth 1 easiest)");
+        card.Text("| sampling | overall | fifth 1 | fifth 2 | fifth 3 | fifth 4 | fifth 5 |");
+        card.Text("|---|---|---|---|---|---|---|");
         foreach (var rep in new[] { r.Greedy, r.Sampled })
             if (rep is not null)
-                sb.AppendLine(inv, $"| {(rep.Temperature == 0 ? "greedy" : $"T={rep.Temperature}, {rep.SamplesPerQuestion} samples")} | {rep.Overall:P1} | {string.Join(" | ", rep.Fifths.Select(f => f.ToString("P1", inv)))} |");
-        sb.AppendLine();
-        sb.AppendLine("Fifths are by position on the ladder: fifth 1 = 1-2 ops on single digits; fifth 5 = 7-8 ops, up to 3-digit operands, parentheses.");
-        return sb.ToString();
+                card.Line($"| {(rep.Temperature == 0 ? "greedy" : $"T={rep.Temperature}, {rep.SamplesPerQuestion} samples")} | {rep.Overall:P1} | {string.Join(" | ", rep.Fifths.Select(f => f.ToString("P1", inv)))} |");
+        card.Blank();
+        card.Text("Fifths are by position on the ladder: fifth 1 = 1-2 ops on single digits; fifth 5 = 7-8 ops, up to 3-digit operands, parentheses.");
+        return card.ToString();
     }
 }

@@ -283,66 +283,64 @@ public static class PrmTrainer
         var e = r.Evaluation;
         var t = r.Training;
         var d = r.Data;
-        var sb = new StringBuilder();
-        sb.AppendLine(inv, $"# {c.Name}");
-        sb.AppendLine();
+        var card = new ModelCard(c.Name);
         bool checker = c.Labels == FineTuneConfig.CheckerLabels;
-        sb.AppendLine(checker
+        card.Text(checker
             ? "Ponder's process reward model (PRM) for the arithmetic-chain task, trained with Ponder's pure C# trainer on process labels from the\ntask's own step checker (the analogue of PRM800K's human step labels; see docs/method.md)."
             : "Ponder's process reward model (PRM) for the arithmetic-chain task, trained with Ponder's pure C# trainer on Monte Carlo step labels\n(Math-Shepherd style, no human labels; see docs/method.md).");
-        sb.AppendLine();
-        sb.AppendLine("## Architecture");
-        sb.AppendLine(inv, $"LlamaForTokenClassification (num_labels 1, `score.weight` [1, {m.DModel}]): the policy's trunk (dModel {m.DModel}, nLayers {m.NLayers}, nHeads {m.NHeads}, nKvHeads {m.NKvHeads}, dFf {m.DFf}), context {m.MaxPositions}, byte-level vocabulary of {m.Vocab}.");
-        sb.AppendLine("**Score of a step** = sigmoid(logit) at the token that ends the step (its `\\n`), reading `[BOS] Q: <expr>\\n <steps...>`;");
-        sb.AppendLine("the score of a whole solution is the score at its last step (the `A: n` line).");
-        sb.AppendLine("Files: `config.json` + `model.safetensors` (f32), `model.gguf` (f32), `tokenizer.json`, `loss.csv`, `loss.png`, `prm_eval.json`.");
-        sb.AppendLine();
-        sb.AppendLine("## Data (scaled down from the paper)");
+        card.Blank();
+        card.Text("## Architecture");
+        card.Line($"LlamaForTokenClassification (num_labels 1, `score.weight` [1, {m.DModel}]): the policy's trunk (dModel {m.DModel}, nLayers {m.NLayers}, nHeads {m.NHeads}, nKvHeads {m.NKvHeads}, dFf {m.DFf}), context {m.MaxPositions}, byte-level vocabulary of {m.Vocab}.");
+        card.Text("**Score of a step** = sigmoid(logit) at the token that ends the step (its `\\n`), reading `[BOS] Q: <expr>\\n <steps...>`;");
+        card.Text("the score of a whole solution is the score at its last step (the `A: n` line).");
+        card.Text("Files: `config.json` + `model.safetensors` (f32), `model.gguf` (f32), `tokenizer.json`, `loss.csv`, `loss.png`, `prm_eval.json`.");
+        card.Blank();
+        card.Text("## Data (scaled down from the paper)");
         string levels = c.MinLevel == 0 && c.MaxLevel == 1 ? string.Create(inv, $"level u^{c.LevelPower}")
             : string.Create(inv, $"level {c.MinLevel} + {c.MaxLevel - c.MinLevel:0.###} u^{c.LevelPower}, i.e. in [{c.MinLevel}, {c.MaxLevel}]");
-        sb.AppendLine(inv, $"- Policy: `{c.PolicyCheckpoint}`. Questions: {c.Questions:N0} from the train split ({levels}), disjoint from validation/test.");
-        sb.AppendLine(inv, $"  {c.Questions - r.UnsolvedQuestions:N0} of them have a correct sample and {r.MixedQuestions:N0} have both correct and incorrect samples (only those can teach ranking within a question).");
+        card.Line($"- Policy: `{c.PolicyCheckpoint}`. Questions: {c.Questions:N0} from the train split ({levels}), disjoint from validation/test.");
+        card.Line($"  {c.Questions - r.UnsolvedQuestions:N0} of them have a correct sample and {r.MixedQuestions:N0} have both correct and incorrect samples (only those can teach ranking within a question).");
         if (checker)
-            sb.AppendLine(inv, $"- {c.SamplesPerQuestion} samples per question at T=1; each step labelled by the task's checker: 1 while the step and every step before it equal the reference solution's lines, 0 from the first wrong step on (no rollouts).");
+            card.Line($"- {c.SamplesPerQuestion} samples per question at T=1; each step labelled by the task's checker: 1 while the step and every step before it equal the reference solution's lines, 0 from the first wrong step on (no rollouts).");
         else
-            sb.AppendLine(inv, $"- {c.SamplesPerQuestion} samples per question at T=1 (paper: 16) and {c.Rollouts} rollouts at T=1 per step prefix (paper: 16), sampled in batches by the engine; identical prefixes share rollouts.");
+            card.Line($"- {c.SamplesPerQuestion} samples per question at T=1 (paper: 16) and {c.Rollouts} rollouts at T=1 per step prefix (paper: 16), sampled in batches by the engine; identical prefixes share rollouts.");
         if (c.CorruptedPerQuestion > 0)
-            sb.AppendLine(inv, $"- Hard negatives (training questions only): per question the reference solution and {c.CorruptedPerQuestion} copies of it with one step's result (or the answer line) off by ±1-3, ±10 or up to ±99, later steps carried on consistently with the wrong value; labelled by the checker. They differ from a right solution only in arithmetic, so the PRM must check steps rather than judge difficulty.");
+            card.Line($"- Hard negatives (training questions only): per question the reference solution and {c.CorruptedPerQuestion} copies of it with one step's result (or the answer line) off by ±1-3, ±10 or up to ±99, later steps carried on consistently with the wrong value; labelled by the checker. They differ from a right solution only in arithmetic, so the PRM must check steps rather than judge difficulty.");
         if (!c.RolloutUnsolved && !checker)
-            sb.AppendLine(inv, $"- Scaled down: on questions where none of the {c.SamplesPerQuestion} samples is correct ({r.UnsolvedQuestions:N0} of {c.Questions:N0}), every step label is 0 without rollouts (the policy's pass rate there is under 1/{c.SamplesPerQuestion}).");
-        sb.AppendLine(inv, $"- {r.LabelledSolutions:N0} labelled solutions (unfinished or answerless samples dropped), {r.Prefixes:N0} step prefixes; mean step label {r.MeanStepLabel:F3}. The last step's label is the solution's grade.");
+            card.Line($"- Scaled down: on questions where none of the {c.SamplesPerQuestion} samples is correct ({r.UnsolvedQuestions:N0} of {c.Questions:N0}), every step label is 0 without rollouts (the policy's pass rate there is under 1/{c.SamplesPerQuestion}).");
+        card.Line($"- {r.LabelledSolutions:N0} labelled solutions (unfinished or answerless samples dropped), {r.Prefixes:N0} step prefixes; mean step label {r.MeanStepLabel:F3}. The last step's label is the solution's grade.");
         if (d is not null && checker)
-            sb.AppendLine(inv, $"- Data generation: sampling {(d.SamplingTime is { } st0 ? st0.ToString(@"hh\:mm\:ss", inv) : "(cached)")} ({c.Questions * c.SamplesPerQuestion:N0} samples); labels from the checker in well under a second.");
+            card.Line($"- Data generation: sampling {(d.SamplingTime is { } st0 ? st0.ToString(@"hh\:mm\:ss", inv) : "(cached)")} ({c.Questions * c.SamplesPerQuestion:N0} samples); labels from the checker in well under a second.");
         else if (d is not null)
-            sb.AppendLine(inv, $"- Data generation: sampling {(d.SamplingTime is { } st ? st.ToString(@"hh\:mm\:ss", inv) : "(cached)")} ({c.Questions * c.SamplesPerQuestion:N0} samples), rollouts {d.RolloutTime:hh\\:mm\\:ss} ({d.Rollouts:N0} rollouts on {d.RolledPrefixes:N0} distinct prefixes), on the shared 2-core machine.");
-        sb.AppendLine();
-        sb.AppendLine("## Training");
-        sb.AppendLine(inv, $"- Command: `ponder train prm --config configs/{c.Name}.json` (resumes from `{c.OutputDir}/checkpoint.bin`; reuses `{c.SamplesFile}` and `{c.LabelsFile ?? c.OutputDir + "/prm_labels.jsonl"}`).");
-        sb.AppendLine(inv, $"- Initialised from `{c.PolicyCheckpoint}` (value head at zero); BCE with {(checker ? "0/1" : "soft")} labels at every step end; AdamW lr {c.LearningRate} (warmup {c.WarmupSteps}, cosine to {c.MinLearningRateFraction}x), batch {c.BatchSize} x {c.BlockSize}, weight decay {c.WeightDecay}, dropout {c.Dropout}, {t.Steps} steps.");
+            card.Line($"- Data generation: sampling {(d.SamplingTime is { } st ? st.ToString(@"hh\:mm\:ss", inv) : "(cached)")} ({c.Questions * c.SamplesPerQuestion:N0} samples), rollouts {d.RolloutTime:hh\\:mm\\:ss} ({d.Rollouts:N0} rollouts on {d.RolledPrefixes:N0} distinct prefixes), on the shared 2-core machine.");
+        card.Blank();
+        card.Text("## Training");
+        card.Line($"- Command: `ponder train prm --config configs/{c.Name}.json` (resumes from `{c.OutputDir}/checkpoint.bin`; reuses `{c.SamplesFile}` and `{c.LabelsFile ?? c.OutputDir + "/prm_labels.jsonl"}`).");
+        card.Line($"- Initialised from `{c.PolicyCheckpoint}` (value head at zero); BCE with {(checker ? "0/1" : "soft")} labels at every step end; AdamW lr {c.LearningRate} (warmup {c.WarmupSteps}, cosine to {c.MinLearningRateFraction}x), batch {c.BatchSize} x {c.BlockSize}, weight decay {c.WeightDecay}, dropout {c.Dropout}, {t.Steps} steps.");
         int evalEvery = c.EvalEvery > 0 ? c.EvalEvery : c.CheckpointEvery;
-        sb.AppendLine(inv, $"- Validation: the last tenth of the questions is held out; its BCE is measured every {evalEvery} steps.");
+        card.Line($"- Validation: the last tenth of the questions is held out; its BCE is measured every {evalEvery} steps.");
         if (c.EarlyStopping)
-            sb.AppendLine(c.EarlyStoppingMetric == FineTuneConfig.WithinQuestionAucMetric
+            card.Text(c.EarlyStoppingMetric == FineTuneConfig.WithinQuestionAucMetric
                 ? string.Create(inv, $"- **Early stopping on ranking**: the exported parameters are those of step {t.BestStep} (highest mean within-question AUC of final-step scores on the held-out questions' samples, {-t.BestValidationLoss:F4}), not the last step's.")
                 : string.Create(inv, $"- **Early stopping**: the exported parameters are those of step {t.BestStep} (lowest validation BCE, {t.BestValidationLoss:F4}), not the last step's."));
         string speed = t.TokensPerSecond > 0 ? string.Create(inv, $"{t.TokensPerSecond:F0} tokens/s, ") : "";
-        sb.AppendLine(inv, $"- At the last step, BCE (nats per step end): train {t.TrainLoss:F4}, validation {t.ValidationLoss:F4}; {speed}training wall {t.WallTime:hh\\:mm\\:ss} (the session that ran the last step).");
-        sb.AppendLine();
-        sb.AppendLine(inv, $"## Evaluation ({e.Questions} validation questions, N = {e.SamplesPerQuestion} policy samples each at T=1)");
+        card.Line($"- At the last step, BCE (nats per step end): train {t.TrainLoss:F4}, validation {t.ValidationLoss:F4}; {speed}training wall {t.WallTime:hh\\:mm\\:ss} (the session that ran the last step).");
+        card.Blank();
+        card.Line($"## Evaluation ({e.Questions} validation questions, N = {e.SamplesPerQuestion} policy samples each at T=1)");
         var p = previous?.Evaluation;
         string Row(string metric, Func<PrmEvaluation, string> value) => p is null ? $"| {metric} | {value(e)} |" : $"| {metric} | {value(e)} | {value(p)} |";
-        sb.AppendLine(p is null ? "| metric | value |" : "| metric | this version | previous version |");
-        sb.AppendLine(p is null ? "|---|---|" : "|---|---|---|");
-        sb.AppendLine(Row("AUC of the final-step score, correct vs incorrect samples", x => x.Auc.ToString("F3", inv)));
-        sb.AppendLine(Row("mean AUC within a question (questions with both correct and incorrect samples)", x => $"{x.WithinQuestionAuc.ToString("F3", inv)} ({x.MixedQuestions} questions)"));
-        sb.AppendLine(Row("policy pass@1 (mean over samples)", x => x.MeanPassAtOne.ToString("P1", inv)));
-        sb.AppendLine(Row($"majority vote @ {e.SamplesPerQuestion}", x => x.MajorityAccuracy.ToString("P1", inv)));
-        sb.AppendLine(Row($"best-of-N weighted (sum of final-step scores per answer) @ {e.SamplesPerQuestion}", x => x.WeightedBestOfNAccuracy.ToString("P1", inv)));
-        sb.AppendLine(Row($"best-of-N (highest final-step score) @ {e.SamplesPerQuestion}", x => x.BestOfNMaxAccuracy.ToString("P1", inv)));
-        sb.AppendLine(Row($"oracle pass@{e.SamplesPerQuestion} (any sample correct)", x => x.OracleAccuracy.ToString("P1", inv)));
+        card.Text(p is null ? "| metric | value |" : "| metric | this version | previous version |");
+        card.Text(p is null ? "|---|---|" : "|---|---|---|");
+        card.Text(Row("AUC of the final-step score, correct vs incorrect samples", x => x.Auc.ToString("F3", inv)));
+        card.Text(Row("mean AUC within a question (questions with both correct and incorrect samples)", x => $"{x.WithinQuestionAuc.ToString("F3", inv)} ({x.MixedQuestions} questions)"));
+        card.Text(Row("policy pass@1 (mean over samples)", x => x.MeanPassAtOne.ToString("P1", inv)));
+        card.Text(Row($"majority vote @ {e.SamplesPerQuestion}", x => x.MajorityAccuracy.ToString("P1", inv)));
+        card.Text(Row($"best-of-N weighted (sum of final-step scores per answer) @ {e.SamplesPerQuestion}", x => x.WeightedBestOfNAccuracy.ToString("P1", inv)));
+        card.Text(Row($"best-of-N (highest final-step score) @ {e.SamplesPerQuestion}", x => x.BestOfNMaxAccuracy.ToString("P1", inv)));
+        card.Text(Row($"oracle pass@{e.SamplesPerQuestion} (any sample correct)", x => x.OracleAccuracy.ToString("P1", inv)));
         if (previous is not null)
-            sb.AppendLine(inv, $"\nPrevious version: {previous.LabelledSolutions:N0} labelled solutions, {previous.Training.Steps} steps, last-step parameters (no early stopping); its figures are `{c.BaselineEval}`.");
-        if (c.CardNotes is { } notes) sb.AppendLine().Append(File.ReadAllText(notes));
-        return sb.ToString();
+            card.Line($"\nPrevious version: {previous.LabelledSolutions:N0} labelled solutions, {previous.Training.Steps} steps, last-step parameters (no early stopping); its figures are `{c.BaselineEval}`.");
+        if (c.CardNotes is { } notes) card.Blank().Append(File.ReadAllText(notes));
+        return card.ToString();
     }
 }

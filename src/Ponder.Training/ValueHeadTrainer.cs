@@ -240,56 +240,54 @@ public static class ValueHeadTrainer
         // Columns: this head; the separate PRM on the same samples; the separate PRM's card (its own draw of samples).
         var others = new[] { r.Separate, r.SeparateCard }.Where(x => x is not null).Select(x => x!).ToList();
         string Cols(Func<PrmEvaluation, string> f) => string.Concat(others.Select(x => $" {f(x)} |"));
-        var sb = new StringBuilder();
-        sb.AppendLine(inv, $"# {Path.GetFileName(Path.TrimEndingDirectorySeparator(c.WeightsDir ?? c.Name))}");
-        sb.AppendLine();
-        sb.AppendLine("`weights/policy-small` with a **shared-backbone PRM**: one value row on the policy's own final hidden state (");
-        sb.AppendLine("beyond the paper). Scores come with the tokens: every forward's output row holds the vocabulary's logits and, at index");
-        sb.AppendLine("vocab, the value logit; a step's score is sigmoid(value) at its last token. No second model, no second KV cache.");
-        sb.AppendLine();
-        sb.AppendLine("## Architecture");
-        sb.AppendLine(inv, $"LlamaForCausalLM (the policy, unchanged: dModel {m.DModel}, nLayers {m.NLayers}, nHeads {m.NHeads}, nKvHeads {m.NKvHeads}, dFf {m.DFf}, context {m.MaxPositions}, tied embeddings)");
-        sb.AppendLine(inv, $"plus `value_head.weight` [1, {m.DModel}] and `\"ponder_value_head\": 1` in config.json. Ponder loads the head as [vocab + 1, dModel]:");
-        sb.AppendLine("the LM head's rows (a copy of the tied embedding) followed by the value row, so one GEMM gives both (2·dModel FLOPs per");
-        sb.AppendLine("output row more, counted with the LM head). Samplers read only the first vocab entries: tokens are those of the policy.");
-        sb.AppendLine(inv, $"Parameters: {m.TotalParameters:N0} (the policy's + {m.DModel}).");
-        sb.AppendLine("Files: `config.json` + `model.safetensors` (f32), `model.gguf` (f32; the row is tensor `ponder.value_head.weight` with");
-        sb.AppendLine("metadata `ponder.value_head = 1`: llama.cpp refuses tensors it does not create, so this GGUF is for Ponder only;");
-        sb.AppendLine("`weights/policy-small/model.gguf` is the same policy for llama.cpp), `tokenizer.json`, `tokenizer_config.json` (chat template), `loss.csv` (BCE every 10 epochs), `value_head_eval.json`.");
-        sb.AppendLine();
-        sb.AppendLine("## Training");
-        sb.AppendLine(inv, $"- Command: `ponder train value-head --config configs/{c.Name}.json` (reuses `{c.SamplesFile}` and `{c.LabelsFile ?? Path.Combine(c.OutputDir, "prm_labels.jsonl")}` when present).");
-        sb.AppendLine(inv, $"- Labels: the Monte Carlo step labels of the separate PRM's recipe (configs/prm-small.json's questions, samples and {c.Rollouts} rollouts per prefix; built by the same code,");
-        sb.AppendLine(inv, $"  `PrmTrainer.LoadOrBuildLabels`): {r.LabelledSolutions:N0} labelled solutions, mean step label {r.MeanStepLabel:F3}. Data time {r.DataTime:hh\\:mm\\:ss} (0 when cached).");
-        sb.AppendLine(inv, $"- The policy is frozen. One forward per labelled solution collects the final normed hidden state at each step end ({r.Fit.TrainStepEnds:N0} train, {r.Fit.ValidationStepEnds:N0} held-out step ends; the last tenth of the questions is held out), {r.FeatureTime:hh\\:mm\\:ss}.");
-        sb.AppendLine(inv, $"- The row: logistic regression without bias (BCE with the soft labels), full-batch AdamW lr {c.LearningRate}, weight decay {c.WeightDecay}, from zero; early stopping on the held-out BCE");
-        sb.AppendLine(inv, $"  (kept epoch {r.Fit.BestEpoch} of {r.Fit.Epochs}). BCE (nats per step end): zero head {r.Fit.InitialBce:F4}; train {r.Fit.TrainBce:F4}, held-out {r.Fit.ValidationBce:F4}.");
+        var card = new ModelCard(Path.GetFileName(Path.TrimEndingDirectorySeparator(c.WeightsDir ?? c.Name)));
+        card.Text("`weights/policy-small` with a **shared-backbone PRM**: one value row on the policy's own final hidden state (");
+        card.Text("beyond the paper). Scores come with the tokens: every forward's output row holds the vocabulary's logits and, at index");
+        card.Text("vocab, the value logit; a step's score is sigmoid(value) at its last token. No second model, no second KV cache.");
+        card.Blank();
+        card.Text("## Architecture");
+        card.Line($"LlamaForCausalLM (the policy, unchanged: dModel {m.DModel}, nLayers {m.NLayers}, nHeads {m.NHeads}, nKvHeads {m.NKvHeads}, dFf {m.DFf}, context {m.MaxPositions}, tied embeddings)");
+        card.Line($"plus `value_head.weight` [1, {m.DModel}] and `\"ponder_value_head\": 1` in config.json. Ponder loads the head as [vocab + 1, dModel]:");
+        card.Text("the LM head's rows (a copy of the tied embedding) followed by the value row, so one GEMM gives both (2·dModel FLOPs per");
+        card.Text("output row more, counted with the LM head). Samplers read only the first vocab entries: tokens are those of the policy.");
+        card.Line($"Parameters: {m.TotalParameters:N0} (the policy's + {m.DModel}).");
+        card.Text("Files: `config.json` + `model.safetensors` (f32), `model.gguf` (f32; the row is tensor `ponder.value_head.weight` with");
+        card.Text("metadata `ponder.value_head = 1`: llama.cpp refuses tensors it does not create, so this GGUF is for Ponder only;");
+        card.Text("`weights/policy-small/model.gguf` is the same policy for llama.cpp), `tokenizer.json`, `tokenizer_config.json` (chat template), `loss.csv` (BCE every 10 epochs), `value_head_eval.json`.");
+        card.Blank();
+        card.Text("## Training");
+        card.Line($"- Command: `ponder train value-head --config configs/{c.Name}.json` (reuses `{c.SamplesFile}` and `{c.LabelsFile ?? Path.Combine(c.OutputDir, "prm_labels.jsonl")}` when present).");
+        card.Line($"- Labels: the Monte Carlo step labels of the separate PRM's recipe (configs/prm-small.json's questions, samples and {c.Rollouts} rollouts per prefix; built by the same code,");
+        card.Line($"  `PrmTrainer.LoadOrBuildLabels`): {r.LabelledSolutions:N0} labelled solutions, mean step label {r.MeanStepLabel:F3}. Data time {r.DataTime:hh\\:mm\\:ss} (0 when cached).");
+        card.Line($"- The policy is frozen. One forward per labelled solution collects the final normed hidden state at each step end ({r.Fit.TrainStepEnds:N0} train, {r.Fit.ValidationStepEnds:N0} held-out step ends; the last tenth of the questions is held out), {r.FeatureTime:hh\\:mm\\:ss}.");
+        card.Line($"- The row: logistic regression without bias (BCE with the soft labels), full-batch AdamW lr {c.LearningRate}, weight decay {c.WeightDecay}, from zero; early stopping on the held-out BCE");
+        card.Line($"  (kept epoch {r.Fit.BestEpoch} of {r.Fit.Epochs}). BCE (nats per step end): zero head {r.Fit.InitialBce:F4}; train {r.Fit.TrainBce:F4}, held-out {r.Fit.ValidationBce:F4}.");
         if (SeparatePrmLosses(c.CompareWith) is { } prm)
-            sb.AppendLine(string.Create(inv, $"  (The separate PRM {c.CompareWith}, fine-tuned end to end: train {prm.Train:F4}, validation {prm.Validation:F4}") +
+            card.Text(string.Create(inv, $"  (The separate PRM {c.CompareWith}, fine-tuned end to end: train {prm.Train:F4}, validation {prm.Validation:F4}") +
                 (prm.Best is double best ? string.Create(inv, $", exported at its lowest, {best:F4}).") : ")."));
-        sb.AppendLine(inv, $"- Wall time of the run {r.WallTime:hh\\:mm\\:ss} on the shared 2-core CPU.");
-        sb.AppendLine();
-        sb.AppendLine(inv, $"## Evaluation ({e.Questions} validation questions, N = {e.SamplesPerQuestion} policy samples each at T=1: weights/prm-small's protocol)");
-        sb.AppendLine("| metric | shared head (this) |" + (r.Separate is null ? "" : $" separate PRM ({c.CompareWith}), same samples |")
+        card.Line($"- Wall time of the run {r.WallTime:hh\\:mm\\:ss} on the shared 2-core CPU.");
+        card.Blank();
+        card.Line($"## Evaluation ({e.Questions} validation questions, N = {e.SamplesPerQuestion} policy samples each at T=1: weights/prm-small's protocol)");
+        card.Text("| metric | shared head (this) |" + (r.Separate is null ? "" : $" separate PRM ({c.CompareWith}), same samples |")
             + (r.SeparateCard is null ? "" : " separate PRM, its model card |"));
-        sb.AppendLine("|---|---|" + string.Concat(others.Select(_ => "---|")));
-        sb.AppendLine(inv, $"| AUC of the final-step score across questions | {e.Auc:F3} |{Cols(x => x.Auc.ToString("F3", inv))}");
-        sb.AppendLine(inv, $"| mean AUC within a question (questions with both outcomes) | {e.WithinQuestionAuc:F3} ({e.MixedQuestions}) |{Cols(x => $"{x.WithinQuestionAuc.ToString("F3", inv)} ({x.MixedQuestions})")}");
-        sb.AppendLine(inv, $"| majority vote @ {e.SamplesPerQuestion} (no verifier) | {e.MajorityAccuracy:P1} |{Cols(x => x.MajorityAccuracy.ToString("P1", inv))}");
-        sb.AppendLine(inv, $"| best-of-N weighted @ {e.SamplesPerQuestion} | {e.WeightedBestOfNAccuracy:P1} |{Cols(x => x.WeightedBestOfNAccuracy.ToString("P1", inv))}");
-        sb.AppendLine(inv, $"| best-of-N (highest final-step score) @ {e.SamplesPerQuestion} | {e.BestOfNMaxAccuracy:P1} |{Cols(x => x.BestOfNMaxAccuracy.ToString("P1", inv))}");
-        sb.AppendLine(inv, $"| policy pass@1 / oracle pass@{e.SamplesPerQuestion} | {e.MeanPassAtOne:P1} / {e.OracleAccuracy:P1} |{Cols(x => $"{x.MeanPassAtOne.ToString("P1", inv)} / {x.OracleAccuracy.ToString("P1", inv)}")}");
-        sb.AppendLine(inv, $"| exact scoring FLOPs per step (mean over these {r.Flops.Steps:N0} steps) | {r.Flops.SharedHead:N0} |{Cols(x => x == r.Separate ? r.Flops.SeparatePrm.ToString("N0", inv) : "")}");
-        sb.AppendLine();
-        sb.AppendLine("The two first columns score the very same samples (drawn with the PRM run's seed). The PRM's card drew its samples in an earlier");
-        sb.AppendLine("session with the same seed; they differ slightly (its pass@1 and majority differ), so compare within the same-samples columns.");
-        sb.AppendLine(inv, $"With {e.Questions} questions one point of accuracy is {e.Questions / 100.0:0.#} questions (a 95% interval is about ±6 points): differences of a point");
-        sb.AppendLine(inv, $"or two are noise. The within-question AUC averages over only the {e.MixedQuestions} questions with both outcomes.");
-        sb.AppendLine();
-        sb.AppendLine(inv, $"Scoring FLOPs: the separate PRM prefills each step's tokens into its own mirror sequence (and its own KV cache); the shared head adds");
-        sb.AppendLine(inv, $"2·dModel = {2 * m.DModel} FLOPs to every policy output row and one extra policy forward for a finishing step's last token. For scale, the policy");
-        sb.AppendLine(inv, $"spends {r.Flops.PolicyPerStep:N0} FLOPs sampling a step. Ratio separate / shared: {r.Flops.SeparatePrm / Math.Max(1, r.Flops.SharedHead):F1}x.");
-        return sb.ToString();
+        card.Text("|---|---|" + string.Concat(others.Select(_ => "---|")));
+        card.Line($"| AUC of the final-step score across questions | {e.Auc:F3} |{Cols(x => x.Auc.ToString("F3", inv))}");
+        card.Line($"| mean AUC within a question (questions with both outcomes) | {e.WithinQuestionAuc:F3} ({e.MixedQuestions}) |{Cols(x => $"{x.WithinQuestionAuc.ToString("F3", inv)} ({x.MixedQuestions})")}");
+        card.Line($"| majority vote @ {e.SamplesPerQuestion} (no verifier) | {e.MajorityAccuracy:P1} |{Cols(x => x.MajorityAccuracy.ToString("P1", inv))}");
+        card.Line($"| best-of-N weighted @ {e.SamplesPerQuestion} | {e.WeightedBestOfNAccuracy:P1} |{Cols(x => x.WeightedBestOfNAccuracy.ToString("P1", inv))}");
+        card.Line($"| best-of-N (highest final-step score) @ {e.SamplesPerQuestion} | {e.BestOfNMaxAccuracy:P1} |{Cols(x => x.BestOfNMaxAccuracy.ToString("P1", inv))}");
+        card.Line($"| policy pass@1 / oracle pass@{e.SamplesPerQuestion} | {e.MeanPassAtOne:P1} / {e.OracleAccuracy:P1} |{Cols(x => $"{x.MeanPassAtOne.ToString("P1", inv)} / {x.OracleAccuracy.ToString("P1", inv)}")}");
+        card.Line($"| exact scoring FLOPs per step (mean over these {r.Flops.Steps:N0} steps) | {r.Flops.SharedHead:N0} |{Cols(x => x == r.Separate ? r.Flops.SeparatePrm.ToString("N0", inv) : "")}");
+        card.Blank();
+        card.Text("The two first columns score the very same samples (drawn with the PRM run's seed). The PRM's card drew its samples in an earlier");
+        card.Text("session with the same seed; they differ slightly (its pass@1 and majority differ), so compare within the same-samples columns.");
+        card.Line($"With {e.Questions} questions one point of accuracy is {e.Questions / 100.0:0.#} questions (a 95% interval is about ±6 points): differences of a point");
+        card.Line($"or two are noise. The within-question AUC averages over only the {e.MixedQuestions} questions with both outcomes.");
+        card.Blank();
+        card.Line($"Scoring FLOPs: the separate PRM prefills each step's tokens into its own mirror sequence (and its own KV cache); the shared head adds");
+        card.Line($"2·dModel = {2 * m.DModel} FLOPs to every policy output row and one extra policy forward for a finishing step's last token. For scale, the policy");
+        card.Line($"spends {r.Flops.PolicyPerStep:N0} FLOPs sampling a step. Ratio separate / shared: {r.Flops.SeparatePrm / Math.Max(1, r.Flops.SharedHead):F1}x.");
+        return card.ToString();
     }
 
     /// <summary>The separate PRM's final train and validation BCE (and its early-stopping minimum) from its prm_eval.json, when there.</summary>

@@ -112,7 +112,7 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
         try
         {
             transformer = new Transformer(backend, source, progress, cancellationToken);
-            var pool = BlockPool.ForTokens(backend, KvLayout.For(transformer.Config, options.BlockSize), options.KvCacheTokens);
+            var pool = BlockPool.ForTokens(backend, transformer.Config.ToKvLayout(options.BlockSize), options.KvCacheTokens);
             var logger = options.Logger ?? NullLogger.Instance;
             logger.LogInformation("Loaded {Location}: {Params} parameters on {Backend}", source.Location, transformer.Config.TotalParameters, backend.Name);
             return new PonderModel(transformer, tokenizer, pool, owns, logger, source.Location);
@@ -222,28 +222,39 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
 
     PerplexityResult PerplexityLocked(ReadOnlySpan<int> tokens, int w, IProgress<float>? progress, CancellationToken cancellationToken)
     {
+        // A window runs in pieces of at most `piece` tokens, each attending to the window's earlier pieces through the
+        // cache, so logits never hold more than about 4M floats (16 MiB) whatever the window and vocabulary: a 152k
+        // vocabulary over an 8k window would otherwise be 5 GB. The GEMM is batch-invariant, so pieces score the same.
+        const long MaxLogitFloats = 1L << 22;
+        int headRows = Config.HeadRows;
+        int piece = (int)Math.Clamp(MaxLogitFloats / headRows, 1, w);
+        var logits = new float[(long)piece * headRows];
+        var rows = new int[piece];
+        for (int i = 0; i < piece; i++) rows[i] = i;
+        var batch = new BatchLayout(Pool.BlockSize);
+        double nll = 0; int scored = 0;
+        for (int start = 0; start < tokens.Length - 1; start += w)
         {
-            var batch = new BatchLayout(Pool.BlockSize);
-            double nll = 0; int scored = 0;
-            for (int start = 0; start < tokens.Length - 1; start += w)
+            var chunk = tokens.Slice(start, Math.Min(w, tokens.Length - start));
+            if (chunk.Length < 2) break;
+            using var sequence = new Sequence(Pool);
+            // The window's last token is only a target: pieces cover the chunk.Length - 1 scored positions.
+            for (int at = 0; at < chunk.Length - 1; at += piece)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var chunk = tokens.Slice(start, Math.Min(w, tokens.Length - start));
-                if (chunk.Length < 2) break;
-                using var sequence = new Sequence(Pool);
-                sequence.Append(chunk);
+                int n = Math.Min(piece, chunk.Length - 1 - at);
+                var input = chunk.Slice(at, n);
+                sequence.Append(input);
                 batch.Clear();
-                batch.Add(0, chunk.Length, sequence.BlockTable);
-                var rows = Enumerable.Range(0, chunk.Length - 1).ToArray();
-                var logits = new float[(long)rows.Length * Config.HeadRows];
-                Transformer.Forward(batch, chunk, Pool.Storage, rows, logits);
-                for (int i = 0; i < rows.Length; i++)
-                    nll -= Sampler.LogProbability(logits.AsSpan(i * Config.HeadRows, Config.Vocab), chunk[i + 1]);
-                scored += rows.Length;
-                progress?.Report((float)Math.Min(1, (start + chunk.Length) / (double)tokens.Length));
+                batch.Add(at, n, sequence.BlockTable);
+                Transformer.Forward(batch, input, Pool.Storage, rows.AsSpan(0, n), logits.AsSpan(0, n * headRows));
+                for (int i = 0; i < n; i++)
+                    nll -= Sampler.LogProbability(logits.AsSpan(i * headRows, Config.Vocab), chunk[at + i + 1]);
+                scored += n;
+                progress?.Report((float)Math.Min(1, (start + at + n + 1) / (double)tokens.Length));
             }
-            return new PerplexityResult(scored, nll / scored);
         }
+        return new PerplexityResult(scored, nll / scored);
     }
 
     /// <summary>Cancels the model's work in flight, waits for the round in progress, then frees the weights and the KV cache.</summary>

@@ -47,7 +47,7 @@ public sealed class ForwardTests
     {
         var before = backend.Flops.Snapshot();
         using var model = new Transformer(backend, source);
-        var layout = KvLayout.For(model.Config, blockSize: 4);
+        var layout = model.Config.ToKvLayout(blockSize: 4);
         using var pool = new BlockPool(backend, layout, 16);
         using var a = new Sequence(pool);
         using var b = new Sequence(pool);

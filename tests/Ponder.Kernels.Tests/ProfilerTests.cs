@@ -17,7 +17,7 @@ public sealed class ProfilerTests
         using var profiler = new ProfilingBackend(new CpuBackend(1));
         using var model = new Transformer(profiler, source);
         Assert.Empty(profiler.Records); // weight uploads are setup, not ops
-        using var pool = new BlockPool(profiler, KvLayout.For(config, 4), 8);
+        using var pool = new BlockPool(profiler, config.ToKvLayout(4), 8);
         using var seq = new Sequence(pool);
         seq.Append([1, 2, 3, 4, 5, 6]);
         var batch = new BatchLayout(4);

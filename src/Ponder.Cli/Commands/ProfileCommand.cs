@@ -64,7 +64,7 @@ public static class ProfileCommand
         var roofline = Roofline(s, inner);
         AnsiConsole.MarkupLine($"[bold]{Markup.Escape(s.Model)}[/] on [bold]{profiler.Name}[/]: dModel {config.DModel}, {config.NLayers} layers, {config.NHeads}/{config.NKvHeads} heads, dFf {config.DFf}, vocab {config.Vocab}");
         using var model = new Transformer(profiler, source, cancellationToken: ct);
-        var layout = KvLayout.For(config, 16);
+        var layout = config.ToKvLayout(16);
         int perSequence = s.PromptTokens + s.DecodeTokens;
         using var pool = BlockPool.ForTokens(profiler, layout, (s.Batch + 1) * (perSequence + layout.BlockSize));
         var rng = new Random(s.Seed);

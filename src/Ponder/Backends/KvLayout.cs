@@ -23,12 +23,6 @@ public sealed record KvLayout(int NLayers, int NKvHeads, int HeadDim, int BlockS
 
     /// <summary>Float offset of the K (<paramref name="kOrV"/> = 0) or V (1) plane of a block and layer.</summary>
     public long PlaneOffset(int block, int layer, int kOrV) => ((long)block * NLayers + layer) * 2 * FloatsPerPlane + kOrV * FloatsPerPlane;
-
-    public static KvLayout For(Models.ModelConfig config, int blockSize = 16)
-    {
-        ArgumentOutOfRangeException.ThrowIfLessThan(blockSize, 1);
-        return new KvLayout(config.NLayers, config.NKvHeads, config.HeadDim, blockSize);
-    }
 }
 
 /// <summary>Device memory for <see cref="BlockCount"/> KV blocks of <see cref="Layout"/>.</summary>

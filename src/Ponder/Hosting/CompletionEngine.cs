@@ -188,7 +188,7 @@ public sealed class CompletionEngine : IDisposable
         }
         finally
         {
-            PonderTelemetry.Stop(activity, report, report is null ? new OperationCanceledException("the completion did not finish") : null);
+            PonderTelemetry.Stop(activity, report, report is null ? new OperationCanceledException("the completion did not finish") : null, ModelId);
         }
     }
 
@@ -202,8 +202,8 @@ public sealed class CompletionEngine : IDisposable
         {
             Prompt = static p => p,
             Selector = new AnswerSelector(spec.Selection),
-            // Search needs diverse samples: a greedy request still samples its proposals at temperature 1.
-            Temperature = sampling.Temperature > 0 ? sampling.Temperature : 1f,
+            // Temperature 0 is greedy here too (every branch proposes the same steps): the caller asked for it.
+            Temperature = sampling.Temperature,
             TopP = sampling.TopP,
             Seed = sampling.Seed,
             MaxStepTokens = compute.MaxStepTokens,

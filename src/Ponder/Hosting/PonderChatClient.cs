@@ -17,15 +17,27 @@ public sealed record PonderChatClientOptions
     public PonderModel? Prm { get; init; }
     /// <summary>The model id reported in responses (default: the model folder's name).</summary>
     public string? ModelId { get; init; }
-    /// <summary>Sampling defaults that <see cref="ChatOptions"/> override (temperature, top-p, top-k, seed, max tokens, stops).</summary>
+    /// <summary>
+    /// Sampling defaults that <see cref="ChatOptions"/> override (temperature, top-p, top-k, max tokens, stops). Its
+    /// <see cref="SamplingOptions.Seed"/> is not used: see <see cref="Seed"/>.
+    /// </summary>
     public SamplingOptions Sampling { get; init; } = new();
+    /// <summary>
+    /// Seed of calls whose <see cref="ChatOptions.Seed"/> is null; null (the default) = a fresh random seed per call, so
+    /// repeated calls sample different answers. Set it (or <see cref="ChatOptions.Seed"/>) to reproduce a call.
+    /// </summary>
+    public ulong? Seed { get; init; }
 }
 
 /// <summary>
 /// <see cref="IChatClient"/> over a <see cref="PonderModel"/>: messages go through the model's chat template, the
 /// answer streams token by token (or arrives whole from a search). Test-time compute is chosen per call through
-/// <see cref="ChatOptions.AdditionalProperties"/> (keys of <see cref="TestTimeComputeOptions.FromProperties"/>:
-/// <c>strategy</c>, <c>n</c>, <c>beam_width</c>, <c>budget_flops</c>, <c>budget_generations</c>, <c>prm</c>, ...).
+/// <see cref="ChatOptions.AdditionalProperties"/>: the keys of <see cref="TestTimeComputeOptions.Keys"/> (<c>strategy</c>,
+/// <c>n</c>, <c>beam_width</c>, <c>budget_flops</c>, <c>budget_generations</c>, <c>prm</c>, ...), or a whole
+/// <see cref="TestTimeComputeOptions"/> under <see cref="OptionsKey"/> ("ponder"). Any other key is refused by name
+/// (<see cref="ArgumentException.ParamName"/> is the key), as is <see cref="ChatOptions.MaxOutputTokens"/> with a search
+/// (a search's length is bounded by max_step_tokens x max_rounds and its budget). Temperature 0 is greedy, with or
+/// without a search. Without a seed each call samples with a fresh random one (<see cref="PonderChatClientOptions.Seed"/>).
 /// The response's <see cref="UsageDetails"/> has input/output tokens and, in <c>AdditionalCounts</c>,
 /// <c>flops</c>, <c>flops.{projection,attention,lm_head,prm_head,elementwise}</c> and <c>generations</c>; its
 /// <c>AdditionalProperties["ponder"]</c> holds the whole <see cref="CompletionReport"/>.
@@ -39,6 +51,9 @@ public sealed record PonderChatClientOptions
 public sealed class PonderChatClient : IChatClient
 {
     readonly PonderChatClientOptions _options;
+
+    /// <summary>The <see cref="ChatOptions.AdditionalProperties"/> key of typed <see cref="TestTimeComputeOptions"/>.</summary>
+    public const string OptionsKey = "ponder";
 
     /// <summary>A client over <paramref name="model"/> (which stays the caller's to dispose).</summary>
     public PonderChatClient(PonderModel model, PonderChatClientOptions? options = null)
@@ -108,13 +123,32 @@ public sealed class PonderChatClient : IChatClient
                 Temperature = options.Temperature ?? sampling.Temperature,
                 TopP = options.TopP ?? sampling.TopP,
                 TopK = options.TopK ?? sampling.TopK,
-                Seed = options.Seed is long seed ? unchecked((ulong)seed) : sampling.Seed,
                 MaxNewTokens = options.MaxOutputTokens ?? sampling.MaxNewTokens,
                 StopStrings = [.. sampling.StopStrings, .. options.StopSequences ?? []],
             };
         }
-        sampling = sampling with { StopStrings = [.. sampling.StopStrings, .. Template.StopStrings] };
-        return (prompt, sampling, TestTimeComputeOptions.FromProperties(options?.AdditionalProperties));
+        ulong seed = options?.Seed is long s ? unchecked((ulong)s) : _options.Seed ?? unchecked((ulong)Random.Shared.NextInt64(long.MinValue, long.MaxValue));
+        sampling = sampling with { Seed = seed, StopStrings = [.. sampling.StopStrings, .. Template.StopStrings] };
+        var compute = ComputeOptions(options?.AdditionalProperties);
+        if (compute?.Strategy is { } strategy && options?.MaxOutputTokens is int max)
+            throw new ArgumentException($"MaxOutputTokens ({max}) does not apply to strategy '{strategy.RecordName}': a search is bounded by " +
+                "max_step_tokens x max_rounds and its budget (budget_flops, budget_generations)", nameof(ChatOptions.MaxOutputTokens));
+        return (prompt, sampling, compute);
+    }
+
+    /// <summary>The test-time compute options of a call: typed under <see cref="OptionsKey"/>, or loose keys; any other key is refused by name.</summary>
+    static TestTimeComputeOptions? ComputeOptions(AdditionalPropertiesDictionary? properties)
+    {
+        if (properties is null || properties.Count == 0) return null;
+        foreach (var key in properties.Keys)
+            if (key != OptionsKey && !TestTimeComputeOptions.Keys.Contains(key))
+                throw new ArgumentException($"ChatOptions.AdditionalProperties['{key}'] is not a Ponder option (known: {OptionsKey}, {string.Join(", ", TestTimeComputeOptions.Keys)})", key);
+        if (!properties.TryGetValue(OptionsKey, out object? typed) || typed is null) return TestTimeComputeOptions.FromProperties(properties);
+        if (typed is not TestTimeComputeOptions compute)
+            throw new ArgumentException($"ChatOptions.AdditionalProperties['{OptionsKey}'] must be a {nameof(TestTimeComputeOptions)}, got {typed.GetType().Name}", OptionsKey);
+        if (properties.Count > 1)
+            throw new ArgumentException($"ChatOptions.AdditionalProperties['{OptionsKey}'] (typed options) cannot be combined with loose keys ({string.Join(", ", properties.Keys.Where(k => k != OptionsKey))})", OptionsKey);
+        return compute;
     }
 
     /// <summary>Token counts plus the FLOP report as <see cref="UsageDetails.AdditionalCounts"/>.</summary>
@@ -146,8 +180,13 @@ public sealed class PonderChatClient : IChatClient
         return null;
     }
 
-    /// <summary>Releases the engine (its gauges); the model stays the caller's.</summary>
-    public void Dispose() => Engine.Dispose();
+    int _disposed;
+
+    /// <summary>Releases the engine (its gauges) once, however often called; the model stays the caller's.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0) Engine.Dispose();
+    }
 }
 
 /// <summary>Extension methods for hosts.</summary>

@@ -15,10 +15,12 @@ namespace Ponder.Hosting;
 ///   <item><term>ponder.requests.active</term><description>up-down counter: requests in flight (the scheduler's queue of clients)</description></item>
 ///   <item><term>ponder.tokens.input / ponder.tokens.output</term><description>counters: prompt and generated tokens</description></item>
 ///   <item><term>ponder.tokens_per_second</term><description>histogram: a request's generated tokens over its wall time</description></item>
-///   <item><term>ponder.flops</term><description>counter: exact FLOPs, tags <c>ponder.model</c> and <c>ponder.flop_category</c></description></item>
+///   <item><term>ponder.flops</term><description>counter: exact FLOPs, tags <c>ponder.model</c> (the served model's id, as the
+///   KV gauges name it), <c>ponder.model.role</c> (policy or prm) and <c>ponder.flop_category</c></description></item>
 ///   <item><term>ponder.budget.exhausted</term><description>counter: requests whose budget refused work</description></item>
-///   <item><term>ponder.request.duration</term><description>histogram: seconds per request</description></item>
-///   <item><term>ponder.kv.blocks_in_use / ponder.kv.prefix_hit_rate</term><description>gauges per tracked model (tag <c>ponder.model</c>)</description></item>
+///   <item><term>ponder.request.duration</term><description>histogram: seconds per request (buckets from 10 ms to 10 min)</description></item>
+///   <item><term>ponder.kv.blocks_in_use / ponder.kv.prefix_hit_rate</term><description>gauges, one series per tracked model
+///   however many clients serve it (tag <c>ponder.model</c>)</description></item>
 /// </list>
 /// </summary>
 public static class PonderTelemetry
@@ -39,10 +41,15 @@ public static class PonderTelemetry
     static readonly Histogram<double> TokensPerSecond = Meter.CreateHistogram<double>("ponder.tokens_per_second", "{token}/s", "Generated tokens per second of a request");
     static readonly Counter<long> Flops = Meter.CreateCounter<long>("ponder.flops", "{flop}", "Exact FLOPs by model and category");
     static readonly Counter<long> BudgetExhausted = Meter.CreateCounter<long>("ponder.budget.exhausted", "{request}", "Requests whose budget refused work");
-    static readonly Histogram<double> Duration = Meter.CreateHistogram<double>("ponder.request.duration", "s", "Wall time of a request");
+    /// <summary>Bucket boundaries of <c>ponder.request.duration</c>, in seconds: a decode step to a long search.</summary>
+    public static IReadOnlyList<double> DurationBuckets { get; } = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 600];
+
+    static readonly Histogram<double> Duration = Meter.CreateHistogram<double>("ponder.request.duration", "s", "Wall time of a request",
+        tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = DurationBuckets });
 
     static readonly Lock Sync = new();
-    static readonly List<(string Name, PonderModel Model)> Tracked = [];
+    // One entry per model however many engines track it: their gauges are one series, and the last Untrack ends it.
+    static readonly List<(string Name, PonderModel Model, int Count)> Tracked = [];
 
     static PonderTelemetry()
     {
@@ -50,25 +57,41 @@ public static class PonderTelemetry
         Meter.CreateObservableGauge("ponder.kv.prefix_hit_rate", () => Observe(s => s.PrefixHitRate), "1", "Prompt tokens served from the prefix cache / looked up");
     }
 
-    /// <summary>Reports <paramref name="model"/>'s KV cache gauges under <paramref name="name"/> until <see cref="Untrack"/>.</summary>
+    /// <summary>
+    /// Reports <paramref name="model"/>'s KV cache gauges under <paramref name="name"/> until as many
+    /// <see cref="Untrack"/> calls as <see cref="Track"/> calls were made. A model tracked again (a second client over
+    /// it) keeps its first name and stays one series.
+    /// </summary>
     public static void Track(string name, PonderModel model)
     {
+        ArgumentNullException.ThrowIfNull(name);
         ArgumentNullException.ThrowIfNull(model);
-        lock (Sync) Tracked.Add((name, model));
+        lock (Sync)
+        {
+            int i = Tracked.FindIndex(t => ReferenceEquals(t.Model, model));
+            if (i >= 0) Tracked[i] = Tracked[i] with { Count = Tracked[i].Count + 1 };
+            else Tracked.Add((name, model, 1));
+        }
     }
 
-    /// <summary>Stops reporting <paramref name="model"/>'s gauges.</summary>
+    /// <summary>Undoes one <see cref="Track"/> of <paramref name="model"/>; its gauges stop when none is left.</summary>
     public static void Untrack(PonderModel model)
     {
-        lock (Sync) Tracked.RemoveAll(t => ReferenceEquals(t.Model, model));
+        lock (Sync)
+        {
+            int i = Tracked.FindIndex(t => ReferenceEquals(t.Model, model));
+            if (i < 0) return;
+            if (Tracked[i].Count > 1) Tracked[i] = Tracked[i] with { Count = Tracked[i].Count - 1 };
+            else Tracked.RemoveAt(i);
+        }
     }
 
     static IEnumerable<Measurement<T>> Observe<T>(Func<Cache.KvCacheStats, T> read) where T : struct
     {
-        (string Name, PonderModel Model)[] models;
+        (string Name, PonderModel Model, int Count)[] models;
         lock (Sync) models = [.. Tracked];
         var result = new List<Measurement<T>>(models.Length);
-        foreach (var (name, model) in models)
+        foreach (var (name, model, _) in models)
         {
             Cache.KvCacheStats stats;
             // The pool is guarded by the scheduler's lock; a snapshot taken under it is consistent.
@@ -90,7 +113,11 @@ public static class PonderTelemetry
         return activity;
     }
 
-    internal static void Stop(Activity? activity, CompletionReport? report, Exception? error)
+    /// <param name="activity">What <see cref="Start"/> returned.</param>
+    /// <param name="report">The finished request's report (null when it failed).</param>
+    /// <param name="error">Why it failed.</param>
+    /// <param name="model">The served model's id: the <c>ponder.model</c> tag of its FLOPs, as its KV gauges are tagged.</param>
+    internal static void Stop(Activity? activity, CompletionReport? report, Exception? error, string model)
     {
         Active.Add(-1);
         if (report is not null)
@@ -102,7 +129,8 @@ public static class PonderTelemetry
             foreach (var m in report.Flops.Models)
                 foreach (var c in Enum.GetValues<FlopCategory>())
                     if (m.Flops[c] != 0)
-                        Flops.Add(m.Flops[c], new KeyValuePair<string, object?>("ponder.model", m.Model), new KeyValuePair<string, object?>("ponder.flop_category", CompletionReport.CategoryName(c)));
+                        Flops.Add(m.Flops[c], new KeyValuePair<string, object?>("ponder.model", model), new KeyValuePair<string, object?>("ponder.model.role", m.Model),
+                            new KeyValuePair<string, object?>("ponder.flop_category", CompletionReport.CategoryName(c)));
             if (report.BudgetExhausted) BudgetExhausted.Add(1);
             activity?.SetTag("gen_ai.usage.output_tokens", report.OutputTokens);
             activity?.SetTag("ponder.flops", report.Flops.Flops.Total);

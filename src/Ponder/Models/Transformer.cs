@@ -50,7 +50,7 @@ public sealed class Transformer : IDisposable
                 if (scratch.Length < count) scratch = new float[count];
                 var span = scratch.AsSpan(0, count);
                 source.ReadF32(name, span);
-                progress?.Report((float)++loaded / expected.Count);
+                progress?.Report(Math.Min(1f, (float)++loaded / expected.Count)); // reads can outnumber the expected tensors: never past 100%
                 return span;
             }
             T Keep<T>(T d) where T : IDisposable { disposables.Add(d); return d; }
@@ -72,7 +72,7 @@ public sealed class Transformer : IDisposable
                     cancellationToken.ThrowIfCancellationRequested();
                     if (source.TryReadRaw(name, raw))
                     {
-                        progress?.Report((float)++loaded / expected.Count);
+                        progress?.Report(Math.Min(1f, (float)++loaded / expected.Count)); // reads can outnumber the expected tensors: never past 100%
                         return Keep(typed.UploadWeight(raw, info.Type, rows, cols));
                     }
                     if (!DTypes.IsQuantized(info.Type) || info.Type == DType.Q8_0)

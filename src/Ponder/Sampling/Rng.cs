@@ -8,6 +8,7 @@ public struct Rng
 {
     ulong _s0, _s1, _s2, _s3;
 
+    /// <summary>A stream whose four state words are expanded from <paramref name="seed"/> by SplitMix64.</summary>
     public Rng(ulong seed)
     {
         _s0 = SplitMix(ref seed); _s1 = SplitMix(ref seed); _s2 = SplitMix(ref seed); _s3 = SplitMix(ref seed);
@@ -33,6 +34,7 @@ public struct Rng
         return z ^ (z >> 31);
     }
 
+    /// <summary>The next 64 random bits.</summary>
     public ulong NextUInt64()
     {
         ulong result = ulong.RotateLeft(_s1 * 5, 7) * 9;

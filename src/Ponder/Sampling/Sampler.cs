@@ -16,6 +16,7 @@ public sealed class Sampler
     bool[] _seen = [];
     readonly Comparison<int> _byProbabilityDescending;
 
+    /// <summary>A sampler with its own random stream seeded from <paramref name="options"/> (validated here).</summary>
     public Sampler(SamplingOptions options)
     {
         _options = options.Validate();
@@ -24,6 +25,7 @@ public sealed class Sampler
         _byProbabilityDescending = (a, b) => _probs[b] != _probs[a] ? _probs[b].CompareTo(_probs[a]) : a.CompareTo(b);
     }
 
+    /// <summary>The options it samples with.</summary>
     public SamplingOptions Options => _options;
 
     /// <summary>

@@ -6,6 +6,7 @@ namespace Ponder.Sampling;
 /// </summary>
 public sealed record SamplingOptions
 {
+    /// <summary>Divides the logits before sampling: below 1 sharpens, above 1 flattens; 0 = greedy (argmax). Default 1.</summary>
     public float Temperature { get; init; } = 1f;
     /// <summary>Keep only the k most likely tokens (0 = off).</summary>
     public int TopK { get; init; }
@@ -17,12 +18,14 @@ public sealed record SamplingOptions
     public float RepetitionPenalty { get; init; } = 1f;
     /// <summary>Seed of this sequence's random stream: the same seed gives the same tokens whatever else is in the batch.</summary>
     public ulong Seed { get; init; } = 0x5EED;
+    /// <summary>Most tokens to generate after the prompt (default 256); the model's context may end generation sooner.</summary>
     public int MaxNewTokens { get; init; } = 256;
     /// <summary>Generation stops when the text contains any of these; the stop string itself is not returned.</summary>
     public IReadOnlyList<string> StopStrings { get; init; } = [];
     /// <summary>Stop at the model's end-of-sequence tokens (default true).</summary>
     public bool StopAtEos { get; init; } = true;
 
+    /// <summary>Greedy decoding: temperature 0, everything else default.</summary>
     public static SamplingOptions Greedy { get; } = new() { Temperature = 0 };
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the option that is out of range.</summary>

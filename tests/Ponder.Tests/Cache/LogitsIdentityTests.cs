@@ -20,7 +20,7 @@ public sealed class LogitsIdentityTests : IDisposable
 
     public void Dispose() { _policy.Dispose(); _prm.Dispose(); }
 
-    BlockPool PoolFor(Transformer model) => new(model.Backend, KvLayout.For(model.Config, Bs), 64);
+    BlockPool PoolFor(Transformer model) => new(model.Backend, model.Config.ToKvLayout(Bs), 64);
 
     /// <summary>One forward over <paramref name="sequences"/> (each up to <paramref name="maxTokens"/> pending tokens); each sequence's output or null.</summary>
     static float[]?[] Step(Transformer model, BlockPool pool, int maxTokens, params Sequence[] sequences)

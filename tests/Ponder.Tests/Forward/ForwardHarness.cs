@@ -16,7 +16,7 @@ sealed class ForwardHarness : IDisposable
     {
         Backend = backend ?? new CpuBackend();
         Transformer = new Transformer(Backend, source);
-        Pool = BlockPool.ForTokens(Backend, KvLayout.For(source.Config, blockSize), kvTokens);
+        Pool = BlockPool.ForTokens(Backend, source.Config.ToKvLayout(blockSize), kvTokens);
     }
 
     public IBackend Backend { get; }

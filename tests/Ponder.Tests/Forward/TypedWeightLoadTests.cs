@@ -50,7 +50,7 @@ public sealed class TypedWeightLoadTests
     {
         using (backend)
         using (var model = new Transformer(backend, source))
-        using (var pool = BlockPool.ForTokens(backend, KvLayout.For(model.Config, 4), 64))
+        using (var pool = BlockPool.ForTokens(backend, model.Config.ToKvLayout(4), 64))
         using (var seq = new Sequence(pool))
         {
             seq.Append(tokens);

@@ -23,7 +23,8 @@ public sealed class ConcurrencyTests
             long budget = 2_600_000 + 200_000L * i;
             var props = new AdditionalPropertiesDictionary { ["budget_flops"] = budget };
             if (i % 2 == 1) { props["strategy"] = "majority"; props["n"] = 2 + i % 3; props["max_step_tokens"] = 6; props["max_rounds"] = 3; }
-            var options = new ChatOptions { Temperature = 0.8f, Seed = i, MaxOutputTokens = 24, AdditionalProperties = props };
+            // A search is bounded by its step and round caps and budget; max tokens bounds only plain generation.
+            var options = new ChatOptions { Temperature = 0.8f, Seed = i, MaxOutputTokens = i % 2 == 1 ? null : 24, AdditionalProperties = props };
             ChatMessage[] messages = [new(ChatRole.User, $"Q: {i}+{i * 7}")];
             if (i % 4 == 0)
             {

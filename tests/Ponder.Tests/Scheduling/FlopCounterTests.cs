@@ -41,7 +41,7 @@ public sealed class FlopCounterTests
 
         using var backend = new CpuBackend(threads: 1);
         using var model = new Transformer(backend, new HostTensorSource(config, RandomModel.Create(config, 3)));
-        using var pool = new BlockPool(backend, KvLayout.For(config, 4), 4);
+        using var pool = new BlockPool(backend, config.ToKvLayout(4), 4);
         var scheduler = new StepScheduler();
         var scheduled = new ScheduledModel("policy", model, pool);
         using var request = scheduler.CreateRequest();
@@ -108,7 +108,7 @@ public sealed class FlopCounterTests
             using var model = new Transformer(backend, new HostTensorSource(config, tensors));
             Assert.Equal(headBias, model.HasHeadBias);
             var counter = FlopCounter.For(model);
-            using var pool = new BlockPool(backend, KvLayout.For(config, 4), 64);
+            using var pool = new BlockPool(backend, config.ToKvLayout(4), 64);
             var sequences = new List<Sequence>();
             try
             {

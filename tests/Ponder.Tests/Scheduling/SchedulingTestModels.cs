@@ -31,8 +31,8 @@ sealed class SchedulingRig : IDisposable
         var policyConfig = policy ?? PolicyConfig;
         PolicyTransformer = new Transformer(Backend, new HostTensorSource(policyConfig, RandomModel.Create(policyConfig, 11)));
         PrmTransformer = new Transformer(Backend, new HostTensorSource(PrmConfig, RandomModel.Create(PrmConfig, 12)));
-        PolicyPool = new BlockPool(Backend, KvLayout.For(policyConfig, blockSize), policyBlocks);
-        PrmPool = new BlockPool(Backend, KvLayout.For(PrmConfig, blockSize), prmBlocks);
+        PolicyPool = new BlockPool(Backend, policyConfig.ToKvLayout(blockSize), policyBlocks);
+        PrmPool = new BlockPool(Backend, PrmConfig.ToKvLayout(blockSize), prmBlocks);
         Scheduler = new StepScheduler(options, executor, manualRounds);
         Policy = new ScheduledModel("policy", PolicyTransformer, PolicyPool, prefixIndex ? new PrefixIndex(PolicyPool, "policy") : null);
         Prm = new ScheduledModel("prm", PrmTransformer, PrmPool, prefixIndex ? new PrefixIndex(PrmPool, "prm") : null);
