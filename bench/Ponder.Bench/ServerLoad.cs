@@ -40,6 +40,19 @@ public static class ServerLoad
         bool faults = args.Contains("--faults");
         int kvIndex = Array.IndexOf(args, "--kv-tokens");
         if (kvIndex >= 0) positional.Remove(args[kvIndex + 1]);
+        // --threads N: the CPU backend's worker threads (default: one per core).
+        int threadsIndex = Array.IndexOf(args, "--threads");
+        int? threads = threadsIndex >= 0 ? int.Parse(args[threadsIndex + 1]) : null;
+        if (threadsIndex >= 0) positional.Remove(args[threadsIndex + 1]);
+        // --min-threads N: the thread pool starts with N workers instead of one per core (it adds more only every ~0.5 s
+        // while starved), to test whether the latency tail is the pool's thread injection.
+        int minIndex = Array.IndexOf(args, "--min-threads");
+        if (minIndex >= 0)
+        {
+            positional.Remove(args[minIndex + 1]);
+            int minThreads = int.Parse(args[minIndex + 1]);
+            ThreadPool.SetMinThreads(minThreads, minThreads);
+        }
         int clients = positional.Count > 0 ? int.Parse(positional[0]) : 8;
         int seconds = positional.Count > 1 ? int.Parse(positional[1]) : 20;
         int n = positional.Count > 2 ? int.Parse(positional[2]) : 1;
@@ -47,7 +60,7 @@ public static class ServerLoad
         int kvTokens = kvIndex >= 0 ? int.Parse(args[kvIndex + 1]) : faults ? 2048 : 32768;
         string weights = Path.Combine(FindRoot(), "weights", "policy-small");
 
-        await using var model = await PonderModel.LoadAsync(weights, new ModelOptions { KvCacheTokens = kvTokens });
+        await using var model = await PonderModel.LoadAsync(weights, new ModelOptions { KvCacheTokens = kvTokens, Threads = threads });
         using var engine = new CompletionEngine(model);
         // The soak lets one request hold the whole cache (the default caps it at half), so that bursts of big-n searches
         // really exhaust it and the 503 path runs; a request over the whole cache is still refused up front (400).
@@ -61,16 +74,20 @@ public static class ServerLoad
         var questions = File.ReadLines(Path.Combine(weights, "test.jsonl")).Take(200)
             .Select(l => JsonDocument.Parse(l).RootElement.GetProperty("question").GetString()!).ToArray();
         var latencies = new List<double>();
+        var perRequest = new List<(double Ms, long Tokens)>();
         var failures = new List<string>();
         var outcomes = new Dictionary<string, int>();
         long tokens = 0, requests = 0;
         void Count(Kind kind, string outcome) { lock (outcomes) outcomes[$"{kind} -> {outcome}"] = outcomes.GetValueOrDefault($"{kind} -> {outcome}") + 1; }
         void Violation(Kind kind, string what) { lock (failures) failures.Add($"{kind}: {what}"); Count(kind, "VIOLATION"); }
 
-        using var probe = new Probe();
+        using var probe = new Probe(model.Scheduler.SyncRoot);
         var deadline = Stopwatch.StartNew();
+        var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
         var gcBefore = GcSnapshot.Take();
-        Console.WriteLine($"// server load: {clients} clients x {seconds} s on {baseAddress}, policy-small, n = {n}, KV cache {kvTokens} tokens{(faults ? ", fault mix" : "")}; GC: {(GCSettings.IsServerGC ? "server" : "workstation")}, {GCSettings.LatencyMode}");
+        long roundsBefore = model.Scheduler.Rounds;
+        ThreadPool.GetMinThreads(out int minWorkers, out _);
+        Console.WriteLine($"// server load: {clients} clients x {seconds} s on {baseAddress}, policy-small, n = {n}, KV cache {kvTokens} tokens{(faults ? ", fault mix" : "")}; GC: {(GCSettings.IsServerGC ? "server" : "workstation")}, {GCSettings.LatencyMode}; thread pool min {minWorkers}; backend threads {threads?.ToString() ?? "one per core"}");
         Console.WriteLine($"// RSS at start {Probe.RssMiB():F0} MiB; load average {File.ReadAllText("/proc/loadavg").Trim()}");
 
         object Body(int seed, int samples, int maxTokens, bool stream = false) => samples <= 1
@@ -217,7 +234,9 @@ public static class ServerLoad
                     {
                         if (!response.IsSuccessStatusCode) { Violation(kind, $"{(int)response.StatusCode}: {Trim(text)}"); continue; }
                         latencies.Add(watch.Elapsed.TotalMilliseconds);
-                        tokens += JsonDocument.Parse(text).RootElement.GetProperty("usage").GetProperty("completion_tokens").GetInt64();
+                        long completion = JsonDocument.Parse(text).RootElement.GetProperty("usage").GetProperty("completion_tokens").GetInt64();
+                        tokens += completion;
+                        perRequest.Add((watch.Elapsed.TotalMilliseconds, completion));
                     }
                     Count(kind, "200");
                 }
@@ -231,6 +250,8 @@ public static class ServerLoad
         await Task.WhenAll(Enumerable.Range(0, clients).Select(Client));
         double elapsed = deadline.Elapsed.TotalSeconds;
         var gc = GcSnapshot.Take() - gcBefore;
+        long rounds = model.Scheduler.Rounds - roundsBefore;
+        double cpuCores = (Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalSeconds / elapsed;
         double rssPeak = probe.PeakRssMiB;
         // Disconnected streams are cancelled asynchronously: give the server a moment to free their work.
         var settle = Stopwatch.StartNew();
@@ -251,7 +272,19 @@ public static class ServerLoad
         if (faults)
             foreach (var (outcome, count) in outcomes.OrderBy(o => o.Key, StringComparer.Ordinal)) Console.WriteLine($"//   {outcome}: {count}");
         foreach (var f in failures.Distinct().Take(10)) Console.WriteLine($"// violation: {f}");
+        if (perRequest.Count > 0)
+        {
+            // Where the tail is: a request's latency is (roughly) its tokens x the round time, so split the two.
+            var msPerToken = perRequest.Select(r => r.Ms / Math.Max(1, r.Tokens)).Order().ToArray();
+            double Q(double[] xs, double q) => xs[Math.Min(xs.Length - 1, (int)(q * xs.Length))];
+            var slowest = perRequest.OrderByDescending(r => r.Ms).Take(Math.Max(1, perRequest.Count / 100)).ToArray();
+            var toks = perRequest.Select(r => (double)r.Tokens).Order().ToArray();
+            Console.WriteLine($"// tail: completion tokens p50 {Q(toks, 0.5):F0}, p99 {Q(toks, 0.99):F0}; ms per token p50 {Q(msPerToken, 0.5):F2}, p99 {Q(msPerToken, 0.99):F2}; the slowest 1% ({slowest.Length}) average {slowest.Average(r => r.Tokens):F0} tokens, {slowest.Average(r => r.Ms / Math.Max(1, r.Tokens)):F2} ms/token");
+            Console.WriteLine($"// scheduler: {rounds} rounds in {elapsed:F1} s, {1000 * elapsed / Math.Max(1, rounds):F2} ms a round on average (wall, incl. idle)");
+        }
         Console.WriteLine($"// GC during the run: {gc}; thread-pool probe delay p50 {probe.Delay(0.5):F1} ms, p99 {probe.Delay(0.99):F1} ms, max {probe.Delay(1):F1} ms; thread-pool threads at end {ThreadPool.ThreadCount}");
+        Console.WriteLine($"// OS: a dedicated thread's 10 ms wait overshoots p50 {probe.Overshoot(0.5):F1} ms, p99 {probe.Overshoot(0.99):F1} ms, max {probe.Overshoot(1):F1} ms; the process used {cpuCores:F2} of {Environment.ProcessorCount} cores");
+        Console.WriteLine($"// scheduler lock (held by every round; taken by each request to create and to free its sequence): wait p50 {probe.LockWait(0.5):F1} ms, p99 {probe.LockWait(0.99):F1} ms, max {probe.LockWait(1):F1} ms");
         Console.WriteLine($"// RSS MiB: start {probe.StartRssMiB:F0}, peak {rssPeak:F0}, end {rssEnd:F0} (after a full GC {rssEndAfterGc:F0}); managed heap at end {GC.GetTotalMemory(false) / 1048576.0:F0} MiB");
         Console.WriteLine($"// after the run: {live} live sequences; KV blocks {stats}; load average {File.ReadAllText("/proc/loadavg").Trim()}");
         if (failures.Count > 0 || live > 0 || stats.HeldBlocks > 0) Environment.ExitCode = 1;
@@ -262,9 +295,10 @@ public static class ServerLoad
     /// <summary>GC counts and total pause time, to subtract a start from an end.</summary>
     readonly record struct GcSnapshot(int Gen0, int Gen1, int Gen2, TimeSpan Pause)
     {
-        public static GcSnapshot Take() => new(GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2), GC.GetTotalPauseDuration());
-        public static GcSnapshot operator -(GcSnapshot a, GcSnapshot b) => new(a.Gen0 - b.Gen0, a.Gen1 - b.Gen1, a.Gen2 - b.Gen2, a.Pause - b.Pause);
-        public override string ToString() => $"{Gen0} gen0 / {Gen1} gen1 / {Gen2} gen2 collections, {Pause.TotalMilliseconds:F0} ms paused in all";
+        public static GcSnapshot Take() => new(GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2), GC.GetTotalPauseDuration()) { Allocated = GC.GetTotalAllocatedBytes() };
+        public long Allocated { get; init; }
+        public static GcSnapshot operator -(GcSnapshot a, GcSnapshot b) => new(a.Gen0 - b.Gen0, a.Gen1 - b.Gen1, a.Gen2 - b.Gen2, a.Pause - b.Pause) { Allocated = a.Allocated - b.Allocated };
+        public override string ToString() => $"{Gen0} gen0 / {Gen1} gen1 / {Gen2} gen2 collections, {Pause.TotalMilliseconds:F0} ms paused in all, {Allocated / 1048576.0:F0} MiB allocated";
     }
 
     /// <summary>
@@ -274,13 +308,17 @@ public static class ServerLoad
     sealed class Probe : IDisposable
     {
         readonly List<double> _delays = [];
+        readonly List<double> _overshoots = [];
+        readonly List<double> _lockWaits = [];
+        readonly object _schedulerLock;
         readonly CancellationTokenSource _stop = new();
         readonly Thread _thread;
         public double StartRssMiB { get; } = RssMiB();
         public double PeakRssMiB { get; private set; }
 
-        public Probe()
+        public Probe(object schedulerLock)
         {
+            _schedulerLock = schedulerLock;
             PeakRssMiB = StartRssMiB;
             _thread = new Thread(Loop) { IsBackground = true, Name = "load probe" };
             _thread.Start();
@@ -300,16 +338,29 @@ public static class ServerLoad
                 }, null);
                 WaitHandle.WaitAny([ran.WaitHandle, _stop.Token.WaitHandle]);
                 if (rss.ElapsedMilliseconds >= 250) { PeakRssMiB = Math.Max(PeakRssMiB, RssMiB()); rss.Restart(); }
+                // How late this dedicated thread wakes from a 10 ms wait: the OS's scheduling delay, apart from the pool.
+                long before = Stopwatch.GetTimestamp();
                 _stop.Token.WaitHandle.WaitOne(10);
+                double overshoot = Stopwatch.GetElapsedTime(before).TotalMilliseconds - 10;
+                lock (_delays) _overshoots.Add(Math.Max(0, overshoot));
+                // How long a thread waits for the scheduler's lock, as a request does to create or free its sequence.
+                long asked = Stopwatch.GetTimestamp();
+                lock (_schedulerLock) { }
+                double waited = Stopwatch.GetElapsedTime(asked).TotalMilliseconds;
+                lock (_delays) _lockWaits.Add(waited);
             }
         }
 
-        public double Delay(double q)
+        public double Delay(double q) => Quantile(_delays, q);
+        public double Overshoot(double q) => Quantile(_overshoots, q);
+        public double LockWait(double q) => Quantile(_lockWaits, q);
+
+        double Quantile(List<double> xs, double q)
         {
             lock (_delays)
             {
-                if (_delays.Count == 0) return double.NaN;
-                var sorted = _delays.Order().ToArray();
+                if (xs.Count == 0) return double.NaN;
+                var sorted = xs.Order().ToArray();
                 return sorted[Math.Min(sorted.Length - 1, (int)(q * sorted.Length))];
             }
         }
