@@ -286,6 +286,8 @@ public static class ServerLoad
         Console.WriteLine($"// OS: a dedicated thread's 10 ms wait overshoots p50 {probe.Overshoot(0.5):F1} ms, p99 {probe.Overshoot(0.99):F1} ms, max {probe.Overshoot(1):F1} ms; the process used {cpuCores:F2} of {Environment.ProcessorCount} cores");
         Console.WriteLine($"// scheduler lock (held by every round; taken by each request to create and to free its sequence): wait p50 {probe.LockWait(0.5):F1} ms, p99 {probe.LockWait(0.99):F1} ms, max {probe.LockWait(1):F1} ms");
         Console.WriteLine($"// RSS MiB: start {probe.StartRssMiB:F0}, peak {rssPeak:F0}, end {rssEnd:F0} (after a full GC {rssEndAfterGc:F0}); managed heap at end {GC.GetTotalMemory(false) / 1048576.0:F0} MiB");
+        if (probe.Minutes.Count > 0)
+            Console.WriteLine($"// each minute, RSS / managed heap MiB: {string.Join(", ", probe.Minutes.Select(m => $"{m.RssMiB:F0}/{m.HeapMiB:F0}"))}");
         Console.WriteLine($"// after the run: {live} live sequences; KV blocks {stats}; load average {File.ReadAllText("/proc/loadavg").Trim()}");
         if (failures.Count > 0 || live > 0 || stats.HeldBlocks > 0) Environment.ExitCode = 1;
     }
@@ -315,6 +317,8 @@ public static class ServerLoad
         readonly Thread _thread;
         public double StartRssMiB { get; } = RssMiB();
         public double PeakRssMiB { get; private set; }
+        /// <summary>RSS and managed heap every minute: a leak shows as a climb after the first minutes' warm-up.</summary>
+        public List<(double RssMiB, double HeapMiB)> Minutes { get; } = [];
 
         public Probe(object schedulerLock)
         {
@@ -327,6 +331,7 @@ public static class ServerLoad
         void Loop()
         {
             var rss = Stopwatch.StartNew();
+            var minute = Stopwatch.StartNew();
             while (!_stop.IsCancellationRequested)
             {
                 long queued = Stopwatch.GetTimestamp();
@@ -338,6 +343,7 @@ public static class ServerLoad
                 }, null);
                 WaitHandle.WaitAny([ran.WaitHandle, _stop.Token.WaitHandle]);
                 if (rss.ElapsedMilliseconds >= 250) { PeakRssMiB = Math.Max(PeakRssMiB, RssMiB()); rss.Restart(); }
+                if (minute.Elapsed.TotalSeconds >= 60) { lock (_delays) Minutes.Add((RssMiB(), GC.GetTotalMemory(false) / 1048576.0)); minute.Restart(); }
                 // How late this dedicated thread wakes from a 10 ms wait: the OS's scheduling delay, apart from the pool.
                 long before = Stopwatch.GetTimestamp();
                 _stop.Token.WaitHandle.WaitOne(10);
