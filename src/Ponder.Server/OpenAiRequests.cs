@@ -24,6 +24,15 @@ sealed record ParsedRequest(ChatPrompt Prompt, SamplingOptions Sampling, TestTim
 /// </summary>
 static class OpenAiRequests
 {
+    /// <summary>Reads a request body as JSON and parses it with <paramref name="parse"/>: invalid JSON is a <see cref="BadRequestException"/> too.</summary>
+    public static async Task<ParsedRequest> ParseBodyAsync(Stream body, Func<JsonElement, ParsedRequest> parse, CancellationToken ct)
+    {
+        JsonDocument doc;
+        try { doc = await JsonDocument.ParseAsync(body, cancellationToken: ct).ConfigureAwait(false); }
+        catch (JsonException e) { throw new BadRequestException($"the request body is not valid JSON: {e.Message}", FieldOf(e.Path)); }
+        using (doc) return parse(doc.RootElement);
+    }
+
     public static ParsedRequest Completion(JsonElement body, int maxPositions, ServerLimits limits)
     {
         RequireObject(body);

@@ -208,11 +208,7 @@ public static class PonderServer
         bool stream = false;
         try
         {
-            ParsedRequest request;
-            JsonDocument doc;
-            try { doc = await JsonDocument.ParseAsync(ctx.Request.Body, cancellationToken: ct); }
-            catch (JsonException e) { throw new BadRequestException($"the request body is not valid JSON: {e.Message}", OpenAiRequests.FieldOf(e.Path)); }
-            using (doc) request = parse(doc.RootElement);
+            ParsedRequest request = await OpenAiRequests.ParseBodyAsync(ctx.Request.Body, parse, ct);
             stream = request.Stream;
             chunks = engine.StreamAsync(request.Prompt, request.Sampling, request.Compute, ct).GetAsyncEnumerator(ct);
             // The first step validates the options (budget, strategy, prompt length) before any byte of the answer is sent.

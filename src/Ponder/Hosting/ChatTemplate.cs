@@ -81,7 +81,7 @@ public sealed class ChatTemplate
                 JsonValueKind.String => t.GetString(),
                 // Some models ship several named templates; "default" is the one apply_chat_template uses.
                 JsonValueKind.Array => t.EnumerateArray().Where(e => e.ValueKind == JsonValueKind.Object && e.TryGetProperty("name", out var n) && n.ValueEquals("default"))
-                    .Select(e => e.TryGetProperty("template", out var s) ? s.GetString() : null).FirstOrDefault(),
+                    .Select(e => e.TryGetProperty("template", out var s) && s.ValueKind == JsonValueKind.String ? s.GetString() : null).FirstOrDefault(),
                 _ => null,
             };
             if (string.IsNullOrEmpty(source)) throw new InvalidDataException($"{path}: chat_template is neither a string nor a list with a 'default' entry");

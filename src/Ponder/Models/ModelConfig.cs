@@ -157,11 +157,15 @@ public sealed record ModelConfig
     public static ModelConfig FromHuggingFaceJson(string json, string source)
     {
         JsonNode root;
-        try { root = JsonNode.Parse(json) ?? throw new InvalidDataException($"{source}: empty config"); }
+        // Duplicate keys are refused at parse (JsonNode would throw a bare ArgumentException on first access).
+        try { root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) ?? throw new InvalidDataException($"{source}: empty config"); }
         catch (JsonException e) { throw new InvalidDataException($"{source}: not valid JSON ({e.Message})", e); }
         if (root is not JsonObject obj) throw new InvalidDataException($"{source}: config is not a JSON object");
 
-        string archName = obj["architectures"] is JsonArray { Count: > 0 } a ? a[0]!.GetValue<string>() : "";
+        // Every field is read through Value: a field of the wrong JSON type is an error naming it, never a cast failure.
+        T Value<T>(JsonNode? node, string key, string expected) =>
+            node is JsonValue v && v.TryGetValue(out T? x) && x is not null ? x : throw new InvalidDataException($"{source}: '{key}' is not {expected}");
+        string archName = obj["architectures"] is JsonArray { Count: > 0 } a ? Value<string>(a[0], "architectures[0]", "a string") : "";
         (Architecture arch, HeadKind head) = archName switch
         {
             "LlamaForCausalLM" => (Architecture.Llama, HeadKind.LanguageModel),
@@ -179,37 +183,32 @@ public sealed record ModelConfig
         {
             var node = obj[key];
             if (node is null) return fallback ?? throw new InvalidDataException($"{source}: '{key}' is missing");
-            try
-            {
-                long v = node.GetValue<long>();
-                if (v < int.MinValue || v > int.MaxValue) throw new InvalidDataException($"{source}: '{key}' = {v} overflows");
-                return (int)v;
-            }
-            catch (Exception e) when (e is InvalidOperationException or FormatException)
-            {
-                throw new InvalidDataException($"{source}: '{key}' is not an integer", e);
-            }
+            long v = Value<long>(node, key, "an integer");
+            if (v < int.MinValue || v > int.MaxValue) throw new InvalidDataException($"{source}: '{key}' = {v} overflows");
+            return (int)v;
         }
-        double Num(string key, double fallback) => obj[key] is JsonValue v && v.TryGetValue<double>(out double d) ? d : fallback;
+        double Num(string key, double fallback) => obj[key] is { } n ? Value<double>(n, key, "a number") : fallback;
 
         int dModel = Int("hidden_size");
         int nHeads = Int("num_attention_heads");
         Llama3RopeScaling? scaling = null;
         if (obj["rope_scaling"] is JsonObject rs)
         {
-            string type = (rs["rope_type"] ?? rs["type"])?.GetValue<string>() ?? "";
+            double Scale(string key, double fallback) => rs[key] is { } n ? Value<double>(n, "rope_scaling." + key, "a number") : fallback;
+            string type = (rs["rope_type"] ?? rs["type"]) is { } typeNode ? Value<string>(typeNode, "rope_scaling.rope_type", "a string") : "";
             if (type == "llama3")
                 scaling = new Llama3RopeScaling(
-                    rs["factor"]?.GetValue<double>() ?? 8, rs["low_freq_factor"]?.GetValue<double>() ?? 1,
-                    rs["high_freq_factor"]?.GetValue<double>() ?? 4, rs["original_max_position_embeddings"]?.GetValue<int>() ?? 8192);
+                    Scale("factor", 8), Scale("low_freq_factor", 1), Scale("high_freq_factor", 4),
+                    rs["original_max_position_embeddings"] is { } o ? Value<int>(o, "rope_scaling.original_max_position_embeddings", "an integer") : 8192);
             else if (type is not ("default" or ""))
                 throw new NotSupportedException($"{source}: rope_scaling type '{type}' is not supported (supported: llama3)");
         }
         var eos = new List<int>();
         switch (obj["eos_token_id"])
         {
-            case JsonArray arr: eos.AddRange(arr.Select(n => n!.GetValue<int>())); break;
-            case JsonValue v: eos.Add(v.GetValue<int>()); break;
+            case JsonArray arr: eos.AddRange(arr.Select((n, i) => Value<int>(n, $"eos_token_id[{i}]", "an integer token id"))); break;
+            case JsonValue v: eos.Add(Value<int>(v, "eos_token_id", "an integer token id")); break;
+            case JsonObject: throw new InvalidDataException($"{source}: 'eos_token_id' is not an integer token id or a list of them");
         }
         string Unsupported(string what) => $"{source}: {what} is not supported by Ponder's {archName} forward pass; loading it would compute something else";
         string? act = (obj["hidden_act"] ?? obj["hidden_activation"]) is JsonValue actNode && actNode.TryGetValue<string>(out var actName) ? actName : null;
@@ -219,21 +218,21 @@ public sealed record ModelConfig
             throw new NotSupportedException(Unsupported("mlp_bias = true (biases on gate, up and down)"));
         // Llama, Mistral and Qwen3 put attention_bias on o_proj as well: a checkpoint that has o_proj.bias is refused
         // by the tensor check (TensorNames.CheckComplete), one without it is a Q/K/V-biased model Ponder runs.
-        bool attentionBias = obj["attention_bias"] is JsonValue ab && ab.GetValue<bool>();
+        bool attentionBias = obj["attention_bias"] is JsonValue ab && Value<bool>(ab, "attention_bias", "true or false");
         if (obj["partial_rotary_factor"] is JsonValue pr && pr.TryGetValue<double>(out double partial) && partial != 1)
             throw new NotSupportedException(Unsupported($"partial_rotary_factor = {partial} (RoPE on part of each head)"));
         int maxPositions = Int("max_position_embeddings", 2048);
         // A sliding window (Mistral, Phi-3; Qwen2/3 when use_sliding_window is true) changes attention only past the
         // window: capping the context there keeps full attention exact.
         bool sliding = arch is Architecture.Qwen2 or Architecture.Qwen3
-            ? obj["use_sliding_window"] is JsonValue usw && usw.GetValue<bool>()
+            ? obj["use_sliding_window"] is JsonValue usw && Value<bool>(usw, "use_sliding_window", "true or false")
             : obj["sliding_window"] is JsonValue;
         if (sliding && obj["sliding_window"] is JsonValue swNode && swNode.TryGetValue<long>(out long window) && window > 0 && window < maxPositions)
             maxPositions = (int)window;
         int sharedValueHead = Int("ponder_value_head", 0);
         if (sharedValueHead is not (0 or 1))
             throw new InvalidDataException($"{source}: 'ponder_value_head' = {sharedValueHead}; expected 0 (none) or 1 (one value row, value_head.weight [1, hidden_size])");
-        int? numLabels = obj["num_labels"] is JsonValue nl ? nl.GetValue<int>()
+        int? numLabels = obj["num_labels"] is JsonValue nl ? Value<int>(nl, "num_labels", "an integer")
             : obj["id2label"] is JsonObject id2 ? id2.Count : null;
 
         return new ModelConfig
@@ -252,10 +251,10 @@ public sealed record ModelConfig
             RopeTheta = Num("rope_theta", 10000),
             RopeScaling = scaling,
             MaxPositions = maxPositions,
-            TiedEmbeddings = obj["tie_word_embeddings"] is JsonValue t ? t.GetValue<bool>() : false,
+            TiedEmbeddings = obj["tie_word_embeddings"] is JsonValue t && Value<bool>(t, "tie_word_embeddings", "true or false"),
             QkvBias = arch == Architecture.Qwen2 || attentionBias,
             QkNorm = arch == Architecture.Qwen3,
-            BosTokenId = obj["bos_token_id"] is JsonValue b ? b.GetValue<int>() : null,
+            BosTokenId = obj["bos_token_id"] is JsonValue b ? Value<int>(b, "bos_token_id", "an integer token id") : null,
             EosTokenIds = eos,
             SharedValueHead = sharedValueHead == 1,
         }.Validate(source);

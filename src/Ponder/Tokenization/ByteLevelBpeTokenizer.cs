@@ -57,8 +57,12 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
         Array.Fill(_tokenBytes, Array.Empty<byte>());
         _isSpecial = new bool[VocabSize];
         _tokenToId = new Dictionary<string, int>(vocab.Count + addedTokens.Count, StringComparer.Ordinal);
+        var owner = new string?[VocabSize];
         foreach (var (token, id) in vocab)
         {
+            // Two tokens on one id would decode ambiguously (and the BPE model cannot be built).
+            if (owner[id] is { } other) throw new InvalidDataException($"{source}: tokens \"{other}\" and \"{token}\" both have id {id} in the vocabulary");
+            owner[id] = token;
             // A vocabulary entry outside the byte alphabet (rare: some files list special tokens there) stands for its UTF-8.
             _tokenBytes[id] = ByteLevelAlphabet.TryDecode(token) ?? Encoding.UTF8.GetBytes(token);
             _tokenToId[token] = id;
@@ -94,13 +98,21 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
         EosIds = specialIds.Eos;
         AddBos = specialIds.AddBos && BosId is not null;
 
-        _bpe = BpeTokenizer.Create(new BpeOptions(vocab)
+        try
         {
-            Merges = mergeLines,
-            ByteLevel = true,
-            SpecialTokens = special,
-            PreTokenizer = preTokenizer,
-        });
+            _bpe = BpeTokenizer.Create(new BpeOptions(vocab)
+            {
+                Merges = mergeLines,
+                ByteLevel = true,
+                SpecialTokens = special,
+                PreTokenizer = preTokenizer,
+            });
+        }
+        catch (ArgumentException e)
+        {
+            // What the checks above do not catch, Microsoft.ML.Tokenizers refuses with an unnamed ArgumentException.
+            throw new InvalidDataException($"{source}: the BPE model cannot be built ({e.Message})", e);
+        }
         _specialTokens = [.. addedTokens.Where(a => a.Special)];
         var ordinary = addedTokens.Where(a => !a.Special).ToDictionary(a => a.Content, a => a.Id, StringComparer.Ordinal);
         // Built on first use (a server encoding user text): most hosts never need a second copy of the merge table.

@@ -69,7 +69,8 @@ internal sealed class HuggingFaceBpe
             {
                 case "Prepend":
                 {
-                    string prefix = n.GetProperty("prepend").GetString() ?? "";
+                    string prefix = n.TryGetProperty("prepend", out var pre) && pre.ValueKind == JsonValueKind.String ? pre.GetString()!
+                        : throw new InvalidDataException($"{path}: the Prepend normalizer has no string 'prepend'");
                     _normalizers.Add(s => s.Length == 0 ? s : prefix + s);
                     break;
                 }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Ponder.Models;
 using System.Text.RegularExpressions;
 
 namespace Ponder.Tokenization;
@@ -27,13 +28,14 @@ internal static class HuggingFaceTokenizerJson
         string? templateBos = TemplateBos(Get(root, "post_processor"));
 
         var idOf = IdLookup(vocab, added);
+        int vocabSize = Math.Max(vocab.Count == 0 ? -1 : vocab.Values.Max(), added.Count == 0 ? -1 : added.Max(a => a.Id)) + 1;
         string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
 
         bool byteFallback = model.TryGetProperty("byte_fallback", out JsonElement bf) && bf.ValueKind == JsonValueKind.True;
         bool metaspace = Types(normalizer).Concat(Types(preTokenizer)).Concat(Types(decoder)).Any(x => x is "Metaspace" or "Prepend" or "Replace");
         if (byteFallback || metaspace)
         {
-            SpecialTokenIds ids = SpecialTokenIds.Resolve(folder, idOf, templateBos, addBosDefault: true);
+            SpecialTokenIds ids = SpecialTokenIds.Resolve(folder, idOf, templateBos, addBosDefault: true, vocabSize);
             return SentencePieceBpeTokenizer.FromHuggingFaceBpe(path, vocab, merges, added, model, normalizer, preTokenizer, ids);
         }
         if (!Types(preTokenizer).Concat(Types(decoder)).Contains("ByteLevel"))
@@ -49,20 +51,13 @@ internal static class HuggingFaceTokenizerJson
             if (nType == "NFC") nfc = true;
             else throw new NotSupportedException($"{path}: normalizer \"{nType}\" is not supported for byte-level BPE (only NFC)");
         }
-        SpecialTokenIds special = SpecialTokenIds.Resolve(folder, idOf, templateBos, addBosDefault: false);
+        SpecialTokenIds special = SpecialTokenIds.Resolve(folder, idOf, templateBos, addBosDefault: false, vocabSize);
         return new ByteLevelBpeTokenizer(path, vocab, merges, added, new SplitPreTokenizer(added.Select(a => a.Content), stages), special, nfc, addPrefixSpace);
     }
 
     internal static JsonDocument ParseJson(string path)
     {
-        try
-        {
-            return JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { AllowTrailingCommas = true, MaxDepth = 256 });
-        }
-        catch (JsonException ex)
-        {
-            throw new InvalidDataException($"{path}: invalid JSON ({ex.Message})", ex);
-        }
+        return JsonFile.Parse(File.ReadAllBytes(path), path, new JsonDocumentOptions { AllowTrailingCommas = true, MaxDepth = 256 });
     }
 
     internal static Func<string, int?> IdLookup(IReadOnlyDictionary<string, int> vocab, IReadOnlyList<AddedToken> added)
@@ -124,7 +119,7 @@ internal static class HuggingFaceTokenizerJson
         foreach (JsonElement e in a.EnumerateArray())
         {
             if (e.ValueKind != JsonValueKind.Object
-                || !e.TryGetProperty("id", out JsonElement id) || !id.TryGetInt32(out int idValue) || idValue < 0
+                || !e.TryGetProperty("id", out JsonElement id) || id.ValueKind != JsonValueKind.Number || !id.TryGetInt32(out int idValue) || idValue < 0
                 || !e.TryGetProperty("content", out JsonElement content) || content.ValueKind != JsonValueKind.String || content.GetString()!.Length == 0)
                 throw new InvalidDataException($"{path}: added_tokens[{i}] needs a non-negative \"id\" and a non-empty \"content\"");
             bool special = e.TryGetProperty("special", out JsonElement s) && s.ValueKind == JsonValueKind.True;
@@ -147,7 +142,7 @@ internal static class HuggingFaceTokenizerJson
                     if (useRegex) stages.Add(MakeRegex(path, SplitPreTokenizer.Gpt2Pattern));
                     break;
                 case "Split":
-                    string behavior = p.TryGetProperty("behavior", out JsonElement b) ? b.GetString() ?? "" : "";
+                    string behavior = p.TryGetProperty("behavior", out JsonElement b) && b.ValueKind == JsonValueKind.String ? b.GetString()! : "";
                     bool invert = p.TryGetProperty("invert", out JsonElement inv) && inv.ValueKind == JsonValueKind.True;
                     if (behavior != "Isolated" || invert)
                         throw new NotSupportedException($"{path}: Split pre-tokenizer with behavior \"{behavior}\" invert={invert} is not supported (only Isolated, not inverted)");
@@ -167,11 +162,19 @@ internal static class HuggingFaceTokenizerJson
         }
     }
 
+    // Compiling a regex emits IL (about a millisecond); tokenizers of one family share their patterns, and a Regex is
+    // immutable and thread-safe, so each pattern is compiled once per process.
+    static readonly System.Collections.Concurrent.ConcurrentDictionary<string, Regex> Compiled = new(StringComparer.Ordinal);
+
     internal static Regex MakeRegex(string source, string pattern)
     {
+        if (Compiled.TryGetValue(pattern, out Regex? cached)) return cached;
         try
         {
-            return new Regex(pattern, RegexOptions.CultureInvariant | RegexOptions.Compiled);
+            var regex = new Regex(pattern, RegexOptions.CultureInvariant | RegexOptions.Compiled);
+            // Bounded: a process that loads many distinct patterns (a fuzzer) keeps compiling rather than growing.
+            if (Compiled.Count < 256) Compiled.TryAdd(pattern, regex);
+            return regex;
         }
         catch (ArgumentException ex)
         {
@@ -185,7 +188,8 @@ internal static class HuggingFaceTokenizerJson
         foreach (JsonElement p in Flatten(post, "processors"))
         {
             if (TypeOf(p) != "TemplateProcessing" || !p.TryGetProperty("single", out JsonElement single) || single.ValueKind != JsonValueKind.Array) continue;
-            if (single.GetArrayLength() > 0 && single[0].TryGetProperty("SpecialToken", out JsonElement st) && st.TryGetProperty("id", out JsonElement id))
+            if (single.GetArrayLength() > 0 && single[0].ValueKind == JsonValueKind.Object && single[0].TryGetProperty("SpecialToken", out JsonElement st)
+                && st.ValueKind == JsonValueKind.Object && st.TryGetProperty("id", out JsonElement id) && id.ValueKind == JsonValueKind.String)
                 return id.GetString();
         }
         return null;

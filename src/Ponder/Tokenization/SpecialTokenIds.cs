@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Ponder.Models;
 
 namespace Ponder.Tokenization;
 
@@ -31,7 +32,8 @@ internal sealed record SpecialTokenIds(int? Bos, IReadOnlyList<int> Eos, bool Ad
     /// generation_config.json / config.json (bos_token_id, eos_token_id), then the post-processor's template, then
     /// recognised names among the added tokens.
     /// </summary>
-    public static SpecialTokenIds Resolve(string folder, Func<string, int?> idOf, string? templateBos, bool addBosDefault)
+    /// <param name="vocabSize">The tokenizer's number of ids, when known: an id from a config file at or past it is refused, naming the file and field.</param>
+    public static SpecialTokenIds Resolve(string folder, Func<string, int?> idOf, string? templateBos, bool addBosDefault, int? vocabSize = null)
     {
         int? bos = null;
         var eos = new List<int>();
@@ -50,15 +52,15 @@ internal sealed record SpecialTokenIds(int? Bos, IReadOnlyList<int> Eos, bool Ad
         }
         foreach (string name in new[] { "generation_config.json", "config.json" })
         {
-            using JsonDocument? doc = TryRead(Path.Combine(folder, name));
+            string path = Path.Combine(folder, name);
+            using JsonDocument? doc = TryRead(path);
             if (doc is null || doc.RootElement.ValueKind != JsonValueKind.Object) continue;
-            if (bos is null && doc.RootElement.TryGetProperty("bos_token_id", out JsonElement b) && b.ValueKind == JsonValueKind.Number)
-                bos = b.GetInt32();
-            if (doc.RootElement.TryGetProperty("eos_token_id", out JsonElement e))
+            if (bos is null && doc.RootElement.TryGetProperty("bos_token_id", out JsonElement b) && b.ValueKind != JsonValueKind.Null)
+                bos = Id(path, "bos_token_id", b, vocabSize);
+            if (doc.RootElement.TryGetProperty("eos_token_id", out JsonElement e) && e.ValueKind != JsonValueKind.Null)
             {
-                if (e.ValueKind == JsonValueKind.Number) eos.Add(e.GetInt32());
-                else if (e.ValueKind == JsonValueKind.Array)
-                    eos.AddRange(e.EnumerateArray().Where(x => x.ValueKind == JsonValueKind.Number).Select(x => x.GetInt32()));
+                if (e.ValueKind == JsonValueKind.Array) eos.AddRange(e.EnumerateArray().Select((x, i) => Id(path, $"eos_token_id[{i}]", x, vocabSize)));
+                else eos.Add(Id(path, "eos_token_id", e, vocabSize));
             }
         }
         if (bos is null && templateBos is not null)
@@ -69,6 +71,16 @@ internal sealed record SpecialTokenIds(int? Bos, IReadOnlyList<int> Eos, bool Ad
         bos ??= FirstKnown(KnownBosNames, idOf);
         if (eos.Count == 0) eos.AddRange(KnownEosNames.Select(idOf).OfType<int>());
         return new SpecialTokenIds(bos, eos.Distinct().ToArray(), addBos ?? (addBosDefault || templateBos is not null));
+    }
+
+    /// <summary>A token id from a config file: an integer within the tokenizer's vocabulary, else an error naming the file and field.</summary>
+    static int Id(string path, string field, JsonElement value, int? vocabSize)
+    {
+        if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt32(out int id))
+            throw new InvalidDataException($"{path}: {field} = {value.GetRawText()} is not a token id");
+        if (id < 0 || id >= vocabSize)
+            throw new InvalidDataException($"{path}: {field} {id} is outside the tokenizer's vocabulary [0, {vocabSize})");
+        return id;
     }
 
     public static int? FirstKnown(IEnumerable<string> names, Func<string, int?> idOf) =>
@@ -88,13 +100,6 @@ internal sealed record SpecialTokenIds(int? Bos, IReadOnlyList<int> Eos, bool Ad
     private static JsonDocument? TryRead(string path)
     {
         if (!File.Exists(path)) return null;
-        try
-        {
-            return JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
-        }
-        catch (JsonException ex)
-        {
-            throw new InvalidDataException($"{path}: invalid JSON ({ex.Message})", ex);
-        }
+        return JsonFile.Parse(File.ReadAllBytes(path), path, new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
     }
 }

@@ -118,7 +118,7 @@ public sealed class SafetensorsSource : ITensorSource
         Dictionary<string, string> weightMap = [];
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(indexPath));
+            using var doc = JsonFile.Parse(File.ReadAllBytes(indexPath), indexPath);
             if (doc.RootElement.ValueKind != JsonValueKind.Object
                 || !doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
                 throw new InvalidDataException($"{indexPath}: no 'weight_map' object");
@@ -162,7 +162,7 @@ public sealed class SafetensorsSource : ITensorSource
         var ranges = new List<(long Begin, long End, string Name)>();
         try
         {
-            using var doc = JsonDocument.Parse(file.Span(8, (int)headerLength, "the JSON header").ToArray());
+            using var doc = JsonFile.Parse(file.Span(8, (int)headerLength, "the JSON header").ToArray(), $"{path}: the header");
             if (doc.RootElement.ValueKind != JsonValueKind.Object)
                 throw new InvalidDataException($"{path}: header is not a JSON object");
             foreach (var p in doc.RootElement.EnumerateObject())
