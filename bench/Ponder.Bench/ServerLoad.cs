@@ -81,7 +81,9 @@ public static class ServerLoad
         void Count(Kind kind, string outcome) { lock (outcomes) outcomes[$"{kind} -> {outcome}"] = outcomes.GetValueOrDefault($"{kind} -> {outcome}") + 1; }
         void Violation(Kind kind, string what) { lock (failures) failures.Add($"{kind}: {what}"); Count(kind, "VIOLATION"); }
 
-        using var probe = new Probe(model.Scheduler.SyncRoot);
+        // What a request waits for to start and to end: a sequence created and released through the scheduler.
+        var probeRequest = model.Scheduler.CreateRequest(name: "load probe");
+        using var probe = new Probe(() => model.Scheduler.Release(model.Scheduler.CreateSequence(probeRequest, model.Scheduled, [1])));
         var deadline = Stopwatch.StartNew();
         var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
         var gcBefore = GcSnapshot.Take();
@@ -312,7 +314,7 @@ public static class ServerLoad
         readonly List<double> _delays = [];
         readonly List<double> _overshoots = [];
         readonly List<double> _lockWaits = [];
-        readonly object _schedulerLock;
+        readonly Action _schedulerCall;
         readonly CancellationTokenSource _stop = new();
         readonly Thread _thread;
         public double StartRssMiB { get; } = RssMiB();
@@ -320,9 +322,9 @@ public static class ServerLoad
         /// <summary>RSS and managed heap every minute: a leak shows as a climb after the first minutes' warm-up.</summary>
         public List<(double RssMiB, double HeapMiB)> Minutes { get; } = [];
 
-        public Probe(object schedulerLock)
+        public Probe(Action schedulerCall)
         {
-            _schedulerLock = schedulerLock;
+            _schedulerCall = schedulerCall;
             PeakRssMiB = StartRssMiB;
             _thread = new Thread(Loop) { IsBackground = true, Name = "load probe" };
             _thread.Start();
@@ -351,7 +353,7 @@ public static class ServerLoad
                 lock (_delays) _overshoots.Add(Math.Max(0, overshoot));
                 // How long a thread waits for the scheduler's lock, as a request does to create or free its sequence.
                 long asked = Stopwatch.GetTimestamp();
-                lock (_schedulerLock) { }
+                _schedulerCall();
                 double waited = Stopwatch.GetElapsedTime(asked).TotalMilliseconds;
                 lock (_delays) _lockWaits.Add(waited);
             }

@@ -10,7 +10,7 @@ namespace Ponder.Server.Tests;
 
 /// <summary>
 /// The server's limits, admission, access checks and shutdown, each on its own small server. Where a request must be
-/// caught in flight, the test holds the scheduler's SyncRoot (every round runs under it), so the request cannot make
+/// caught in flight, the test holds the scheduler between rounds (RunExclusive), so the request cannot make
 /// progress until the test lets it: outcomes depend on that order, never on how fast the machine is.
 /// </summary>
 public sealed class HardeningTests

@@ -80,10 +80,14 @@ public sealed class SequenceBatch
         return index;
     }
 
-    /// <summary>After the forward: marks each sequence's chunk computed (publishing newly full blocks to its prefix index).</summary>
+    /// <summary>
+    /// After the forward: marks each sequence's chunk computed (publishing newly full blocks to its prefix index);
+    /// a sequence disposed since it was added is skipped (its blocks are gone).
+    /// </summary>
     public void MarkComputed()
     {
         var context = Layout.ContextLength;
-        for (int i = 0; i < _sequences.Count; i++) _sequences[i].MarkComputed(context[i] + _chunk[i]);
+        for (int i = 0; i < _sequences.Count; i++)
+            if (!_sequences[i].IsDisposed) _sequences[i].MarkComputed(context[i] + _chunk[i]);
     }
 }

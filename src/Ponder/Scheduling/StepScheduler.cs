@@ -11,7 +11,8 @@ namespace Ponder.Scheduling;
 /// <see cref="Release"/>), from any thread.
 /// <code>
 ///   requests submit work ─►  queue: [ A: policy s3 decode 1 | B: policy s9 prefill 900 | A: prm m3 step 14 | ... ]
-///   round = Plan ─► Execute ─► Complete, under the round lock:
+///   round = Plan ─► Execute ─► Complete (Plan and Complete change pools; Execute only runs forwards, so sequences
+///           can be created and released meanwhile):
 ///     Plan      per model, in order (decodes first, then prefill chunks up to MaxTokensPerForward rows; work of a
 ///               preempted request last): place the work's tokens in the pool (a full cache defers it), price the
 ///               chunk with FlopCounter.Chunk and charge the request's budget or the work's reservation (a refusal
@@ -33,7 +34,12 @@ public sealed class StepScheduler
     readonly SchedulerOptions _options;
     readonly IForwardExecutor _executor;
     readonly bool _manualRounds;
+    // Pools and queue bookkeeping change under _roundLock (planning, completing, creating and releasing sequences);
+    // forwards run under _forwardLock only, so a request's sequences come and go while a forward runs. A forward reads
+    // the batch's own copies of tokens and block tables; blocks released meanwhile are written by no one else before
+    // the next round, so what it writes into them is harmless.
     readonly object _roundLock = new();
+    readonly object _forwardLock = new();
     readonly object _queueLock = new();
     readonly List<WorkItem> _queue = [];
     readonly Dictionary<ScheduledModel, SequenceBatch> _batches = new(ReferenceEqualityComparer.Instance);
@@ -143,14 +149,14 @@ public sealed class StepScheduler
     public T RunExclusive<T>(Func<T> action)
     {
         ArgumentNullException.ThrowIfNull(action);
-        lock (_roundLock) return action();
+        lock (_roundLock) lock (_forwardLock) return action();
     }
 
     /// <inheritdoc cref="RunExclusive{T}(Func{T})"/>
     public void RunExclusive(Action action)
     {
         ArgumentNullException.ThrowIfNull(action);
-        lock (_roundLock) action();
+        lock (_roundLock) lock (_forwardLock) action();
     }
 
     /// <summary>
@@ -228,7 +234,7 @@ public sealed class StepScheduler
         ScheduledRequest[] holders;
         lock (_roundLock) holders = [.. _owners.Where(o => o.Key.Pool == model.Pool).Select(o => o.Value).Distinct()];
         foreach (var request in holders) Cancel(request);
-        lock (_roundLock)
+        lock (_roundLock) lock (_forwardLock) // the forward in flight ends before the model's memory may go
             foreach (var sequence in _owners.Keys.Where(s => s.Pool == model.Pool).ToArray()) Release(sequence);
         foreach (var item in dropped) item.Done.TrySetException(Retired(model));
     }
@@ -279,22 +285,22 @@ public sealed class StepScheduler
     internal bool RunRound()
     {
         RoundPlan plan;
-        lock (_roundLock)
+        try
         {
-            try
+            lock (_roundLock)
             {
                 plan = Plan();
                 if (plan.IsEmpty) return false;
                 Rounds++;
-                Execute(plan);
-                Complete(plan);
             }
-            catch (Exception e)
-            {
-                // A round that fails outside a forward (a bug) must not strand awaiters: fail everything queued.
-                plan = new RoundPlan();
-                lock (_queueLock) { foreach (var it in _queue) plan.Finished.Add(new(it, null, e)); _queue.Clear(); }
-            }
+            lock (_forwardLock) Execute(plan);
+            lock (_roundLock) Complete(plan);
+        }
+        catch (Exception e)
+        {
+            // A round that fails outside a forward (a bug) must not strand awaiters: fail everything queued.
+            plan = new RoundPlan();
+            lock (_queueLock) { foreach (var it in _queue) plan.Finished.Add(new(it, null, e)); _queue.Clear(); }
         }
         foreach (var (item, result, error) in plan.Finished)
         {
@@ -308,7 +314,7 @@ public sealed class StepScheduler
     /// <summary>
     /// Decides the round from the queue and the pools: which work runs in which model's forward (its tokens placed in
     /// the pool and its chunk charged, so the plan can always execute), which work ends without a forward (cancelled,
-    /// refused by its budget, unable to fit), and which request is preempted. Runs no forward. Caller holds the round lock.
+    /// refused by its budget, unable to fit), and which request is preempted. Runs no forward.
     /// </summary>
     internal RoundPlan Plan()
     {
@@ -484,7 +490,7 @@ public sealed class StepScheduler
                 continue;
             }
             var model = forward.Model;
-            forward.Batch.MarkComputed();
+            forward.Batch.MarkComputed(); // a sequence released while the forward ran is skipped
             Forwards++;
             TokensComputed += forward.Batch.Layout.TokenCount;
             int headRows = model.Config.HeadRows;
@@ -492,6 +498,12 @@ public sealed class StepScheduler
             {
                 var (item, chunk, cost) = forward.Items[i];
                 item.Request.RecordComputed(model.Name, chunk.NewTokens, cost, model.Counter.Approximate(chunk.NewTokens));
+                if (item.Sequence.IsDisposed)
+                {
+                    plan.Finish(item, null, item.Request.IsClosed ? new OperationCanceledException(item.Request.CancellationToken)
+                        : new ObjectDisposedException(nameof(Sequence), "a sequence was released while its work ran"));
+                    continue;
+                }
                 int o = forward.Batch.OutputIndex(i);
                 if (o < 0) continue; // a chunk that does not reach the last token: stays queued
                 if (!item.Output.IsEmpty) forward.Outputs.Span.Slice(o * headRows, headRows).CopyTo(item.Output.Span);
