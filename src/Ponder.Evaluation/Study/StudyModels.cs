@@ -18,13 +18,14 @@ namespace Ponder.Evaluation.Study;
 public sealed record StudyModel(PonderModel Model, string Fingerprint, long? PretrainTokens);
 
 /// <summary>
-/// The models of a study, loaded once: the policy, an optional value-head PRM and an optional larger policy, all on one
+/// The models of a study, loaded once: the policy, an optional PRM (value head or token-logit: <see cref="StepVerifier.ForPrm"/>) and an optional larger policy, all on one
 /// backend. Every search runs on the policy's scheduler (so concurrent searches batch their forwards together); the PRM
 /// joins it as a second scheduled model named "prm", with its own pool and prefix index.
 /// </summary>
 public sealed class StudyModels : IDisposable
 {
     readonly IBackend? _ownedBackend;
+    readonly StepVerifier? _prmVerifier;
 
     /// <summary>
     /// Wraps loaded models (not owned by the caller any more: <see cref="Dispose"/> disposes them). With
@@ -53,14 +54,13 @@ public sealed class StudyModels : IDisposable
         ArgumentNullException.ThrowIfNull(policy);
         if (policy.Model.Tokenizer is null) throw new ArgumentException($"policy {policy.Model.Location} has no tokenizer", nameof(policy));
         if (policy.Model.Config.Head != HeadKind.LanguageModel) throw new ArgumentException($"policy {policy.Model.Location} has a value head; it cannot sample", nameof(policy));
-        if (prm is not null && prm.Model.Config.Head != HeadKind.Value)
-            throw new ArgumentException($"PRM {prm.Model.Location} has a language-model head; the study's verifier needs a value head (score.weight)", nameof(prm));
         if (reviser is not null && (reviser.Model.Config.Head != HeadKind.LanguageModel || reviser.Model.Config.Vocab != policy.Model.Config.Vocab))
             throw new ArgumentException($"reviser {reviser.Model.Location} must be a language model over the policy's vocabulary ({policy.Model.Config.Vocab} ids)", nameof(reviser));
         Policy = policy; Prm = sharedPrm ? policy : prm; Large = large; Reviser = reviser; _ownedBackend = ownedBackend;
         SharedPrm = sharedPrm;
         // The PRM and the reviser run on the policy's scheduler, so a search's forwards of all models share its rounds.
-        prm?.Model.RunOn(policy.Model.Scheduler, "prm");
+        // The PRM's format (value head, or token-logit from its prm.json) is checked before it moves.
+        _prmVerifier = prm is null ? null : StepVerifier.ForPrm(prm.Model, policy.Model.Scheduler);
         reviser?.Model.RunOn(policy.Model.Scheduler, "reviser");
         PrmScheduled = prm?.Model.Scheduled;
         ReviserScheduled = reviser?.Model.Scheduled;
@@ -110,7 +110,7 @@ public sealed class StudyModels : IDisposable
 
     StepVerifier? Verifier(bool revise) =>
         SharedPrm ? (revise ? throw new InvalidOperationException("the shared value head cannot score the revision model's tokens") : new SharedValueHeadVerifier(Policy.Model.Scheduled))
-        : PrmScheduled is null ? null : new ValueHeadVerifier(PrmScheduled);
+        : _prmVerifier;
 
     /// <summary>
     /// Loads the config's models on one CPU backend. A PRM or larger policy whose path does not exist is left out and

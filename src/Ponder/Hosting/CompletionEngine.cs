@@ -10,7 +10,7 @@ namespace Ponder.Hosting;
 
 /// <summary>
 /// Text completions on one policy model, with optional test-time compute (best-of-N, majority, beam, lookahead, DVTS)
-/// scored by a value-head PRM: what the <see cref="PonderChatClient"/> and the server run.
+/// scored by a PRM (a value head, or a token-logit PRM described by its prm.json: <see cref="StepVerifier.ForPrm"/>): what the <see cref="PonderChatClient"/> and the server run.
 /// <para>
 /// Thread safety: every member may be called from many threads at once. Each call gets its own scheduler request
 /// and budget; the model's <see cref="StepScheduler"/> batches all calls' tokens into shared forwards, and a call's
@@ -20,11 +20,11 @@ namespace Ponder.Hosting;
 /// </summary>
 public sealed class CompletionEngine : IDisposable
 {
-    readonly ScheduledModel? _prm;
-    readonly Dictionary<string, (PonderModel Model, ScheduledModel Scheduled)> _namedPrms = new(StringComparer.Ordinal);
+    readonly StepVerifier? _prm;
+    readonly Dictionary<string, (PonderModel Model, StepVerifier Verifier)> _namedPrms = new(StringComparer.Ordinal);
     readonly bool _ownsPrm;
 
-    /// <summary>An engine over <paramref name="model"/>; <paramref name="prm"/> (a value-head model sharing the tokenizer) scores search steps.</summary>
+    /// <summary>An engine over <paramref name="model"/>; <paramref name="prm"/> (a PRM sharing the tokenizer, in a format <see cref="StepVerifier.ForPrm"/> reads) scores search steps.</summary>
     /// <param name="model">The policy; it must have a tokenizer and a language-model head.</param>
     /// <param name="prm">Optional PRM.</param>
     /// <param name="ownsPrm">Dispose <paramref name="prm"/> with the engine.</param>
@@ -72,13 +72,11 @@ public sealed class CompletionEngine : IDisposable
     public static bool IsPrmName(string? name) =>
         name is { Length: > 0 and <= 64 } && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-');
 
-    ScheduledModel ScheduledPrm(PonderModel prm, string param)
+    StepVerifier ScheduledPrm(PonderModel prm, string param)
     {
-        if (prm.Config.Head != HeadKind.Value) throw new ArgumentException($"PRM '{prm.Location}' has no value head (a language model cannot score steps)", param);
         if (prm.Config.Vocab < Model.Config.Vocab)
             throw new ArgumentException($"PRM '{prm.Location}' has a vocabulary of {prm.Config.Vocab} ids, the policy {Model.Config.Vocab}: they must share the tokenizer", param);
-        prm.RunOn(Model.Scheduler, "prm");
-        return prm.Scheduled;
+        return StepVerifier.ForPrm(prm, Model.Scheduler);
     }
 
     /// <summary>Generates the whole completion and returns its text and report.</summary>
@@ -146,8 +144,7 @@ public sealed class CompletionEngine : IDisposable
             throw new ArgumentException($"budget_flops {compute.BudgetFlops} is below the {prefill} FLOPs the {tokens.Length}-token prompt's prefill needs", "budget_flops");
         var prm = ResolvePrm(compute);
         // Without a separate PRM, a policy with a shared value row scores its own steps.
-        StepVerifier? verifier = prm is not null ? new ValueHeadVerifier(prm)
-            : Model.Config.SharedValueHead ? new SharedValueHeadVerifier(Model.Scheduled) : null;
+        StepVerifier? verifier = prm ?? (Model.Config.SharedValueHead ? new SharedValueHeadVerifier(Model.Scheduled) : null);
         var strategy = compute.Strategy is null ? null : CreateStrategy(compute, compute.Strategy, sampling, verifier is not null);
 
         var activity = PonderTelemetry.Start(ModelId, strategy?.Name ?? "none", tokens.Length);
@@ -212,10 +209,10 @@ public sealed class CompletionEngine : IDisposable
         return spec.Create(options);
     }
 
-    ScheduledModel? ResolvePrm(TestTimeComputeOptions compute)
+    StepVerifier? ResolvePrm(TestTimeComputeOptions compute)
     {
         if (compute.PrmName is not { } name) return _prm;
-        if (_namedPrms.TryGetValue(name, out var named)) return named.Scheduled;
+        if (_namedPrms.TryGetValue(name, out var named)) return named.Verifier;
         // The client's text is echoed only when it is a well-formed name: never a path or arbitrary bytes.
         string shown = IsPrmName(name) ? $"'{name}'" : "(not a valid name)";
         string known = _namedPrms.Count == 0 ? "this server registers no named PRMs" : "registered: " + string.Join(", ", PrmNames);

@@ -176,6 +176,7 @@ public sealed record ModelConfig
             "Qwen3ForCausalLM" => (Architecture.Qwen3, HeadKind.LanguageModel),
             "Phi3ForCausalLM" => (Architecture.Phi3, HeadKind.LanguageModel),
             "" => throw new InvalidDataException($"{source}: 'architectures' is missing"),
+            "Qwen2ForProcessRewardModel" => throw new NotSupportedException($"{source}: architecture 'Qwen2ForProcessRewardModel' (Qwen2.5-Math-PRM: score.0 / ReLU / score.2 head) is not supported yet; supported PRMs are value heads (*ForTokenClassification) and token-logit PRMs (a causal LM with prm.json)"),
             _ => throw new NotSupportedException($"{source}: architecture '{archName}' is not supported (supported: {SupportedHuggingFace})"),
         };
 

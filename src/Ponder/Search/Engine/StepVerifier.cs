@@ -13,9 +13,11 @@ namespace Ponder.Search.Engine;
 ///                             PRM's head at its last token
 ///   SharedValueHeadVerifier   a value row on the policy: a step's score is read from the policy's own forward of the
 ///                             step's last token (which computes the next token's logits anyway): no second model
+///   TokenLogitVerifier        a separate language-model PRM (Math-Shepherd, RLHFlow): mirrored like a value head, with
+///                             step tag tokens appended after each step; the score is the softmax probability of the
+///                             "good" candidate token among {good, bad} at the tag's last token
 /// </code>
-/// A token-logit PRM (Math-Shepherd style: softmax over two candidate tokens at a step tag) plugs in as another
-/// mirrored verifier over a language-model head.
+/// <see cref="ForPrm"/> picks the verifier for a loaded PRM from its <c>prm.json</c> (<see cref="PrmFormat"/>).
 /// </summary>
 public abstract class StepVerifier
 {
@@ -29,6 +31,17 @@ public abstract class StepVerifier
 
     /// <summary>How this verifier reads the steps of <paramref name="engine"/>'s search (its per-search state).</summary>
     internal abstract StepScorer Open(ScheduledSearchEngine engine);
+
+    /// <summary>Tokens a mirrored verifier appends after each step (a step tag or separator) before reading the head; empty for none.</summary>
+    internal virtual int[] StepSuffix => [];
+
+    /// <summary>
+    /// The verifier for a loaded separate PRM: as its <c>prm.json</c> says (<see cref="PrmFormat"/>), or, without one,
+    /// a value head from config.json. Throws <see cref="InvalidDataException"/> naming the file and field of a bad
+    /// prm.json, <see cref="ArgumentException"/> for a model that does not fit the format. With
+    /// <paramref name="runOn"/> (a policy's scheduler), the PRM moves onto it (as "prm") once its format is checked.
+    /// </summary>
+    public static StepVerifier ForPrm(PonderModel prm, StepScheduler? runOn = null) => PrmFormat.CreateVerifier(prm, runOn);
 
     private protected static double Sigmoid(double x) => 1 / (1 + Math.Exp(-x));
 }
@@ -90,6 +103,52 @@ public sealed class ValueHeadVerifier : StepVerifier
 }
 
 /// <summary>
+/// A token-logit PRM (Math-Shepherd, RLHFlow): a language model run as a separate, mirrored verifier. After each step
+/// the mirror appends the step tag tokens; the score is softmax over the {good, bad} candidate tokens' logits at the
+/// tag's last token, taken for good: exp(l_good) / (exp(l_good) + exp(l_bad)) = sigmoid(l_good - l_bad).
+/// </summary>
+public sealed class TokenLogitVerifier : StepVerifier
+{
+    readonly int[] _stepTag;
+
+    /// <summary>Wraps <paramref name="model"/> (a language-model head) with its step tag and candidate token ids.</summary>
+    public TokenLogitVerifier(ScheduledModel model, IReadOnlyList<int> stepTag, int goodToken, int badToken) : base(model)
+    {
+        ArgumentNullException.ThrowIfNull(stepTag);
+        if (model.Config.Head != HeadKind.LanguageModel)
+            throw new ArgumentException($"model '{model.Name}' has a value head; a token-logit verifier reads a language-model head's logits", nameof(model));
+        if (stepTag.Count == 0) throw new ArgumentException("the step tag has no tokens: the score would be read at the step's own last token", nameof(stepTag));
+        int vocab = model.Config.Vocab;
+        foreach (int id in stepTag)
+            if ((uint)id >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(stepTag), $"step tag token {id} is outside model '{model.Name}''s vocabulary (0..{vocab - 1})");
+        if ((uint)goodToken >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(goodToken), $"good token {goodToken} is outside model '{model.Name}''s vocabulary (0..{vocab - 1})");
+        if ((uint)badToken >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(badToken), $"bad token {badToken} is outside model '{model.Name}''s vocabulary (0..{vocab - 1})");
+        if (goodToken == badToken) throw new ArgumentException($"the good and bad candidate tokens are both {goodToken}", nameof(badToken));
+        _stepTag = [.. stepTag];
+        GoodToken = goodToken;
+        BadToken = badToken;
+    }
+
+    /// <summary>The tokens appended after each step.</summary>
+    public IReadOnlyList<int> StepTag => _stepTag;
+    /// <summary>The candidate token whose probability is the score.</summary>
+    public int GoodToken { get; }
+    /// <summary>The other candidate token.</summary>
+    public int BadToken { get; }
+
+    internal override int[] StepSuffix => _stepTag;
+
+    public override double Score(ReadOnlySpan<float> headOutput)
+    {
+        if (headOutput.Length != Model.Config.HeadRows)
+            throw new ArgumentException($"a head output of {headOutput.Length} values; model '{Model.Name}' writes {Model.Config.HeadRows}", nameof(headOutput));
+        return Sigmoid((double)headOutput[GoodToken] - headOutput[BadToken]); // softmax over two candidates = sigmoid of the difference
+    }
+
+    internal override StepScorer Open(ScheduledSearchEngine engine) => new MirrorScorer(engine, this);
+}
+
+/// <summary>
 /// The shared-backbone PRM: a value row on the policy's own final hidden state (<see cref="ModelConfig.SharedValueHead"/>),
 /// read from the same forward that computes the next token's logits. The engine feeds every step's last token anyway
 /// (for the next step's logits), so a step's score costs no second model, no second KV cache and no extra forward:
@@ -145,11 +204,16 @@ public sealed class SharedValueHeadVerifier : StepVerifier
 
 /// <summary>
 /// A separate PRM's reading of a search: per prompt root, the verifier prompt's sequence in the PRM's pool (prefilled
-/// once, when a branch is first scored); per branch, a fork of it that grows by each scored step's tokens.
+/// once, when a branch is first scored); per branch, a fork of it that grows by each scored step's tokens, each
+/// followed by the verifier's step suffix (<see cref="StepVerifier.StepSuffix"/>: a tag or separator, or nothing):
+/// <code>
+///   mirror = verifier prompt + step 0 + suffix + step 1 + suffix + ...   score k = head at the end of step k + suffix
+/// </code>
 /// </summary>
 sealed class MirrorScorer(ScheduledSearchEngine engine, StepVerifier verifier) : StepScorer
 {
     readonly ScheduledModel _prm = verifier.Model;
+    readonly int[] _suffix = verifier.StepSuffix;
 
     /// <summary>The verifier prompt's sequence of a prompt root, and its prefill (shared by the root's branches).</summary>
     sealed class RootMirror
@@ -162,7 +226,8 @@ sealed class MirrorScorer(ScheduledSearchEngine engine, StepVerifier verifier) :
     public override int StepTokenLimit(EngineBranch branch) =>
         // The mirror (verifier prompt + steps) has its own context, which can be the shorter one (a reviser reading
         // earlier attempts, a PRM of 256 positions): every step must fit it.
-        _prm.Config.MaxPositions - branch.Root.VerifierTokens.Length - branch.Generated.Count;
+        // Every step, this one included, adds the suffix too.
+        _prm.Config.MaxPositions - branch.Root.VerifierTokens.Length - branch.Generated.Count - _suffix.Length * (branch.Steps.Count + 1);
 
     public override void OnFork(EngineBranch parent, EngineBranch child)
     {
@@ -220,9 +285,15 @@ sealed class MirrorScorer(ScheduledSearchEngine engine, StepVerifier verifier) :
         int prompt = b.Root.VerifierTokens.Length;
         while (b.StepScores.Count < b.Steps.Count)
         {
-            int end = b.StepEnds[b.StepScores.Count];
-            int have = sequence.Length - prompt;
-            var append = b.Generated.GetRange(have, end - have).ToArray();
+            int k = b.StepScores.Count;
+            int start = k == 0 ? 0 : b.StepEnds[k - 1], end = b.StepEnds[k];
+            // The mirror holds the prompt and steps 0..k-1 with their suffixes, and may hold a prefix of step k's
+            // tokens already (appended by a submission the budget refused): append only the rest.
+            int have = sequence.Length - prompt - start - k * _suffix.Length;
+            var append = new int[end - start + _suffix.Length - have];
+            int fromStep = Math.Max(0, end - start - have);
+            if (fromStep > 0) b.Generated.CopyTo(start + have, append, 0, fromStep);
+            _suffix.AsSpan(_suffix.Length - (append.Length - fromStep)).CopyTo(append.AsSpan(fromStep));
             var result = await engine.Scheduler.SubmitAsync(engine.Request, _prm, sequence, append, output).ConfigureAwait(false);
             if (!result.Completed) return false;
             b.AddScore(verifier.Score(output));
