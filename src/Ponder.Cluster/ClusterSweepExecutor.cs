@@ -21,6 +21,9 @@ public sealed class ClusterSweepExecutor(IGrainFactory grains, TimeSpan? pollInt
     /// <summary>The last status seen (null before the first).</summary>
     public SweepStatus? LastStatus { get; private set; }
 
+    /// <summary>Called once the sweep is submitted: its id and the silo its coordinator runs on.</summary>
+    public Action<string, Orleans.Runtime.SiloAddress>? Submitted { get; init; }
+
     /// <summary>The coordinator id of a sweep: "sweep-" and 16 hex digits of SHA-256 over its jobs' keys.</summary>
     public static string SweepId(IEnumerable<string> keys)
     {
@@ -50,6 +53,7 @@ public sealed class ClusterSweepExecutor(IGrainFactory grains, TimeSpan? pollInt
         foreach (int i in indices) wanted[sweep.Keys[i]] = i;
         var submission = Submission(sweep, indices);
         await RetryAsync(() => coordinator.SubmitAsync(submission), cancellationToken);
+        if (Submitted is { } submitted) submitted(coordinator.GetPrimaryKeyString(), await RetryAsync(coordinator.HostAsync, cancellationToken));
         var received = new HashSet<int>();
         int next = 0;
         while (true)

@@ -75,14 +75,17 @@ public static class PonderCluster
 
     /// <summary>A silo's Ponder services: its engine (one per silo), the sweep worker and the serving registration.</summary>
     public static ISiloBuilder AddPonderSilo(this ISiloBuilder silo, Func<IServiceProvider, SiloEngine> engine, Action<SweepWorkerOptions>? worker = null,
-        Action<SweepCoordinatorOptions>? coordinator = null)
+        Action<SweepCoordinatorOptions>? coordinator = null, Action<ServingOptions>? serving = null)
     {
         ArgumentNullException.ThrowIfNull(silo);
         ArgumentNullException.ThrowIfNull(engine);
         silo.Services.AddSingleton(engine);
         silo.Services.AddHostedService<SweepWorker>();
+        silo.Services.AddSingleton<SiloServing>();
+        silo.Services.AddHostedService(sp => sp.GetRequiredService<SiloServing>());
         silo.Services.Configure(worker ?? (_ => { }));
         silo.Services.Configure(coordinator ?? (_ => { }));
+        silo.Services.Configure(serving ?? (_ => { }));
         return silo;
     }
 

@@ -12,6 +12,9 @@ namespace Ponder.Cluster;
 public sealed class SiloEngine : IDisposable
 {
     int _jobsRun;
+    readonly SemaphoreSlim _gate = new(1, 1);
+    string? _sweep;
+    int _running;
 
     /// <summary>An engine over loaded models (owned: disposed with it).</summary>
     /// <param name="models">The policy, verifier and revision model.</param>
@@ -38,11 +41,44 @@ public sealed class SiloEngine : IDisposable
     /// <summary>
     /// Runs a leased batch with the study's job loop (its jobs one after another on this silo's models) and hands each
     /// record on as it finishes. A job whose key does not match what this silo would compute (other models or settings)
-    /// fails before it runs.
+    /// fails before it runs. The first batch of another sweep waits for this silo's running batches, then starts from a
+    /// cold prefix cache, as a single-machine sweep does: a question's batch never finds blocks an earlier sweep left.
     /// </summary>
-    public Task RunBatchAsync(SweepLease lease, Action<WireRecord> done, CancellationToken cancellationToken)
+    public async Task RunBatchAsync(SweepLease lease, Action<WireRecord> done, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(lease);
+        await EnterAsync(lease.Sweep, cancellationToken).ConfigureAwait(false);
+        try { await RunAsync(lease, done, cancellationToken).ConfigureAwait(false); }
+        finally
+        {
+            await _gate.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+            _running--;
+            _gate.Release();
+        }
+    }
+
+    async Task EnterAsync(string sweep, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                if (_sweep == sweep || _running == 0)
+                {
+                    if (_sweep != sweep) Models.ColdCache();
+                    _sweep = sweep;
+                    _running++;
+                    return;
+                }
+            }
+            finally { _gate.Release(); }
+            await Task.Delay(20, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    Task RunAsync(SweepLease lease, Action<WireRecord> done, CancellationToken cancellationToken)
+    {
         var s = lease.Settings;
         var search = StudyJobs.Search(s.Temperature, s.MaxStepTokens, s.MaxRounds);
         var jobs = lease.Jobs.Select(ToStudyJob).ToList();
@@ -75,7 +111,11 @@ public sealed class SiloEngine : IDisposable
     }
 
     /// <summary>Disposes the models.</summary>
-    public void Dispose() => Models.Dispose();
+    public void Dispose()
+    {
+        Models.Dispose();
+        _gate.Dispose();
+    }
 }
 
 /// <summary>Study records as JSON on the wire: the form the record cache stores, so a record round-trips exactly.</summary>

@@ -46,11 +46,12 @@ public sealed record SweepSubmission(string Name, SweepSettings Settings, IReadO
 public sealed record SiloIdentity(SiloAddress Silo, string Name, string Policy, string Verifier, string Reviser);
 
 /// <summary>A batch leased to one silo: one question's wanted jobs, in job order.</summary>
+/// <param name="Sweep">The sweep's id.</param>
 /// <param name="Batch">Lease id (the completion names it).</param>
 /// <param name="Settings">The sweep's settings.</param>
 /// <param name="Jobs">The jobs.</param>
 [GenerateSerializer, Immutable]
-public sealed record SweepLease(int Batch, SweepSettings Settings, IReadOnlyList<WireJob> Jobs);
+public sealed record SweepLease(string Sweep, int Batch, SweepSettings Settings, IReadOnlyList<WireJob> Jobs);
 
 /// <summary>A finished job: its key and its record as JSON (the record cache's own form).</summary>
 /// <param name="Key">The job's key.</param>

@@ -102,7 +102,7 @@ public sealed class SweepCoordinatorGrain(
         _pending.RemoveFirst();
         int batch = ++_nextBatch;
         _leases[batch] = new Lease(silo, jobs);
-        return Task.FromResult<SweepLease?>(new SweepLease(batch, settings, [.. jobs]));
+        return Task.FromResult<SweepLease?>(new SweepLease(this.GetPrimaryKeyString(), batch, settings, [.. jobs]));
     }
 
     /// <inheritdoc />

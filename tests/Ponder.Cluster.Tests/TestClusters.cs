@@ -115,9 +115,47 @@ sealed class PonderSiloConfigurator : ISiloConfigurator
         silo.Services.AddGrainStorage(PonderCluster.Storage, (sp, _) => new SharedTestStorage(sp.GetRequiredService<Serializer>()));
         silo.AddPonderSilo(sp => new SiloEngine(TinyStudy.Models(), sp.GetRequiredService<ILocalSiloDetails>().Name),
             w => { w.Slots = 2; w.PollInterval = TimeSpan.FromMilliseconds(50); w.HeartbeatInterval = TimeSpan.FromMilliseconds(250); },
-            c => c.LeaseTimeout = TimeSpan.FromSeconds(2));
+            c => c.LeaseTimeout = TimeSpan.FromSeconds(2),
+            s =>
+            {
+                s.Server = new Ponder.Server.PonderServerOptions { Urls = ["http://127.0.0.1:0"], AllowChatMlFallback = true };
+                s.AnnounceInterval = TimeSpan.FromMilliseconds(200);
+                s.AnnounceTimeout = TimeSpan.FromSeconds(1.5);
+            });
     }
 }
+
+/// <summary>
+/// One 3-silo cluster for all cluster tests (Orleans' first start in a process costs ~10 s on 2 cores; later ones ~3 s):
+/// tests that kill a silo start a fresh one after, and every test measures its own jobs as differences.
+/// </summary>
+public sealed class ClusterFixture : IAsyncLifetime
+{
+    public TestCluster Cluster { get; private set; } = null!;
+
+    public async Task InitializeAsync() => Cluster = await TestClusters.StartAsync();
+
+    public async Task DisposeAsync()
+    {
+        await Cluster.StopAllSilosAsync();
+        await Cluster.DisposeAsync();
+    }
+
+    /// <summary>Back to 3 live silos, each serving and listed by the registry.</summary>
+    public async Task RestoreAsync()
+    {
+        while (Cluster.GetActiveSilos().Count() < 3) await Cluster.StartAdditionalSiloAsync();
+        var registry = Cluster.Client.GetGrain<IServingRegistry>(0);
+        var names = Cluster.GetActiveSilos().Select(s => Cluster.Engine(s).Name).Order().ToList();
+        while (!(await registry.ListAsync()).Select(e => e.Name).Order().SequenceEqual(names)) await Task.Delay(50);
+    }
+
+    /// <summary>Sweep jobs the live silos have run.</summary>
+    public int JobsRun() => Cluster.GetActiveSilos().Sum(s => Cluster.Engine(s).JobsRun);
+}
+
+[CollectionDefinition("cluster")]
+public sealed class ClusterCollection : ICollectionFixture<ClusterFixture>;
 
 static class TestClusters
 {

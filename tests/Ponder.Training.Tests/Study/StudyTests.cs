@@ -357,7 +357,7 @@ public sealed class StudyTests : IDisposable
     public void The_shipped_study_configs_parse()
     {
         string root = RepositoryRoot();
-        foreach (var name in new[] { "study-demo.json", "study-full.json", "study-shared-prm.json" })
+        foreach (var name in new[] { "study-demo.json", "study-full.json", "study-shared-prm.json", "study-cluster-check.json" })
         {
             var config = StudyConfig.Load(Path.Combine(root, "configs", name));
             Assert.NotEmpty(config.Strategies);
