@@ -93,7 +93,8 @@ public static class PonderCluster
     public static async Task<IHost> StartClientAsync(string cluster, ClusterEndpoints? endpoints = null, CancellationToken cancellationToken = default)
     {
         var host = Host.CreateDefaultBuilder()
-            .UseOrleansClient(client => client.UsePonderCluster(cluster, endpoints))
+            // A call through a gateway that died fails after 10 s instead of Orleans' 30 s; the sweep client retries it.
+            .UseOrleansClient(client => client.UsePonderCluster(cluster, endpoints).Configure<ClientMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromSeconds(10)))
             .ConfigureLogging(l => l.SetMinimumLevel(LogLevel.Warning))
             .Build();
         try { await host.StartAsync(cancellationToken); }
