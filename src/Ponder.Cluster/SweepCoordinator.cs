@@ -42,6 +42,9 @@ public sealed class SweepCoordinatorGrain(
     }
 
     readonly HashSet<string> _done = new(StringComparer.Ordinal);
+    // The wanted jobs' keys and how many of them are done: each record costs O(1) and O(pending batches), not O(jobs).
+    readonly HashSet<string> _wanted = new(StringComparer.Ordinal);
+    int _wantedDone;
     readonly LinkedList<List<WireJob>> _pending = new();
     readonly Dictionary<int, Lease> _leases = [];
     readonly Dictionary<SiloAddress, SiloTrack> _silos = [];
@@ -55,6 +58,7 @@ public sealed class SweepCoordinatorGrain(
         // A reactivation (after a crash, a silo's death or FinishAsync) starts from what was persisted: every wanted job
         // without a record is pending again; leases of the previous activation are forgotten (their records still count if they come).
         foreach (var r in state.State.Records) _done.Add(r.Key);
+        Want(state.State.Jobs);
         Requeue(state.State.Jobs);
         return Task.CompletedTask;
     }
@@ -78,6 +82,7 @@ public sealed class SweepCoordinatorGrain(
         state.State.Name = submission.Name;
         state.State.Settings = submission.Settings;
         state.State.Jobs = wanted;
+        Want(wanted);
         _pending.Clear();
         var leased = _leases.Values.SelectMany(l => l.Jobs).Select(j => j.Key).ToHashSet(StringComparer.Ordinal);
         Requeue(wanted.Where(j => !leased.Contains(j.Key)));
@@ -109,13 +114,13 @@ public sealed class SweepCoordinatorGrain(
     public async Task CompleteAsync(SiloIdentity silo, int batch, IReadOnlyList<WireRecord> records)
     {
         var track = Seen(silo);
-        var wanted = state.State.Jobs.Select(j => j.Key).ToHashSet(StringComparer.Ordinal);
         bool persist = false;
         foreach (var record in records)
         {
             // Exactly once: the first record of a wanted job counts; a reassigned batch's twin is dropped.
-            if (!wanted.Contains(record.Key) || !_done.Add(record.Key)) continue;
+            if (!_wanted.Contains(record.Key) || !_done.Add(record.Key)) continue;
             state.State.Records.Add(record);
+            _wantedDone++;
             track.Jobs++;
         }
         RemoveDonePending();
@@ -162,7 +167,14 @@ public sealed class SweepCoordinatorGrain(
     /// <inheritdoc />
     public Task<SiloAddress> HostAsync() => Task.FromResult(local.SiloAddress);
 
-    bool IsDone => state.State.Jobs.Count > 0 && state.State.Jobs.All(j => _done.Contains(j.Key));
+    bool IsDone => _wanted.Count > 0 && _wantedDone == _wanted.Count;
+
+    void Want(IEnumerable<WireJob> jobs)
+    {
+        _wanted.Clear();
+        foreach (var j in jobs) _wanted.Add(j.Key);
+        _wantedDone = _wanted.Count(_done.Contains);
+    }
 
     SweepStatus Status(int from)
     {
@@ -171,7 +183,7 @@ public sealed class SweepCoordinatorGrain(
         var inFlight = _leases.Values.GroupBy(l => l.Silo.Silo).ToDictionary(g => g.Key, g => g.Sum(l => l.Jobs.Count(j => !_done.Contains(j.Key))));
         var shares = _silos.Values.OrderBy(t => t.Silo.Name, StringComparer.Ordinal).Select(t => new SiloShare(t.Silo.Name, t.Jobs,
             t.Jobs / Math.Max(1e-3, ((t.Alive ? now : t.LastSeen) - t.FirstLease).TotalSeconds), inFlight.GetValueOrDefault(t.Silo.Silo), t.Alive)).ToList();
-        return new SweepStatus(state.State.Jobs.Count, state.State.Jobs.Count(j => _done.Contains(j.Key)), inFlight.Values.Sum(),
+        return new SweepStatus(_wanted.Count, _wantedDone, inFlight.Values.Sum(),
             state.State.Records.Skip(from).ToList(), state.State.Records.Count, shares, _reassigned, [.. _warnings.Values], _failure);
     }
 
@@ -212,7 +224,7 @@ public sealed class SweepCoordinatorGrain(
         for (var node = _pending.First; node is not null;)
         {
             var next = node.Next;
-            if (node.Value.All(j => _done.Contains(j.Key))) _pending.Remove(node);
+            if (_done.Contains(node.Value[^1].Key) && node.Value.All(j => _done.Contains(j.Key))) _pending.Remove(node);
             node = next;
         }
     }
