@@ -18,6 +18,7 @@ public static class PonderCli
             TrainCommand.Create(),
             SweepCommand.Create(),
             ServeCommand.Create(),
+            ClusterCommands.SiloCommand(),
         };
         return root.Parse(args).InvokeAsync();
     }

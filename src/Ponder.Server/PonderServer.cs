@@ -83,9 +83,7 @@ public static class PonderServer
         var drain = new CancellationTokenSource();
         lifetime.ApplicationStopping.Register(() => drain.CancelAfter(options.ShutdownTimeout));
         lifetime.ApplicationStopped.Register(drain.Dispose);
-        var allowedHosts = AllowedHosts(options);
-        byte[]? apiKey = string.IsNullOrEmpty(options.ApiKey) ? null : System.Text.Encoding.UTF8.GetBytes(options.ApiKey);
-        app.Use((ctx, next) => GuardAsync(ctx, next, allowedHosts, apiKey, logger));
+        app.UsePonderAccessChecks(options, logger);
         app.MapPonderApi(engine, template, limits, drain.Token, logger);
         return app;
     }
@@ -114,6 +112,19 @@ public static class PonderServer
         app.MapPost("/v1/chat/completions", (HttpContext ctx) =>
             HandleAsync(ctx, serving, body => OpenAiRequests.Chat(body, template, maxPositions, limits), chat: true));
         return app;
+    }
+
+    /// <summary>
+    /// The access checks <see cref="Create"/> adds before any route (Host header, API key, JSON POST bodies, a JSON body
+    /// for bare error statuses), for a host serving the same API another way (a cluster front end).
+    /// </summary>
+    public static IApplicationBuilder UsePonderAccessChecks(this IApplicationBuilder app, PonderServerOptions options, ILogger logger)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        ArgumentNullException.ThrowIfNull(options);
+        var allowedHosts = AllowedHosts(options);
+        byte[]? apiKey = string.IsNullOrEmpty(options.ApiKey) ? null : System.Text.Encoding.UTF8.GetBytes(options.ApiKey);
+        return app.Use((ctx, next) => GuardAsync(ctx, next, allowedHosts, apiKey, logger));
     }
 
     sealed record Serving(CompletionEngine Engine, ServerLimits Limits, SemaphoreSlim Slots, CancellationToken Shutdown, ILogger? Logger);

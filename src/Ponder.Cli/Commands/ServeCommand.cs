@@ -15,6 +15,11 @@ public static class ServeCommand
     {
         var defaults = new ServerLimits();
         var model = CliCommon.ModelOption();
+        model.Required = false; // --cluster serves the silos' models
+        var cluster = ClusterCommands.ClusterOption(required: false,
+            "Serve as the cluster's front end: route each request to a silo (ponder silo --serve-urls) by prompt prefix; a Redis connection string or dev");
+        var gateways = ClusterCommands.GatewaysOption();
+        var routing = new Option<string>("--routing") { Description = "With --cluster: affinity (shared prompt prefix -> same silo; least-loaded when saturated) or random", DefaultValueFactory = _ => "affinity" };
         var prm = new Option<string[]>("--prm")
         {
             Description = "A value-head PRM (same tokenizer): name=path registers it under a name requests may choose (\"ponder\": {\"prm\": name}); " +
@@ -45,7 +50,7 @@ public static class ServeCommand
         var cmd = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API (/v1/models, /v1/completions, /v1/chat/completions)")
         {
             model, prm, urls, kvTokens, threads, chatMl, apiKey, hosts, maxBody, maxPrompt, maxN, maxBeam, maxGenerations, maxFlops, kvShare,
-            maxConcurrent, queueTimeout, requestTimeout, shutdownTimeout,
+            maxConcurrent, queueTimeout, requestTimeout, shutdownTimeout, cluster, gateways, routing,
         };
         cmd.SetAction((r, ct) => CliCommon.Guard(async () =>
         {
@@ -68,6 +73,14 @@ public static class ServeCommand
             using var onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
             using var onInt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
 
+            string? key = r.GetValue(apiKey) ?? Environment.GetEnvironmentVariable(ApiKeyVariable);
+            if (r.GetValue(cluster) is { } on)
+                return await ClusterCommands.ServeAsync(on, r.GetValue(gateways), r.GetValue(routing)!, new PonderServerOptions
+                {
+                    Urls = Split(r.GetValue(urls)!), ApiKey = string.IsNullOrEmpty(key) ? null : key,
+                    AllowedHosts = r.GetValue(hosts) is { } ah ? Split(ah) : null, Limits = limits, ShutdownTimeout = TimeSpan.FromSeconds(r.GetValue(shutdownTimeout)),
+                }, stop.Token);
+            if (r.GetValue(model) is null) throw new ArgumentException("--model is required (or --cluster to front a cluster's silos)");
             await using var policy = await CliCommon.LoadAsync(r.GetValue(model)!, r.GetValue(threads), r.GetValue(kvTokens), stop.Token);
             var loaded = new Dictionary<string, PonderModel>(StringComparer.Ordinal);
             PonderModel? verifier = null;
@@ -86,7 +99,6 @@ public static class ServeCommand
             var template = ChatTemplate.ForModel(policy, allowChatMlFallback: r.GetValue(chatMl));
             if (template.FallbackReason is { } why) Console.Error.WriteLine($"chat template: ChatML ({why})");
             string[] addresses = Split(r.GetValue(urls)!);
-            string? key = r.GetValue(apiKey) ?? Environment.GetEnvironmentVariable(ApiKeyVariable);
             await using var app = PonderServer.Create(engine, new PonderServerOptions
             {
                 Urls = addresses,

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
+using Ponder.Cluster;
 using Ponder.Evaluation.Study;
 using Spectre.Console;
 
@@ -18,14 +19,23 @@ public static class SweepCommand
             Description = "Run the study once per verifier (a PRM path, exact, random, noisy:<auc>, or shared:<policy with a value row>) and write the verifier-quality axis (repeatable)",
             AllowMultipleArgumentsPerToken = true,
         };
+        var cluster = ClusterCommands.ClusterOption(required: false,
+            "Run the sweep's jobs on a cluster of silos (ponder silo): a Redis connection string, or dev (one machine, localhost clustering)");
+        var gateways = ClusterCommands.GatewaysOption();
         var cmd = new Command("sweep", "Run the paper's study: oracle difficulty, strategy x budget sweep, compute-optimal fit, FLOPs-matched comparison")
         {
-            config, outDir, threads, verifiers,
+            config, outDir, threads, verifiers, cluster, gateways,
         };
         cmd.SetAction((r, ct) => CliCommon.Guard(() =>
         {
             string command = $"ponder sweep --config {r.GetValue(config)}";
             var list = r.GetValue(verifiers) ?? [];
+            if (r.GetValue(cluster) is { } on)
+            {
+                if (list.Length > 0) throw new ArgumentException("--cluster runs one study; --verifier is not supported with it");
+                return ClusterCommands.SweepAsync(r.GetValue(config)!, on, r.GetValue(gateways), Directory.GetCurrentDirectory(), r.GetValue(outDir), r.GetValue(threads),
+                    command + $" --cluster {(PonderCluster.IsDev(on) ? on : "<redis>")}", ct);
+            }
             return list.Length == 0
                 ? RunAsync(r.GetValue(config)!, Directory.GetCurrentDirectory(), r.GetValue(outDir), r.GetValue(threads), command, ct)
                 : VerifierAxisAsync(r.GetValue(config)!, list, Directory.GetCurrentDirectory(), r.GetValue(outDir), r.GetValue(threads),
@@ -64,8 +74,8 @@ public static class SweepCommand
         return 0;
     }
 
-    /// <summary>Loads a study's models and runs it with progress bars on stderr.</summary>
-    static async Task<StudyResult> StudyAsync(StudyConfig config, string baseDirectory, int? threads, CancellationToken ct)
+    /// <summary>Loads a study's models and runs it with progress bars on stderr (its sweep on <paramref name="executor"/> when given).</summary>
+    static async Task<StudyResult> StudyAsync(StudyConfig config, string baseDirectory, int? threads, CancellationToken ct, IStudySweepExecutor? executor = null)
     {
         if (threads is not null) config = config with { Threads = threads };
         void Notice(string text) => AnsiConsole.MarkupLine($"[yellow]notice:[/] {Markup.Escape(text)}");
@@ -79,8 +89,9 @@ public static class SweepCommand
                 if (!tasks.TryGetValue(p.Phase, out var task)) tasks[p.Phase] = task = ctx.AddTask(p.Phase, maxValue: Math.Max(1, p.Total));
                 task.MaxValue = Math.Max(1, p.Total);
                 task.Value = p.Total == 0 ? 1 : p.Done;
+                if (p.Detail is not null) task.Description = Markup.Escape($"{p.Phase}: {p.Detail}");
             });
-            result = await StudyRunner.RunAsync(config, models, baseDirectory, progress, Notice, ct);
+            result = await StudyRunner.RunAsync(config, models, baseDirectory, progress, Notice, ct, executor);
         });
         return result!;
     }
@@ -96,12 +107,13 @@ public static class SweepCommand
     }
 
     /// <summary><see cref="RunAsync"/> on a config already read; returns the result.</summary>
-    internal static async Task<StudyResult> RunStudyAsync(StudyConfig config, string baseDirectory, string? outDir, int? threads, string command, CancellationToken ct)
+    internal static async Task<StudyResult> RunStudyAsync(StudyConfig config, string baseDirectory, string? outDir, int? threads, string command, CancellationToken ct,
+        IStudySweepExecutor? executor = null)
     {
         var clock = Stopwatch.StartNew();
         string output = Path.GetFullPath(outDir ?? Path.Combine("out", config.Name), baseDirectory);
         AnsiConsole.MarkupLine($"[bold]Study[/] [blue]{Markup.Escape(config.Name)}[/]: {config.Questions} questions, K = {config.OracleSamples} oracle samples, budgets {string.Join(", ", config.Budgets)}");
-        var result = await StudyAsync(config, baseDirectory, threads, ct);
+        var result = await StudyAsync(config, baseDirectory, threads, ct, executor);
         var files = StudyReport.Write(result!, output, command);
         Console.WriteLine();
         Console.WriteLine("Accuracy per strategy and budget, all questions (mean exact FLOPs per question):");

@@ -113,6 +113,20 @@ public sealed class StudyModels : IDisposable
         : _prmVerifier;
 
     /// <summary>
+    /// Drops every prefix-cache block no sequence holds, in every model's pool: the next phase starts cold, so its
+    /// records' FLOPs do not depend on what ran before in this process (an oracle phase drawn now or read from its
+    /// cache, another sweep), and match a fresh silo's. Call between phases, with no search running.
+    /// </summary>
+    public void ColdCache()
+    {
+        foreach (var model in new[] { Policy, Prm, Large, Reviser }.OfType<StudyModel>().Select(m => m.Model).Distinct())
+            model.Scheduler.RunExclusive(() =>
+            {
+                foreach (var index in model.Pool.Indexes) index.Evict(model.Pool.BlockCount);
+            });
+    }
+
+    /// <summary>
     /// Loads the config's models on one CPU backend. A PRM or larger policy whose path does not exist is left out and
     /// reported through <paramref name="notice"/>.
     /// </summary>

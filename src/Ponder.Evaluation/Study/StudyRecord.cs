@@ -13,7 +13,11 @@ public sealed record StudyQuestion(string Id, string Question, string Reference)
 }
 
 /// <summary>Progress of a study phase.</summary>
-public readonly record struct StudyProgress(string Phase, int Done, int Total);
+/// <param name="Phase">The phase ("oracle samples", "sweep", ...).</param>
+/// <param name="Done">Units done (the sweep: jobs, cached ones included).</param>
+/// <param name="Total">Units in all.</param>
+/// <param name="Detail">More to show beside the bar (a cluster sweep: jobs in flight and per-silo throughput), or null.</param>
+public readonly record struct StudyProgress(string Phase, int Done, int Total, string? Detail = null);
 
 /// <summary>One run of the sweep with its exact costs, read from the search's scheduler request report.</summary>
 /// <param name="Strategy">Record name (<see cref="Ponder.Search.StrategySpec.RecordName"/>).</param>

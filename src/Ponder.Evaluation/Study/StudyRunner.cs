@@ -95,8 +95,16 @@ public static class StudyRunner
     }
 
     /// <summary>Runs the study.</summary>
+    /// <param name="config">The study.</param>
+    /// <param name="models">Its loaded models (oracle samples and the FLOPs-matched comparison run on them here).</param>
+    /// <param name="baseDirectory">What relative paths in the config resolve against.</param>
+    /// <param name="progress">Per-phase progress.</param>
+    /// <param name="notice">Notices as they come.</param>
+    /// <param name="cancellationToken">Cancels the study.</param>
+    /// <param name="executor">Where the sweep's runs go (default: <see cref="LocalSweepExecutor"/> on <paramref name="models"/>).</param>
     public static async Task<StudyResult> RunAsync(StudyConfig config, StudyModels models, string baseDirectory,
-        IProgress<StudyProgress>? progress = null, Action<string>? notice = null, CancellationToken cancellationToken = default)
+        IProgress<StudyProgress>? progress = null, Action<string>? notice = null, CancellationToken cancellationToken = default,
+        IStudySweepExecutor? executor = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(models);
@@ -105,7 +113,7 @@ public static class StudyRunner
         var walls = new Dictionary<string, TimeSpan>();
         var clock = Stopwatch.StartNew();
         var questions = Questions(config, baseDirectory);
-        var search = new SearchOptions { Temperature = config.Temperature, MaxStepTokens = config.MaxStepTokens, MaxRounds = config.MaxRounds };
+        var search = StudyJobs.Search(config);
 
         // Difficulty: K samples per question, cached.
         var cache = new OracleSampleCache(Path.GetFullPath(config.OracleCache, baseDirectory));
@@ -133,10 +141,13 @@ public static class StudyRunner
             Notice($"no revision model ({config.Reviser ?? "none configured"}): revisions are skipped");
             strategies = [.. strategies.Where(s => s.Kind != StrategyKind.Revisions)];
         }
-        var jobs = Jobs(config, strategies, questions, Notice);
+        var jobs = StudyJobs.Plan(config, strategies, questions, Notice);
         var recordCache = new JsonlCache<CachedRecord>(Path.GetFullPath(config.RecordCache, baseDirectory), r => r.Key, "a sweep record");
         recordCache.EnsureDirectory();
-        var (records, recordsComputed) = await RunJobsAsync(models, jobs, search, config.Concurrency, recordCache, progress, cancellationToken).ConfigureAwait(false);
+        // The sweep starts cold (the oracle phase's blocks dropped), as a silo of a cluster does: records are the same either way.
+        models.ColdCache();
+        var sweepJobs = new StudySweep(config.Name, jobs, [.. jobs.Select(j => StudyJobs.Key(j, models, search))], models, search, config.Concurrency);
+        var (records, recordsComputed) = await RunJobsAsync(sweepJobs, executor ?? new LocalSweepExecutor(), recordCache, progress, cancellationToken).ConfigureAwait(false);
         walls["sweep"] = clock.Elapsed;
 
         // Compute-optimal and its efficiency against best-of-N.
@@ -171,96 +182,35 @@ public static class StudyRunner
         };
     }
 
-    /// <summary>One sweep job.</summary>
-    sealed record Job(StrategySpec Spec, StudyQuestion Question, ulong Seed);
-
-    static List<Job> Jobs(StudyConfig config, List<StrategySpec> strategies, List<StudyQuestion> questions, Action<string> notice)
-    {
-        var jobs = new List<Job>();
-        foreach (var s in strategies)
-        foreach (int budget in config.Budgets.Order())
-        {
-            var spec = s with { Budget = budget };
-            // More chains than generations is no configuration at this budget (a P sweep meets it at every small budget).
-            if (spec.Kind == StrategyKind.Revisions && spec.Parallel * spec.AttemptBeams > budget) continue;
-            try { spec.Create(); }
-            catch (ArgumentException e)
-            {
-                notice($"skipped {s.RecordName}({s.Params}) at budget {budget}: {e.Message}");
-                continue;
-            }
-            foreach (var q in questions)
-            foreach (var seed in config.Seeds)
-                jobs.Add(new Job(spec, q, seed));
-        }
-        return jobs;
-    }
-
     /// <summary>A sweep record as the record cache holds it, under a key of everything that decides its outcome.</summary>
     public sealed record CachedRecord(string Key, StudyRecord Record);
 
-    /// <summary>The record cache key of a job: the models it runs on, the sampling settings, the configuration, budget, question and seed.</summary>
-    static string RecordKey(StudyModels models, Job job, SearchOptions search)
-    {
-        string policy = job.Spec.Kind == StrategyKind.Revisions ? models.Reviser?.Fingerprint ?? "none" : models.Policy.Fingerprint;
-        return $"{policy}|{models.VerifierFingerprint}|{OracleEntry.SamplingOf(search)}|{job.Spec.RecordName}|{job.Spec.Params}|" +
-               $"{job.Spec.Budget}|{job.Seed}|{job.Question.Id}|{job.Question.Question}";
-    }
-
-    static async Task<(List<StudyRecord> Records, int Computed)> RunJobsAsync(StudyModels models, List<Job> jobs, SearchOptions search, int concurrency,
+    /// <summary>
+    /// Takes what the record cache holds, runs the rest on <paramref name="executor"/> (each record joins the cache as it
+    /// arrives, so an interrupted sweep resumes) and returns the records in job order with the number computed now.
+    /// </summary>
+    static async Task<(List<StudyRecord> Records, int Computed)> RunJobsAsync(StudySweep sweep, IStudySweepExecutor executor,
         JsonlCache<CachedRecord> cache, IProgress<StudyProgress>? progress, CancellationToken cancellationToken)
     {
-        var records = new StudyRecord[jobs.Count];
+        var records = new StudyRecord[sweep.Jobs.Count];
         var missing = new List<int>();
-        for (int i = 0; i < jobs.Count; i++)
-            if (cache.TryGet(RecordKey(models, jobs[i], search), out var hit)) records[i] = hit.Record;
+        for (int i = 0; i < sweep.Jobs.Count; i++)
+            if (cache.TryGet(sweep.Keys[i], out var hit)) records[i] = hit.Record;
             else missing.Add(i);
-        int done = jobs.Count - missing.Count;
-        progress?.Report(new StudyProgress("sweep", done, jobs.Count));
-        await Parallel.ForEachAsync(missing,
-            new ParallelOptions { MaxDegreeOfParallelism = concurrency, CancellationToken = cancellationToken },
-            async (i, ct) =>
+        progress?.Report(new StudyProgress("sweep", sweep.Jobs.Count - missing.Count, sweep.Jobs.Count));
+        if (missing.Count > 0)
+            await executor.RunAsync(sweep, missing, (i, record) =>
             {
-                records[i] = await RunJobAsync(models, jobs[i], search, ct).ConfigureAwait(false);
-                cache.Add(new CachedRecord(RecordKey(models, jobs[i], search), records[i]));
-                progress?.Report(new StudyProgress("sweep", Interlocked.Increment(ref done), jobs.Count));
-            }).ConfigureAwait(false);
+                records[i] = record;
+                cache.Add(new CachedRecord(sweep.Keys[i], record));
+            }, sweep.Jobs.Count - missing.Count, progress, cancellationToken).ConfigureAwait(false);
+        var lost = missing.Where(i => records[i] is null).ToList();
+        if (lost.Count > 0)
+            throw new InvalidOperationException($"the sweep executor returned no record for {lost.Count} of {missing.Count} jobs (first: {sweep.Jobs[lost[0]].Name})");
         return ([.. records], missing.Count);
     }
 
-    static async Task<StudyRecord> RunJobAsync(StudyModels models, Job job, SearchOptions search, CancellationToken ct)
-    {
-        bool revise = job.Spec.Kind == StrategyKind.Revisions;
-        using var engine = models.Engine(job.Spec.Budget, $"{job.Spec.RecordName}({job.Spec.Params})@{job.Spec.Budget} {job.Question.Id}", ct, revise,
-            verify: job.Spec.NeedsVerifier);
-        // Seeds differ per question too, so two questions never share a sampling stream.
-        var options = search with
-        {
-            Selector = new AnswerSelector(job.Spec.Selection),
-            Seed = SearchSeeds.Derive(job.Seed, 2, StableHash(job.Question.Id)),
-        };
-        var result = await job.Spec.Create(options).RunAsync(models.Search(engine, job.Spec.NeedsVerifier), job.Question.Question, ct).ConfigureAwait(false);
-        var report = engine.Request.Report();
-        long prmFlops = report.Models.Where(m => m.Model == models.PrmScheduled?.Name).Sum(m => m.Flops.Total);
-        long flops = report.Flops.Total;
-        return new StudyRecord(job.Spec.RecordName, job.Spec.Params, job.Spec.Budget, job.Question.Id, job.Seed,
-            job.Question.IsCorrect(result.Answer), result.Answer, flops, flops - prmFlops, prmFlops, report.Generations,
-            report.TokensComputed, report.TokensReused, result.BudgetExhausted, revise ? RoundAccuracy(job.Question, result) : null);
-    }
-
-    /// <summary>Per sequential step of a revision search: the fraction of its chains whose attempt at that step is correct.</summary>
-    static double[] RoundAccuracy(StudyQuestion question, SearchResult result) =>
-        [.. result.Candidates.GroupBy(c => c.Round).OrderBy(g => g.Key).Select(g => g.Average(c => question.IsCorrect(c.Answer) ? 1.0 : 0.0))];
-
     static bool IsRevision(SweepRecord r) => r.Strategy.StartsWith("revisions", StringComparison.Ordinal);
-
-    /// <summary>A deterministic (process-independent) hash of a question id, folded to an int.</summary>
-    static int StableHash(string s)
-    {
-        uint h = 2166136261;
-        foreach (char c in s) h = (h ^ c) * 16777619;
-        return (int)(h & 0x7fffffff);
-    }
 
     static List<EfficiencyRow> Efficiency(List<SweepRecord> sweep, string baseline, List<ComputeOptimalCell> cells)
     {

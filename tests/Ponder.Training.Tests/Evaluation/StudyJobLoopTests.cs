@@ -1,11 +1,12 @@
-using Ponder.Evaluation;
+using Ponder.Evaluation.Study;
 using Ponder.Search;
 
 namespace Ponder.Training.Tests.Evaluation;
 
-public sealed class SweepRunnerTests
+/// <summary>The study's job loop on engines from a factory (no model): exact costs from the engine, grading, order and progress.</summary>
+public sealed class StudyJobLoopTests
 {
-    /// <summary>A one-step engine: every sample answers the question's digit sum mod 3 offset by its position; 1 step = 1 generation = 7 FLOPs.</summary>
+    /// <summary>A one-step engine: every sample answers the question's length offset by its position; 1 step = 1 generation = 7 FLOPs.</summary>
     sealed class OneStepEngine(string question) : ISearchEngine, IDisposable
     {
         public int Steps;
@@ -46,16 +47,18 @@ public sealed class SweepRunnerTests
     public async Task Runs_the_grid_in_order_with_exact_costs_grades_and_progress()
     {
         var engines = new List<OneStepEngine>();
-        var runner = new SweepRunner(job => { var e = new OneStepEngine(job.Question); lock (engines) engines.Add(e); return e; },
-            (answer, reference) => answer == reference);
-        var jobs = SweepRunner.Grid([new StrategySpec(StrategyKind.BestOfN, 4), new StrategySpec(StrategyKind.BeamSearch, 4, 2)],
-            [("a", "1+2", "3"), ("b", "10+20", "4")], [0, 1]);
+        var loop = StudyJobLoop.OnEngines(job => { var e = new OneStepEngine(job.Question.Question); lock (engines) engines.Add(e); return e; });
+        StudyQuestion[] questions = [new("a", "1+2", "3"), new("b", "10+20", "4")];
+        var jobs = new[] { new StrategySpec(StrategyKind.BestOfN, 4), new StrategySpec(StrategyKind.BeamSearch, 4, 2) }
+            .SelectMany(s => StudyJobs.Grid(s, questions, [0, 1])).ToList();
         Assert.Equal(8, jobs.Count);
-        var seen = new List<SweepProgress>();
+        var batches = StudyJobs.Batches(jobs, Enumerable.Range(0, jobs.Count));
+        Assert.Equal([[0, 1, 4, 5], [2, 3, 6, 7]], batches.Select(b => b.Jobs.ToArray()));
+        var seen = new List<StudyProgress>();
         var progress = new SyncProgress(seen.Add);
-        var records = await runner.RunAsync(jobs, concurrency: 3, progress);
+        var records = await loop.RunAsync(jobs, concurrency: 3, progress);
 
-        Assert.Equal(jobs.Select(j => (j.Spec.Name, j.QuestionId, j.Seed)), records.Select(r => (r.Strategy, r.QuestionId, r.Seed)));
+        Assert.Equal(jobs.Select(j => (j.Spec.Name, j.Question.Id, j.Seed)), records.Select(r => (r.Strategy, r.QuestionId, r.Seed)));
         // Best-of-4: answers len, len, len+1, len -> weighted picks len: "3" for "1+2" (correct), "5" for "10+20" (wrong).
         Assert.Equal([true, true, false, false], records.Where(r => r.Strategy == "best-of-n").Select(r => r.Correct));
         Assert.All(records, r => Assert.Equal((28L, 4.0), (r.Flops, r.Generations)));
@@ -64,8 +67,8 @@ public sealed class SweepRunnerTests
         Assert.All(engines, e => Assert.True(e.Disposed));
     }
 
-    sealed class SyncProgress(Action<SweepProgress> report) : IProgress<SweepProgress>
+    sealed class SyncProgress(Action<StudyProgress> report) : IProgress<StudyProgress>
     {
-        public void Report(SweepProgress value) { lock (this) report(value); }
+        public void Report(StudyProgress value) { lock (this) report(value); }
     }
 }
