@@ -75,4 +75,18 @@ public sealed class ProfilerTests
         Assert.Equal(1, s.Gflops, 9);
         Assert.Equal(1, s.GBps, 9);
     }
+
+    [Fact]
+    public void CpuRooflineUsesTheWidestAcceleratedVectorAndNamesIt()
+    {
+        // Vector<float> stays 8 lanes on AVX-512 CPUs: the probe must follow Vector512/256/128 instead, and say which.
+        var (isa, lanes) = Roofline.CpuVectorIsa;
+        int expected = System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? 16
+            : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? 8
+            : System.Runtime.Intrinsics.Vector128.IsHardwareAccelerated ? 4 : 1;
+        Assert.Equal(expected, lanes);
+        var measured = Roofline.MeasureCpu(1);
+        Assert.Contains($"{isa} FMA ({lanes} f32 lanes)", measured.Source);
+        Assert.True(measured.PeakGflops > 0 && measured.PeakGBps > 0);
+    }
 }

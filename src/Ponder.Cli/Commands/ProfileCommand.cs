@@ -21,7 +21,7 @@ public static class ProfileCommand
     public static Command Create()
     {
         var model = CliCommon.ModelOption();
-        var backend = new Option<string>("--backend") { Description = "cpu | ilgpu (CUDA when present, else ILGPU's CPU accelerator) | ilgpu-cpu", DefaultValueFactory = _ => "cpu" };
+        var backend = new Option<string>("--backend") { Description = "cpu | ilgpu (CUDA when present, else ILGPU's CPU accelerator, said in the header) | ilgpu-cuda (CUDA or an error) | ilgpu-cpu", DefaultValueFactory = _ => "cpu" };
         var promptTokens = new Option<int>("--prompt-tokens") { Description = "Prompt tokens per sequence (prefill)", DefaultValueFactory = _ => 64 };
         var decodeTokens = new Option<int>("--decode-tokens") { Description = "Decode steps", DefaultValueFactory = _ => 16 };
         var batch = new Option<int>("--batch") { Description = "Sequences run together", DefaultValueFactory = _ => 1 };
@@ -57,12 +57,13 @@ public static class ProfileCommand
         {
             "cpu" => new CpuBackend(s.Threads),
             "ilgpu" => IlgpuBackend.Create(preferCuda: true),
+            "ilgpu-cuda" => IlgpuBackend.Create(requireCuda: true),
             "ilgpu-cpu" => IlgpuBackend.Create(preferCuda: false),
-            _ => throw new ArgumentException($"--backend '{s.Backend}' is not one of cpu, ilgpu, ilgpu-cpu"),
+            _ => throw new ArgumentException($"--backend '{s.Backend}' is not one of cpu, ilgpu, ilgpu-cuda, ilgpu-cpu"),
         };
         using var profiler = new ProfilingBackend(inner);
         var roofline = Roofline(s, inner);
-        AnsiConsole.MarkupLine($"[bold]{Markup.Escape(s.Model)}[/] on [bold]{profiler.Name}[/]: dModel {config.DModel}, {config.NLayers} layers, {config.NHeads}/{config.NKvHeads} heads, dFf {config.DFf}, vocab {config.Vocab}");
+        AnsiConsole.MarkupLine($"[bold]{Markup.Escape(s.Model)}[/] on [bold]{profiler.Name}[/] ({Markup.Escape(DeviceOf(inner))}): dModel {config.DModel}, {config.NLayers} layers, {config.NHeads}/{config.NKvHeads} heads, dFf {config.DFf}, vocab {config.Vocab}");
         using var model = new Transformer(profiler, source, cancellationToken: ct);
         var layout = KvLayout.For(config, 16);
         int perSequence = s.PromptTokens + s.DecodeTokens;
@@ -92,6 +93,14 @@ public static class ProfileCommand
         }
         return 0;
     }
+
+    /// <summary>What the backend runs on: the CPU's vector ISA and threads, or the ILGPU device (and whether CUDA fell back).</summary>
+    static string DeviceOf(IBackend backend) => backend switch
+    {
+        CpuBackend cpu => $"{Backends.Profiling.Roofline.CpuVectorIsa.Name}, {cpu.Threads} threads",
+        IlgpuBackend gpu => gpu.CudaFallback is { } why ? $"{gpu.Device}; {why}" : gpu.Device,
+        _ => backend.Name,
+    };
 
     static ITensorSource OpenModel(string model, int seed)
     {

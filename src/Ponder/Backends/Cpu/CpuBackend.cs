@@ -15,7 +15,10 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
 {
     readonly PagedAttention _attention = new();
 
-    /// <param name="threads">Worker threads per op (default: all cores).</param>
+    /// <param name="threads">
+    /// Threads per op, the caller's included (default: all cores): projections, attention and the other split ops of
+    /// this backend use at most this many, whatever <see cref="Sgemm.MaxThreads"/> (the trainer's setting) says.
+    /// </param>
     public CpuBackend(int? threads = null)
     {
         int t = threads ?? Environment.ProcessorCount;
@@ -119,7 +122,7 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
     {
         var xt = Cast(x); var yt = Cast(y); var cw = CheckMatMul(xt, w, yt, n);
         if (n == 0) return;
-        cw.Multiply(xt.RowsSpan(n), n, yt.RowsSpan(n));
+        cw.Multiply(xt.RowsSpan(n), n, yt.RowsSpan(n), Threads);
         Flops.Add(category, OpFlops.MatMul(n, cw.Rows, cw.Cols));
     }
 
@@ -144,7 +147,7 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
             for (int i = 0; i < weights.Length; i++) MatMul(x, weights[i], outputs[i], n, category);
             return;
         }
-        GemmDriver.RunRows(shape, Sgemm.MaxThreads, xt.Cols, 1f, 0f, xt.Pointer, targets[..weights.Length]);
+        GemmDriver.RunRows(shape, Threads, xt.Cols, 1f, 0f, xt.Pointer, targets[..weights.Length]);
         foreach (var w in weights) Flops.Add(category, OpFlops.MatMul(n, w.Rows, w.Cols));
     }
 
