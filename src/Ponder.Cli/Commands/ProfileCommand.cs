@@ -85,7 +85,7 @@ public static class ProfileCommand
         AnsiConsole.MarkupLine($"prefill: {s.Batch} x {s.PromptTokens} tokens in {prefillMs:F1} ms ({s.Batch * s.PromptTokens / (prefillMs / 1e3):F0} tok/s)");
         if (s.DecodeTokens > 0)
             AnsiConsole.MarkupLine($"decode: {s.DecodeTokens} steps x {s.Batch} sequences in {decodeMs:F1} ms ({s.Batch * s.DecodeTokens / (decodeMs / 1e3):F1} tok/s, {decodeMs / s.DecodeTokens:F2} ms/step)");
-        AnsiConsole.MarkupLine($"FLOPs: {flops:N0} (ledger), {records.Sum(r => r.Flops):N0} (sum over ops); weights {model.WeightBytes / 1e6:F1} MB; times include a device sync per op");
+        AnsiConsole.MarkupLine($"FLOPs: {flops:N0} (ledger), {records.Sum(r => r.Flops):N0} (sum over ops); weights {model.WeightBytes / 1e6:F1} MB; times include a device sync per op; CPU ms is this process's CPU time (all threads, spinning workers included) during each op");
         if (s.Trace is { } path)
         {
             using (var file = File.Create(path)) ProfileReport.WriteChromeTrace(records, file, $"ponder {profiler.Name} {s.Model}");
@@ -183,16 +183,22 @@ public static class ProfileCommand
 
     static void Print(IReadOnlyList<OpSummary> summary, Roofline? roofline)
     {
+        // Redirected output has no console width; keep every column (and the op names) readable in a log.
+        if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 160);
         var table = new Table().Border(TableBorder.Rounded)
             .AddColumn("op").AddColumn(new TableColumn("calls").RightAligned()).AddColumn(new TableColumn("total ms").RightAligned())
             .AddColumn(new TableColumn("% time").RightAligned()).AddColumn(new TableColumn("GFLOP/s").RightAligned())
-            .AddColumn(new TableColumn("GB/s").RightAligned()).AddColumn(new TableColumn("% roofline").RightAligned());
+            .AddColumn(new TableColumn("GB/s").RightAligned()).AddColumn(new TableColumn("% roofline").RightAligned())
+            .AddColumn(new TableColumn("CPU ms").RightAligned()).AddColumn(new TableColumn("GFLOP/CPU-s").RightAligned());
         foreach (var s in summary)
             table.AddRow(s.Op, s.Calls.ToString(), s.TotalMs.ToString("F2"), s.PercentTime.ToString("F1"), Rate(s.Gflops),
-                Rate(s.GBps), double.IsNaN(s.RooflineFraction) ? "-" : (100 * s.RooflineFraction).ToString("F1"));
+                Rate(s.GBps), double.IsNaN(s.RooflineFraction) ? "-" : (100 * s.RooflineFraction).ToString("F1"),
+                double.IsNaN(s.CpuMs) ? "-" : s.CpuMs.ToString("F2"), double.IsNaN(s.GflopsPerCpuSecond) ? "-" : Rate(s.GflopsPerCpuSecond));
         var total = summary.Sum(s => s.TotalMs);
+        double cpu = summary.Sum(s => s.CpuMs);
         table.AddRow("[bold]total[/]", summary.Sum(s => s.Calls).ToString(), total.ToString("F2"), "100.0",
-            Rate(summary.Sum(s => s.Flops) / (total / 1e3) / 1e9), Rate(summary.Sum(s => s.Bytes) / (total / 1e3) / 1e9), "");
+            Rate(summary.Sum(s => s.Flops) / (total / 1e3) / 1e9), Rate(summary.Sum(s => s.Bytes) / (total / 1e3) / 1e9), "",
+            double.IsNaN(cpu) ? "-" : cpu.ToString("F2"), double.IsNaN(cpu) || cpu <= 0 ? "-" : Rate(summary.Sum(s => s.Flops) / (cpu / 1e3) / 1e9));
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine(roofline is null
             ? "roofline: none (pass --peak-gflops and --peak-gbps for the device)"
