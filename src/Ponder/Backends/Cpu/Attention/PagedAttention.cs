@@ -42,7 +42,8 @@ internal sealed unsafe class PagedAttention : IParallelPart
     internal static long ParallelFlops { get; set; } = 1L << 19;
 
     /// <summary>Query vectors one lane set takes: a chunk of rows of one sequence, or several one-row (decode) sequences.</summary>
-    readonly record struct LaneSet(int Seq, int SeqCount, int Row0, int Rows);
+    /// <remarks>Heads Head0 .. Head0 + Heads - 1 of each KV head's group: the whole group unless it has more than 32 heads.</remarks>
+    readonly record struct LaneSet(int Seq, int SeqCount, int Row0, int Rows, int Head0, int Heads);
 
     float* _q, _out, _kv;
     int _qCols, _nKvHeads, _group, _layer;
@@ -85,23 +86,26 @@ internal sealed unsafe class PagedAttention : IParallelPart
     /// </summary>
     int BuildSets(BatchLayout batch)
     {
-        int g = _group;
+        int g = _group, heads = Math.Min(g, MaxLanes);
         // As many rows as fill the 4 lane vectors (3 query heads a KV head: 10 rows, 30 of 32 lanes).
-        int rowsPerSet = Math.Max(1, MaxLanes / g);
-        int seqsPerSet = Math.Max(1, 2 * W / g);
+        int rowsPerSet = Math.Max(1, MaxLanes / heads);
+        int seqsPerSet = Math.Max(1, 2 * W / heads);
         int count = 0;
         var counts = batch.QueryCount;
         for (int s = 0; s < counts.Length; s++)
         {
-            if (counts[s] == 1 && count > 0 && _sets[count - 1] is { Rows: 1 } open && counts[open.Seq] == 1 && open.Seq + open.SeqCount == s && open.SeqCount < seqsPerSet)
+            if (counts[s] == 1 && heads == g && count > 0 && _sets[count - 1] is { Rows: 1 } open && counts[open.Seq] == 1 && open.Seq + open.SeqCount == s && open.SeqCount < seqsPerSet)
             {
                 _sets[count - 1] = open with { SeqCount = open.SeqCount + 1 };
                 continue;
             }
             for (int row0 = (counts[s] - 1) / rowsPerSet * rowsPerSet; row0 >= 0; row0 -= rowsPerSet)
             {
-                if (count == _sets.Length) Array.Resize(ref _sets, count * 2);
-                _sets[count++] = new LaneSet(s, 1, row0, Math.Min(rowsPerSet, counts[s] - row0));
+                for (int h0 = 0; h0 < g; h0 += heads)
+                {
+                    if (count == _sets.Length) Array.Resize(ref _sets, count * 2);
+                    _sets[count++] = new LaneSet(s, 1, row0, Math.Min(rowsPerSet, counts[s] - row0), h0, Math.Min(heads, g - h0));
+                }
             }
         }
         return count;
@@ -147,7 +151,7 @@ internal sealed unsafe class PagedAttention : IParallelPart
         var layout = _layout;
         int headDim = layout.HeadDim, kvDim = layout.KvDim, bs = layout.BlockSize, g = _group;
         bool decode = set.Rows == 1 && set.SeqCount >= 1 && batch.QueryCount[set.Seq] == 1;
-        int used = decode ? set.SeqCount * g : set.Rows * g;
+        int used = decode ? set.SeqCount * set.Heads : set.Rows * set.Heads;
         // 1, 2 or 4 lane vectors (the chain kernels' shapes); padding lanes repeat lane 0 and are never written out.
         int vectors = used <= W ? 1 : used <= 2 * W ? 2 : 4, laneCount = vectors * W;
 
@@ -155,7 +159,7 @@ internal sealed unsafe class PagedAttention : IParallelPart
         for (int lane = 0; lane < laneCount; lane++)
         {
             int l = lane < used ? lane : 0;
-            int local = l / g, h = kvHead * g + l % g;
+            int local = l / set.Heads, h = kvHead * g + set.Head0 + l % set.Heads;
             int seq = decode ? set.Seq + local : set.Seq;
             int row = batch.QueryStart[seq] + (decode ? 0 : set.Row0 + local);
             int keys = batch.ContextLength[seq] + (decode ? 0 : set.Row0 + local) + 1;
