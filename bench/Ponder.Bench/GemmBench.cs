@@ -9,6 +9,7 @@ using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
 using Ponder.Backends.Cpu;
 using Ponder.Backends.Cpu.Gemm;
+using Ponder.Backends.Profiling;
 using Ponder.Tensors;
 
 namespace Ponder.Bench;
@@ -134,45 +135,14 @@ public class GemmCeilingBench
 
     internal static int Threads => Math.Min(Sgemm.MaxThreads, GemmWorkers.Shared.MaxParts);
 
-    internal static int Lanes => Vector512.IsHardwareAccelerated ? 16 : Vector256.IsHardwareAccelerated ? 8 : 4;
+    internal static int Lanes => Roofline.CpuVectorIsa.Lanes;
 
+    /// <summary>The profiler's FMA probe (12 chains in the widest accelerated vector) on each worker.</summary>
     internal sealed class FmaPart : IParallelPart
     {
         public float Sink;
 
-        public void Execute(int part, int parts) => Sink += Vector512.IsHardwareAccelerated ? Fma512(FmaTrips) : Fma256(FmaTrips);
-
-        [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-        static float Fma256(long trips)
-        {
-            var m = Vector256.Create(0.999999f);
-            var c = Vector256.Create(1e-7f);
-            Vector256<float> a0 = m, a1 = m, a2 = m, a3 = m, a4 = m, a5 = m, a6 = m, a7 = m, a8 = m, a9 = m, a10 = m, a11 = m;
-            for (long i = 0; i < trips; i++)
-            {
-                a0 = Vector256.FusedMultiplyAdd(a0, m, c); a1 = Vector256.FusedMultiplyAdd(a1, m, c); a2 = Vector256.FusedMultiplyAdd(a2, m, c);
-                a3 = Vector256.FusedMultiplyAdd(a3, m, c); a4 = Vector256.FusedMultiplyAdd(a4, m, c); a5 = Vector256.FusedMultiplyAdd(a5, m, c);
-                a6 = Vector256.FusedMultiplyAdd(a6, m, c); a7 = Vector256.FusedMultiplyAdd(a7, m, c); a8 = Vector256.FusedMultiplyAdd(a8, m, c);
-                a9 = Vector256.FusedMultiplyAdd(a9, m, c); a10 = Vector256.FusedMultiplyAdd(a10, m, c); a11 = Vector256.FusedMultiplyAdd(a11, m, c);
-            }
-            return Vector256.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + ((a8 + a9) + (a10 + a11)));
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-        static float Fma512(long trips)
-        {
-            var m = Vector512.Create(0.999999f);
-            var c = Vector512.Create(1e-7f);
-            Vector512<float> a0 = m, a1 = m, a2 = m, a3 = m, a4 = m, a5 = m, a6 = m, a7 = m, a8 = m, a9 = m, a10 = m, a11 = m;
-            for (long i = 0; i < trips; i++)
-            {
-                a0 = Vector512.FusedMultiplyAdd(a0, m, c); a1 = Vector512.FusedMultiplyAdd(a1, m, c); a2 = Vector512.FusedMultiplyAdd(a2, m, c);
-                a3 = Vector512.FusedMultiplyAdd(a3, m, c); a4 = Vector512.FusedMultiplyAdd(a4, m, c); a5 = Vector512.FusedMultiplyAdd(a5, m, c);
-                a6 = Vector512.FusedMultiplyAdd(a6, m, c); a7 = Vector512.FusedMultiplyAdd(a7, m, c); a8 = Vector512.FusedMultiplyAdd(a8, m, c);
-                a9 = Vector512.FusedMultiplyAdd(a9, m, c); a10 = Vector512.FusedMultiplyAdd(a10, m, c); a11 = Vector512.FusedMultiplyAdd(a11, m, c);
-            }
-            return Vector512.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + ((a8 + a9) + (a10 + a11)));
-        }
+        public void Execute(int part, int parts) => Sink += Roofline.FmaLoop(Lanes, FmaTrips);
     }
 
     sealed class ReadPart : IParallelPart

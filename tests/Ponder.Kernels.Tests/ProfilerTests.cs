@@ -75,4 +75,44 @@ public sealed class ProfilerTests
         Assert.Equal(1, s.Gflops, 9);
         Assert.Equal(1, s.GBps, 9);
     }
+
+    [Fact]
+    public void SummaryChargesCpuTimeAndFlopsPerCpuSecond()
+    {
+        // 2e9 FLOPs over 2 records that used 1 s of CPU between them (in 4 s elapsed): 2 GFLOP per CPU-second.
+        OpRecord[] records = [new("MatMul", "", "", 0, 2e6, 1_000_000_000, 0, 400_000), new("MatMul", "", "", 0, 2e6, 1_000_000_000, 0, 600_000)];
+        var s = Assert.Single(ProfileReport.Summarize(records, null));
+        Assert.Equal(1000, s.CpuMs, 9);
+        Assert.Equal(2, s.GflopsPerCpuSecond, 9);
+        Assert.Equal(0.5, s.Gflops, 9);
+    }
+
+    [Fact]
+    public void ProfilerRecordsTheProcessCpuTimeOfEachOp()
+    {
+        using var profiler = new ProfilingBackend(new CpuBackend(1));
+        var w = profiler.UploadWeight(new float[512 * 512], 512, 512);
+        var x = profiler.Upload(new float[64 * 512], 64, 512);
+        var y = profiler.Allocate(64, 512);
+        for (int i = 0; i < 20; i++) profiler.MatMul(x, w, y, 64, FlopCategory.Projection);
+        var records = profiler.Records;
+        Assert.Equal(20, records.Count);
+        Assert.All(records, r => Assert.True(r.CpuUs >= 0, $"CPU time {r.CpuUs} us"));
+        // 20 x 33.5 MFLOP on one thread cannot take zero CPU time altogether.
+        Assert.True(records.Sum(r => r.CpuUs) > 0);
+    }
+
+    [Fact]
+    public void CpuRooflineUsesTheWidestAcceleratedVectorAndNamesIt()
+    {
+        // Vector<float> stays 8 lanes on AVX-512 CPUs: the probe must follow Vector512/256/128 instead, and say which.
+        var (isa, lanes) = Roofline.CpuVectorIsa;
+        int expected = System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? 16
+            : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? 8
+            : System.Runtime.Intrinsics.Vector128.IsHardwareAccelerated ? 4 : 1;
+        Assert.Equal(expected, lanes);
+        var measured = Roofline.MeasureCpu(1);
+        Assert.Contains($"{isa} FMA ({lanes} f32 lanes)", measured.Source);
+        Assert.True(measured.PeakGflops > 0 && measured.PeakGBps > 0);
+    }
 }

@@ -43,6 +43,15 @@ public sealed class CudaFactAttribute : FactAttribute
     }
 }
 
+/// <summary>A fact that is skipped (reported as such, not passed) where a CUDA device is present: it checks the fallback.</summary>
+public sealed class NoCudaFactAttribute : FactAttribute
+{
+    public NoCudaFactAttribute()
+    {
+        if (TestBackends.HasCuda) Skip = "a CUDA device is present, so nothing falls back";
+    }
+}
+
 /// <summary>Base of every per-op test class: the backend under test and shared checks.</summary>
 public abstract class BackendTest
 {

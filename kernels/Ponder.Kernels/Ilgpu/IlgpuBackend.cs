@@ -3,6 +3,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
+using Microsoft.Extensions.Logging;
 using Ponder.Backends;
 using Ponder.Backends.Profiling;
 using Half = ILGPU.Half;
@@ -60,15 +61,32 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
     CuBlasGemm? _cuBlas;
     bool _cuBlasTried;
 
-    /// <summary>Picks CUDA device 0 when <paramref name="preferCuda"/> and one exists, else ILGPU's CPU accelerator.</summary>
-    public static IlgpuBackend Create(bool preferCuda = true, WeightPrecision weights = WeightPrecision.F32)
+    /// <summary>
+    /// Picks CUDA device 0 when <paramref name="preferCuda"/> and one exists, else ILGPU's CPU accelerator (slow: it is
+    /// there so CI can run the kernels). Falling back is not silent: <paramref name="logger"/> gets a warning and
+    /// <see cref="CudaFallback"/> says why. A host that must not run on the CPU accelerator passes
+    /// <paramref name="requireCuda"/>: then no CUDA device is an <see cref="InvalidOperationException"/>.
+    /// </summary>
+    public static IlgpuBackend Create(bool preferCuda = true, WeightPrecision weights = WeightPrecision.F32, bool requireCuda = false, ILogger? logger = null)
     {
+        preferCuda |= requireCuda;
         // CPUDevice.Default (16 threads per group): the simulated-GPU presets run 1024-thread groups as OS threads.
         var context = Context.Create(b => (preferCuda ? b.Cuda().CPU(CPUDevice.Default) : b.CPU(CPUDevice.Default)).EnableAlgorithms());
         try
         {
-            var acc = preferCuda && context.GetCudaDevices().Count > 0 ? (Accelerator)context.CreateCudaAccelerator(0) : context.CreateCPUAccelerator(0);
-            return new IlgpuBackend(acc, weights, context);
+            bool cuda = preferCuda && context.GetCudaDevices().Count > 0;
+            string? fallback = null;
+            if (preferCuda && !cuda)
+            {
+                fallback = "CUDA was requested but ILGPU found no CUDA device (no NVIDIA GPU, or no driver: libcuda not loadable); running on ILGPU's CPU accelerator, which is far slower than the CPU backend";
+                if (requireCuda)
+                    throw new InvalidOperationException($"IlgpuBackend.Create(requireCuda: true): ILGPU found no CUDA device (no NVIDIA GPU visible, or the driver's libcuda is not loadable); refusing to fall back to ILGPU's CPU accelerator");
+                logger?.LogWarning("{Reason}", fallback);
+            }
+            var acc = cuda ? (Accelerator)context.CreateCudaAccelerator(0) : context.CreateCPUAccelerator(0);
+            var backend = new IlgpuBackend(acc, weights, context) { CudaFallback = fallback };
+            logger?.LogInformation("ILGPU backend on {Accelerator} ({Type})", acc.Name, acc.AcceleratorType);
+            return backend;
         }
         catch
         {
@@ -129,6 +147,10 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
     public FlopLedger Flops { get; } = new();
     /// <summary>The accelerator the kernels run on.</summary>
     public Accelerator Accelerator => _acc;
+    /// <summary>Why CUDA was asked for but the CPU accelerator runs (see <see cref="Create"/>); null when nothing fell back.</summary>
+    public string? CudaFallback { get; private init; }
+    /// <summary>The device in words, for headers and logs: accelerator type and name, and the fallback when there was one.</summary>
+    public string Device => $"{_acc.AcceleratorType}: {_acc.Name}" + (CudaFallback is null ? "" : " (CUDA requested, none found: CPU fallback)");
     /// <summary>GEMM tile edge in use (16 on CUDA; smaller where groups are smaller).</summary>
     public int Tile => _tile;
     /// <summary>Whether projections of more than one token go to cuBLAS (CUDA only; default true). Set false to time our GEMM kernel.</summary>

@@ -21,7 +21,7 @@ public static class ProfileCommand
     public static Command Create()
     {
         var model = CliCommon.ModelOption();
-        var backend = new Option<string>("--backend") { Description = "cpu | ilgpu (CUDA when present, else ILGPU's CPU accelerator) | ilgpu-cpu", DefaultValueFactory = _ => "cpu" };
+        var backend = new Option<string>("--backend") { Description = "cpu | ilgpu (CUDA when present, else ILGPU's CPU accelerator, said in the header) | ilgpu-cuda (CUDA or an error) | ilgpu-cpu", DefaultValueFactory = _ => "cpu" };
         var promptTokens = new Option<int>("--prompt-tokens") { Description = "Prompt tokens per sequence (prefill)", DefaultValueFactory = _ => 64 };
         var decodeTokens = new Option<int>("--decode-tokens") { Description = "Decode steps", DefaultValueFactory = _ => 16 };
         var batch = new Option<int>("--batch") { Description = "Sequences run together", DefaultValueFactory = _ => 1 };
@@ -57,12 +57,13 @@ public static class ProfileCommand
         {
             "cpu" => new CpuBackend(s.Threads),
             "ilgpu" => IlgpuBackend.Create(preferCuda: true),
+            "ilgpu-cuda" => IlgpuBackend.Create(requireCuda: true),
             "ilgpu-cpu" => IlgpuBackend.Create(preferCuda: false),
-            _ => throw new ArgumentException($"--backend '{s.Backend}' is not one of cpu, ilgpu, ilgpu-cpu"),
+            _ => throw new ArgumentException($"--backend '{s.Backend}' is not one of cpu, ilgpu, ilgpu-cuda, ilgpu-cpu"),
         };
         using var profiler = new ProfilingBackend(inner);
         var roofline = Roofline(s, inner);
-        AnsiConsole.MarkupLine($"[bold]{Markup.Escape(s.Model)}[/] on [bold]{profiler.Name}[/]: dModel {config.DModel}, {config.NLayers} layers, {config.NHeads}/{config.NKvHeads} heads, dFf {config.DFf}, vocab {config.Vocab}");
+        AnsiConsole.MarkupLine($"[bold]{Markup.Escape(s.Model)}[/] on [bold]{profiler.Name}[/] ({Markup.Escape(DeviceOf(inner))}): dModel {config.DModel}, {config.NLayers} layers, {config.NHeads}/{config.NKvHeads} heads, dFf {config.DFf}, vocab {config.Vocab}");
         using var model = new Transformer(profiler, source, cancellationToken: ct);
         var layout = config.ToKvLayout(16);
         int perSequence = s.PromptTokens + s.DecodeTokens;
@@ -84,7 +85,7 @@ public static class ProfileCommand
         AnsiConsole.MarkupLine($"prefill: {s.Batch} x {s.PromptTokens} tokens in {prefillMs:F1} ms ({s.Batch * s.PromptTokens / (prefillMs / 1e3):F0} tok/s)");
         if (s.DecodeTokens > 0)
             AnsiConsole.MarkupLine($"decode: {s.DecodeTokens} steps x {s.Batch} sequences in {decodeMs:F1} ms ({s.Batch * s.DecodeTokens / (decodeMs / 1e3):F1} tok/s, {decodeMs / s.DecodeTokens:F2} ms/step)");
-        AnsiConsole.MarkupLine($"FLOPs: {flops:N0} (ledger), {records.Sum(r => r.Flops):N0} (sum over ops); weights {model.WeightBytes / 1e6:F1} MB; times include a device sync per op");
+        AnsiConsole.MarkupLine($"FLOPs: {flops:N0} (ledger), {records.Sum(r => r.Flops):N0} (sum over ops); weights {model.WeightBytes / 1e6:F1} MB; times include a device sync per op; CPU ms is this process's CPU time (all threads, spinning workers included) during each op");
         if (s.Trace is { } path)
         {
             using (var file = File.Create(path)) ProfileReport.WriteChromeTrace(records, file, $"ponder {profiler.Name} {s.Model}");
@@ -92,6 +93,14 @@ public static class ProfileCommand
         }
         return 0;
     }
+
+    /// <summary>What the backend runs on: the CPU's vector ISA and threads, or the ILGPU device (and whether CUDA fell back).</summary>
+    static string DeviceOf(IBackend backend) => backend switch
+    {
+        CpuBackend cpu => $"{Backends.Profiling.Roofline.CpuVectorIsa.Name}, {cpu.Threads} threads",
+        IlgpuBackend gpu => gpu.CudaFallback is { } why ? $"{gpu.Device}; {why}" : gpu.Device,
+        _ => backend.Name,
+    };
 
     static ITensorSource OpenModel(string model, int seed)
     {
@@ -174,16 +183,22 @@ public static class ProfileCommand
 
     static void Print(IReadOnlyList<OpSummary> summary, Roofline? roofline)
     {
+        // Redirected output has no console width; keep every column (and the op names) readable in a log.
+        if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 160);
         var table = new Table().Border(TableBorder.Rounded)
             .AddColumn("op").AddColumn(new TableColumn("calls").RightAligned()).AddColumn(new TableColumn("total ms").RightAligned())
             .AddColumn(new TableColumn("% time").RightAligned()).AddColumn(new TableColumn("GFLOP/s").RightAligned())
-            .AddColumn(new TableColumn("GB/s").RightAligned()).AddColumn(new TableColumn("% roofline").RightAligned());
+            .AddColumn(new TableColumn("GB/s").RightAligned()).AddColumn(new TableColumn("% roofline").RightAligned())
+            .AddColumn(new TableColumn("CPU ms").RightAligned()).AddColumn(new TableColumn("GFLOP/CPU-s").RightAligned());
         foreach (var s in summary)
             table.AddRow(s.Op, s.Calls.ToString(), s.TotalMs.ToString("F2"), s.PercentTime.ToString("F1"), Rate(s.Gflops),
-                Rate(s.GBps), double.IsNaN(s.RooflineFraction) ? "-" : (100 * s.RooflineFraction).ToString("F1"));
+                Rate(s.GBps), double.IsNaN(s.RooflineFraction) ? "-" : (100 * s.RooflineFraction).ToString("F1"),
+                double.IsNaN(s.CpuMs) ? "-" : s.CpuMs.ToString("F2"), double.IsNaN(s.GflopsPerCpuSecond) ? "-" : Rate(s.GflopsPerCpuSecond));
         var total = summary.Sum(s => s.TotalMs);
+        double cpu = summary.Sum(s => s.CpuMs);
         table.AddRow("[bold]total[/]", summary.Sum(s => s.Calls).ToString(), total.ToString("F2"), "100.0",
-            Rate(summary.Sum(s => s.Flops) / (total / 1e3) / 1e9), Rate(summary.Sum(s => s.Bytes) / (total / 1e3) / 1e9), "");
+            Rate(summary.Sum(s => s.Flops) / (total / 1e3) / 1e9), Rate(summary.Sum(s => s.Bytes) / (total / 1e3) / 1e9), "",
+            double.IsNaN(cpu) ? "-" : cpu.ToString("F2"), double.IsNaN(cpu) || cpu <= 0 ? "-" : Rate(summary.Sum(s => s.Flops) / (cpu / 1e3) / 1e9));
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine(roofline is null
             ? "roofline: none (pass --peak-gflops and --peak-gbps for the device)"

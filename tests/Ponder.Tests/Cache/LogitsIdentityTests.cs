@@ -190,4 +190,36 @@ public sealed class LogitsIdentityTests : IDisposable
         Assert.Equal(0, policyPool.Stats().HeldBlocks);
         Assert.True(prmIndex.CachedBlockCount > 0);
     }
+
+    [Fact]
+    public void ManyForksDecodedTogetherMatchEachAlone()
+    {
+        // 11 forks of one prompt decode in one batch: the attention reads their shared prompt blocks once per lane set
+        // (8 sequences of 2 query heads per KV head fill one), then each fork's own blocks; every fork's logits must be
+        // bitwise those of the same tokens computed alone from scratch.
+        const int Forks = 11;
+        using var pool = PoolFor(_policy);
+        using var root = new Sequence(pool);
+        root.Append(Prompt);
+        Step(_policy, pool, int.MaxValue, root);
+        var forks = Enumerable.Range(0, Forks).Select(_ => root.Fork()).ToArray();
+        try
+        {
+            var tokens = forks.Select(_ => new List<int>(Prompt)).ToArray();
+            for (int step = 0; step < 6; step++)
+            {
+                for (int f = 0; f < Forks; f++)
+                {
+                    int t = (f * 13 + step * 7) % 61;
+                    forks[f].Append(t); tokens[f].Add(t);
+                }
+                var outputs = Step(_policy, pool, 1, forks);
+                if (step % 3 != 2) continue; // every third step: compare all forks (from scratch costs a prefill each)
+                for (int f = 0; f < Forks; f++)
+                    AssertBitwise(FromScratch(_policy, [.. tokens[f]], [])[0], outputs[f], $"fork {f} after {step + 1} decode steps");
+            }
+        }
+        finally { foreach (var f in forks) f.Dispose(); }
+        pool.ValidateInvariants();
+    }
 }

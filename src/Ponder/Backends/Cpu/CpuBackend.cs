@@ -15,7 +15,10 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
 {
     readonly PagedAttention _attention = new();
 
-    /// <param name="threads">Worker threads per op (default: all cores).</param>
+    /// <param name="threads">
+    /// Threads per op, the caller's included (default: all cores): projections, attention and the other split ops of
+    /// this backend use at most this many, whatever <see cref="Sgemm.MaxThreads"/> (the trainer's setting) says.
+    /// </param>
     public CpuBackend(int? threads = null)
     {
         int t = threads ?? Environment.ProcessorCount;
@@ -119,7 +122,7 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
     {
         var xt = Cast(x); var yt = Cast(y); var cw = CheckMatMul(xt, w, yt, n);
         if (n == 0) return;
-        cw.Multiply(xt.RowsSpan(n), n, yt.RowsSpan(n));
+        cw.Multiply(xt.RowsSpan(n), n, yt.RowsSpan(n), Threads);
         Flops.Add(category, OpFlops.MatMul(n, cw.Rows, cw.Cols));
     }
 
@@ -144,7 +147,7 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
             for (int i = 0; i < weights.Length; i++) MatMul(x, weights[i], outputs[i], n, category);
             return;
         }
-        GemmDriver.RunRows(shape, Sgemm.MaxThreads, xt.Cols, 1f, 0f, xt.Pointer, targets[..weights.Length]);
+        GemmDriver.RunRows(shape, Threads, xt.Cols, 1f, 0f, xt.Pointer, targets[..weights.Length]);
         foreach (var w in weights) Flops.Add(category, OpFlops.MatMul(n, w.Rows, w.Cols));
     }
 
@@ -164,6 +167,11 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
         Flops.Add(FlopCategory.Elementwise, OpFlops.Add(n, yt.Cols));
     }
 
+    /// <summary>
+    /// Rotates each head's pairs (j, j + headDim/2) by the position's angles: a' = a·cos − b·sin, b' = b·cos + a·sin,
+    /// eight pairs a step (separate multiplies and adds, so the vector and scalar columns round alike and a row's
+    /// result never depends on its batch).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Rope(DeviceTensor x, int nHeads, int headDim, DeviceTensor rope, BatchLayout batch)
     {
@@ -173,34 +181,47 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
         for (int i = 0; i < positions.Length; i++)
         {
             if (positions[i] >= table.Rows) throw new ArgumentOutOfRangeException(nameof(batch), $"position {positions[i]} is past the RoPE table ({table.Rows} positions)");
-            var cs = table.Row(positions[i]);
-            var cos = cs[..half]; var sin = cs[half..headDim];
-            var row = xt.Row(i);
+            float* cos = table.Pointer + (long)positions[i] * table.Cols, sin = cos + half;
+            float* row = xt.Pointer + (long)i * xt.Cols;
             for (int h = 0; h < nHeads; h++)
             {
-                var head = row.Slice(h * headDim, headDim);
-                for (int j = 0; j < half; j++)
+                float* lo = row + h * headDim, hi = lo + half;
+                int j = 0;
+                if (Vector256.IsHardwareAccelerated)
+                    for (; j + 8 <= half; j += 8)
+                    {
+                        var a = Vector256.Load(lo + j); var b = Vector256.Load(hi + j);
+                        var c = Vector256.Load(cos + j); var s = Vector256.Load(sin + j);
+                        (a * c - b * s).Store(lo + j);
+                        (b * c + a * s).Store(hi + j);
+                    }
+                for (; j < half; j++)
                 {
-                    float a = head[j], b = head[j + half];
-                    head[j] = a * cos[j] - b * sin[j];
-                    head[j + half] = b * cos[j] + a * sin[j];
+                    float a = lo[j], b = hi[j];
+                    lo[j] = a * cos[j] - b * sin[j];
+                    hi[j] = b * cos[j] + a * sin[j];
                 }
             }
         }
         Flops.Add(FlopCategory.Elementwise, OpFlops.Rope(positions.Length, nHeads, headDim));
     }
 
+    /// <summary>Each token's K and V rows into its cache slot: two row copies per token (K and V are separate planes of a block).</summary>
     public void StoreKv(KvStorage kv, int layer, DeviceTensor k, DeviceTensor v, BatchLayout batch)
     {
         var s = CastKv(kv); var kt = Cast(k); var vt = Cast(v);
-        int bs = s.Layout.BlockSize, kvDim = s.Layout.KvDim;
+        var layout = s.Layout;
+        int bs = layout.BlockSize, kvDim = layout.KvDim;
+        if (kt.Cols != kvDim || vt.Cols != kvDim) throw new ArgumentException($"StoreKv: k [{kt.Rows}, {kt.Cols}] and v [{vt.Rows}, {vt.Cols}] must have kvDim = {kvDim} columns");
         var slots = batch.Slots;
+        long bytes = (long)kvDim * sizeof(float);
         for (int i = 0; i < slots.Length; i++)
         {
             int block = slots[i] / bs, slot = slots[i] % bs;
             CheckBlock(s, block);
-            kt.Row(i).CopyTo(s.Plane(block, layer, 0).Slice(slot * kvDim, kvDim));
-            vt.Row(i).CopyTo(s.Plane(block, layer, 1).Slice(slot * kvDim, kvDim));
+            float* dst = s.Pointer + layout.PlaneOffset(block, layer, 0) + (long)slot * kvDim;
+            Buffer.MemoryCopy(kt.Pointer + (long)i * kvDim, dst, bytes, bytes);
+            Buffer.MemoryCopy(vt.Pointer + (long)i * kvDim, dst + layout.FloatsPerPlane, bytes, bytes);
         }
     }
 
@@ -216,26 +237,28 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
         Flops.Add(FlopCategory.Elementwise, OpFlops.Softmax(nHeads, batch.CausalKeys));
     }
 
-    /// <summary>gate = silu(gate) * up, row by row (a row's result never depends on the batch), through a stack buffer.</summary>
+    /// <summary>
+    /// gate = silu(gate) * up = g / (1 + exp(−g)) * u in one pass, row by row, eight columns a step; the tail columns take
+    /// the scalar form, by column index, so a row's result never depends on the batch.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void SwiGlu(DeviceTensor gate, DeviceTensor up, int n)
     {
         var gt = Cast(gate); var ut = Cast(up);
         int cols = gt.Cols;
-        const int Chunk = 512;
-        Span<float> sig = stackalloc float[Chunk];
+        if (ut.Cols != cols) throw new ArgumentException($"SwiGlu: gate [{gt.Rows}, {cols}] and up [{ut.Rows}, {ut.Cols}] differ in columns");
+        var one = Vector256<float>.One;
         for (int i = 0; i < n; i++)
         {
-            var g = gt.Row(i); var u = ut.Row(i);
-            for (int c = 0; c < cols; c += Chunk)
-            {
-                int len = Math.Min(Chunk, cols - c);
-                var gc = g.Slice(c, len); var s = sig[..len];
-                // silu(g) * u = g * sigmoid(g) * u
-                TensorPrimitives.Sigmoid(gc, s);
-                TensorPrimitives.Multiply(gc, s, gc);
-                TensorPrimitives.Multiply(gc, u.Slice(c, len), gc);
-            }
+            float* g = gt.Pointer + (long)i * cols, u = ut.Pointer + (long)i * cols;
+            int c = 0;
+            if (Vector256.IsHardwareAccelerated)
+                for (; c + 8 <= cols; c += 8)
+                {
+                    var x = Vector256.Load(g + c);
+                    (x / (one + Vector256.Exp(-x)) * Vector256.Load(u + c)).Store(g + c);
+                }
+            for (; c < cols; c++) g[c] = g[c] / (1f + MathF.Exp(-g[c])) * u[c];
         }
         Flops.Add(FlopCategory.Elementwise, OpFlops.SwiGlu(n, cols));
     }

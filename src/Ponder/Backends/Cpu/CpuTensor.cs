@@ -43,7 +43,10 @@ public sealed unsafe class CpuKvStorage : KvStorage
 
     internal CpuKvStorage(KvLayout layout, int blockCount) : base(layout, blockCount)
     {
-        _data = (float*)NativeMemory.AlignedAlloc((nuint)Math.Max(1, layout.FloatsPerBlock * blockCount) * sizeof(float), 64);
+        // Slack past the last block: the attention kernels read up to 8 rows past a tile and 8 floats past a head
+        // (results they discard), so those reads must stay inside the allocation.
+        long slack = 8L * layout.KvDim + 8;
+        _data = (float*)NativeMemory.AlignedAlloc((nuint)(layout.FloatsPerBlock * blockCount + slack) * sizeof(float), 64);
     }
 
     internal float* Pointer => _data != null ? _data : throw new ObjectDisposedException(nameof(CpuKvStorage));

@@ -7,7 +7,7 @@ namespace Ponder.Backends.Cpu;
 
 /// <summary>
 /// A weight matrix W [rows = out, cols = in] prepared once at load for the CPU forward pass.
-/// <see cref="Multiply"/> computes y[n, rows] = x[n, cols] · Wᵀ, the projection every linear layer does.
+/// <see cref="Multiply(ReadOnlySpan{float}, int, Span{float})"/> computes y[n, rows] = x[n, cols] · Wᵀ, the projection every linear layer does.
 /// W is stored pre-packed as op(B) = Wᵀ in the micro-kernel's layout: ceil(rows/NR) panels, each cols x NR
 /// (the NR output rows of a panel interleaved per input column), so a multiply streams it once with unit stride.
 /// F16 and BF16 weights stay in their format; block-quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)
@@ -138,10 +138,14 @@ public sealed unsafe class CpuWeight
 
     static float* Pointer(float[]? a) => a == null ? null : (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(a));
 
-    /// <summary>y[n, Rows] = x[n, Cols] · Wᵀ (y is overwritten). FLOPs: 2 * n * Rows * Cols.</summary>
+    /// <summary>y[n, Rows] = x[n, Cols] · Wᵀ (y is overwritten) on up to <see cref="Sgemm.MaxThreads"/> threads. FLOPs: 2 * n * Rows * Cols.</summary>
+    public void Multiply(ReadOnlySpan<float> x, int n, Span<float> y) => Multiply(x, n, y, Sgemm.MaxThreads);
+
+    /// <summary>y[n, Rows] = x[n, Cols] · Wᵀ (y is overwritten) on up to <paramref name="threads"/> threads (the caller's included). FLOPs: 2 * n * Rows * Cols.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void Multiply(ReadOnlySpan<float> x, int n, Span<float> y)
+    public void Multiply(ReadOnlySpan<float> x, int n, Span<float> y, int threads)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(n);
         if ((long)n * Cols > x.Length)
             throw new ArgumentException($"x has {x.Length} values, expected at least {n} x {Cols} (tokens x in features)", nameof(x));
@@ -151,6 +155,6 @@ public sealed unsafe class CpuWeight
         if (Cols == 0) { y[..(n * Rows)].Clear(); return; }
         fixed (float* px = x, py = y, ps = _scales, po = _offsets)
         fixed (byte* pw = _values)
-            GemmDriver.Run(_shape, Sgemm.MaxThreads, n, Rows, Cols, 1f, px, Cols, false, null, 0, true, 0f, py, Rows, pw, Type, ps, _fuseRow, po);
+            GemmDriver.Run(_shape, threads, n, Rows, Cols, 1f, px, Cols, false, null, 0, true, 0f, py, Rows, pw, Type, ps, _fuseRow, po);
     }
 }

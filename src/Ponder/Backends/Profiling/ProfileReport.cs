@@ -4,7 +4,10 @@ namespace Ponder.Backends.Profiling;
 
 /// <summary>One row of the summary: every launch of one op kind.</summary>
 /// <param name="RooflineFraction">Σ roofline-bound time / Σ elapsed time (1 = at the roofline), or NaN without a roofline.</param>
-public sealed record OpSummary(string Op, int Calls, double TotalMs, double PercentTime, long Flops, long Bytes, double Gflops, double GBps, double RooflineFraction);
+/// <param name="CpuMs">CPU milliseconds the process spent in these launches (all threads), NaN when not recorded.</param>
+/// <param name="GflopsPerCpuSecond">FLOPs per CPU second (GFLOP per CPU-s): the op's efficiency whatever else shares the cores.</param>
+public sealed record OpSummary(string Op, int Calls, double TotalMs, double PercentTime, long Flops, long Bytes, double Gflops, double GBps, double RooflineFraction,
+    double CpuMs = double.NaN, double GflopsPerCpuSecond = double.NaN);
 
 /// <summary>Turns <see cref="OpRecord"/>s into a per-op summary and a Chrome trace-event file (Perfetto, chrome://tracing).</summary>
 public static class ProfileReport
@@ -19,8 +22,10 @@ public static class ProfileReport
             long flops = g.Sum(r => r.Flops), bytes = g.Sum(r => r.Bytes);
             double seconds = us / 1e6;
             double bound = roofline is null ? double.NaN : g.Sum(r => roofline.BoundSeconds(r.Flops, r.Bytes));
+            double cpuMs = g.Sum(r => r.CpuUs) / 1e3;
             return new OpSummary(g.Key, g.Count(), us / 1e3, totalUs > 0 ? 100 * us / totalUs : 0, flops, bytes,
-                seconds > 0 ? flops / seconds / 1e9 : 0, seconds > 0 ? bytes / seconds / 1e9 : 0, seconds > 0 ? bound / seconds : double.NaN);
+                seconds > 0 ? flops / seconds / 1e9 : 0, seconds > 0 ? bytes / seconds / 1e9 : 0, seconds > 0 ? bound / seconds : double.NaN,
+                cpuMs, cpuMs > 0 ? flops / (cpuMs / 1e3) / 1e9 : double.NaN);
         }).OrderByDescending(s => s.TotalMs).ToList();
     }
 

@@ -10,7 +10,11 @@ namespace Ponder.Backends.Profiling;
 /// <param name="DurationUs">Elapsed microseconds, including a device synchronization for asynchronous backends.</param>
 /// <param name="Flops">FLOPs the wrapped backend charged to its ledger during the op.</param>
 /// <param name="Bytes">Bytes the op must move at least (<see cref="OpBytes"/>).</param>
-public readonly record struct OpRecord(string Op, string Shape, string Phase, double StartUs, double DurationUs, long Flops, long Bytes);
+/// <param name="CpuUs">
+/// CPU microseconds this process used during the op (every thread: the caller and the backend's workers), or NaN when
+/// unknown. On a machine shared with other jobs it measures the op's own work, where elapsed time measures the load.
+/// </param>
+public readonly record struct OpRecord(string Op, string Shape, string Phase, double StartUs, double DurationUs, long Flops, long Bytes, double CpuUs = double.NaN);
 
 /// <summary>
 /// Wraps any <see cref="IBackend"/> and records every forward-pass op: name, shape, elapsed time, FLOPs (the wrapped
@@ -162,13 +166,13 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
 
     public void Dispose() => _inner.Dispose();
 
-    readonly record struct Start(long Timestamp, long Flops);
+    readonly record struct Start(long Timestamp, long Flops, TimeSpan Cpu);
 
     Start Begin()
     {
         if (!Enabled) return default;
         _sync?.Synchronize(); // earlier queued work must not be charged to this op
-        return new Start(Stopwatch.GetTimestamp(), _inner.Flops.Total);
+        return new Start(Stopwatch.GetTimestamp(), _inner.Flops.Total, Environment.CpuUsage.TotalTime);
     }
 
     void End(Start start, string op, string shape, long bytes)
@@ -176,8 +180,9 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
         if (!Enabled) return;
         _sync?.Synchronize();
         long now = Stopwatch.GetTimestamp();
+        double cpuUs = (Environment.CpuUsage.TotalTime - start.Cpu).TotalMicroseconds;
         double startUs = Stopwatch.GetElapsedTime(_origin, start.Timestamp).TotalMicroseconds;
         double durUs = Stopwatch.GetElapsedTime(start.Timestamp, now).TotalMicroseconds;
-        _records.Add(new OpRecord(op, shape, Phase, startUs, durUs, _inner.Flops.Total - start.Flops, bytes));
+        _records.Add(new OpRecord(op, shape, Phase, startUs, durUs, _inner.Flops.Total - start.Flops, bytes, cpuUs));
     }
 }

@@ -22,6 +22,10 @@ internal sealed unsafe class GemmDriver : IParallelPart
     public const int MaxRowWeights = 4;
 
     [ThreadStatic] static GemmDriver? t_driver;
+    [ThreadStatic] static int t_lastParts;
+
+    /// <summary>Parts (threads, the caller's included) the last GEMM dispatched from this thread was split into, so tests can see a thread count honoured.</summary>
+    internal static int LastParts => t_lastParts;
     [ThreadStatic] static float[]? t_aBuffer, t_bBuffer, t_panelBuffer;
 
     GemmShape _shape;
@@ -101,6 +105,7 @@ internal sealed unsafe class GemmDriver : IParallelPart
     {
         var workers = GemmWorkers.Shared;
         parts = Math.Min(parts, workers.MaxParts);
+        t_lastParts = parts;
         try
         {
             if (parts <= 1) d.Execute(0, 1);
