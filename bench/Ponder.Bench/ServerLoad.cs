@@ -286,7 +286,7 @@ public static class ServerLoad
         }
         Console.WriteLine($"// GC during the run: {gc}; thread-pool probe delay p50 {probe.Delay(0.5):F1} ms, p99 {probe.Delay(0.99):F1} ms, max {probe.Delay(1):F1} ms; thread-pool threads at end {ThreadPool.ThreadCount}");
         Console.WriteLine($"// OS: a dedicated thread's 10 ms wait overshoots p50 {probe.Overshoot(0.5):F1} ms, p99 {probe.Overshoot(0.99):F1} ms, max {probe.Overshoot(1):F1} ms; the process used {cpuCores:F2} of {Environment.ProcessorCount} cores");
-        Console.WriteLine($"// scheduler lock (held by every round; taken by each request to create and to free its sequence): wait p50 {probe.LockWait(0.5):F1} ms, p99 {probe.LockWait(0.99):F1} ms, max {probe.LockWait(1):F1} ms");
+        Console.WriteLine($"// sequence create + release through the scheduler (what each request waits for to start and to end): wait p50 {probe.LockWait(0.5):F1} ms, p99 {probe.LockWait(0.99):F1} ms, max {probe.LockWait(1):F1} ms");
         Console.WriteLine($"// RSS MiB: start {probe.StartRssMiB:F0}, peak {rssPeak:F0}, end {rssEnd:F0} (after a full GC {rssEndAfterGc:F0}); managed heap at end {GC.GetTotalMemory(false) / 1048576.0:F0} MiB");
         if (probe.Minutes.Count > 0)
             Console.WriteLine($"// each minute, RSS / managed heap MiB: {string.Join(", ", probe.Minutes.Select(m => $"{m.RssMiB:F0}/{m.HeapMiB:F0}"))}");
