@@ -25,7 +25,7 @@ switch ($Command) {
     $out = if ($Rest.Count -gt 0) { $Rest[0] } else { 'artifacts/packages' }
     $extra = if ($Rest.Count -gt 1) { $Rest[1..($Rest.Count - 1)] } else { @() }
     foreach ($p in 'src/Ponder/Ponder.csproj', 'kernels/Ponder.Kernels/Ponder.Kernels.csproj', 'src/Ponder.Extensions.DependencyInjection/Ponder.Extensions.DependencyInjection.csproj') {
-      dotnet pack $p -c Release -nologo -v minimal -o $out @extra; if ($LASTEXITCODE) { exit $LASTEXITCODE }
+      dotnet pack $p -c Release -nologo -v minimal -o $out -p:EnableSourceLink=true @extra; if ($LASTEXITCODE) { exit $LASTEXITCODE }
     }
     Get-ChildItem "$out/*.nupkg", "$out/*.snupkg" | ForEach-Object { $_.FullName }
   }

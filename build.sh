@@ -31,7 +31,7 @@ case "$cmd" in
     out="${1:-artifacts/packages}"
     shift || true
     for p in src/Ponder/Ponder.csproj kernels/Ponder.Kernels/Ponder.Kernels.csproj src/Ponder.Extensions.DependencyInjection/Ponder.Extensions.DependencyInjection.csproj; do
-      dotnet pack "$p" -c Release -nologo -v minimal -o "$out" "$@"
+      dotnet pack "$p" -c Release -nologo -v minimal -o "$out" -p:EnableSourceLink=true "$@"
     done
     ls -1 "$out"/*.nupkg "$out"/*.snupkg
     ;;
