@@ -3,7 +3,7 @@ using Ponder.Backends;
 namespace Ponder.Models;
 
 /// <summary>Rotary position embedding tables (Hugging Face convention), including the <c>llama3</c> frequency scaling.</summary>
-public static class RopeTable
+internal static class RopeTable
 {
     /// <summary>Inverse frequencies θ^(-2i/headDim) for i in [0, headDim/2), adjusted by llama3 scaling when configured.</summary>
     public static double[] InverseFrequencies(ModelConfig config)

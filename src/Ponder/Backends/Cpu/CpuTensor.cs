@@ -37,7 +37,7 @@ public sealed class CpuDeviceWeight(CpuWeight weight) : DeviceWeight(weight.Rows
 }
 
 /// <summary>KV blocks in native host memory.</summary>
-public sealed unsafe class CpuKvStorage : KvStorage
+internal sealed unsafe class CpuKvStorage : KvStorage
 {
     float* _data;
 

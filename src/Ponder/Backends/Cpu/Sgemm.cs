@@ -10,7 +10,7 @@ namespace Ponder.Backends.Cpu;
 /// Packed panels, a register-blocked Vector512 (or Vector256, or scalar) micro-kernel and cache blocking live in
 /// <c>Backends/Cpu/Gemm</c>; work is split over persistent worker threads.
 /// </summary>
-public static class Sgemm
+internal static class Sgemm
 {
     static int s_maxThreads = Environment.ProcessorCount;
 
