@@ -73,6 +73,8 @@ public sealed class StepScheduler
     public long TokensComputed { get; private set; }
     /// <summary>Requests preempted (their blocks released, to be recomputed) because the cache ran short.</summary>
     public long Preemptions { get; private set; }
+    /// <summary>Times work waited a round for KV blocks (or, preempted, for others to get theirs) instead of running.</summary>
+    public long Deferrals { get; private set; }
 
     /// <summary>A new request charging <paramref name="budget"/> (null = unlimited).</summary>
     public ScheduledRequest CreateRequest(Budget? budget = null, string name = "request", CancellationToken cancellationToken = default)
@@ -517,6 +519,7 @@ public sealed class StepScheduler
             victim.Preempted = true;
             Preemptions++;
         }
+        Deferrals += plan.Deferred;
         lock (_queueLock)
             foreach (var (item, _, _) in plan.Finished) _queue.Remove(item);
     }

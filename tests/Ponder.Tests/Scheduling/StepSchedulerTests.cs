@@ -66,6 +66,7 @@ public sealed class StepSchedulerTests
         Assert.True(decode.IsCompletedSuccessfully);
         Assert.False(waiting.IsCompleted);
         Assert.Equal(0, s.Preemptions);                                  // the round made progress: no preemption
+        Assert.Equal(1, s.Deferrals);                                    // the late prompt waited one round
         s.Release(a);                                                    // 3 blocks return
         Assert.Equal(1, RunUntil(s, waiting));
         Assert.True(late.IsResident);
