@@ -292,7 +292,6 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
                 b.Logits.AsSpan(0, vocab).CopyTo(scratch); // the sampler reads the vocabulary only, never a value row
                 int token = sampler.Sample(scratch, []);
                 stepTokens.Add(token);
-                _request.RecordSampled(1);
                 bool ends;
                 if (_eos.Contains(token)) finished = ends = true;
                 else
@@ -315,6 +314,7 @@ public sealed class ScheduledSearchEngine : ISearchEngine, IDisposable
                 }
                 if (ends) break;
             }
+            _request.RecordSampled(stepTokens.Count); // once a step, not a lock per token
             text.Append(decoder.Flush());
             string stepText = text.ToString();
             lock (Gate)
