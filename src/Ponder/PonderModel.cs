@@ -177,30 +177,41 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
         var sequence = Scheduler.CreateSequence(req, Scheduled, prompt);
         // The prompt tokens the prefix cache served (the sequence starts with them computed) were not computed again.
         if (sequence.ComputedLength > 0) req.RecordReuse(Scheduled.Name, sequence.ComputedLength, Scheduled.Counter.Prefill(sequence.ComputedLength));
+        // The next token's work is submitted as soon as the token is sampled, on the scheduler's pump, before the token
+        // is handed to the consumer on the thread pool: generation never waits for a thread-pool hop or a slow consumer
+        // (per-token hops were the tail of a loaded server's latency), and the token stream is unchanged.
+        Task<WorkResult>? pending = null;
         try
         {
-            int[] next = [];
-            for (int step = 0; step < options.MaxNewTokens && sequence.Length + next.Length <= Config.MaxPositions; step++)
+            int length = prompt.Length;
+            cancellationToken.ThrowIfCancellationRequested();
+            pending = Scheduler.SubmitAsync(req, Scheduled, sequence, [], output);
+            for (int step = 0; step < options.MaxNewTokens; step++)
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                var result = await Scheduler.SubmitAsync(req, Scheduled, sequence, next, output).ConfigureAwait(false);
+                var result = await pending.ConfigureAwait(false);
+                pending = null;
                 if (!result.Completed) break;
                 int token = sampler.Sample(output.AsSpan(0, Config.Vocab), System.Runtime.InteropServices.CollectionsMarshal.AsSpan(context));
                 context.Add(token);
                 req.RecordSampled(1);
                 if (eos.Contains(token)) yield break;
                 string emit = decoder is null ? "" : stops.Push(decoder.Push(token));
+                length++;
+                bool more = !stops.Stopped && step + 1 < options.MaxNewTokens && length <= Config.MaxPositions;
+                if (more && !cancellationToken.IsCancellationRequested) pending = Scheduler.SubmitAsync(req, Scheduled, sequence, [token], output);
                 // Hand the token over on the thread pool, not on the scheduler's pump (a consumer that blocks would stall every round).
                 await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
                 if (emit.Length > 0 || decoder is null) yield return new GeneratedToken(token, emit);
-                if (stops.Stopped) yield break;
-                next = [token];
+                cancellationToken.ThrowIfCancellationRequested();
+                if (pending is null) break;
             }
             string rest = decoder is null ? "" : stops.Push(decoder.Flush()) + stops.Flush();
             if (rest.Length > 0) yield return new GeneratedToken(-1, rest);
         }
         finally
         {
+            // Work submitted for a token nobody will read: its outcome (a result, or the release below failing it) is dropped.
+            pending?.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             Scheduler.Release(sequence);
             if (request is null) req.Dispose();
         }

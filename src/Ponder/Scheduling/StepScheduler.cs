@@ -197,8 +197,11 @@ public sealed class StepScheduler
             _queue.Add(item);
             start = !_pumping && !_manualRounds;
             _pumping |= start;
+            if (!start) Monitor.Pulse(_queueLock);
         }
-        if (start) _ = Task.Run(Pump);
+        // The pump is a thread of its own, not a thread-pool worker: it computes for as long as work is queued, and a
+        // pool worker held that long starves the pool (a server's requests then wait for a thread to start and end).
+        if (start) new Thread(Pump) { IsBackground = true, Name = "Ponder scheduler" }.Start();
         return item.Done.Task;
     }
 
@@ -273,11 +276,16 @@ public sealed class StepScheduler
         {
             lock (_queueLock)
             {
+                // Linger briefly for the next work (a decode loop submits its next token right after a round), so a
+                // busy scheduler keeps one thread rather than starting one per burst.
+                if (_queue.Count == 0) Monitor.Wait(_queueLock, PumpLinger);
                 if (_queue.Count == 0) { _pumping = false; return; }
             }
             RunRound();
         }
     }
+
+    static readonly TimeSpan PumpLinger = TimeSpan.FromMilliseconds(50);
 
     /// <summary>
     /// Runs one round (plan, execute, complete) over the queued work, then completes the finished work's tasks
