@@ -78,7 +78,7 @@ public static class PonderServer
         var app = builder.Build();
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Ponder.Server");
         var template = options.Template ?? ChatTemplate.ForModel(engine.Model, options.AllowChatMlFallback, logger);
-        if (limits.MaxRequestKvShare is { } share) engine.MaxRequestKvTokens = (long)(share * engine.Model.Pool.CapacityTokens);
+        if (limits.MaxRequestKvShare is { } share) engine.MaxRequestKvTokens = (long)(share * engine.Model.KvCacheCapacityTokens);
         var lifetime = app.Services.GetRequiredService<Microsoft.Extensions.Hosting.IHostApplicationLifetime>();
         var drain = new CancellationTokenSource();
         lifetime.ApplicationStopping.Register(() => drain.CancelAfter(options.ShutdownTimeout));

@@ -22,6 +22,7 @@ public sealed record ModelOptions
     public int KvCacheTokens { get; init; } = 8192;
     /// <summary>Tokens per KV block.</summary>
     public int BlockSize { get; init; } = 16;
+    /// <summary>Where loading and backend notices go (e.g. a CUDA request that fell back to the CPU); null: nowhere.</summary>
     public ILogger? Logger { get; init; }
 }
 
@@ -31,6 +32,7 @@ public readonly record struct GeneratedToken(int Id, string Text);
 /// <summary>Result of <see cref="PonderModel.Perplexity"/>.</summary>
 public sealed record PerplexityResult(int TokensScored, double MeanNll)
 {
+    /// <summary>exp(mean negative log-likelihood).</summary>
     public double Perplexity => Math.Exp(MeanNll);
 }
 
@@ -60,14 +62,33 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
         pool.Owner = Scheduler;
     }
 
+    /// <summary>Where the weights came from (a path, or a description of an in-memory source).</summary>
     public string Location { get; }
+    /// <summary>The model's shape and architecture, as read from its config.</summary>
     public ModelConfig Config => Transformer.Config;
-    public Transformer Transformer { get; }
+    internal Transformer Transformer { get; }
+    /// <summary>The backend the forward runs on (CPU, or ILGPU/CUDA).</summary>
     public IBackend Backend => Transformer.Backend;
+    /// <summary>The model's tokenizer; null for a model loaded without one (token ids only).</summary>
     public ITokenizer? Tokenizer { get; }
-    public BlockPool Pool { get; }
+    internal BlockPool Pool { get; }
     /// <summary>The pool's prefix index: prompts that start like an earlier one reuse its computed blocks.</summary>
-    public PrefixIndex PrefixIndex { get; }
+    internal PrefixIndex PrefixIndex { get; }
+
+    /// <summary>Tokens the KV cache holds in all (its blocks times the block size).</summary>
+    public long KvCacheCapacityTokens => Pool.CapacityTokens;
+
+    /// <summary>A consistent snapshot of the KV cache (taken between the scheduler's rounds).</summary>
+    public KvCacheStats CacheStats() => Scheduler.RunExclusive(Pool.Stats);
+
+    /// <summary>
+    /// Drops every prefix-cache block no sequence holds, so the next request starts cold (its FLOPs then do not depend
+    /// on what ran before in this process). Sequences alive keep their blocks.
+    /// </summary>
+    public void ClearPrefixCache() => Scheduler.RunExclusive(() =>
+    {
+        foreach (var index in Pool.Indexes) index.Evict(Pool.BlockCount);
+    });
     /// <summary>
     /// Runs this model's forwards in batches, charging each request's budget exactly (generation goes through it); the
     /// only owner of the model's KV pool. A PRM serving a policy runs on the policy's scheduler.
@@ -278,6 +299,7 @@ public sealed partial class PonderModel : IDisposable, IAsyncDisposable
         if (_ownsBackend) Backend.Dispose();
     }
 
+    /// <inheritdoc/>
     public ValueTask DisposeAsync()
     {
         Dispose();

@@ -120,10 +120,7 @@ public sealed class StudyModels : IDisposable
     public void ColdCache()
     {
         foreach (var model in new[] { Policy, Prm, Large, Reviser }.OfType<StudyModel>().Select(m => m.Model).Distinct())
-            model.Scheduler.RunExclusive(() =>
-            {
-                foreach (var index in model.Pool.Indexes) index.Evict(model.Pool.BlockCount);
-            });
+            model.ClearPrefixCache();
     }
 
     /// <summary>

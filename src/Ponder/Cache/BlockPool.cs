@@ -169,7 +169,7 @@ public sealed class BlockPool : IDisposable
         long unshared = 0;
         foreach (var s in _sequences) unshared += s.Blocks.Count;
         return new KvCacheStats(BlockCount, FreeBlocks, held, shared, cached, PeakUsedBlocks, unshared, CopyOnWriteCopies, EvictedBlocks,
-            _prefixQueryTokens, _prefixHitTokens, Layout.BytesPerBlock);
+            _prefixQueryTokens, _prefixHitTokens, Layout.BytesPerBlock, BlockSize, _sequences.Count);
     }
 
     /// <summary>
@@ -254,10 +254,15 @@ public sealed class BlockPool : IDisposable
 /// <param name="PrefixQueryTokens">Prompt tokens looked up in the prefix index when creating sequences.</param>
 /// <param name="PrefixHitTokens">Of those, tokens whose K/V came from the cache (not computed).</param>
 /// <param name="BytesPerBlock">Bytes of one block.</param>
+/// <param name="BlockSize">Tokens one block holds.</param>
+/// <param name="LiveSequences">Sequences alive in the pool (created and not yet released).</param>
 public readonly record struct KvCacheStats(
     int TotalBlocks, int FreeBlocks, int HeldBlocks, int SharedBlocks, int CachedBlocks, int PeakUsedBlocks, long UnsharedBlocks,
-    long CopyOnWriteCopies, long EvictedBlocks, long PrefixQueryTokens, long PrefixHitTokens, long BytesPerBlock)
+    long CopyOnWriteCopies, long EvictedBlocks, long PrefixQueryTokens, long PrefixHitTokens, long BytesPerBlock, int BlockSize,
+    int LiveSequences)
 {
+    /// <summary>Tokens the pool holds in all.</summary>
+    public long CapacityTokens => (long)TotalBlocks * BlockSize;
     /// <summary>Fraction of looked-up prompt tokens served from the cache (0 when none were looked up).</summary>
     public double PrefixHitRate => PrefixQueryTokens == 0 ? 0 : (double)PrefixHitTokens / PrefixQueryTokens;
     /// <summary>Bytes of blocks sequences hold.</summary>

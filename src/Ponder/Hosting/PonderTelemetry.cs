@@ -93,9 +93,7 @@ public static class PonderTelemetry
         var result = new List<Measurement<T>>(models.Length);
         foreach (var (name, model, _) in models)
         {
-            Cache.KvCacheStats stats;
-            // The pool is guarded by the scheduler's lock; a snapshot taken under it is consistent.
-            stats = model.Scheduler.RunExclusive(model.Pool.Stats);
+            var stats = model.CacheStats();
             result.Add(new Measurement<T>(read(stats), new KeyValuePair<string, object?>("ponder.model", name)));
         }
         return result;

@@ -39,21 +39,35 @@ public sealed record Llama3RopeScaling(double Factor, double LowFreqFactor, doub
 /// </summary>
 public sealed record ModelConfig
 {
+    /// <summary>The architecture family (Llama, Qwen2, Qwen3, Mistral, ...), from config.json's <c>architectures</c> or GGUF's <c>general.architecture</c>.</summary>
     public Architecture Architecture { get; init; } = Architecture.Llama;
+    /// <summary>What the last layer feeds: a language-model head (logits over the vocabulary) or a value head (a PRM's scores).</summary>
     public HeadKind Head { get; init; } = HeadKind.LanguageModel;
     /// <summary>Outputs of a value head (1 for a PRM). Ignored for language models.</summary>
     public int NumLabels { get; init; } = 1;
+    /// <summary>Vocabulary size: rows of the embedding and of the LM head.</summary>
     public required int Vocab { get; init; }
+    /// <summary>Width of the residual stream (hidden_size).</summary>
     public required int DModel { get; init; }
+    /// <summary>Number of transformer layers.</summary>
     public required int NLayers { get; init; }
+    /// <summary>Query heads per layer.</summary>
     public required int NHeads { get; init; }
+    /// <summary>Key/value heads per layer (fewer than nHeads under grouped-query attention).</summary>
     public required int NKvHeads { get; init; }
+    /// <summary>Width of one attention head (dModel / nHeads unless the config says otherwise, as Qwen3's does).</summary>
     public required int HeadDim { get; init; }
+    /// <summary>Inner width of the SwiGLU feed-forward (intermediate_size).</summary>
     public required int DFf { get; init; }
+    /// <summary>The epsilon added to the mean square in every RMSNorm.</summary>
     public float RmsNormEps { get; init; } = 1e-5f;
+    /// <summary>RoPE base frequency.</summary>
     public double RopeTheta { get; init; } = 10000.0;
+    /// <summary>Llama 3.1-style RoPE frequency scaling; null when the model has none.</summary>
     public Llama3RopeScaling? RopeScaling { get; init; }
+    /// <summary>Positions the model was trained for (max_position_embeddings); prompts plus output must fit.</summary>
     public int MaxPositions { get; init; } = 2048;
+    /// <summary>The LM head reuses the embedding matrix (no separate <c>lm_head.weight</c>).</summary>
     public bool TiedEmbeddings { get; init; }
     /// <summary>Biases on the Q, K and V projections (Qwen2).</summary>
     public bool QkvBias { get; init; }
@@ -62,7 +76,9 @@ public sealed record ModelConfig
     /// head after the projections and before RoPE (Qwen3).
     /// </summary>
     public bool QkNorm { get; init; }
+    /// <summary>The beginning-of-sequence token, when the model has one.</summary>
     public int? BosTokenId { get; init; }
+    /// <summary>Tokens that end generation (config.json and generation_config.json together).</summary>
     public IReadOnlyList<int> EosTokenIds { get; init; } = [];
     /// <summary>
     /// A language model that also carries a one-row value head (<c>value_head.weight</c>, [1, dModel]) on its final

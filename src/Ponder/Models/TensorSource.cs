@@ -5,7 +5,9 @@ namespace Ponder.Models;
 /// <summary>One tensor in a model file: its canonical (Hugging Face) name, storage type and shape (outermost first).</summary>
 public sealed record TensorInfo(string Name, DType Type, long[] Shape)
 {
+    /// <summary>Number of elements (the product of the shape).</summary>
     public long ElementCount => Shape.Aggregate(1L, (a, b) => checked(a * b));
+    /// <summary>The shape as text, e.g. <c>[576, 576]</c>, for messages.</summary>
     public string ShapeText => "[" + string.Join(", ", Shape) + "]";
 }
 
@@ -36,30 +38,47 @@ public interface ITensorSource : IDisposable
 /// <summary>An f32 tensor in host memory, row-major. What writers take and random-model builders produce.</summary>
 public sealed record HostTensor(float[] Data, int[] Shape)
 {
+    /// <summary>A zero tensor of <paramref name="shape"/>.</summary>
     public HostTensor(int[] shape) : this(new float[shape.Aggregate(1, (a, b) => checked(a * b))], shape) { }
+    /// <summary>The outermost dimension.</summary>
     public int Rows => Shape[0];
+    /// <summary>The second dimension (1 for a vector).</summary>
     public int Cols => Shape.Length > 1 ? Shape[1] : 1;
 }
 
 /// <summary>Canonical tensor names (Hugging Face transformers' Llama naming).</summary>
 public static class TensorNames
 {
+    /// <summary>Token embedding, [vocab, dModel].</summary>
     public const string Embedding = "model.embed_tokens.weight";
+    /// <summary>RMSNorm weight after the last layer, [dModel].</summary>
     public const string FinalNorm = "model.norm.weight";
+    /// <summary>Language-model head, [vocab, dModel] (absent when embeddings are tied).</summary>
     public const string LmHead = "lm_head.weight";
+    /// <summary>A PRM's value head (<c>*ForTokenClassification</c>), [numLabels, dModel].</summary>
     public const string ValueHead = "score.weight";
+    /// <summary>The value head's bias, [numLabels], when present.</summary>
     public const string ValueHeadBias = "score.bias";
     /// <summary>The value row a causal LM with <see cref="ModelConfig.SharedValueHead"/> carries beside its LM head.</summary>
     public const string SharedValueHead = "value_head.weight";
 
+    /// <summary>RMSNorm weight before attention, [dModel].</summary>
     public static string AttnNorm(int layer) => $"model.layers.{layer}.input_layernorm.weight";
+    /// <summary>RMSNorm weight before the feed-forward, [dModel].</summary>
     public static string FfnNorm(int layer) => $"model.layers.{layer}.post_attention_layernorm.weight";
+    /// <summary>Query projection, [nHeads*headDim, dModel].</summary>
     public static string Q(int layer) => $"model.layers.{layer}.self_attn.q_proj.weight";
+    /// <summary>Key projection, [nKvHeads*headDim, dModel].</summary>
     public static string K(int layer) => $"model.layers.{layer}.self_attn.k_proj.weight";
+    /// <summary>Value projection, [nKvHeads*headDim, dModel].</summary>
     public static string V(int layer) => $"model.layers.{layer}.self_attn.v_proj.weight";
+    /// <summary>Query projection bias (Qwen2), [nHeads*headDim].</summary>
     public static string QBias(int layer) => $"model.layers.{layer}.self_attn.q_proj.bias";
+    /// <summary>Key projection bias (Qwen2), [nKvHeads*headDim].</summary>
     public static string KBias(int layer) => $"model.layers.{layer}.self_attn.k_proj.bias";
+    /// <summary>Value projection bias (Qwen2), [nKvHeads*headDim].</summary>
     public static string VBias(int layer) => $"model.layers.{layer}.self_attn.v_proj.bias";
+    /// <summary>Attention output projection, [dModel, nHeads*headDim].</summary>
     public static string O(int layer) => $"model.layers.{layer}.self_attn.o_proj.weight";
     /// <summary>Qwen3's per-head RMSNorm weight on queries, [headDim].</summary>
     public static string QNorm(int layer) => $"model.layers.{layer}.self_attn.q_norm.weight";
@@ -69,8 +88,11 @@ public static class TensorNames
     public static string FusedQkv(int layer) => $"model.layers.{layer}.self_attn.qkv_proj.weight";
     /// <summary>Phi-3's fused gate and up projection, [2*dFf, dModel], gate rows first (split at load).</summary>
     public static string FusedGateUp(int layer) => $"model.layers.{layer}.mlp.gate_up_proj.weight";
+    /// <summary>Feed-forward gate projection (the SiLU branch), [dFf, dModel].</summary>
     public static string Gate(int layer) => $"model.layers.{layer}.mlp.gate_proj.weight";
+    /// <summary>Feed-forward up projection, [dFf, dModel].</summary>
     public static string Up(int layer) => $"model.layers.{layer}.mlp.up_proj.weight";
+    /// <summary>Feed-forward down projection, [dModel, dFf].</summary>
     public static string Down(int layer) => $"model.layers.{layer}.mlp.down_proj.weight";
 
     /// <summary>

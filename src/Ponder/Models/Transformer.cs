@@ -122,7 +122,9 @@ public sealed class Transformer : IDisposable
         }
     }
 
+    /// <summary>The model's shape and architecture.</summary>
     public ModelConfig Config { get; }
+    /// <summary>The backend holding the weights and running the forward.</summary>
     public IBackend Backend => _backend;
     /// <summary>Whether the value head has a bias (<c>score.bias</c>): its add is element-wise work the FLOP count includes.</summary>
     public bool HasHeadBias => _headBias is not null;
@@ -210,6 +212,7 @@ public sealed class Transformer : IDisposable
         return _ws;
     }
 
+    /// <summary>Frees the weights and the workspace on the backend.</summary>
     public void Dispose()
     {
         _ws?.Dispose();

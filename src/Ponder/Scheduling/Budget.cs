@@ -35,9 +35,13 @@ public sealed record BudgetLimits(long? Flops = null, IReadOnlyDictionary<FlopCa
 /// <summary>An amount of work: exact FLOPs by category, tokens computed, generations.</summary>
 public readonly record struct Charge(FlopCounts Flops, long Tokens = 0, double Generations = 0)
 {
+    /// <summary>No work.</summary>
     public static Charge Zero => default;
+    /// <summary>The work of both.</summary>
     public static Charge operator +(Charge a, Charge b) => new(a.Flops + b.Flops, checked(a.Tokens + b.Tokens), a.Generations + b.Generations);
+    /// <summary>The work of <paramref name="a"/> less that of <paramref name="b"/>.</summary>
     public static Charge operator -(Charge a, Charge b) => new(a.Flops - b.Flops, checked(a.Tokens - b.Tokens), a.Generations - b.Generations);
+    /// <inheritdoc/>
     public override string ToString() => $"{Flops.Total} FLOPs, {Tokens} tokens, {Generations} generations";
 }
 
@@ -71,6 +75,7 @@ public sealed class Budget
     /// <summary>A budget without caps.</summary>
     public static Budget Unlimited() => new();
 
+    /// <summary>The caps this budget enforces (FLOPs, tokens, generations; null = uncapped).</summary>
     public BudgetLimits Limits { get; }
     /// <summary>The budget this one draws from (null for a root).</summary>
     public Budget? Parent { get; }
@@ -168,6 +173,7 @@ public sealed class BudgetReservation : IDisposable
 {
     internal BudgetReservation(Budget budget, Charge amount) { Budget = budget; Amount = amount; RemainingUnlocked = amount; }
 
+    /// <summary>The budget the reservation was drawn from.</summary>
     public Budget Budget { get; }
     /// <summary>What was reserved.</summary>
     public Charge Amount { get; }

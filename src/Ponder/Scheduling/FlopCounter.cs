@@ -62,6 +62,7 @@ public sealed class FlopCounter
         return new FlopCounter(transformer.Config, transformer.HasHeadBias);
     }
 
+    /// <summary>The model whose forwards this counts.</summary>
     public ModelConfig Config { get; }
 
     /// <summary>Exact FLOPs of one chunk (see the class summary).</summary>

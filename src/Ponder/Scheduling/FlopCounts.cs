@@ -41,10 +41,12 @@ public readonly record struct FlopCounts(long Projection, long Attention, long L
             ledger[FlopCategory.PrmHead], ledger[FlopCategory.Elementwise]);
     }
 
+    /// <summary>Category by category sum (checked: an overflow throws).</summary>
     public static FlopCounts operator +(FlopCounts a, FlopCounts b) => new(
         checked(a.Projection + b.Projection), checked(a.Attention + b.Attention), checked(a.LmHead + b.LmHead),
         checked(a.PrmHead + b.PrmHead), checked(a.Elementwise + b.Elementwise));
 
+    /// <summary>Category by category difference (checked).</summary>
     public static FlopCounts operator -(FlopCounts a, FlopCounts b) => new(
         checked(a.Projection - b.Projection), checked(a.Attention - b.Attention), checked(a.LmHead - b.LmHead),
         checked(a.PrmHead - b.PrmHead), checked(a.Elementwise - b.Elementwise));
@@ -54,6 +56,7 @@ public readonly record struct FlopCounts(long Projection, long Attention, long L
         Projection <= other.Projection && Attention <= other.Attention && LmHead <= other.LmHead
         && PrmHead <= other.PrmHead && Elementwise <= other.Elementwise;
 
+    /// <inheritdoc/>
     public override string ToString() =>
         $"projection={Projection}, attention={Attention}, lm_head={LmHead}, prm_head={PrmHead}, elementwise={Elementwise}, total={Total}";
 }

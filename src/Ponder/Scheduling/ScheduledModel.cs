@@ -23,13 +23,16 @@ public sealed class ScheduledModel
         Counter = FlopCounter.For(transformer);
     }
 
+    /// <summary>The model's name in reports and FLOP ledgers ("policy", "prm", ...).</summary>
     public string Name { get; }
-    public Transformer Transformer { get; }
-    public BlockPool Pool { get; }
+    internal Transformer Transformer { get; }
+    internal BlockPool Pool { get; }
     /// <summary>The pool's prefix index (null: sequences start empty).</summary>
     public PrefixIndex? Index { get; }
+    /// <summary>The model's exact FLOP formula (what the scheduler charges per chunk).</summary>
     public FlopCounter Counter { get; }
 
+    /// <summary>The model's shape and architecture.</summary>
     public ModelConfig Config => Transformer.Config;
     /// <summary>Whether the model's owner disposed it: work for it is refused (set under the scheduler's round lock).</summary>
     internal bool IsRetired { get; set; }
@@ -59,5 +62,6 @@ public enum WorkStatus
 /// <summary>The outcome of <see cref="StepScheduler.SubmitAsync"/>.</summary>
 public readonly record struct WorkResult(WorkStatus Status, string? Reason = null)
 {
+    /// <summary>Whether the work was computed (its output written).</summary>
     public bool Completed => Status == WorkStatus.Completed;
 }

@@ -26,9 +26,13 @@ public sealed class ScheduledRequest : IDisposable
         if (cancellationToken.CanBeCanceled) _registration = cancellationToken.Register(() => scheduler.Cancel(this));
     }
 
+    /// <summary>The scheduler whose rounds run this request's work.</summary>
     public StepScheduler Scheduler { get; }
+    /// <summary>What the request may spend; every forward chunk is charged to it (or to a reservation drawn from it).</summary>
     public Budget Budget { get; }
+    /// <summary>The request's name in reports and traces.</summary>
     public string Name { get; }
+    /// <summary>Cancelling it cancels the request: queued work fails, sequences are released.</summary>
     public CancellationToken CancellationToken { get; }
     /// <summary>Whether the request was cancelled or disposed: its work is refused.</summary>
     public bool IsClosed { get; private set; }
@@ -153,7 +157,9 @@ public sealed record RequestReport(string Name, IReadOnlyList<ModelReport> Model
 {
     /// <summary>Exact FLOPs over all models.</summary>
     public FlopCounts Flops => Models.Aggregate(FlopCounts.Zero, (a, m) => a + m.Flops);
+    /// <summary>Tokens computed over all models (prompt, generated and recomputed tokens).</summary>
     public long TokensComputed => Models.Sum(m => m.TokensComputed);
+    /// <summary>Tokens served from the prefix cache over all models (not computed again).</summary>
     public long TokensReused => Models.Sum(m => m.TokensReused);
 
     /// <summary>A plain-text table: per model and category, exact FLOPs, saved FLOPs, and the 2N approximation.</summary>

@@ -64,6 +64,7 @@ public sealed class StepScheduler
         _manualRounds = manualRounds;
     }
 
+    /// <summary>How forwards are packed (tokens and sequences per forward, ledger checks).</summary>
     public SchedulerOptions Options => _options;
     /// <summary>Rounds run.</summary>
     public long Rounds { get; private set; }

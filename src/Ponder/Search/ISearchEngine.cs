@@ -73,5 +73,6 @@ public abstract class Branch : IDisposable
     public abstract bool Finished { get; }
     /// <summary>A new branch sharing this one's tokens and KV blocks (no copy).</summary>
     public abstract Branch Fork();
+    /// <summary>Releases the branch's KV blocks (blocks still shared with other branches stay).</summary>
     public abstract void Dispose();
 }

@@ -6,8 +6,11 @@ namespace Ponder.Tensors;
 /// <summary>Element types Ponder reads from model files. Arithmetic is f32; other types are storage formats.</summary>
 public enum DType
 {
+    /// <summary>IEEE 754 single precision (4 bytes).</summary>
     F32,
+    /// <summary>IEEE 754 half precision (2 bytes), widened to f32 on read.</summary>
     F16,
+    /// <summary>bfloat16 (2 bytes: the upper half of an f32), widened to f32 on read.</summary>
     BF16,
     /// <summary>GGML Q8_0: blocks of 32 values, one f16 scale then 32 signed bytes (34 bytes per block).</summary>
     Q8_0,

@@ -5,17 +5,21 @@ using Ponder.Tensors;
 namespace Ponder.Models.Gguf;
 
 /// <summary>GGUF metadata value types (the numbers stored in the file).</summary>
+#pragma warning disable CS1591 // the members are the GGUF specification's own type names
 public enum GgufValueType : uint
 {
     UInt8 = 0, Int8 = 1, UInt16 = 2, Int16 = 3, UInt32 = 4, Int32 = 5, Float32 = 6, Bool = 7,
     String = 8, Array = 9, UInt64 = 10, Int64 = 11, Float64 = 12,
 }
+#pragma warning restore CS1591
 
 /// <summary>The ggml tensor types Ponder reads (numbers as stored in GGUF); others are reported by number.</summary>
+#pragma warning disable CS1591 // the members are ggml's own type names (ggml.h), with its numbers
 public enum GgmlType : uint
 {
     F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q4_K = 12, Q5_K = 13, Q6_K = 14, BF16 = 30,
 }
+#pragma warning restore CS1591
 
 /// <summary>One tensor as a GGUF file describes it.</summary>
 /// <param name="Name">The GGUF name (e.g. <c>blk.0.attn_q.weight</c>).</param>

@@ -92,6 +92,7 @@ public sealed class ValueHeadVerifier : StepVerifier
             throw new ArgumentException($"model '{model.Name}' has {model.Config.NumLabels} labels; a value-head verifier reads 1 (sigmoid) or 2 (softmax)", nameof(model));
     }
 
+    /// <inheritdoc/>
     public override double Score(ReadOnlySpan<float> headOutput) => headOutput.Length switch
     {
         1 => Sigmoid(headOutput[0]),
@@ -138,6 +139,7 @@ public sealed class TokenLogitVerifier : StepVerifier
 
     internal override int[] StepSuffix => _stepTag;
 
+    /// <inheritdoc/>
     public override double Score(ReadOnlySpan<float> headOutput)
     {
         if (headOutput.Length != Model.Config.HeadRows)
@@ -163,6 +165,7 @@ public sealed class SharedValueHeadVerifier : StepVerifier
             throw new ArgumentException($"model '{policy.Name}' has no shared value head (config.json \"ponder_value_head\": 1 with value_head.weight)", nameof(policy));
     }
 
+    /// <inheritdoc/>
     public override double Score(ReadOnlySpan<float> headOutput)
     {
         if (headOutput.Length != Model.Config.HeadRows)
