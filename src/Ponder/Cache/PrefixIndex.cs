@@ -41,7 +41,7 @@ public sealed class PrefixIndex
     /// The longest cached prefix of <paramref name="tokens"/> in whole blocks; marks the matched blocks as recently used.
     /// The blocks stay valid while a sequence holds them or a <see cref="Lock"/> lease pins them.
     /// </summary>
-    public PrefixMatch MatchPrefix(ReadOnlySpan<int> tokens)
+    internal PrefixMatch MatchPrefix(ReadOnlySpan<int> tokens)
     {
         int bs = Pool.BlockSize;
         long now = Pool.Tick();
@@ -115,7 +115,7 @@ public sealed class PrefixIndex
     /// Pins the matched path so eviction skips it until the lease is disposed (disposing twice is harmless).
     /// Use it to keep a prefix alive without a sequence holding it, e.g. while a request waits to be scheduled.
     /// </summary>
-    public PrefixLease Lock(PrefixMatch match)
+    internal PrefixLease Lock(PrefixMatch match)
     {
         if (match.Node is { } n && n.Owner != this) throw new ArgumentException("the match comes from another prefix index", nameof(match));
         return new PrefixLease(match.Node);
@@ -256,7 +256,7 @@ public sealed class PrefixIndex
 }
 
 /// <summary>The result of <see cref="PrefixIndex.MatchPrefix"/>: the cached blocks of the longest matched prefix.</summary>
-public readonly struct PrefixMatch
+internal readonly struct PrefixMatch
 {
     internal PrefixMatch(int[] blocks, int length, PrefixIndex.Node? node) { Blocks = blocks; Length = length; Node = node; }
 
@@ -268,7 +268,7 @@ public readonly struct PrefixMatch
 }
 
 /// <summary>A pin on a cached prefix: while undisposed, eviction skips the prefix's blocks.</summary>
-public sealed class PrefixLease : IDisposable
+internal sealed class PrefixLease : IDisposable
 {
     PrefixIndex.Node? _node;
     bool _disposed;

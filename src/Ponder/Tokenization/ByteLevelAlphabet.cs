@@ -6,7 +6,7 @@ namespace Ponder.Tokenization;
 /// GPT-2's reversible byte-to-unicode alphabet: every byte maps to one printable char so byte-level BPE vocabularies
 /// can be stored as text. Printable Latin-1 bytes map to themselves; the other 68 bytes map to U+0100.. in byte order.
 /// </summary>
-public static class ByteLevelAlphabet
+internal static class ByteLevelAlphabet
 {
     private static readonly char[] ByteToCharTable = BuildByteToChar();
     // Chars of the alphabet lie below U+0144, so a flat table beats a dictionary; -1 marks chars outside it.
