@@ -37,6 +37,39 @@ public sealed class LifetimeTests
     }
 
     [Fact]
+    public async Task GenerationComputesTheNextTokenWhileTheConsumerHoldsThisOne()
+    {
+        using var model = HostingTestModels.Policy();
+        int[] prompt = [1, 2, 3];
+        var options = new SamplingOptions { MaxNewTokens = 6, StopAtEos = false, Seed = 7 };
+        var full = new List<int>();
+        await foreach (var t in model.GenerateAsync(prompt, options)) full.Add(t.Id);
+
+        using var request = model.CreateRequest();
+        var read = new List<int>();
+        await foreach (var t in model.GenerateAsync(prompt, options, request))
+        {
+            read.Add(t.Id);
+            if (read.Count != 2) continue;
+            // Holding token 2: the prompt, token 1 and token 2 get computed anyway (the work for the token after this
+            // one was submitted before it was handed over). Had generation waited for the consumer, this would time out.
+            var waited = System.Diagnostics.Stopwatch.StartNew();
+            while (request.Report().TokensComputed < prompt.Length + 2 && waited.Elapsed < Bound) await Task.Delay(1);
+            Assert.Equal(prompt.Length + 2, request.Report().TokensComputed);
+            break; // abandon the stream with work in flight
+        }
+        Assert.Equal(full.Take(2), read);
+        // The abandoned token's work was released with its sequence: nothing leaks, nothing stays queued.
+        var settle = System.Diagnostics.Stopwatch.StartNew();
+        while (model.CacheStats().LiveSequences > 0 && settle.Elapsed < Bound) await Task.Delay(1);
+        HostingTestModels.AssertNoLeaks(model);
+        // The model still generates the same stream afterwards.
+        var again = new List<int>();
+        await foreach (var t in model.GenerateAsync(prompt, options)) again.Add(t.Id);
+        Assert.Equal(full, again);
+    }
+
+    [Fact]
     public async Task DisposingThePolicyMidSearchFailsTheSearchCleanly()
     {
         for (int run = 0; run < 6; run++)
