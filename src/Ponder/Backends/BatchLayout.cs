@@ -14,13 +14,16 @@ public sealed class BatchLayout
     int[] _queryStart = new int[8], _queryCount = new int[8], _contextLength = new int[8], _blockTableStart = new int[9];
     int[] _blockIds = new int[64], _positions = new int[64], _slots = new int[64], _sequenceOf = new int[64];
 
+    /// <summary>An empty layout for a pool of <paramref name="blockSize"/>-token blocks.</summary>
     public BatchLayout(int blockSize)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(blockSize, 1);
         BlockSize = blockSize;
     }
 
+    /// <summary>Tokens per KV block of the pool the batch runs on.</summary>
     public int BlockSize { get; }
+    /// <summary>Sequences in the batch.</summary>
     public int SequenceCount { get; private set; }
     /// <summary>Rows (new tokens) in the batch.</summary>
     public int TokenCount { get; private set; }
@@ -31,11 +34,15 @@ public sealed class BatchLayout
     /// <summary>Changes whenever the layout changes, so device backends can cache their uploaded copy.</summary>
     public long Version { get; private set; }
 
+    /// <summary>First row of each sequence's chunk.</summary>
     public ReadOnlySpan<int> QueryStart => _queryStart.AsSpan(0, SequenceCount);
+    /// <summary>Rows (new tokens) of each sequence's chunk (n).</summary>
     public ReadOnlySpan<int> QueryCount => _queryCount.AsSpan(0, SequenceCount);
     /// <summary>Tokens already cached for each sequence before this batch's chunk (p).</summary>
     public ReadOnlySpan<int> ContextLength => _contextLength.AsSpan(0, SequenceCount);
+    /// <summary>Where each sequence's block table starts in <see cref="BlockIds"/> (SequenceCount + 1 entries; the last is the end).</summary>
     public ReadOnlySpan<int> BlockTableStart => _blockTableStart.AsSpan(0, SequenceCount + 1);
+    /// <summary>Every sequence's block table, back to back.</summary>
     public ReadOnlySpan<int> BlockIds => _blockIds.AsSpan(0, _blockTableStart[SequenceCount]);
     /// <summary>Position of every row (p + i).</summary>
     public ReadOnlySpan<int> Positions => _positions.AsSpan(0, TokenCount);
@@ -47,6 +54,7 @@ public sealed class BatchLayout
     /// <summary>The block table of sequence <paramref name="s"/>.</summary>
     public ReadOnlySpan<int> BlockTable(int s) => _blockIds.AsSpan(_blockTableStart[s], _blockTableStart[s + 1] - _blockTableStart[s]);
 
+    /// <summary>Empties the layout for the next forward (keeps its arrays).</summary>
     public void Clear()
     {
         SequenceCount = 0; TokenCount = 0; CausalKeys = 0; MaxContext = 0; _blockTableStart[0] = 0; Version++;

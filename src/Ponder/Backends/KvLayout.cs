@@ -13,10 +13,13 @@ namespace Ponder.Backends;
 /// </summary>
 public sealed record KvLayout(int NLayers, int NKvHeads, int HeadDim, int BlockSize)
 {
+    /// <summary>Width of one token's K (or V) in one layer: nKvHeads x headDim.</summary>
     public int KvDim => NKvHeads * HeadDim;
     /// <summary>Floats of one layer's K (or V) within a block.</summary>
     public long FloatsPerPlane => (long)BlockSize * KvDim;
+    /// <summary>Floats of one block: K and V of every layer.</summary>
     public long FloatsPerBlock => 2L * NLayers * FloatsPerPlane;
+    /// <summary>Bytes of one block.</summary>
     public long BytesPerBlock => FloatsPerBlock * sizeof(float);
     /// <summary>Bytes of K and V for one token across all layers.</summary>
     public long BytesPerToken => 2L * NLayers * KvDim * sizeof(float);
@@ -28,9 +31,14 @@ public sealed record KvLayout(int NLayers, int NKvHeads, int HeadDim, int BlockS
 /// <summary>Device memory for <see cref="BlockCount"/> KV blocks of <see cref="Layout"/>.</summary>
 public abstract class KvStorage : IDisposable
 {
+    /// <summary>Storage for <paramref name="blockCount"/> blocks of <paramref name="layout"/>.</summary>
     protected KvStorage(KvLayout layout, int blockCount) { Layout = layout; BlockCount = blockCount; }
+    /// <summary>The shape of every block.</summary>
     public KvLayout Layout { get; }
+    /// <summary>Blocks held.</summary>
     public int BlockCount { get; }
+    /// <summary>Bytes held in all.</summary>
     public long Bytes => Layout.BytesPerBlock * BlockCount;
+    /// <summary>Frees the device memory.</summary>
     public abstract void Dispose();
 }

@@ -20,8 +20,10 @@ public sealed unsafe class CpuTensor : DeviceTensor
     /// <summary>The first <paramref name="n"/> rows.</summary>
     public Span<float> RowsSpan(int n) => new(Pointer, checked(n * Cols));
 
+    /// <summary>Row <paramref name="i"/> (Cols values).</summary>
     public Span<float> Row(int i) => new(Pointer + (long)i * Cols, Cols);
 
+    /// <inheritdoc/>
     public override void Dispose()
     {
         if (_data != null) { NativeMemory.AlignedFree(_data); _data = null; }
@@ -31,8 +33,11 @@ public sealed unsafe class CpuTensor : DeviceTensor
 /// <summary>A projection weight for the CPU backend (see <see cref="CpuWeight"/>).</summary>
 public sealed class CpuDeviceWeight(CpuWeight weight) : DeviceWeight(weight.Rows, weight.Cols)
 {
+    /// <summary>The packed weight the GEMMs read.</summary>
     public CpuWeight Weight { get; } = weight;
+    /// <inheritdoc/>
     public override long Bytes => Weight.Bytes;
+    /// <inheritdoc/>
     public override void Dispose() { }
 }
 
@@ -55,6 +60,7 @@ internal sealed unsafe class CpuKvStorage : KvStorage
     public Span<float> Plane(int block, int layer, int kOrV) =>
         new(Pointer + Layout.PlaneOffset(block, layer, kOrV), checked((int)Layout.FloatsPerPlane));
 
+    /// <inheritdoc/>
     public override void Dispose()
     {
         if (_data != null) { NativeMemory.AlignedFree(_data); _data = null; }
