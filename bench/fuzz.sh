@@ -2,7 +2,7 @@
 # Coverage-guided fuzzing of Ponder's loaders and request parser: SharpFuzz instruments the engine's assemblies,
 # AFL++ drives one harness of bench/Ponder.Fuzz in persistent mode.
 #
-#   bench/fuzz.sh <harness> [seconds | -runs=N]     harness: gguf safetensors config tokenizer template request
+#   bench/fuzz.sh <harness> [seconds | -runs=N]     harness: gguf safetensors config tokenizer tokenizer-gguf tokenizer-model template request
 #   bench/fuzz.sh replay <harness> <file|dir>...    runs inputs through the (uninstrumented) harness, names each outcome
 #
 # Needs AFL++ (Debian: apt-get install afl++) and the SharpFuzz.CommandLine tool (.config/dotnet-tools.json;
@@ -12,7 +12,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-harnesses="gguf safetensors config tokenizer template request"
+harnesses="gguf safetensors config tokenizer tokenizer-gguf tokenizer-model template request"
 usage() { echo "usage: bench/fuzz.sh <$(echo $harnesses | tr ' ' '|')> [seconds|-runs=N] | replay <harness> <file|dir>..." >&2; exit 2; }
 [ $# -ge 1 ] || usage
 

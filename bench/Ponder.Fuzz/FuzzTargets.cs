@@ -27,7 +27,7 @@ public sealed class FuzzFindingException(string harness, Exception inner)
 public static class FuzzTargets
 {
     /// <summary>The harness names, as <c>bench/fuzz.sh</c> takes them.</summary>
-    public static readonly string[] Names = ["gguf", "safetensors", "config", "tokenizer", "template", "request"];
+    public static readonly string[] Names = ["gguf", "safetensors", "config", "tokenizer", "tokenizer-gguf", "tokenizer-model", "template", "request"];
 
     /// <summary>A valid config.json for the tiny model every file harness uses (its safetensors seed matches it).</summary>
     static readonly ModelConfig Tiny = new()
@@ -60,6 +60,8 @@ public static class FuzzTargets
                 "safetensors" => Safetensors(input, workDir),
                 "config" => Config(input),
                 "tokenizer" => Tokenizer(input, workDir),
+                "tokenizer-gguf" => TokenizerToGguf(input, workDir),
+                "tokenizer-model" => SentencePieceModel(input, workDir),
                 "template" => ChatTemplateInput(input),
                 "request" => Request(input),
                 _ => throw new ArgumentException($"unknown harness '{harness}' (known: {string.Join(", ", Names)})", nameof(harness)),
@@ -77,7 +79,7 @@ public static class FuzzTargets
     /// </summary>
     public static bool IsDomainError(string harness, Exception e, string workDir) => harness switch
     {
-        "gguf" or "safetensors" or "tokenizer" => e is InvalidDataException or NotSupportedException && e.Message.Contains(workDir, StringComparison.Ordinal),
+        "gguf" or "safetensors" or "tokenizer" or "tokenizer-gguf" or "tokenizer-model" => e is InvalidDataException or NotSupportedException && e.Message.Contains(workDir, StringComparison.Ordinal),
         "config" => e is InvalidDataException or NotSupportedException && e.Message.StartsWith("config.json:", StringComparison.Ordinal),
         // A template's own raise_exception refusing the messages is the template working: an ArgumentException on 'messages'.
         "template" => e is ChatTemplateException || e is ArgumentException { ParamName: "messages", InnerException: Jinja.RaisedException },
@@ -113,9 +115,65 @@ public static class FuzzTargets
 
     static string Tokenizer(byte[] input, string dir)
     {
-        string path = Path.Combine(dir, "tokenizer.json");
-        File.WriteAllBytes(path, input);
+        string path = WriteFile(dir, "json", "tokenizer.json", input);
         Use(null, TokenizerFactory.FromHuggingFace(path));
+        return path;
+    }
+
+    /// <summary>
+    /// Writes <paramref name="input"/> as <paramref name="name"/> in <paramref name="folder"/> under <paramref name="dir"/>:
+    /// each tokenizer harness has its own folder, because the loaders read config files beside the tokenizer file
+    /// and the safetensors harness writes a config.json into <paramref name="dir"/>.
+    /// </summary>
+    static string WriteFile(string dir, string folder, string name, byte[] input)
+    {
+        string path = Path.Combine(dir, folder, name);
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        File.WriteAllBytes(path, input);
+        return path;
+    }
+
+    /// <summary>
+    /// tokenizer.json through the GGUF export (<see cref="TokenizerFiles.ToGgufMetadata"/>); what it exports must load
+    /// through the GGUF vocabulary loader as the same tokenizer (the same ids for the same text), else it is a finding.
+    /// </summary>
+    static string TokenizerToGguf(byte[] input, string dir)
+    {
+        string path = WriteFile(dir, "export", "tokenizer.json", input);
+        Dictionary<string, object> metadata = TokenizerFiles.ToGgufMetadata(path);
+        var json = TokenizerFactory.FromHuggingFace(path);
+        ITokenizer gguf;
+        try
+        {
+            // A name without the work folder: the GGUF loader refusing an export is never the clean refusal of a bad input.
+            gguf = TokenizerFactory.FromGgufMetadata(metadata, "the exported GGUF metadata")
+                ?? throw new InvalidOperationException("the export has no vocabulary");
+        }
+        catch (Exception e) when (e is InvalidDataException or NotSupportedException)
+        {
+            throw new InvalidOperationException($"the GGUF loader refuses what {path} exported: {e.Message}", e);
+        }
+        if (gguf.VocabSize != json.VocabSize || gguf.BosId != json.BosId || gguf.AddBos != json.AddBos
+            || gguf.EosIds.FirstOrDefault(-1) != json.EosIds.FirstOrDefault(-1))
+            throw new InvalidOperationException($"the export differs: vocab {gguf.VocabSize} vs {json.VocabSize}, bos {gguf.BosId} vs {json.BosId}, add_bos {gguf.AddBos} vs {json.AddBos}, eos {gguf.EosIds.FirstOrDefault(-1)} vs {json.EosIds.FirstOrDefault(-1)}");
+        foreach (bool ordinary in new[] { false, true })
+        {
+            int[] expected = ordinary ? json.EncodeOrdinary(SampleText) : json.Encode(SampleText);
+            int[] actual = ordinary ? gguf.EncodeOrdinary(SampleText) : gguf.Encode(SampleText);
+            if (!expected.AsSpan().SequenceEqual(actual))
+                throw new InvalidOperationException($"the export encodes differently{(ordinary ? " (ordinary)" : "")}: [{string.Join(' ', actual)}] vs tokenizer.json's [{string.Join(' ', expected)}]");
+            if (gguf.Decode(actual) != json.Decode(expected))
+                throw new InvalidOperationException("the export decodes differently");
+        }
+        Use(null, gguf);
+        return path;
+    }
+
+    /// <summary>A SentencePiece tokenizer.model (protobuf) through <see cref="TokenizerFactory.FromSentencePiece"/>, then encode/decode.</summary>
+    static string SentencePieceModel(byte[] input, string dir)
+    {
+        string path = WriteFile(dir, "spm", "tokenizer.model", input);
+        Use(null, TokenizerFactory.FromSentencePiece(path));
         return path;
     }
 
@@ -143,6 +201,8 @@ public static class FuzzTargets
         return "request";
     }
 
+    const string SampleText = "Q: 12*3-7 héllo <|im_end|> 😀";
+
     /// <summary>Uses what was loaded as an engine would: every tensor converted, a text encoded and decoded.</summary>
     static void Use(ITensorSource? source, ITokenizer? tokenizer)
     {
@@ -156,11 +216,45 @@ public static class FuzzTargets
         }
         if (tokenizer is not null)
         {
-            int[] ids = tokenizer.Encode("Q: 12*3-7 héllo <|im_end|> 😀", addSpecialTokens: true);
+            int[] ids = tokenizer.Encode(SampleText, addSpecialTokens: true);
             _ = tokenizer.Decode(ids);
             _ = tokenizer.EncodeOrdinary("<s> a");
             foreach (int id in ids) _ = tokenizer.TokenBytes(id);
         }
+    }
+
+    /// <summary>The SentencePiece tests' hand-built BPE: 0 &lt;unk&gt;, 1 &lt;s&gt;, 2 &lt;/s&gt;, the 256 byte pieces, then "▁", "h", "i", "▁h", "▁hi", "t", "▁t" scored for their merges.</summary>
+    static List<(string Text, float Score, PieceType Type)> TinySentencePieces()
+    {
+        var pieces = new List<(string Text, float Score, PieceType Type)> { ("<unk>", 0, PieceType.Unknown), ("<s>", 0, PieceType.Control), ("</s>", 0, PieceType.Control) };
+        for (int b = 0; b < 256; b++) pieces.Add(($"<0x{b:X2}>", 0, PieceType.Byte));
+        string[] tail = ["\u2581", "h", "i", "\u2581h", "\u2581hi", "t", "\u2581t"];
+        float[] tailScores = [-100, -100, -100, -1, -2, -100, -3];
+        for (int i = 0; i < tail.Length; i++) pieces.Add((tail[i], tailScores[i], PieceType.Normal));
+        return pieces;
+    }
+
+    /// <summary>The same pieces as a Llama-2-style tokenizer.json (BPE with byte fallback, Prepend/Replace normalizer), as the tokenizer tests write it.</summary>
+    static string Llama2StyleJson()
+    {
+        var vocab = new System.Text.Json.Nodes.JsonObject();
+        var pieces = TinySentencePieces();
+        for (int i = 0; i < pieces.Count; i++) vocab[pieces[i].Text] = i;
+        return $$$"""
+            {"added_tokens": [{"id": 0, "content": "<unk>", "special": true}, {"id": 1, "content": "<s>", "special": true}, {"id": 2, "content": "</s>", "special": true}],
+             "normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u2581"}, {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]},
+             "pre_tokenizer": null,
+             "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}]},
+             "decoder": {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "}, {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+             "model": {"type": "BPE", "unk_token": "<unk>", "byte_fallback": true, "fuse_unk": true, "vocab": {{{vocab.ToJsonString()}}}, "merges": ["\u2581 h", "\u2581h i", "\u2581 t"]}}
+            """;
+    }
+
+    static byte[] SentencePieceBytes(List<(string Text, float Score, PieceType Type)> pieces, bool byteFallback)
+    {
+        var proto = new SentencePieceModelProto { ByteFallback = byteFallback };
+        foreach (var (text, score, type) in pieces) proto.Pieces.Add(new(text, score, type));
+        return proto.Write();
     }
 
     /// <summary>config.json text for <paramref name="config"/> (the fields the tiny model needs).</summary>
@@ -229,6 +323,20 @@ public static class FuzzTargets
                 case "tokenizer":
                     seeds.Add(("tiny-bytelevel.json", File.ReadAllBytes(Path.Combine(repoRoot, "tests", "Ponder.Tests", "Tokenization", "Data", "tiny-bytelevel.json"))));
                     seeds.Add(("policy-small.json", File.ReadAllBytes(Path.Combine(repoRoot, "weights", "policy-small", "tokenizer.json"))));
+                    seeds.Add(("llama2-style.json", Encoding.UTF8.GetBytes(Llama2StyleJson())));
+                    break;
+                case "tokenizer-gguf":
+                    // The byte-level tokenizers the export supports: the tests' hand-built one and a shipped model's.
+                    seeds.Add(("tiny-bytelevel.json", File.ReadAllBytes(Path.Combine(repoRoot, "tests", "Ponder.Tests", "Tokenization", "Data", "tiny-bytelevel.json"))));
+                    seeds.Add(("policy-small.json", File.ReadAllBytes(Path.Combine(repoRoot, "weights", "policy-small", "tokenizer.json"))));
+                    break;
+                case "tokenizer-model":
+                    // The SentencePiece tests' hand-built BPE, and the gguf seed's eight pieces without byte fallback; written by
+                    // the same protobuf writer the GGUF "llama" path uses.
+                    seeds.Add(("tiny-bpe.model", SentencePieceBytes(TinySentencePieces(), byteFallback: true)));
+                    string[] small = ["<unk>", "<s>", "</s>", "\u2581", "a", "b", "\u2581a", "ab"];
+                    PieceType[] smallTypes = [PieceType.Unknown, PieceType.Control, PieceType.Control, PieceType.Normal, PieceType.Normal, PieceType.Normal, PieceType.Normal, PieceType.Normal];
+                    seeds.Add(("small-nofallback.model", SentencePieceBytes(small.Select((t, i) => (t, -(float)i, smallTypes[i])).ToList(), byteFallback: false)));
                     break;
                 case "template":
                     foreach (string folder in Directory.GetDirectories(Path.Combine(repoRoot, "tests", "Ponder.Tests", "Hosting", "Data", "ChatTemplates")))

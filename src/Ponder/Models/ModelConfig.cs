@@ -174,7 +174,11 @@ public sealed record ModelConfig
     {
         JsonNode root;
         // Duplicate keys are refused at parse (JsonNode would throw a bare ArgumentException on first access).
-        try { root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) ?? throw new InvalidDataException($"{source}: empty config"); }
+        try
+        {
+            JsonFile.CheckEscapedStrings(System.Text.Encoding.UTF8.GetBytes(json), source, default);
+            root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) ?? throw new InvalidDataException($"{source}: empty config");
+        }
         catch (JsonException e) { throw new InvalidDataException($"{source}: not valid JSON ({e.Message})", e); }
         if (root is not JsonObject obj) throw new InvalidDataException($"{source}: config is not a JSON object");
 

@@ -133,6 +133,9 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
 
     internal SplitPreTokenizer PreTokenizer { get; }
 
+    /// <summary>Whether a space is put before text that does not start with one (ByteLevel's add_prefix_space).</summary>
+    internal bool AddPrefixSpace => _addPrefixSpace;
+
     /// <summary>Where the vocabulary came from (a path, or a GGUF file name), for error messages.</summary>
     public string Source { get; }
     /// <inheritdoc/>

@@ -106,7 +106,7 @@ internal sealed class HuggingFaceBpe
     static (Regex Pattern, string Content) ReplaceRule(string path, JsonElement n)
     {
         string content = n.TryGetProperty("content", out var c) && c.ValueKind == JsonValueKind.String ? c.GetString()! : "";
-        if (n.TryGetProperty("pattern", out var pattern))
+        if (n.TryGetProperty("pattern", out var pattern) && pattern.ValueKind == JsonValueKind.Object)
         {
             if (pattern.TryGetProperty("String", out var s) && s.ValueKind == JsonValueKind.String)
                 return (new Regex(Regex.Escape(s.GetString()!), RegexOptions.CultureInvariant), content.Replace("$", "$$", StringComparison.Ordinal));
@@ -175,7 +175,7 @@ internal sealed class HuggingFaceBpe
                 if (!(_fuseUnk && lastWasUnk)) symbols.Add(unk);
                 lastWasUnk = true;
             }
-            else throw new InvalidOperationException($"character U+{cp:X4} is not in the vocabulary, which has no byte pieces and no unknown token");
+            // else: no piece, no byte piece and no unknown token: the tokenizers library drops the character, and so do we.
             i += width - 1;
         }
         MergeAll(symbols);

@@ -12,16 +12,7 @@ internal static class HuggingFaceTokenizerJson
         if (!File.Exists(path)) throw new FileNotFoundException($"tokenizer file not found: {path}", path);
         using JsonDocument doc = ParseJson(path);
         JsonElement root = doc.RootElement;
-        if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("model", out JsonElement model) || model.ValueKind != JsonValueKind.Object)
-            throw new InvalidDataException($"{path}: no \"model\" object; not a Hugging Face tokenizer.json");
-
-        string type = model.TryGetProperty("type", out JsonElement t) && t.ValueKind == JsonValueKind.String ? t.GetString()! : "BPE";
-        if (type != "BPE")
-            throw new NotSupportedException($"{path}: model type \"{type}\" is not supported (only BPE: byte-level or SentencePiece-style)");
-
-        Dictionary<string, int> vocab = ReadVocab(path, model);
-        List<(string, string)> merges = ReadMerges(path, model);
-        List<AddedToken> added = ReadAddedTokens(path, root);
+        var (model, vocab, merges, added) = ReadBpe(path, root);
         JsonElement normalizer = Get(root, "normalizer");
         JsonElement preTokenizer = Get(root, "pre_tokenizer");
         JsonElement decoder = Get(root, "decoder");
@@ -58,6 +49,24 @@ internal static class HuggingFaceTokenizerJson
     internal static JsonDocument ParseJson(string path)
     {
         return JsonFile.Parse(File.ReadAllBytes(path), path, new JsonDocumentOptions { AllowTrailingCommas = true, MaxDepth = 256 });
+    }
+
+    /// <summary>
+    /// The BPE model of a parsed tokenizer.json, every field checked (an error names the file and the field): the
+    /// "model" object, its vocab, its merges, and the root's added_tokens. The loader and the GGUF export share it.
+    /// </summary>
+    internal static (JsonElement Model, Dictionary<string, int> Vocab, List<(string Left, string Right)> Merges, List<AddedToken> Added) ReadBpe(string path, JsonElement root)
+    {
+        if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("model", out JsonElement model) || model.ValueKind != JsonValueKind.Object)
+            throw new InvalidDataException($"{path}: no \"model\" object; not a Hugging Face tokenizer.json");
+        string type = "BPE";
+        if (model.TryGetProperty("type", out JsonElement t))
+        {
+            type = t.ValueKind == JsonValueKind.String ? t.GetString()! : throw new InvalidDataException($"{path}: model.type is a {t.ValueKind}, not a string");
+        }
+        if (type != "BPE")
+            throw new NotSupportedException($"{path}: model type \"{type}\" is not supported (only BPE: byte-level or SentencePiece-style)");
+        return (model, ReadVocab(path, model), ReadMerges(path, model), ReadAddedTokens(path, root));
     }
 
     internal static Func<string, int?> IdLookup(IReadOnlyDictionary<string, int> vocab, IReadOnlyList<AddedToken> added)

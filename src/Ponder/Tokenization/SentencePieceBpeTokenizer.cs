@@ -49,6 +49,7 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
         AddBos = addBos && BosId is not null;
         _hf = hf;
         if (hf is not null) return;
+        if (proto.ByteFallback) CheckBytePieces(source, proto);
         try
         {
             byte[] bytes = modelBytes ?? throw new ArgumentNullException(nameof(modelBytes));
@@ -64,6 +65,23 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
         catch (Exception ex) when (ex is not (InvalidDataException or NotSupportedException))
         {
             throw new InvalidDataException($"{source}: Microsoft.ML.Tokenizers rejected the SentencePiece model ({ex.GetType().Name}: {ex.Message})", ex);
+        }
+    }
+
+    // Microsoft.ML.Tokenizers encodes a byte b without a piece as (the id of "<0x00>") + b, whatever pieces are there:
+    // byte fallback needs the 256 byte pieces in order at consecutive ids (as SentencePiece's trainer writes them), or
+    // encoding returns wrong ids, even ones outside the vocabulary.
+    static void CheckBytePieces(string source, SentencePieceModelProto proto)
+    {
+        if (proto.Unigram)
+            throw new NotSupportedException($"{source}: a Unigram SentencePiece model with byte fallback is not supported (Microsoft.ML.Tokenizers 2.0 offsets its byte pieces from the last one, not <0x00>)");
+        int first = proto.Pieces.FindIndex(p => p.Text == "<0x00>");
+        if (first < 0) throw new InvalidDataException($"{source}: byte fallback is on but there is no byte piece <0x00>");
+        for (int b = 0; b < 256; b++)
+        {
+            int id = first + b;
+            if (id >= proto.Pieces.Count || proto.Pieces[id].Type != PieceType.Byte || proto.Pieces[id].Text != $"<0x{b:X2}>")
+                throw new InvalidDataException($"{source}: byte fallback needs the byte pieces <0x00>..<0xFF> at consecutive ids from {first}: id {id} is not the byte piece <0x{b:X2}>");
         }
     }
 

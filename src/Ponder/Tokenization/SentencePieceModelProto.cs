@@ -38,6 +38,8 @@ internal sealed class SentencePieceModelProto
     public bool AddDummyPrefix { get; set; } = true;
     public bool RemoveExtraWhitespaces { get; set; }
     public bool EscapeWhitespaces { get; set; } = true;
+    /// <summary>trainer_spec.model_type as read: Unigram, the proto's default, unless it says BPE; <see cref="Write"/> always writes BPE.</summary>
+    public bool Unigram { get; private set; }
 
     private const int ModelTypeUnigram = 1;
     private const int ModelTypeBpe = 2;
@@ -74,7 +76,8 @@ internal sealed class SentencePieceModelProto
     /// <summary>Reads the pieces and the flags we use; other fields are skipped.</summary>
     public static SentencePieceModelProto Read(ReadOnlySpan<byte> data, string source)
     {
-        var proto = new SentencePieceModelProto();
+        var proto = new SentencePieceModelProto { Unigram = true };
+        bool hasTrainer = false, hasNormalizer = false;
         var reader = new ProtoReader(data, source);
         while (reader.Next(out int field, out int wire))
         {
@@ -86,11 +89,23 @@ internal sealed class SentencePieceModelProto
                         string text = "";
                         float score = 0;
                         var type = PieceType.Normal;
+                        int index = proto.Pieces.Count;
                         while (pr.Next(out int f, out int w))
                         {
-                            if (f == 1 && w == 2) text = Encoding.UTF8.GetString(pr.Bytes());
+                            if (f == 1 && w == 2)
+                            {
+                                // A protobuf string is UTF-8; decoding bad bytes to U+FFFD would make a piece no text can match.
+                                ReadOnlySpan<byte> utf8 = pr.Bytes();
+                                if (!System.Text.Unicode.Utf8.IsValid(utf8)) throw new InvalidDataException($"{source}: pieces[{index}].piece is not valid UTF-8");
+                                text = Encoding.UTF8.GetString(utf8);
+                            }
                             else if (f == 2 && w == 5) score = pr.Fixed32Float();
-                            else if (f == 3 && w == 0) type = (PieceType)(int)pr.Varint();
+                            else if (f == 3 && w == 0)
+                            {
+                                ulong v = pr.Varint();
+                                type = v is >= (ulong)PieceType.Normal and <= (ulong)PieceType.Byte ? (PieceType)(int)v
+                                    : throw new InvalidDataException($"{source}: pieces[{index}].type {(long)v} is not a SentencePiece piece type (1-6)");
+                            }
                             else pr.Skip(w);
                         }
                         proto.Pieces.Add(new Piece(text, score, type));
@@ -98,6 +113,7 @@ internal sealed class SentencePieceModelProto
                     }
                 case (2, 2):
                     {
+                        hasTrainer = true;
                         var tr = new ProtoReader(reader.Bytes(), source);
                         while (tr.Next(out int f, out int w))
                         {
@@ -107,17 +123,19 @@ internal sealed class SentencePieceModelProto
                             {
                                 case 3 when v is not (ModelTypeUnigram or ModelTypeBpe):
                                     throw new NotSupportedException($"{source}: SentencePiece model type {v} is not supported (Unigram = 1 and BPE = 2 are)");
+                                case 3: proto.Unigram = v == ModelTypeUnigram; break;
                                 case 35: proto.ByteFallback = v != 0; break;
-                                case 40: proto.UnkId = (int)v; break;
-                                case 41: proto.BosId = (int)v; break;
-                                case 42: proto.EosId = (int)v; break;
-                                case 43: proto.PadId = (int)v; break;
+                                case 40: proto.UnkId = Int32(source, "trainer_spec.unk_id", v); break;
+                                case 41: proto.BosId = Int32(source, "trainer_spec.bos_id", v); break;
+                                case 42: proto.EosId = Int32(source, "trainer_spec.eos_id", v); break;
+                                case 43: proto.PadId = Int32(source, "trainer_spec.pad_id", v); break;
                             }
                         }
                         break;
                     }
                 case (3, 2):
                     {
+                        hasNormalizer = true;
                         var nr = new ProtoReader(reader.Bytes(), source);
                         while (nr.Next(out int f, out int w))
                         {
@@ -134,9 +152,26 @@ internal sealed class SentencePieceModelProto
                     break;
             }
         }
-        if (proto.Pieces.Count == 0) throw new InvalidDataException($"{source}: SentencePiece model has no pieces");
+        int n = proto.Pieces.Count;
+        if (n == 0) throw new InvalidDataException($"{source}: SentencePiece model has no pieces");
+        // Every SentencePiece model has both; Microsoft.ML.Tokenizers dereferences them unchecked.
+        if (!hasTrainer) throw new InvalidDataException($"{source}: SentencePiece model has no trainer_spec (field 2)");
+        if (!hasNormalizer) throw new InvalidDataException($"{source}: SentencePiece model has no normalizer_spec (field 3)");
+        int bytePiece = proto.Pieces.FindIndex(p => p.Type == PieceType.Byte);
+        if (bytePiece >= 0 && !proto.ByteFallback)
+            throw new InvalidDataException($"{source}: pieces[{bytePiece}] is a byte piece but trainer_spec.byte_fallback is off (SentencePiece refuses this too)");
+        // SentencePiece requires an unknown piece; -1 means "none" for the others.
+        if ((uint)proto.UnkId >= (uint)n) throw new InvalidDataException($"{source}: trainer_spec.unk_id {proto.UnkId} is outside the pieces [0, {n})");
+        foreach (var (field, id) in new[] { ("bos_id", proto.BosId), ("eos_id", proto.EosId), ("pad_id", proto.PadId) })
+        {
+            if (id < -1 || id >= n) throw new InvalidDataException($"{source}: trainer_spec.{field} {id} is outside the pieces [0, {n}) and not -1 (none)");
+        }
         return proto;
     }
+
+    // An int32 field's varint: negatives are sign-extended to 64 bits, so anything outside int32's range is malformed.
+    static int Int32(string source, string field, long value) =>
+        value is >= int.MinValue and <= int.MaxValue ? (int)value : throw new InvalidDataException($"{source}: {field} {value} is not an int32");
 
     private sealed class ProtoWriter
     {

@@ -87,34 +87,31 @@ public static class TokenizerFiles
             throw new NotSupportedException($"{tokenizerJsonPath}: only byte-level BPE tokenizers can be exported as GGUF \"gpt2\" metadata");
         string pre = tokenizer.PreTokenizer.LlamaCppPreName()
             ?? throw new NotSupportedException($"{tokenizerJsonPath}: its pre-tokenizer has no llama.cpp equivalent (gpt-2, llama-bpe, qwen2, smollm, default)");
+        if (tokenizer.AddPrefixSpace)
+            throw new NotSupportedException($"{tokenizerJsonPath}: pre_tokenizer add_prefix_space has no GGUF \"gpt2\" equivalent (llama.cpp would encode without the leading space)");
+        // The same checked reads as the loader: a malformed field has already been refused by name above.
         using JsonDocument doc = HuggingFaceTokenizerJson.ParseJson(tokenizerJsonPath);
-        JsonElement model = doc.RootElement.GetProperty("model");
+        var (_, vocab, merges, added) = HuggingFaceTokenizerJson.ReadBpe(tokenizerJsonPath, doc.RootElement);
 
         var tokens = new string?[tokenizer.VocabSize];
         var types = new int[tokenizer.VocabSize];
-        foreach (JsonProperty p in model.GetProperty("vocab").EnumerateObject())
+        foreach (var (token, id) in vocab)
         {
-            tokens[p.Value.GetInt32()] = p.Name;
-            types[p.Value.GetInt32()] = (int)PieceType.Normal;
+            tokens[id] = token;
+            types[id] = (int)PieceType.Normal;
         }
-        if (doc.RootElement.TryGetProperty("added_tokens", out JsonElement added) && added.ValueKind == JsonValueKind.Array)
+        for (int i = 0; i < added.Count; i++)
         {
-            foreach (JsonElement a in added.EnumerateArray())
-            {
-                int id = a.GetProperty("id").GetInt32();
-                tokens[id] = a.GetProperty("content").GetString();
-                types[id] = tokenizer.IsSpecial(id) ? (int)PieceType.Control : (int)PieceType.UserDefined;
-            }
+            AddedToken a = added[i];
+            // Hugging Face lets an added token share an id with a different vocabulary token (both encode to it); GGUF has one token per id.
+            if (tokens[a.Id] is { } token && types[a.Id] == (int)PieceType.Normal && token != a.Content)
+                throw new InvalidDataException($"{tokenizerJsonPath}: added_tokens[{i}] \"{a.Content}\" has id {a.Id}, which model.vocab gives to \"{token}\"; GGUF has one token per id");
+            tokens[a.Id] = a.Content;
+            types[a.Id] = tokenizer.IsSpecial(a.Id) ? (int)PieceType.Control : (int)PieceType.UserDefined;
         }
         for (int i = 0; i < tokens.Length; i++)
         {
-            if (tokens[i] is null) throw new InvalidDataException($"{tokenizerJsonPath}: id {i} has no token; GGUF needs a dense vocabulary");
-        }
-        var merges = new List<string>();
-        if (model.TryGetProperty("merges", out JsonElement m) && m.ValueKind == JsonValueKind.Array)
-        {
-            foreach (JsonElement e in m.EnumerateArray())
-                merges.Add(e.ValueKind == JsonValueKind.String ? e.GetString()! : e[0].GetString() + " " + e[1].GetString());
+            if (tokens[i] is null) throw new InvalidDataException($"{tokenizerJsonPath}: no model.vocab or added_tokens entry has id {i}; GGUF needs a dense vocabulary");
         }
 
         var metadata = new Dictionary<string, object>
@@ -123,7 +120,7 @@ public static class TokenizerFiles
             ["tokenizer.ggml.pre"] = pre,
             ["tokenizer.ggml.tokens"] = tokens.Select(t => t!).ToArray(),
             ["tokenizer.ggml.token_type"] = types,
-            ["tokenizer.ggml.merges"] = merges.ToArray(),
+            ["tokenizer.ggml.merges"] = merges.Select(m => m.Left + " " + m.Right).ToArray(),
             ["tokenizer.ggml.add_bos_token"] = tokenizer.AddBos,
         };
         if (tokenizer.BosId is int bos) metadata["tokenizer.ggml.bos_token_id"] = (uint)bos;
