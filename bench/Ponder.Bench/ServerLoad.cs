@@ -16,9 +16,12 @@ namespace Ponder.Bench;
 /// at T = 1), then it reports requests/s, completion tokens/s, latency percentiles and every non-200 answer.
 /// Optionally each request asks for test-time compute (<c>ponder: {strategy: "majority", n}</c>).
 /// With <c>--faults</c> it is a soak: part of the requests are faults (a client that disconnects mid-stream, one that
-/// cancels, oversized and malformed bodies, requests the KV-share limit refuses, bursts of big-n searches that exhaust
+/// cancels, oversized and malformed bodies, requests the KV-share limit refuses, bursts of big-n searches that fill
 /// the KV cache, a big-n search among the small ones), each with the answers the server may give; any other answer,
-/// any 500 and any request left unanswered is a violation. At the end no KV block may be held and no sequence live.
+/// any 500 and any request left unanswered is a violation. Every request the mix lets in fits the cache alone, so a
+/// full cache makes it wait (the scheduler defers work and preempts the request holding the most blocks): a 503 may
+/// only be the server's slots staying taken past the queue timeout (server_busy), never kv_cache_full. At the end no
+/// KV block may be held and no sequence live.
 /// Both modes report the process's RSS (start, peak, end), the GC's pauses and the thread pool's queueing delay
 /// (a probe work item every 10 ms), to tell where a latency tail comes from.
 /// Run: <c>./build.sh bench --server-load [clients=8] [seconds=20] [n=1] [--faults] [--kv-tokens N]</c>.
@@ -63,7 +66,8 @@ public static class ServerLoad
         await using var model = await PonderModel.LoadAsync(weights, new ModelOptions { KvCacheTokens = kvTokens, Threads = threads });
         using var engine = new CompletionEngine(model);
         // The soak lets one request hold the whole cache (the default caps it at half), so that bursts of big-n searches
-        // really exhaust it and the 503 path runs; a request over the whole cache is still refused up front (400).
+        // really fill it and the scheduler's deferral and preemption run; a request over the whole cache is still
+        // refused up front (400).
         var limits = faults ? new ServerLimits { MaxRequestKvShare = 1.0 } : new ServerLimits();
         await using var app = PonderServer.Create(engine, new PonderServerOptions { Urls = ["http://127.0.0.1:0"], Limits = limits });
         await app.StartAsync();
@@ -96,15 +100,27 @@ public static class ServerLoad
             ? new { model = "policy-small", prompt = $"Q: {questions[seed % questions.Length]}\n", max_tokens = maxTokens, temperature = 1.0, seed, stream }
             : new { model = "policy-small", prompt = $"Q: {questions[seed % questions.Length]}\n", max_tokens = maxTokens, temperature = 1.0, seed, stream, ponder = new { strategy = "majority", n = samples } };
 
-        // One request and its check: the statuses the server may answer with, 503s with Retry-After, JSON error bodies.
+        // A 503 and its check: Retry-After, and a reason other than a full KV cache (every request here fits it alone,
+        // so the server must make it wait rather than refuse it). Counted by its error code.
+        void Unavailable(Kind kind, HttpResponseMessage response, string text)
+        {
+            string? code = null;
+            try { code = JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("code").GetString(); }
+            catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException) { }
+            Count(kind, $"503 {code}");
+            if (response.Headers.RetryAfter is null) Violation(kind, "503 without Retry-After");
+            if (code != "server_busy") Violation(kind, $"503 {code} (only server_busy may refuse a request that fits the cache): {Trim(text)}");
+        }
+
+        // One request and its check: the statuses the server may answer with, 503s as above, JSON error bodies.
         async Task Expect(Kind kind, HttpRequestMessage request, params int[] allowed)
         {
             using var response = await http.SendAsync(request);
             string text = await response.Content.ReadAsStringAsync();
             int status = (int)response.StatusCode;
-            Count(kind, status.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            if (status == 503) Unavailable(kind, response, text);
+            else Count(kind, status.ToString(System.Globalization.CultureInfo.InvariantCulture));
             if (!allowed.Contains(status)) { Violation(kind, $"{status} (allowed {string.Join("/", allowed)}): {Trim(text)}"); return; }
-            if (status == 503 && response.Headers.RetryAfter is null) Violation(kind, "503 without Retry-After");
             if (status >= 400)
             {
                 try { _ = JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("message").GetString(); }
@@ -124,7 +140,8 @@ public static class ServerLoad
                     await Expect(kind, Post(Body(seed, 8, 64)), 200, 503);
                     break;
                 case Kind.Burst:
-                    // Four big-n searches at once hold more than the whole cache: some must be refused with 503 kv_cache_full, none may fail.
+                    // Four big-n searches at once can need more than the whole cache: they wait their turn (deferred or
+                    // preempted and recomputed), and all four must be answered 200 (or server_busy, should 16 slots stay taken).
                     await Task.WhenAll(Enumerable.Range(0, 4).Select(j => Expect(kind, Post(Body(seed + j, 8, 64)), 200, 503)));
                     break;
                 case Kind.KvShare:
@@ -178,8 +195,9 @@ public static class ServerLoad
                         {
                             using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cts.Token));
                             await reader.ReadLineAsync(cts.Token);
+                            Count(kind, "disconnected mid-stream");
                         }
-                        Count(kind, response.StatusCode == HttpStatusCode.OK ? "disconnected mid-stream" : "503");
+                        else Unavailable(kind, response, await response.Content.ReadAsStringAsync(cts.Token));
                         cts.Cancel();
                     }
                     catch (OperationCanceledException) { Count(kind, "disconnected mid-stream"); }
@@ -193,7 +211,8 @@ public static class ServerLoad
                     {
                         using var response = await http.SendAsync(Post(Body(seed, rng.Next(2) == 0 ? 1 : 8, 64)), cts.Token);
                         string text = await response.Content.ReadAsStringAsync(cts.Token);
-                        if (response.StatusCode is not (HttpStatusCode.OK or HttpStatusCode.ServiceUnavailable)) Violation(kind, $"{(int)response.StatusCode}: {Trim(text)}");
+                        if (response.StatusCode == HttpStatusCode.ServiceUnavailable) Unavailable(kind, response, text);
+                        else if (response.StatusCode != HttpStatusCode.OK) Violation(kind, $"{(int)response.StatusCode}: {Trim(text)}");
                         else Count(kind, "finished before the cancel");
                     }
                     catch (OperationCanceledException) { Count(kind, "cancelled"); }
@@ -227,9 +246,9 @@ public static class ServerLoad
                     using var response = await http.PostAsJsonAsync("/v1/completions", Body(seed, n, 64));
                     string text = await response.Content.ReadAsStringAsync();
                     watch.Stop();
-                    if (faults && response.StatusCode == HttpStatusCode.ServiceUnavailable && response.Headers.RetryAfter is not null)
+                    if (faults && response.StatusCode == HttpStatusCode.ServiceUnavailable)
                     {
-                        Count(kind, "503"); // the cache was full from a burst: refused as specified
+                        Unavailable(kind, response, text);
                         continue;
                     }
                     lock (latencies)
@@ -290,7 +309,7 @@ public static class ServerLoad
         Console.WriteLine($"// RSS MiB: start {probe.StartRssMiB:F0}, peak {rssPeak:F0}, end {rssEnd:F0} (after a full GC {rssEndAfterGc:F0}); managed heap at end {GC.GetTotalMemory(false) / 1048576.0:F0} MiB");
         if (probe.Minutes.Count > 0)
             Console.WriteLine($"// each minute, RSS / managed heap MiB: {string.Join(", ", probe.Minutes.Select(m => $"{m.RssMiB:F0}/{m.HeapMiB:F0}"))}");
-        Console.WriteLine($"// after the run: {live} live sequences; KV blocks {stats}; load average {File.ReadAllText("/proc/loadavg").Trim()}");
+        Console.WriteLine($"// after the run: {live} live sequences; KV blocks {stats}; scheduler: {model.Scheduler.Preemptions} preemptions, {model.Scheduler.Deferrals} deferrals; load average {File.ReadAllText("/proc/loadavg").Trim()}");
         if (failures.Count > 0 || live > 0 || stats.HeldBlocks > 0) Environment.ExitCode = 1;
     }
 
