@@ -157,6 +157,19 @@ internal sealed class SentencePieceModelProto
         // Every SentencePiece model has both; Microsoft.ML.Tokenizers dereferences them unchecked.
         if (!hasTrainer) throw new InvalidDataException($"{source}: SentencePiece model has no trainer_spec (field 2)");
         if (!hasNormalizer) throw new InvalidDataException($"{source}: SentencePiece model has no normalizer_spec (field 3)");
+        // What SentencePiece's own loader (ModelInterface::InitializePieces) requires of the pieces.
+        var seen = new Dictionary<string, int>(n, StringComparer.Ordinal);
+        int unknown = -1;
+        for (int i = 0; i < n; i++)
+        {
+            var (text, _, type) = proto.Pieces[i];
+            if (text.Length == 0 || text.Contains('\0')) throw new InvalidDataException($"{source}: pieces[{i}].piece is empty or holds a NUL character");
+            if (!seen.TryAdd(text, i)) throw new InvalidDataException($"{source}: pieces[{i}].piece \"{text}\" repeats pieces[{seen[text]}]");
+            if (type != PieceType.Unknown) continue;
+            if (unknown >= 0) throw new InvalidDataException($"{source}: pieces[{i}] is a second unknown piece (pieces[{unknown}] is one)");
+            unknown = i;
+        }
+        if (unknown < 0) throw new InvalidDataException($"{source}: no piece has type UNKNOWN (2)");
         int bytePiece = proto.Pieces.FindIndex(p => p.Type == PieceType.Byte);
         if (bytePiece >= 0 && !proto.ByteFallback)
             throw new InvalidDataException($"{source}: pieces[{bytePiece}] is a byte piece but trainer_spec.byte_fallback is off (SentencePiece refuses this too)");
