@@ -68,10 +68,7 @@ public sealed class ChatTemplate
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (!File.Exists(path)) throw new FileNotFoundException($"{path} does not exist: the model brings no chat template", path);
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(File.ReadAllText(path)); }
-        catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message})", e); }
-        using (doc)
+        using (var doc = Models.JsonFile.Parse(File.ReadAllBytes(path), path))
         {
             var root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("chat_template", out var t))

@@ -204,5 +204,8 @@ public sealed class MalformedFileTests : IDisposable
         folder.Write("tokenizer_config.json", "{\"chat_template\": \"{% for m in messages %}{{ m.content }\"}");
         var e = Assert.ThrowsAny<Exception>(() => ChatTemplate.FromTokenizerConfig(path));
         AssertNames(e, path, "line 1, column");
+        // A lone surrogate escaped in a string (System.Text.Json would throw unnamed only when the string is read).
+        folder.Write("tokenizer_config.json", "{\"chat_template\": \"{{ bos_token }}\", \"bos_token\": \"\\ud800\"}");
+        AssertNames(Assert.Throws<InvalidDataException>(() => ChatTemplate.FromTokenizerConfig(path)), path, "surrogate");
     }
 }
