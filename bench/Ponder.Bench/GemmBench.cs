@@ -213,6 +213,7 @@ internal static class GemmCpuTime
             Console.WriteLine($"FMA peak, one thread: {peak:F1} GFLOP per CPU-second ({GemmShape.Best.Isa} kernel)");
             Console.WriteLine("| case | GFLOP per CPU-s | of FMA peak |");
             Console.WriteLine("|---|---|---|");
+            KernelAlone(peak);
             foreach (string weight in new[] { "576x576", "1536x576", "576x1536", "49152x576" })
                 foreach (int tokens in new[] { 64, 256 })
                 {
@@ -232,6 +233,30 @@ internal static class GemmCpuTime
                     Report($"Sgemm {m}x{n}x{k} {t}", Best(() => Sgemm.Multiply(ta, tb, m, n, k, 1f, a, ta ? m : k, b, tb ? k : n, 0f, y, n), 2.0 * m * n * k), peak);
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// The micro-kernel alone: one full MR x NR tile at the depth block a 576-deep weight uses, its panels in L1 and its
+    /// C tile in L1, called back to back (kernel plus the C update, no packing, no cache misses). What the blocked
+    /// GEMM loses beyond this is in the memory hierarchy and the loops around the kernel.
+    /// </summary>
+    static unsafe void KernelAlone(double peak)
+    {
+        var shape = GemmShape.Best;
+        const int kc = 192;
+        var a = GemmWork.Random(kc * shape.MR, 1);
+        var b = GemmWork.Random(kc * shape.NR, 2);
+        var c = new float[shape.MR * shape.NR];
+        var tile = new float[shape.MR * shape.NR];
+        const int calls = 64;
+        fixed (float* pa = a, pb = b, pc = c, pt = tile)
+        {
+            float* xa = pa, xb = pb, xc = pc, xt = pt;
+            Report($"kernel alone {shape.MR}x{shape.NR}, depth {kc} (L1)", Best(() =>
+            {
+                for (int i = 0; i < calls; i++) GemmKernels.Tile(shape.Isa, shape.MR, shape.NR, kc, xa, xb, xt, xc, shape.NR, 1f, 1f);
+            }, 2.0 * calls * kc * shape.MR * shape.NR), peak);
         }
     }
 

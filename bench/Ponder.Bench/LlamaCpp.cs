@@ -55,6 +55,24 @@ public sealed class LlamaCpp : IDisposable
         Decode();
     }
 
+    /// <summary>
+    /// Appends <paramref name="stepTokens"/> tokens (<paramref name="token"/>(sequence, i)) to each of
+    /// <paramref name="sequences"/> sequences at <paramref name="position"/>, whole sequences per batch of at most 512
+    /// tokens, with one output (the last token) per sequence.
+    /// </summary>
+    public void ScoreSteps(int sequences, int position, int stepTokens, Func<int, int, int> token)
+    {
+        int perBatch = Math.Max(1, 512 / stepTokens);
+        for (int s0 = 0; s0 < sequences; s0 += perBatch)
+        {
+            _batch.Clear();
+            for (int s = s0; s < Math.Min(sequences, s0 + perBatch); s++)
+                for (int i = 0; i < stepTokens; i++)
+                    _batch.Add((LLamaToken)token(s, i), position + i, (LLamaSeqId)s, i == stepTokens - 1);
+            Decode();
+        }
+    }
+
     void Decode()
     {
         var r = _context.NativeHandle.Decode(_batch);

@@ -17,7 +17,7 @@ namespace Ponder.Bench;
 /// Run: <c>./build.sh bench --perf [rounds] [filter]</c> (filter: substrings of the workload names, comma-separated,
 /// e.g. "decode" or "decode F,decode Q" for the single-stream decode rows).
 /// </summary>
-public static class PerfBench
+public static partial class PerfBench
 {
     const int Threads = 2;
 
@@ -29,7 +29,8 @@ public static class PerfBench
         void Run();
     }
 
-    sealed record Workload(string Name, Func<ISide> Ponder, Func<ISide>? Llama, Func<Ceilings, double> CeilingTokPerS, string CeilingNote);
+    /// <param name="FlopsPerToken">Exact FLOPs per token of <see cref="ISide.Tokens"/> (Ponder's counter), for a GFLOP/s column; 0 when not given.</param>
+    sealed record Workload(string Name, Func<ISide> Ponder, Func<ISide>? Llama, Func<Ceilings, double> CeilingTokPerS, string CeilingNote, double FlopsPerToken = 0);
 
     /// <summary>FMA peak (GFLOP/s) and read bandwidth (GB/s) on <see cref="Threads"/> worker threads, best of a few tries.</summary>
     public sealed record Ceilings(double Gflops, double GBps);
@@ -51,8 +52,9 @@ public static class PerfBench
             var (ponder, llama) = Measure(w, rounds);
             double ceiling = w.CeilingTokPerS(ceilings);
             string ratio = llama is { } l ? $"{ponder.TokPerS / l.TokPerS:F2}x" : "";
-            string row = $"| {w.Name} | {ponder.TokPerS:F1} ({ponder.CpuMsPerToken:F2} CPU-ms/tok) | "
-                + (llama is { } l2 ? $"{l2.TokPerS:F1} ({l2.CpuMsPerToken:F2} CPU-ms/tok)" : "n/a") + $" | {ratio} | {ceiling:F0} ({w.CeilingNote}) | {100 * ponder.TokPerS / ceiling:F0}% |";
+            string Gflops(double tokPerS) => w.FlopsPerToken > 0 ? $", {tokPerS * w.FlopsPerToken / 1e9:F1} GFLOP/s" : "";
+            string row = $"| {w.Name} | {ponder.TokPerS:F1} ({ponder.CpuMsPerToken:F2} CPU-ms/tok{Gflops(ponder.TokPerS)}) | "
+                + (llama is { } l2 ? $"{l2.TokPerS:F1} ({l2.CpuMsPerToken:F2} CPU-ms/tok{Gflops(l2.TokPerS)})" : "n/a") + $" | {ratio} | {ceiling:F0} ({w.CeilingNote}) | {100 * ponder.TokPerS / ceiling:F0}% |";
             Console.WriteLine(row);
             rows.Add(row);
         }
@@ -92,6 +94,16 @@ public static class PerfBench
             yield return new($"batched decode {n} seqs F32", () => new PonderBatched(Models.Get(smol, DType.F32), n, SharedPrompt, Steps),
                 () => new LlamaBatched(Models.Llama(smol, DType.F32, n), n, SharedPrompt, Steps),
                 c => c.Gflops * 1e9 / (layerFlops + headFlops), "FMA peak");
+        // A beam-search step (policy decode of every beam, then the value-head PRM scoring each beam's new step): the
+        // ceiling is the FMA peak over the exact FLOPs per generated token, both models included.
+        foreach (int n in new[] { 16, 64 })
+        {
+            double flopsPerToken = BeamStepFlops(smol, PrmConfig(smol), n, SharedPrompt).Total / (double)(n * BeamStepTokens);
+            yield return new($"beam step {n} beams F32 + PRM", () => new PonderBeamStep(Models.Get(smol, DType.F32), Prm(smol), n, SharedPrompt),
+                () => new LlamaBeamStep(Models.Llama(smol, DType.F32, n), new LlamaCpp(Models.Gguf(smol, DType.F32), contextSize: 4096, sequences: n, threads: Threads),
+                    n, SharedPrompt, smol.Vocab),
+                c => c.Gflops * 1e9 / flopsPerToken, "FMA peak", flopsPerToken);
+        }
         foreach (int n in new[] { 1, 64 })
             yield return new($"tiny decode {n} seqs F32", () => new PonderBatched(Models.Get(tiny, DType.F32), n, 32, 16),
                 () => new LlamaBatched(Models.Llama(tiny, DType.F32, n), n, 32, 16),

@@ -87,6 +87,56 @@ public sealed class SgemmTests
         Assert.Throws<ArgumentOutOfRangeException>(() => Sgemm.MaxThreads = 0);
     }
 
+    /// <summary>
+    /// The 512-bit kernel writes a full-width tile with alpha = 1 and beta 0 or 1 straight to C (no tile buffer, no
+    /// Update pass); a narrower tile still goes through Update. Both must round alike, bit for bit, or a column's value
+    /// would depend on where the tile edge falls (that is, on n and the thread split): the first 31 columns of a
+    /// 32-column tile must equal the same tile computed 31 columns wide, for every row count and both betas.
+    /// </summary>
+    [Theory]
+    [InlineData(0f)]
+    [InlineData(1f)]
+    public unsafe void DirectTileToC_EqualsTheTileBufferPath_Bitwise(float beta)
+    {
+        var shape = GemmShape.For(GemmIsa.Vector512);
+        const int kc = 37, ldc = 40;
+        var a = GemmReference.Random(kc * shape.MR, 11);
+        var b = GemmReference.Random(kc * shape.NR, 12);
+        var c0 = GemmReference.Random(shape.MR * ldc, 13);
+        var tile = new float[shape.MR * shape.NR];
+        for (int rows = 1; rows <= shape.MR; rows++)
+        {
+            var direct = (float[])c0.Clone();
+            var viaTile = (float[])c0.Clone();
+            fixed (float* pa = a, pb = b, pt = tile, pd = direct, pv = viaTile)
+            {
+                GemmKernels.Tile(GemmIsa.Vector512, rows, shape.NR, kc, pa, pb, pt, pd, ldc, 1f, beta);
+                GemmKernels.Tile(GemmIsa.Vector512, rows, shape.NR - 1, kc, pa, pb, pt, pv, ldc, 1f, beta);
+            }
+            for (int r = 0; r < shape.MR; r++)
+                for (int j = 0; j < ldc; j++)
+                {
+                    // Rows past `rows` and columns past NR are untouched by both; column NR - 1 only by the direct call.
+                    float expected = r < rows && j == shape.NR - 1 ? direct[r * ldc + j] : viaTile[r * ldc + j];
+                    Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(direct[r * ldc + j]),
+                        $"rows={rows} beta={beta}: C[{r}, {j}] = {direct[r * ldc + j]} direct, {expected} through the tile buffer");
+                }
+            // Column NR - 1 of the direct call against a float64 sum, so the comparison above is not vacuous. Bound: kc
+            // FMAs and one add, each rounding once (unit roundoff 2^-24), on partial sums at most Σ|terms|.
+            for (int r = 0; r < rows; r++)
+            {
+                double sum = beta * c0[r * ldc + shape.NR - 1], magnitude = Math.Abs(sum);
+                for (int p = 0; p < kc; p++)
+                {
+                    double term = (double)a[p * shape.MR + r] * b[p * shape.NR + shape.NR - 1];
+                    sum += term; magnitude += Math.Abs(term);
+                }
+                double bound = (kc + 1) * Math.Pow(2, -24) * magnitude;
+                Assert.InRange(direct[r * ldc + shape.NR - 1], sum - bound, sum + bound);
+            }
+        }
+    }
+
     /// <summary>One GEMM against the reference; pad widens every leading dimension beyond its matrix.</summary>
     internal static void Check(GemmIsa isa, bool transA, bool transB, int m, int n, int k, float alpha, float beta, int pad, int seed)
     {

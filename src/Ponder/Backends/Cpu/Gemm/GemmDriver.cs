@@ -16,6 +16,8 @@ internal sealed unsafe class GemmDriver : IParallelPart
 {
     // Below this many FLOPs a second thread costs more (wake + cache traffic) than it saves.
     const long ParallelFlops = 1L << 17;
+    // Most floats of A packed once for all threads (16 MiB); a larger A is packed block by block by each thread.
+    const long SharedPackFloats = 1L << 22;
     // Most weight panels the row path (one token) multiplies together: 4 x 2 FMA chains hide the FMA latency.
     const int RowGroup = 4;
     /// <summary>Most weights one <see cref="RunRows"/> dispatch takes.</summary>
@@ -35,7 +37,12 @@ internal sealed unsafe class GemmDriver : IParallelPart
     void* _weight;
     DType _weightType;
     nint _lda, _ldb, _ldc;
-    bool _transA, _transB, _splitRows, _rowPath;
+    bool _transA, _transB, _splitRows, _rowPath, _packPhase;
+    // A packed once for every thread (null: each thread packs its own blocks): depth block b's row panels start at
+    // _sharedA + b * _sharedBlock, the panel of rows from r at + r * kc.
+    float* _sharedA;
+    nint _sharedBlock;
+    float[]? _sharedABuffer;
     // Row path: the weights, the end of each one's work items (cumulative), panels per item, items, next unclaimed item.
     readonly RowWeight[] _rowWeights = new RowWeight[MaxRowWeights];
     readonly int[] _groupEnd = new int[MaxRowWeights];
@@ -68,6 +75,20 @@ internal sealed unsafe class GemmDriver : IParallelPart
         // A pre-packed weight is split by columns so each thread streams only its share of it.
         d._splitRows = weight == null && nPanels < mPanels && nPanels < 4 * threads;
         int parts = 2L * m * n * k < ParallelFlops ? 1 : Math.Min(threads, d._splitRows ? mPanels : nPanels);
+        parts = Math.Min(parts, GemmWorkers.Shared.MaxParts);
+        d._sharedA = null;
+        if (parts > 1 && !d._splitRows && (long)mPanels * shape.MR * k <= SharedPackFloats)
+        {
+            // Split by columns, every part multiplies all of A: each would pack all of it, so the parts pack their
+            // share of A's row panels once into one buffer first (a copy: the products are unchanged), then multiply.
+            int kcMax = BalancedDepth(k, shape.KC);
+            d._sharedBlock = (nint)mPanels * shape.MR * kcMax;
+            d._sharedA = Buffer(ref d._sharedABuffer, d._sharedBlock * ((k + kcMax - 1) / kcMax));
+            d._packPhase = true;
+            try { RunParts(d, parts); }
+            catch { Clear(d); throw; }
+            finally { d._packPhase = false; }
+        }
         Dispatch(d, parts);
     }
 
@@ -103,19 +124,23 @@ internal sealed unsafe class GemmDriver : IParallelPart
 
     static void Dispatch(GemmDriver d, int parts)
     {
+        try { RunParts(d, parts); }
+        finally { Clear(d); }
+    }
+
+    static void RunParts(GemmDriver d, int parts)
+    {
         var workers = GemmWorkers.Shared;
         parts = Math.Min(parts, workers.MaxParts);
         t_lastParts = parts;
-        try
-        {
-            if (parts <= 1) d.Execute(0, 1);
-            else workers.Run(d, parts);
-        }
-        finally
-        {
-            d._a = d._b = d._c = d._scales = d._offsets = null;
-            d._weight = null;
-        }
+        if (parts <= 1) d.Execute(0, 1);
+        else workers.Run(d, parts);
+    }
+
+    static void Clear(GemmDriver d)
+    {
+        d._a = d._b = d._c = d._scales = d._offsets = d._sharedA = null;
+        d._weight = null;
     }
 
     /// <summary>C = beta * C (what a GEMM with k = 0 or alpha = 0 leaves); beta = 0 writes zeros without reading C.</summary>
@@ -133,6 +158,7 @@ internal sealed unsafe class GemmDriver : IParallelPart
     public void Execute(int part, int parts)
     {
         if (_rowPath) RowGroups();
+        else if (_packPhase) PackShared(part, parts);
         else if (_splitRows)
         {
             var (lo, hi) = Range(part, parts, (_m + _shape.MR - 1) / _shape.MR);
@@ -142,6 +168,20 @@ internal sealed unsafe class GemmDriver : IParallelPart
         {
             var (lo, hi) = Range(part, parts, (_n + _shape.NR - 1) / _shape.NR);
             Blocked(0, _m, lo * _shape.NR, Math.Min(_n, hi * _shape.NR));
+        }
+    }
+
+    /// <summary>Packs this part's share of A's row panels, every depth block, into the shared buffer.</summary>
+    void PackShared(int part, int parts)
+    {
+        int mr = _shape.MR, kcMax = BalancedDepth(_k, _shape.KC);
+        var (lo, hi) = Range(part, parts, (_m + mr - 1) / mr);
+        if (lo >= hi) return;
+        int r0 = lo * mr, rows = Math.Min(_m, hi * mr) - r0;
+        for (int pc = 0, block = 0; pc < _k; pc += kcMax, block++)
+        {
+            int kc = Math.Min(kcMax, _k - pc);
+            GemmPacking.PackA(_a, _lda, _transA, r0, rows, pc, kc, mr, _sharedA + block * _sharedBlock + (nint)r0 * kc);
         }
     }
 
@@ -160,7 +200,7 @@ internal sealed unsafe class GemmDriver : IParallelPart
         // batch. The cache's bitwise-identity tests (fork vs prefix index vs scratch) rely on this.
         int kcMax = BalancedDepth(_k, s.KC);
         int mcMax = Math.Min(s.MC, i1 - i0), ncMax = Math.Min(s.NC, j1 - j0);
-        float* aBuf = Buffer(ref t_aBuffer, (long)((mcMax + mr - 1) / mr) * mr * kcMax);
+        float* aBuf = _sharedA != null ? null : Buffer(ref t_aBuffer, (long)((mcMax + mr - 1) / mr) * mr * kcMax);
         float* bBuf = prepacked ? null : Buffer(ref t_bBuffer, (long)((ncMax + nr - 1) / nr) * nr * kcMax);
         float* panelBuf = convert ? Buffer(ref t_panelBuffer, (long)kcMax * nr) : null;
         float* tile = stackalloc float[mr * nr];
@@ -189,7 +229,9 @@ internal sealed unsafe class GemmDriver : IParallelPart
                 for (int ic = i0; ic < i1; ic += s.MC)
                 {
                     int mc = Math.Min(s.MC, i1 - ic);
-                    GemmPacking.PackA(_a, _lda, _transA, ic, mc, pc, kc, mr, aBuf);
+                    float* aBlock = aBuf;
+                    if (_sharedA != null) aBlock = _sharedA + pc / kcMax * _sharedBlock + (nint)ic * kc;
+                    else GemmPacking.PackA(_a, _lda, _transA, ic, mc, pc, kc, mr, aBuf);
                     for (int jr = 0; jr < nc; jr += nr)
                     {
                         int cols = Math.Min(nr, nc - jr);
@@ -201,7 +243,7 @@ internal sealed unsafe class GemmDriver : IParallelPart
                         }
                         float* cTile = _c + ic * _ldc + jc + jr;
                         for (int ir = 0; ir < mc; ir += mr)
-                            GemmKernels.Tile(s.Isa, Math.Min(mr, mc - ir), cols, kc, aBuf + (nint)ir * kc, bPanel, tile,
+                            GemmKernels.Tile(s.Isa, Math.Min(mr, mc - ir), cols, kc, aBlock + (nint)ir * kc, bPanel, tile,
                                 cTile + ir * _ldc, _ldc, _alpha, beta);
                     }
                 }

@@ -72,33 +72,52 @@ internal static unsafe class GemmKernels
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Tile(GemmIsa isa, int rows, int cols, int kc, float* pa, float* pb, float* tile, float* c, nint ldc, float alpha, float beta)
     {
+        // A tile that spans all NR columns with alpha = 1 and beta 0 or 1 goes straight from the accumulators to C:
+        // C = acc or C = acc + C, the same roundings as Update's alpha * tile + beta * C (the products by 1 are exact),
+        // without the spill to the tile buffer and a second pass over it.
+        if (isa == GemmIsa.Vector512 && cols == 32 && alpha == 1f && (beta == 0f || beta == 1f))
+        {
+            Tile512(rows, kc, pa, pb, c, ldc, beta == 0f ? TileOut.StoreC : TileOut.AddC);
+            return;
+        }
         int nr;
         switch (isa)
         {
-            case GemmIsa.Vector512: Tile512(rows, kc, pa, pb, tile); nr = 32; break;
+            case GemmIsa.Vector512: Tile512(rows, kc, pa, pb, tile, 32, TileOut.Spill); nr = 32; break;
             case GemmIsa.Vector256: Tile256(rows, kc, pa, pb, tile); nr = 16; break;
             default: TileScalar(rows, kc, pa, pb, tile); nr = 16; break;
         }
         Update(c, ldc, tile, nr, rows, cols, alpha, beta);
     }
 
-    static void Tile512(int rows, int kc, float* pa, float* pb, float* t)
+    /// <summary>Where a 512-bit kernel puts its accumulators: the tile buffer, or C directly (stored, or added to C).</summary>
+    enum TileOut { Spill, StoreC, AddC }
+
+    static void Tile512(int rows, int kc, float* pa, float* pb, float* t, nint ldt, TileOut mode)
     {
         switch (rows)
         {
-            case 1: Kernel512<R1>(kc, pa, pb, t); break;
-            case 2: Kernel512<R2>(kc, pa, pb, t); break;
-            case 3: Kernel512<R3>(kc, pa, pb, t); break;
-            case 4: Kernel512<R4>(kc, pa, pb, t); break;
-            case 5: Kernel512<R5>(kc, pa, pb, t); break;
-            case 6: Kernel512<R6>(kc, pa, pb, t); break;
-            case 7: Kernel512<R7>(kc, pa, pb, t); break;
-            case 8: Kernel512<R8>(kc, pa, pb, t); break;
-            case 9: Kernel512<R9>(kc, pa, pb, t); break;
-            case 10: Kernel512<R10>(kc, pa, pb, t); break;
-            case 11: Kernel512<R11>(kc, pa, pb, t); break;
-            default: Kernel512<R12>(kc, pa, pb, t); break;
+            case 1: Kernel512<R1>(kc, pa, pb, t, ldt, mode); break;
+            case 2: Kernel512<R2>(kc, pa, pb, t, ldt, mode); break;
+            case 3: Kernel512<R3>(kc, pa, pb, t, ldt, mode); break;
+            case 4: Kernel512<R4>(kc, pa, pb, t, ldt, mode); break;
+            case 5: Kernel512<R5>(kc, pa, pb, t, ldt, mode); break;
+            case 6: Kernel512<R6>(kc, pa, pb, t, ldt, mode); break;
+            case 7: Kernel512<R7>(kc, pa, pb, t, ldt, mode); break;
+            case 8: Kernel512<R8>(kc, pa, pb, t, ldt, mode); break;
+            case 9: Kernel512<R9>(kc, pa, pb, t, ldt, mode); break;
+            case 10: Kernel512<R10>(kc, pa, pb, t, ldt, mode); break;
+            case 11: Kernel512<R11>(kc, pa, pb, t, ldt, mode); break;
+            default: Kernel512<R12>(kc, pa, pb, t, ldt, mode); break;
         }
+    }
+
+    /// <summary>One row of a 512-bit tile (two vectors) to <paramref name="dst"/>: stored, or added to what is there (<see cref="TileOut.AddC"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Out512(Vector512<float> lo, Vector512<float> hi, float* dst, TileOut mode)
+    {
+        if (mode == TileOut.AddC) { lo += Vector512.Load(dst); hi += Vector512.Load(dst + 16); }
+        lo.Store(dst); hi.Store(dst + 16);
     }
 
     static void Tile256(int rows, int kc, float* pa, float* pb, float* t)
@@ -115,9 +134,10 @@ internal static unsafe class GemmKernels
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Kernel512<TR>(int kc, float* pa, float* pb, float* t) where TR : struct, IRows
+    static void Kernel512<TR>(int kc, float* pa, float* pb, float* t, nint ldt, TileOut mode) where TR : struct, IRows
     {
         const int mr = 12, nr = 32;
+        // t: the tile buffer (row stride NR) or C (row stride ldc); mode says which and whether C is added to.
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
         Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default;
@@ -140,18 +160,18 @@ internal static unsafe class GemmKernels
             if (TR.Count > 10) { a = Vector512.Create(pa[10]); cA0 = Vector512.FusedMultiplyAdd(a, b0, cA0); cA1 = Vector512.FusedMultiplyAdd(a, b1, cA1); }
             if (TR.Count > 11) { a = Vector512.Create(pa[11]); cB0 = Vector512.FusedMultiplyAdd(a, b0, cB0); cB1 = Vector512.FusedMultiplyAdd(a, b1, cB1); }
         }
-        { c00.Store(t + 0 * nr); c01.Store(t + 0 * nr + 16); }
-        if (TR.Count > 1) { c10.Store(t + 1 * nr); c11.Store(t + 1 * nr + 16); }
-        if (TR.Count > 2) { c20.Store(t + 2 * nr); c21.Store(t + 2 * nr + 16); }
-        if (TR.Count > 3) { c30.Store(t + 3 * nr); c31.Store(t + 3 * nr + 16); }
-        if (TR.Count > 4) { c40.Store(t + 4 * nr); c41.Store(t + 4 * nr + 16); }
-        if (TR.Count > 5) { c50.Store(t + 5 * nr); c51.Store(t + 5 * nr + 16); }
-        if (TR.Count > 6) { c60.Store(t + 6 * nr); c61.Store(t + 6 * nr + 16); }
-        if (TR.Count > 7) { c70.Store(t + 7 * nr); c71.Store(t + 7 * nr + 16); }
-        if (TR.Count > 8) { c80.Store(t + 8 * nr); c81.Store(t + 8 * nr + 16); }
-        if (TR.Count > 9) { c90.Store(t + 9 * nr); c91.Store(t + 9 * nr + 16); }
-        if (TR.Count > 10) { cA0.Store(t + 10 * nr); cA1.Store(t + 10 * nr + 16); }
-        if (TR.Count > 11) { cB0.Store(t + 11 * nr); cB1.Store(t + 11 * nr + 16); }
+        Out512(c00, c01, t, mode);
+        if (TR.Count > 1) Out512(c10, c11, t + 1 * ldt, mode);
+        if (TR.Count > 2) Out512(c20, c21, t + 2 * ldt, mode);
+        if (TR.Count > 3) Out512(c30, c31, t + 3 * ldt, mode);
+        if (TR.Count > 4) Out512(c40, c41, t + 4 * ldt, mode);
+        if (TR.Count > 5) Out512(c50, c51, t + 5 * ldt, mode);
+        if (TR.Count > 6) Out512(c60, c61, t + 6 * ldt, mode);
+        if (TR.Count > 7) Out512(c70, c71, t + 7 * ldt, mode);
+        if (TR.Count > 8) Out512(c80, c81, t + 8 * ldt, mode);
+        if (TR.Count > 9) Out512(c90, c91, t + 9 * ldt, mode);
+        if (TR.Count > 10) Out512(cA0, cA1, t + 10 * ldt, mode);
+        if (TR.Count > 11) Out512(cB0, cB1, t + 11 * ldt, mode);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -33,15 +33,15 @@ internal static unsafe class GemmPacking
             }
             return;
         }
+        // Depth outer, rows inner: the panel is written sequentially while the MR source rows are read as MR
+        // sequential streams (row by row wrote every value MR floats past the last, a store per cache line touched).
         for (int ir = 0; ir < mc; ir += mr, dst += (nint)kc * mr)
         {
             int rows = Math.Min(mr, mc - ir);
-            for (int r = 0; r < rows; r++)
-            {
-                float* src = a + (i0 + ir + r) * lda + p0;
-                float* d = dst + r;
-                for (int p = 0; p < kc; p++, d += mr) *d = src[p];
-            }
+            float* src = a + (i0 + ir) * lda + p0;
+            float* d = dst;
+            for (int p = 0; p < kc; p++, d += mr)
+                for (int r = 0; r < rows; r++) d[r] = src[r * lda + p];
         }
     }
 
