@@ -9,7 +9,7 @@ public enum FlopCategory
     Attention,
     /// <summary>The LM head, only at positions whose logits are computed.</summary>
     LmHead,
-    /// <summary>A PRM's value head (or candidate-token logits).</summary>
+    /// <summary>A PRM's value head, or both layers of a process reward head (a token-logit PRM's logits are LM head).</summary>
     PrmHead,
     /// <summary>Norms, RoPE, softmax, SiLU, ReLU, residuals, biases (per-element costs in <see cref="OpFlops"/>).</summary>
     Elementwise,

@@ -209,16 +209,29 @@ public sealed class ProcessRewardPrmTests : IDisposable
         Assert.Contains("(supported: value_head, process_reward, token_logit)", Fails("""{"format": "prm"}"""));
     }
 
-    /// <summary>config.json as Qwen2.5-Math-PRM ships it (no num_labels: transformers' default of 2) loads; impossible heads are refused by field or tensor.</summary>
+    /// <summary>
+    /// A config.json shaped as Qwen2.5-Math-PRM's (remote-code auto_map, no num_labels: transformers' default of 2, a
+    /// sliding window that is off) loads; impossible heads are refused by field or tensor.
+    /// </summary>
     [Fact]
     public void ConfigAndTensorsAreCheckedByName()
     {
+        const string shipped = """
+            {"architectures": ["Qwen2ForProcessRewardModel"], "auto_map": {"AutoConfig": "configuration_qwen2_rm.Qwen2RMConfig",
+             "AutoModel": "modeling_qwen2_rm.Qwen2ForProcessRewardModel"}, "attention_dropout": 0.0, "bos_token_id": 151643,
+             "eos_token_id": 151645, "hidden_act": "silu", "hidden_size": 64, "initializer_range": 0.02, "intermediate_size": 96,
+             "max_position_embeddings": 4096, "max_window_layers": 28, "model_type": "qwen2", "num_attention_heads": 4,
+             "num_hidden_layers": 2, "num_key_value_heads": 2, "rms_norm_eps": 1e-06, "rope_scaling": null, "rope_theta": 10000.0,
+             "sliding_window": 4096, "tie_word_embeddings": false, "torch_dtype": "bfloat16", "use_cache": true,
+             "use_sliding_window": false, "vocab_size": 152064}
+            """;
+        var parsed = ModelConfig.FromHuggingFaceJson(shipped, "x/config.json");
+        Assert.Equal((HeadKind.ProcessReward, 2, Architecture.Qwen2, true, 4096), (parsed.Head, parsed.NumLabels, parsed.Architecture, parsed.QkvBias, parsed.MaxPositions));
+        Assert.Equal(2, parsed.HeadRows);
         string json = PrmConfig.ToHuggingFaceJson();
-        var shipped = JsonNode.Parse(json)!.AsObject();
-        Assert.True(shipped.Remove("num_labels"));
-        var parsed = ModelConfig.FromHuggingFaceJson(shipped.ToJsonString(), "x/config.json");
-        Assert.Equal((HeadKind.ProcessReward, 2, Architecture.Qwen2), (parsed.Head, parsed.NumLabels, parsed.Architecture));
-        Assert.Contains("\"Qwen2ForProcessRewardModel\"", json);
+        Assert.Contains("\"Qwen2ForProcessRewardModel\"", json); // what Ponder writes reads back as the same head
+        var written = ModelConfig.FromHuggingFaceJson(json, "x/config.json");
+        Assert.Equal((PrmConfig.Head, PrmConfig.NumLabels, PrmConfig.Architecture), (written.Head, written.NumLabels, written.Architecture));
         Assert.Contains("x/config.json: num_labels = 3; a process reward head (score.2) classifies each step into 2 labels",
             Assert.Throws<InvalidDataException>(() => ModelConfig.FromHuggingFaceJson(json.Replace("\"num_labels\": 2", "\"num_labels\": 3"), "x/config.json")).Message);
         Assert.Equal(PrmConfig.DModel * (PrmConfig.DModel + 1L) + 2 * (PrmConfig.DModel + 1L), PrmConfig.HeadParameters);
