@@ -205,6 +205,12 @@ public sealed class ProcessRewardPrmTests : IDisposable
             Assert.Equal(new[] { Separator }, Assert.IsType<ProcessRewardVerifier>(StepVerifier.ForPrm(bytes)).Separator);
         }
 
+        // Verifiers built by hand on the wrong head say which head the model has.
+        Assert.Contains("has a ProcessReward head; a value-head verifier needs a value head", Assert.Throws<ArgumentException>(() => new ValueHeadVerifier(prm.Scheduled)).Message);
+        Assert.Contains("has a LanguageModel head; a process-reward verifier needs score.0 / ReLU / score.2",
+            Assert.Throws<ArgumentException>(() => new ProcessRewardVerifier(policy.Scheduled, [Separator])).Message);
+        Assert.Contains("the separator has no tokens", Assert.Throws<ArgumentException>(() => new ProcessRewardVerifier(prm.Scheduled, [])).Message);
+
         // An unknown format is named with the supported ones.
         Assert.Contains("(supported: value_head, process_reward, token_logit)", Fails("""{"format": "prm"}"""));
     }

@@ -92,7 +92,7 @@ public sealed class ValueHeadVerifier : StepVerifier
     public ValueHeadVerifier(ScheduledModel model) : base(model)
     {
         if (model.Config.Head != HeadKind.Value)
-            throw new ArgumentException($"model '{model.Name}' has a language-model head; a value-head verifier needs a value head (score.weight)", nameof(model));
+            throw new ArgumentException($"model '{model.Name}' has a {model.Config.Head} head; a value-head verifier needs a value head (score.weight)", nameof(model));
         if (model.Config.NumLabels is not (1 or 2))
             throw new ArgumentException($"model '{model.Name}' has {model.Config.NumLabels} labels; a value-head verifier reads 1 (sigmoid) or 2 (softmax)", nameof(model));
     }
@@ -121,7 +121,7 @@ public sealed class TokenLogitVerifier : StepVerifier
     {
         ArgumentNullException.ThrowIfNull(stepTag);
         if (model.Config.Head != HeadKind.LanguageModel)
-            throw new ArgumentException($"model '{model.Name}' has a value head; a token-logit verifier reads a language-model head's logits", nameof(model));
+            throw new ArgumentException($"model '{model.Name}' has a {model.Config.Head} head; a token-logit verifier reads a language-model head's logits", nameof(model));
         if (stepTag.Count == 0) throw new ArgumentException("the step tag has no tokens: the score would be read at the step's own last token", nameof(stepTag));
         int vocab = model.Config.Vocab;
         foreach (int id in stepTag)
