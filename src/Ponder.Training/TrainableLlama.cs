@@ -51,6 +51,7 @@ public sealed class TrainableLlama
         config = parameters.Config;
         if (config.RopeScaling is not null) throw new NotSupportedException("the trainer does not support rope_scaling");
         if (config.QkNorm) throw new NotSupportedException("the trainer has no backward pass for Qwen3's per-head q/k norms (ModelConfig.QkNorm)");
+        if (config.Head == HeadKind.ProcessReward) throw new NotSupportedException("the trainer has no two-layer process reward head (score.0 / ReLU / score.2); it trains value heads (score.weight)");
         if (config.SharedValueHead) throw new NotSupportedException("the trainer runs a causal LM without its shared value row (ModelConfig.SharedValueHead); load the policy part (config with SharedValueHead = false)");
         (ropeCos, ropeSin) = Layers.RopeTables(config.MaxPositions, config.HeadDim, config.RopeTheta);
     }

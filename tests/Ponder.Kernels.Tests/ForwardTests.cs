@@ -29,6 +29,18 @@ public sealed class ForwardTests
             Ponder.Tensors.DType.Q5_1, seed: 2));
 
     /// <summary>
+    /// A process reward head (score.0, ReLU, score.2, both biased) on the Qwen2 backbone: its two labels agree at every
+    /// output row and both backends charge the same FLOPs, the ReLU included.
+    /// </summary>
+    [Fact]
+    public void IlgpuCpuAcceleratorMatchesCpuBackendOnAProcessRewardHead()
+    {
+        // One layer: the body is what the other forward tests cover; the ILGPU CPU accelerator is slow.
+        var config = Config with { Architecture = Architecture.Qwen2, Head = HeadKind.ProcessReward, NumLabels = 2, NLayers = 1 };
+        CompareForward(TestBackends.IlgpuCpu, new HostTensorSource(config, RandomModels.Create(config, 4UL)));
+    }
+
+    /// <summary>
     /// Two sequences prefilled together (5 and 9 tokens), then three batched decode steps: logits agree within 1e-4
     /// (relative) and both backends charge exactly the same FLOPs by category.
     /// </summary>
@@ -75,7 +87,7 @@ public sealed class ForwardTests
 
     static float[] Forward(Transformer model, BlockPool pool, BatchLayout batch, int[] tokens, int[] outputRows)
     {
-        var logits = new float[outputRows.Length * model.Config.Vocab];
+        var logits = new float[outputRows.Length * model.Config.HeadRows];
         Array.Fill(logits, float.NaN);
         model.Forward(batch, tokens, pool.Storage, outputRows, logits);
         return logits;

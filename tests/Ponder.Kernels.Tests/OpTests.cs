@@ -159,6 +159,23 @@ public abstract class ElementwiseTests : BackendTest
         Assert.All(got.Skip(n * d), v => Assert.True(float.IsNaN(v), "a row past n was written"));
     }
 
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(3, 17)]
+    public void ReluMatchesReferenceOnRowsUpToN(int n, int d)
+    {
+        // Values of both signs and exact zeros; ReLU is exact, so the comparison is exact.
+        var a = Random(n * d, 10, 4f);
+        for (int i = 0; i < a.Length; i += 5) a[i] = 0f;
+        using var x = Backend.Upload([.. a, .. Enumerable.Repeat(-1f, d)], n + 1, d);
+        long before = Backend.Flops.Total;
+        Backend.Relu(x, n);
+        Assert.Equal(OpFlops.Relu(n, d), Backend.Flops.Total - before);
+        var got = Read(x, n + 1);
+        Compare.Close(a.Select(v => Math.Max((double)v, 0)).ToArray(), got.AsSpan(0, n * d), 0, "relu");
+        Assert.All(got.Skip(n * d), v => Assert.Equal(-1f, v)); // a row past n keeps its negative values
+    }
+
     [Fact]
     public void GatherRowsSelectsRows()
     {

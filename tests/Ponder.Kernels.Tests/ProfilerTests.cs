@@ -65,6 +65,31 @@ public sealed class ProfilerTests
         Assert.Equal(2, events.EnumerateArray().Select(e => e.GetProperty("tid").GetInt32()).Distinct().Count());
     }
 
+    /// <summary>
+    /// A process reward head profiles as its own ops at the output rows only: score.0 and score.2 as PRM-head matmuls,
+    /// score.0's bias and the ReLU between them (m·d FLOPs each), score.2's bias.
+    /// </summary>
+    [Fact]
+    public void RecordsAProcessRewardHeadsReluAtTheOutputRowsOnly()
+    {
+        var config = ForwardTests.Config with { Architecture = Architecture.Qwen2, Head = HeadKind.ProcessReward, NumLabels = 2 };
+        using var source = new HostTensorSource(config, RandomModels.Create(config, 6UL));
+        using var profiler = new ProfilingBackend(new CpuBackend(1));
+        using var model = new Transformer(profiler, source);
+        using var pool = new BlockPool(profiler, config.ToKvLayout(4), 8);
+        using var seq = new Sequence(pool);
+        seq.Append([1, 2, 3, 4, 5, 6]);
+        var batch = new BatchLayout(4);
+        batch.Add(0, 6, seq.BlockTable);
+        model.Forward(batch, [.. seq.Tokens], pool.Storage, [2, 5], new float[2 * 2]);
+        var relu = Assert.Single(profiler.Records, r => r.Op == "Relu");
+        Assert.Equal(OpFlops.Relu(2, config.DModel), relu.Flops);
+        Assert.Equal($"n=2 d={config.DModel}", relu.Shape);
+        var head = profiler.Records.Where(r => r.Op == "MatMul.PrmHead").ToList();
+        Assert.Equal([OpFlops.MatMul(2, config.DModel, config.DModel), OpFlops.MatMul(2, 2, config.DModel)], head.Select(r => r.Flops));
+        Assert.Equal(profiler.Flops.Total, profiler.Records.Sum(r => r.Flops));
+    }
+
     [Fact]
     public void RooflineFractionIsBoundTimeOverElapsed()
     {

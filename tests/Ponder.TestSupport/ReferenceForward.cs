@@ -92,8 +92,22 @@ public static class ReferenceForward
         }
 
         double[] head, headBias;
-        string headName = config.Head == HeadKind.Value ? TensorNames.ValueHead : config.TiedEmbeddings ? TensorNames.Embedding : TensorNames.LmHead;
-        if (config.Head == HeadKind.Value)
+        string headName = config.Head switch
+        {
+            HeadKind.Value => TensorNames.ValueHead,
+            HeadKind.ProcessReward => TensorNames.PrmOutput,
+            _ => config.TiedEmbeddings ? TensorNames.Embedding : TensorNames.LmHead,
+        };
+        // Qwen2ForProcessRewardModel: score = Sequential(Linear(d, d), ReLU(), Linear(d, numLabels)), both with bias.
+        double[]? hidden = null, hiddenBias = null;
+        if (config.Head == HeadKind.ProcessReward)
+        {
+            hidden = W(TensorNames.PrmHidden);
+            hiddenBias = W(TensorNames.PrmHiddenBias);
+            head = W(TensorNames.PrmOutput);
+            headBias = W(TensorNames.PrmOutputBias);
+        }
+        else if (config.Head == HeadKind.Value)
         {
             head = W(TensorNames.ValueHead);
             headBias = tensors.ContainsKey(TensorNames.ValueHeadBias) ? W(TensorNames.ValueHeadBias) : new double[config.NumLabels];
@@ -109,6 +123,11 @@ public static class ReferenceForward
         for (int t = 0; t < n; t++)
         {
             double[] h = RmsNorm(x[t], W(TensorNames.FinalNorm), config.RmsNormEps);
+            if (hidden is not null)
+            {
+                h = Linear(hidden, hiddenBias, In(TensorNames.PrmHidden, h), d);
+                for (int i = 0; i < d; i++) h[i] = Math.Max(h[i], 0); // ReLU
+            }
             double[] o = Linear(head, headBias, In(headName, h), config.HeadRows);
             for (int r = 0; r < config.HeadRows; r++) result[t, r] = o[r];
         }

@@ -38,6 +38,12 @@ public static class TestConfigs
     };
 
     /// <summary>
+    /// A Qwen2 process reward model (Qwen2ForProcessRewardModel: score.0 / ReLU / score.2, 2 labels). Not in
+    /// <see cref="All"/>: llama.cpp has no such head, so it has tests of its own.
+    /// </summary>
+    public static ModelConfig TinyProcessReward { get; } = TinyQwen2Bias with { Head = HeadKind.ProcessReward, NumLabels = 2, TiedEmbeddings = false, EosTokenIds = [] };
+
+    /// <summary>
     /// A causal LM with a shared value row (<c>value_head.weight</c>) beside its tied LM head. Not in <see cref="All"/>:
     /// llama.cpp refuses the extra tensor, so it has tests of its own.
     /// </summary>

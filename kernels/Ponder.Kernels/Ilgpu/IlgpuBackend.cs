@@ -38,6 +38,7 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
     readonly Action<Index1D, ArrayView<float>, ArrayView<float>> _add;
     readonly Action<Index2D, ArrayView<float>, ArrayView<float>, int> _addBias;
     readonly Action<Index1D, ArrayView<float>, ArrayView<float>> _swiGlu;
+    readonly Action<Index1D, ArrayView<float>> _relu;
     readonly Action<Index1D, ArrayView<float>, ArrayView<Half>> _toHalf;
     readonly Action<Index2D, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int> _rope;
     readonly Action<Index2D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int> _storeKv;
@@ -125,6 +126,7 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
         _add = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(Kernels.Add);
         _addBias = _acc.LoadAutoGroupedStreamKernel<Index2D, ArrayView<float>, ArrayView<float>, int>(Kernels.AddBias);
         _swiGlu = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(Kernels.SwiGlu);
+        _relu = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>>(Kernels.Relu);
         _toHalf = _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<Half>>(Kernels.ToHalf);
         _rope = _acc.LoadAutoGroupedStreamKernel<Index2D, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int>(Kernels.Rope);
         _storeKv = _acc.LoadAutoGroupedStreamKernel<Index2D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int>(Kernels.StoreKv);
@@ -344,6 +346,14 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
         long len = (long)n * g.Cols;
         if (len > 0) _swiGlu((int)len, g.View.SubView(0, len), Cast(up).View.SubView(0, len));
         Flops.Add(FlopCategory.Elementwise, OpFlops.SwiGlu(n, g.Cols));
+    }
+
+    public void Relu(DeviceTensor x, int n)
+    {
+        var xt = Cast(x);
+        long len = (long)n * xt.Cols;
+        if (len > 0) _relu((int)len, xt.View.SubView(0, len));
+        Flops.Add(FlopCategory.Elementwise, OpFlops.Relu(n, xt.Cols));
     }
 
     public void Add(DeviceTensor x, DeviceTensor y, int n)

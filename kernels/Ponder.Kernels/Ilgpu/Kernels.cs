@@ -43,6 +43,9 @@ public static class Kernels
         gate[i] = g / (1f + XMath.Exp(-g)) * up[i];
     }
 
+    /// <summary>x[i] = max(x[i], 0) (ReLU).</summary>
+    public static void Relu(Index1D i, ArrayView<float> x) => x[i] = XMath.Max(x[i], 0f);
+
     /// <summary>
     /// dst[i] = src[i] rounded to f16, nearest even: converts f32 weights to f16 on the device. Rounds with integer ops
     /// (<see cref="HalfBits"/>) because ILGPU's (Half) cast rounds differently per accelerator (the CPU one truncates).

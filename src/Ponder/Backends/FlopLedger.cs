@@ -9,9 +9,9 @@ public enum FlopCategory
     Attention,
     /// <summary>The LM head, only at positions whose logits are computed.</summary>
     LmHead,
-    /// <summary>A PRM's value head (or candidate-token logits).</summary>
+    /// <summary>A PRM's value head, or both layers of a process reward head (a token-logit PRM's logits are LM head).</summary>
     PrmHead,
-    /// <summary>Norms, RoPE, softmax, SiLU, residuals, biases (per-element costs in <see cref="OpFlops"/>).</summary>
+    /// <summary>Norms, RoPE, softmax, SiLU, ReLU, residuals, biases (per-element costs in <see cref="OpFlops"/>).</summary>
     Elementwise,
 }
 
@@ -60,6 +60,7 @@ public sealed class FlopLedger
 /// <item>Softmax in attention: 5 per score (scale, running max, subtract, exp, normalize).</item>
 /// <item>SwiGLU: 5 per element of dFf (SiLU as negate-exp-add-divide counted 4, times up 1).</item>
 /// <item>Residual add and bias add: 1 per element.</item>
+/// <item>ReLU: 1 per element (one compare-select).</item>
 /// </list>
 /// </summary>
 public static class OpFlops
@@ -72,4 +73,5 @@ public static class OpFlops
     public static long Softmax(long nHeads, long causalKeys) => 5 * nHeads * causalKeys;
     public static long SwiGlu(long n, long dFf) => 5 * n * dFf;
     public static long Add(long n, long width) => n * width;
+    public static long Relu(long n, long width) => n * width;
 }

@@ -86,6 +86,12 @@ public interface IBackend : IDisposable
     /// <summary>gate[i] = silu(gate[i]) * up[i] for n rows, in place. FLOPs (elementwise): <see cref="OpFlops.SwiGlu"/>.</summary>
     void SwiGlu(DeviceTensor gate, DeviceTensor up, int n);
 
+    /// <summary>
+    /// x = max(x, 0) for n rows, in place (the ReLU between a process reward model's two head layers).
+    /// FLOPs (elementwise): <see cref="OpFlops.Relu"/>.
+    /// </summary>
+    void Relu(DeviceTensor x, int n);
+
     /// <summary>x += y for n rows (residual). FLOPs (elementwise): n * cols.</summary>
     void Add(DeviceTensor x, DeviceTensor y, int n);
 

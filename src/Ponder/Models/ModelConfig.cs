@@ -28,6 +28,12 @@ public enum HeadKind
     LanguageModel,
     /// <summary>A value head (<c>score.weight</c>, [numLabels, dModel]), as in <c>LlamaForTokenClassification</c>; PRMs use one label.</summary>
     Value,
+    /// <summary>
+    /// A process reward model's two-layer head, as in <c>Qwen2ForProcessRewardModel</c> (Qwen2.5-Math-PRM): on the final
+    /// normed hidden state, <c>score.0</c> (Linear dModel → dModel, with bias), ReLU, <c>score.2</c> (Linear dModel →
+    /// numLabels = 2, with bias). A step's score is the softmax probability of label 1 at the separator that ends it.
+    /// </summary>
+    ProcessReward,
 }
 
 /// <summary>The <c>llama3</c> rope_scaling variant (Llama 3.1+): long wavelengths are stretched by <see cref="Factor"/>.</summary>
@@ -43,7 +49,7 @@ public sealed record ModelConfig
     public Architecture Architecture { get; init; } = Architecture.Llama;
     /// <summary>What the last layer feeds: a language-model head (logits over the vocabulary) or a value head (a PRM's scores).</summary>
     public HeadKind Head { get; init; } = HeadKind.LanguageModel;
-    /// <summary>Outputs of a value head (1 for a PRM). Ignored for language models.</summary>
+    /// <summary>Outputs of a value head (1 for a PRM; 2 for a <see cref="HeadKind.ProcessReward"/> head). Ignored for language models.</summary>
     public int NumLabels { get; init; } = 1;
     /// <summary>Vocabulary size: rows of the embedding and of the LM head.</summary>
     public required int Vocab { get; init; }
@@ -91,7 +97,7 @@ public sealed record ModelConfig
     public int QDim => NHeads * HeadDim;
     /// <summary>Key/value width: nKvHeads * headDim.</summary>
     public int KvDim => NKvHeads * HeadDim;
-    /// <summary>Rows of the output head: vocab (+ 1 with <see cref="SharedValueHead"/>) for a language model, numLabels for a value head.</summary>
+    /// <summary>Rows of the output head: vocab (+ 1 with <see cref="SharedValueHead"/>) for a language model, numLabels for a value or process-reward head.</summary>
     public int HeadRows => Head == HeadKind.LanguageModel ? Vocab + (SharedValueHead ? 1 : 0) : NumLabels;
 
     /// <summary>Parameters of one decoder layer (projections, biases, two norms).</summary>
@@ -106,18 +112,22 @@ public sealed record ModelConfig
     public long EmbeddingParameters => (long)Vocab * DModel;
 
     /// <summary>Output head parameters that are not the (tied) embedding.</summary>
-    public long HeadParameters => Head == HeadKind.Value ? (long)NumLabels * DModel
-        : (TiedEmbeddings ? 0 : (long)Vocab * DModel) + (SharedValueHead ? DModel : 0);
+    public long HeadParameters => Head switch
+    {
+        HeadKind.Value => (long)NumLabels * DModel,
+        HeadKind.ProcessReward => (long)DModel * DModel + DModel + (long)NumLabels * DModel + NumLabels, // score.0 and score.2 with biases
+        _ => (TiedEmbeddings ? 0 : (long)Vocab * DModel) + (SharedValueHead ? DModel : 0),
+    };
 
     /// <summary>All parameters, counting a tied embedding once.</summary>
     public long TotalParameters => EmbeddingParameters + NLayers * LayerParameters + DModel + HeadParameters;
 
     /// <summary>
     /// Parameters excluding the token embedding and an untied LM head (Kaplan et al.'s convention, which the
-    /// paper's 2N / 6N approximations use). A value head is counted: it is compute, not a lookup.
+    /// paper's 2N / 6N approximations use). A value or process-reward head is counted: it is compute, not a lookup.
     /// </summary>
     public long NonEmbeddingParameters => NLayers * LayerParameters + DModel
-        + (Head == HeadKind.Value ? HeadParameters : SharedValueHead ? DModel : 0);
+        + (Head != HeadKind.LanguageModel ? HeadParameters : SharedValueHead ? DModel : 0);
 
     /// <summary>Largest dimension accepted from a file; larger values are taken to be corruption.</summary>
     public const int MaxDimension = 1 << 20;
@@ -147,10 +157,14 @@ public sealed record ModelConfig
         if (!(RopeTheta > 0) || double.IsInfinity(RopeTheta))
             throw new InvalidDataException($"{source}: rope_theta = {RopeTheta} must be positive");
         if (Head == HeadKind.Value) Positive("num_labels", NumLabels, 1 << 16);
+        if (Head == HeadKind.ProcessReward && NumLabels != 2)
+            throw new InvalidDataException($"{source}: num_labels = {NumLabels}; a process reward head (score.2) classifies each step into 2 labels (wrong, right)");
         if (QkNorm != (Architecture == Architecture.Qwen3))
             throw new InvalidDataException($"{source}: per-head q/k norms go with Qwen3 and only Qwen3 (architecture {Architecture}, q/k norm {QkNorm})");
         if (Head == HeadKind.Value && Architecture is not (Architecture.Llama or Architecture.Qwen2))
             throw new InvalidDataException($"{source}: a value head is supported on Llama and Qwen2 backbones, not {Architecture}");
+        if (Head == HeadKind.ProcessReward && Architecture != Architecture.Qwen2)
+            throw new InvalidDataException($"{source}: a process reward head (score.0 / ReLU / score.2) is supported on the Qwen2 backbone, not {Architecture}");
         if (SharedValueHead && Head != HeadKind.LanguageModel)
             throw new InvalidDataException($"{source}: ponder_value_head is for causal language models; a token-classification model's score head already is its value head");
         if ((long)QDim * DModel > int.MaxValue || (long)DFf * DModel > int.MaxValue || (long)Vocab * DModel > int.MaxValue)
@@ -163,7 +177,7 @@ public sealed record ModelConfig
     }
 
     /// <summary>The Hugging Face <c>architectures</c> Ponder reads.</summary>
-    public const string SupportedHuggingFace = "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, Phi3ForCausalLM, LlamaForTokenClassification, Qwen2ForTokenClassification";
+    public const string SupportedHuggingFace = "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, Phi3ForCausalLM, LlamaForTokenClassification, Qwen2ForTokenClassification, Qwen2ForProcessRewardModel";
 
     /// <summary>
     /// Reads a Hugging Face <c>config.json</c>. Fields that would change the computation in ways Ponder does not
@@ -195,8 +209,8 @@ public sealed record ModelConfig
             "Qwen2ForTokenClassification" => (Architecture.Qwen2, HeadKind.Value),
             "Qwen3ForCausalLM" => (Architecture.Qwen3, HeadKind.LanguageModel),
             "Phi3ForCausalLM" => (Architecture.Phi3, HeadKind.LanguageModel),
+            "Qwen2ForProcessRewardModel" => (Architecture.Qwen2, HeadKind.ProcessReward),
             "" => throw new InvalidDataException($"{source}: 'architectures' is missing"),
-            "Qwen2ForProcessRewardModel" => throw new NotSupportedException($"{source}: architecture 'Qwen2ForProcessRewardModel' (Qwen2.5-Math-PRM: score.0 / ReLU / score.2 head) is not supported yet; supported PRMs are value heads (*ForTokenClassification) and token-logit PRMs (a causal LM with prm.json)"),
             _ => throw new NotSupportedException($"{source}: architecture '{archName}' is not supported (supported: {SupportedHuggingFace})"),
         };
 
@@ -260,7 +274,8 @@ public sealed record ModelConfig
         {
             Architecture = arch,
             Head = head,
-            NumLabels = numLabels ?? 1,
+            // Qwen2ForProcessRewardModel's config leaves num_labels to transformers' default, 2.
+            NumLabels = numLabels ?? (head == HeadKind.ProcessReward ? 2 : 1),
             Vocab = Int("vocab_size"),
             DModel = dModel,
             NLayers = Int("num_hidden_layers"),
@@ -291,6 +306,7 @@ public sealed record ModelConfig
             (Architecture.Phi3, HeadKind.LanguageModel) => "Phi3ForCausalLM",
             (Architecture.Mistral, HeadKind.LanguageModel) => "MistralForCausalLM",
             (Architecture.Qwen2, HeadKind.Value) => "Qwen2ForTokenClassification",
+            (Architecture.Qwen2, HeadKind.ProcessReward) => "Qwen2ForProcessRewardModel",
             (_, HeadKind.Value) => "LlamaForTokenClassification",
             _ => "LlamaForCausalLM",
         };
@@ -313,7 +329,7 @@ public sealed record ModelConfig
             ["hidden_act"] = "silu",
             ["torch_dtype"] = "float32",
         };
-        if (Head == HeadKind.Value) obj["num_labels"] = NumLabels;
+        if (Head != HeadKind.LanguageModel) obj["num_labels"] = NumLabels;
         if (SharedValueHead) obj["ponder_value_head"] = 1;
         if (BosTokenId is int bos) obj["bos_token_id"] = bos;
         if (EosTokenIds.Count == 1) obj["eos_token_id"] = EosTokenIds[0];

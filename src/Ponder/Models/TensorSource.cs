@@ -59,6 +59,14 @@ public static class TensorNames
     public const string ValueHead = "score.weight";
     /// <summary>The value head's bias, [numLabels], when present.</summary>
     public const string ValueHeadBias = "score.bias";
+    /// <summary>A process reward head's first layer (<see cref="HeadKind.ProcessReward"/>), [dModel, dModel]: <c>score</c> is an nn.Sequential whose index 1 is the ReLU.</summary>
+    public const string PrmHidden = "score.0.weight";
+    /// <summary>The first layer's bias, [dModel].</summary>
+    public const string PrmHiddenBias = "score.0.bias";
+    /// <summary>A process reward head's output layer, [numLabels = 2, dModel].</summary>
+    public const string PrmOutput = "score.2.weight";
+    /// <summary>The output layer's bias, [numLabels].</summary>
+    public const string PrmOutputBias = "score.2.bias";
     /// <summary>The value row a causal LM with <see cref="ModelConfig.SharedValueHead"/> carries beside its LM head.</summary>
     public const string SharedValueHead = "value_head.weight";
 
@@ -139,6 +147,13 @@ public static class TensorNames
         }
         yield return (FinalNorm, [d], "(dModel)");
         if (config.Head == HeadKind.Value) yield return (ValueHead, [config.NumLabels, d], "(numLabels, dModel)");
+        else if (config.Head == HeadKind.ProcessReward)
+        {
+            yield return (PrmHidden, [d, d], "(dModel, dModel)");
+            yield return (PrmHiddenBias, [d], "(dModel)");
+            yield return (PrmOutput, [config.NumLabels, d], "(numLabels, dModel)");
+            yield return (PrmOutputBias, [config.NumLabels], "(numLabels)");
+        }
         else if (!config.TiedEmbeddings) yield return (LmHead, [config.Vocab, d], "(vocab, dModel)");
         if (config.SharedValueHead) yield return (SharedValueHead, [1, d], "(1, dModel)");
     }
@@ -146,14 +161,16 @@ public static class TensorNames
     /// <summary>
     /// Checks that <paramref name="source"/> has every expected tensor with the expected shape, and no tensor the forward
     /// pass would leave unused (an o_proj or MLP bias, a norm of another architecture): either throws naming the tensor.
-    /// An LM head beside tied embeddings (some checkpoints save both) and RoPE's inv_freq buffers are allowed.
+    /// An LM head beside tied embeddings (some checkpoints save both) or beside a process reward head (a reward model
+    /// fine-tuned from a causal LM may keep it; transformers' and vLLM's reward models never read it), and RoPE's inv_freq
+    /// buffers are allowed.
     /// </summary>
     public static void CheckComplete(ITensorSource source)
     {
         var expected = Expected(source.Config).Select(e => e.Name).ToHashSet(StringComparer.Ordinal);
         foreach (string name in source.Tensors.Keys)
-            if (!expected.Contains(name) && name != ValueHeadBias && !name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)
-                && !(name == LmHead && source.Config.TiedEmbeddings))
+            if (!expected.Contains(name) && !(name == ValueHeadBias && source.Config.Head == HeadKind.Value) && !name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)
+                && !(name == LmHead && (source.Config.TiedEmbeddings || source.Config.Head == HeadKind.ProcessReward)))
                 throw new NotSupportedException($"{source.Location}: tensor '{name}' is not part of a {source.Config.Architecture} model as Ponder computes it; loading would ignore it");
         foreach (var (name, shape, meaning) in Expected(source.Config))
         {

@@ -15,8 +15,10 @@ public sealed class Transformer : IDisposable
     readonly LayerWeights[] _layers;
     readonly DeviceTensor _embedding;   // (vocab, dModel)
     readonly DeviceTensor _finalNorm;   // (dModel)
-    readonly DeviceWeight _head;        // (headRows, dModel): lm_head or the tied embedding (+ the shared value row), or score
-    readonly DeviceTensor? _headBias;   // (headRows), value heads only
+    readonly DeviceWeight _head;        // (headRows, dModel): lm_head or the tied embedding (+ the shared value row), score, or score.2
+    readonly DeviceTensor? _headBias;   // (headRows), value and process-reward heads only
+    readonly DeviceWeight? _prmHidden;  // (dModel, dModel): a process reward head's score.0, before the ReLU
+    readonly DeviceTensor? _prmHiddenBias; // (dModel)
     DeviceTensor _rope;                 // (ropePositions, headDim): cos | sin
     Workspace? _ws;
 
@@ -100,6 +102,13 @@ public sealed class Transformer : IDisposable
                 _head = Matrix(TensorNames.ValueHead);
                 if (source.Tensors.ContainsKey(TensorNames.ValueHeadBias)) _headBias = Vector(TensorNames.ValueHeadBias);
             }
+            else if (Config.Head == HeadKind.ProcessReward)
+            {
+                _prmHidden = Matrix(TensorNames.PrmHidden);
+                _prmHiddenBias = Vector(TensorNames.PrmHiddenBias);
+                _head = Matrix(TensorNames.PrmOutput);
+                _headBias = Vector(TensorNames.PrmOutputBias);
+            }
             else if (Config.SharedValueHead)
             {
                 // The value row rides as one more row of the LM head (index vocab): the same GEMM returns the logits
@@ -126,12 +135,15 @@ public sealed class Transformer : IDisposable
     public ModelConfig Config { get; }
     /// <summary>The backend holding the weights and running the forward.</summary>
     public IBackend Backend => _backend;
-    /// <summary>Whether the value head has a bias (<c>score.bias</c>): its add is element-wise work the FLOP count includes.</summary>
+    /// <summary>
+    /// Whether the head adds a bias to its outputs (a value head's optional <c>score.bias</c>; a process reward head's
+    /// <c>score.2.bias</c>, always): its add is element-wise work the FLOP count includes.
+    /// </summary>
     public bool HasHeadBias => _headBias is not null;
 
     /// <summary>Bytes of weights on the backend.</summary>
     public long WeightBytes =>
-        _layers.Sum(l => l.Q.Bytes + l.K.Bytes + l.V.Bytes + l.O.Bytes + l.Gate.Bytes + l.Up.Bytes + l.Down.Bytes) + _head.Bytes
+        _layers.Sum(l => l.Q.Bytes + l.K.Bytes + l.V.Bytes + l.O.Bytes + l.Gate.Bytes + l.Up.Bytes + l.Down.Bytes) + _head.Bytes + (_prmHidden?.Bytes ?? 0)
         + _embedding.Length * sizeof(float);
 
     /// <summary>
@@ -189,8 +201,17 @@ public sealed class Transformer : IDisposable
         if (m == 0) return;
         b.GatherRows(ws.X, outputRows, ws.Selected);                        // rows whose outputs are wanted (m, d)
         b.RmsNorm(ws.Selected, _finalNorm, eps, ws.SelectedNorm, m);
-        var category = Config.Head == HeadKind.Value ? FlopCategory.PrmHead : FlopCategory.LmHead;
-        b.MatMul(ws.SelectedNorm, _head, ws.Out, m, category);              // out = h Wheadᵀ       (m, headRows)
+        var category = Config.Head == HeadKind.LanguageModel ? FlopCategory.LmHead : FlopCategory.PrmHead;
+        var headInput = ws.SelectedNorm;
+        if (_prmHidden is not null)
+        {
+            // A process reward head's first layer, at the output rows only (Selected is free again after the norm).
+            b.MatMul(ws.SelectedNorm, _prmHidden, ws.Selected, m, category); // z = h W0ᵀ + b0       (m, d)
+            b.AddBias(ws.Selected, _prmHiddenBias!, m);
+            b.Relu(ws.Selected, m);                                         // z = max(z, 0)
+            headInput = ws.Selected;
+        }
+        b.MatMul(headInput, _head, ws.Out, m, category);                    // out = h Wheadᵀ       (m, headRows)
         if (_headBias is not null) b.AddBias(ws.Out, _headBias, m);
         b.Download(ws.Out, output);
     }
@@ -219,7 +240,7 @@ public sealed class Transformer : IDisposable
         foreach (var l in _layers)
             foreach (var d in new IDisposable?[] { l.AttnNorm, l.Q, l.K, l.V, l.QBias, l.KBias, l.VBias, l.QNorm, l.KNorm, l.O, l.FfnNorm, l.Gate, l.Up, l.Down })
                 d?.Dispose();
-        _embedding.Dispose(); _finalNorm.Dispose(); _head.Dispose(); _headBias?.Dispose(); _rope.Dispose();
+        _embedding.Dispose(); _finalNorm.Dispose(); _head.Dispose(); _headBias?.Dispose(); _prmHidden?.Dispose(); _prmHiddenBias?.Dispose(); _rope.Dispose();
     }
 
     /// <summary>Activation buffers sized for <see cref="Tokens"/> batch rows and <see cref="Outputs"/> output rows.</summary>

@@ -24,6 +24,7 @@ public readonly record struct ChunkWork(int NewTokens, int Context, int OutputRo
 ///   attention    L · 4·h·e·K                      K = n·p + n(n+1)/2 (exact causal keys)
 ///   head         2·d·H · m                         LM head (H = vocab, + 1 for a shared value row: counted as
 ///                                                 LM head, it is one GEMM) or PRM value head (H = numLabels)
+///              + 2·d·d · m if process reward      its first layer score.0 (PRM head)
 ///   elementwise  L · (2·4·n·d                      two RMSNorms
 ///                   + 3·n·(h + g)·e               RoPE on q and k
 ///                   + 5·h·K                       softmax
@@ -32,6 +33,7 @@ public readonly record struct ChunkWork(int NewTokens, int Context, int OutputRo
 ///                   + n·(h·e + 2·g·e) if biased   Q/K/V biases (Qwen2)
 ///                   + 4·n·(h + g)·e if q/k norms) per-head RMSNorms on q and k (Qwen3)
 ///                + 4·m·d + m·H if head bias        final norm (output rows only), value-head bias
+///                + 2·m·d if process reward         score.0's bias and the ReLU
 /// </code>
 /// Every term is a sum over rows or keys, so a batch costs the sum of its chunks, and prefilling a prompt in chunks
 /// costs the same as in one piece (Σ over chunks of n·p + n(n+1)/2 is the prompt's n(n+1)/2).
@@ -39,10 +41,13 @@ public readonly record struct ChunkWork(int NewTokens, int Context, int OutputRo
 public sealed class FlopCounter
 {
     readonly long _d, _h, _g, _e, _f, _layers, _headRows;
-    readonly bool _qkvBias, _qkNorm, _headBias;
+    readonly bool _qkvBias, _qkNorm, _headBias, _prmHidden;
     readonly FlopCategory _headCategory;
 
-    /// <summary>A counter for <paramref name="config"/>; <paramref name="headBias"/>: the value head adds a bias (<see cref="Transformer.HasHeadBias"/>).</summary>
+    /// <summary>
+    /// A counter for <paramref name="config"/>; <paramref name="headBias"/>: the value head adds a bias
+    /// (<see cref="Transformer.HasHeadBias"/>; a process reward head always does).
+    /// </summary>
     public FlopCounter(ModelConfig config, bool headBias = false)
     {
         ArgumentNullException.ThrowIfNull(config);
@@ -51,8 +56,9 @@ public sealed class FlopCounter
         _headRows = config.HeadRows;
         _qkvBias = config.QkvBias;
         _qkNorm = config.QkNorm;
-        _headBias = headBias && config.Head == HeadKind.Value;
-        _headCategory = config.Head == HeadKind.Value ? FlopCategory.PrmHead : FlopCategory.LmHead;
+        _prmHidden = config.Head == HeadKind.ProcessReward;
+        _headBias = (headBias && config.Head == HeadKind.Value) || _prmHidden;
+        _headCategory = config.Head == HeadKind.LanguageModel ? FlopCategory.LmHead : FlopCategory.PrmHead;
     }
 
     /// <summary>The counter for a loaded model.</summary>
@@ -79,8 +85,9 @@ public sealed class FlopCounter
             + OpFlops.Softmax(_h, keys) + 2 * OpFlops.Add(n, _d) + OpFlops.SwiGlu(n, _f)
             + (_qkvBias ? OpFlops.Add(n, qDim) + 2 * OpFlops.Add(n, kvDim) : 0)
             + (_qkNorm ? OpFlops.RmsNorm(n, qDim) + OpFlops.RmsNorm(n, kvDim) : 0);
-        long head = OpFlops.MatMul(m, _headRows, _d);
-        long elementwise = checked(_layers * perLayerElementwise + OpFlops.RmsNorm(m, _d) + (_headBias ? OpFlops.Add(m, _headRows) : 0));
+        long head = OpFlops.MatMul(m, _headRows, _d) + (_prmHidden ? OpFlops.MatMul(m, _d, _d) : 0);
+        long elementwise = checked(_layers * perLayerElementwise + OpFlops.RmsNorm(m, _d) + (_headBias ? OpFlops.Add(m, _headRows) : 0)
+            + (_prmHidden ? OpFlops.Add(m, _d) + OpFlops.Relu(m, _d) : 0));
         var counts = new FlopCounts(checked(_layers * perLayerProjection), checked(_layers * OpFlops.Attention(_h, _e, keys)), 0, 0, elementwise);
         return counts + FlopCounts.Of(_headCategory, head);
     }

@@ -88,7 +88,8 @@ public sealed class FlopCounterTests
                     Vocab = 37, DModel = 12, NLayers = layers, NHeads = groups * kvHeads, NKvHeads = kvHeads, HeadDim = 2 * halfHeadDim,
                     DFf = dFf, QkvBias = bias, Architecture = bias ? Architecture.Qwen2 : Architecture.Llama, TiedEmbeddings = !bias, MaxPositions = 128,
                 }),
-            Gen.Int[1, 2].Select(labels => TestConfigs.TinyValueHead with { NumLabels = labels }));
+            Gen.Int[1, 2].Select(labels => TestConfigs.TinyValueHead with { NumLabels = labels }),
+            Gen.Const(TestConfigs.TinyProcessReward));
 
     /// <summary>(cached context p, new tokens n) per sequence of a batch.</summary>
     static readonly Gen<(int P, int N)[]> GenBatch = Gen.Select(Gen.Int[0, 20], Gen.Int[1, 9], (p, n) => (p, n)).Array[1, 5];
@@ -106,7 +107,7 @@ public sealed class FlopCounterTests
             bool headBias = config.Head == HeadKind.Value && seed % 2 == 0;
             if (headBias) tensors[TensorNames.ValueHeadBias] = new HostTensor([config.NumLabels]);
             using var model = new Transformer(backend, new HostTensorSource(config, tensors));
-            Assert.Equal(headBias, model.HasHeadBias);
+            Assert.Equal(headBias || config.Head == HeadKind.ProcessReward, model.HasHeadBias);
             var counter = FlopCounter.For(model);
             using var pool = new BlockPool(backend, config.ToKvLayout(4), 64);
             var sequences = new List<Sequence>();

@@ -89,7 +89,9 @@ static class NaiveFlops
                 + (c.QkNorm ? 4 * (h + g) * e : 0);                                         // per-head q/k RMSNorms (Qwen3)
             total += c.NLayers * perLayer;
         }
-        total += outputs * (2 * d * c.HeadRows + 4 * d + (headBias ? c.HeadRows : 0));
+        // A process reward head always has its output bias, and before it score.0 (d x d, with bias) and a ReLU.
+        bool prm = c.Head == HeadKind.ProcessReward;
+        total += outputs * (2 * d * c.HeadRows + 4 * d + (headBias || prm ? c.HeadRows : 0) + (prm ? 2 * d * d + d + d : 0));
         return total;
     }
 }

@@ -263,6 +263,14 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
         Flops.Add(FlopCategory.Elementwise, OpFlops.SwiGlu(n, cols));
     }
 
+    public void Relu(DeviceTensor x, int n)
+    {
+        if ((uint)n > (uint)x.Rows) throw new ArgumentOutOfRangeException(nameof(n), $"Relu over {n} rows of a [{x.Rows}, {x.Cols}] tensor");
+        var xs = Cast(x).RowsSpan(n);
+        TensorPrimitives.Max(xs, 0f, xs);
+        Flops.Add(FlopCategory.Elementwise, OpFlops.Relu(n, x.Cols));
+    }
+
     public void Add(DeviceTensor x, DeviceTensor y, int n)
     {
         var xs = Cast(x).RowsSpan(n);

@@ -150,6 +150,13 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
         End(s, "SwiGlu", $"n={n} dFf={gate.Cols}", OpBytes.Elementwise(n * (long)gate.Cols, 2, 1));
     }
 
+    public void Relu(DeviceTensor x, int n)
+    {
+        var s = Begin();
+        _inner.Relu(x, n);
+        End(s, "Relu", $"n={n} d={x.Cols}", OpBytes.Elementwise(n * (long)x.Cols, 1, 1));
+    }
+
     public void Add(DeviceTensor x, DeviceTensor y, int n)
     {
         var s = Begin();

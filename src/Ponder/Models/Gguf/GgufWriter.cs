@@ -28,6 +28,10 @@ public static class GgufWriter
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(tensors);
+        // GGUF has no names for a two-layer reward head (llama.cpp's converter does not take Qwen2ForProcessRewardModel):
+        // a file only Ponder could read is not written.
+        if (config.Head == HeadKind.ProcessReward)
+            throw new NotSupportedException("a process reward head (Qwen2ForProcessRewardModel: score.0 / ReLU / score.2) has no GGUF form; keep it as safetensors");
         // Mistral computes as Llama does (llama.cpp keeps no sliding window for it).
         string arch = config.Architecture switch { Architecture.Qwen2 => "qwen2", Architecture.Qwen3 => "qwen3", Architecture.Phi3 => "phi3", _ => "llama" };
         // Phi-3's projections are stored fused, as llama.cpp's phi3 expects: attn_qkv = q | k | v, ffn_up = gate | up.

@@ -16,8 +16,10 @@ namespace Ponder.Search.Engine;
 ///   TokenLogitVerifier        a separate language-model PRM (Math-Shepherd, RLHFlow): mirrored like a value head, with
 ///                             step tag tokens appended after each step; the score is the softmax probability of the
 ///                             "good" candidate token among {good, bad} at the tag's last token
+///   ProcessRewardVerifier     a separate PRM with a two-layer classification head (Qwen2.5-Math-PRM): mirrored with a
+///                             separator after each step; the score is the probability of label 1 at the separator
 /// </code>
-/// <see cref="ForPrm"/> picks the verifier for a loaded PRM from its <c>prm.json</c> (<see cref="PrmFormat"/>).
+/// <see cref="ForPrm"/> picks the verifier for a loaded PRM from its config.json and <c>prm.json</c> (<see cref="PrmFormat"/>).
 /// </summary>
 public abstract class StepVerifier
 {
@@ -44,6 +46,9 @@ public abstract class StepVerifier
     public static StepVerifier ForPrm(PonderModel prm, StepScheduler? runOn = null) => PrmFormat.CreateVerifier(prm, runOn);
 
     private protected static double Sigmoid(double x) => 1 / (1 + Math.Exp(-x));
+
+    /// <summary>Softmax over two labels, taken for label 1: exp(o1) / (exp(o0) + exp(o1)) = sigmoid(o1 − o0).</summary>
+    private protected static double SecondLabel(ReadOnlySpan<float> output) => Sigmoid((double)output[1] - output[0]);
 }
 
 /// <summary>
@@ -87,7 +92,7 @@ public sealed class ValueHeadVerifier : StepVerifier
     public ValueHeadVerifier(ScheduledModel model) : base(model)
     {
         if (model.Config.Head != HeadKind.Value)
-            throw new ArgumentException($"model '{model.Name}' has a language-model head; a value-head verifier needs a value head (score.weight)", nameof(model));
+            throw new ArgumentException($"model '{model.Name}' has a {model.Config.Head} head; a value-head verifier needs a value head (score.weight)", nameof(model));
         if (model.Config.NumLabels is not (1 or 2))
             throw new ArgumentException($"model '{model.Name}' has {model.Config.NumLabels} labels; a value-head verifier reads 1 (sigmoid) or 2 (softmax)", nameof(model));
     }
@@ -96,7 +101,7 @@ public sealed class ValueHeadVerifier : StepVerifier
     public override double Score(ReadOnlySpan<float> headOutput) => headOutput.Length switch
     {
         1 => Sigmoid(headOutput[0]),
-        2 => Sigmoid((double)headOutput[1] - headOutput[0]), // softmax over two labels = sigmoid of the difference
+        2 => SecondLabel(headOutput),
         _ => throw new ArgumentException($"a value head output of {headOutput.Length} values; expected 1 or 2", nameof(headOutput)),
     };
 
@@ -117,7 +122,7 @@ public sealed class TokenLogitVerifier : StepVerifier
     {
         ArgumentNullException.ThrowIfNull(stepTag);
         if (model.Config.Head != HeadKind.LanguageModel)
-            throw new ArgumentException($"model '{model.Name}' has a value head; a token-logit verifier reads a language-model head's logits", nameof(model));
+            throw new ArgumentException($"model '{model.Name}' has a {model.Config.Head} head; a token-logit verifier reads a language-model head's logits", nameof(model));
         if (stepTag.Count == 0) throw new ArgumentException("the step tag has no tokens: the score would be read at the step's own last token", nameof(stepTag));
         int vocab = model.Config.Vocab;
         foreach (int id in stepTag)
@@ -145,6 +150,50 @@ public sealed class TokenLogitVerifier : StepVerifier
         if (headOutput.Length != Model.Config.HeadRows)
             throw new ArgumentException($"a head output of {headOutput.Length} values; model '{Model.Name}' writes {Model.Config.HeadRows}", nameof(headOutput));
         return Sigmoid((double)headOutput[GoodToken] - headOutput[BadToken]); // softmax over two candidates = sigmoid of the difference
+    }
+
+    internal override StepScorer Open(ScheduledSearchEngine engine) => new MirrorScorer(engine, this);
+}
+
+/// <summary>
+/// A process reward model with a two-layer classification head (<see cref="HeadKind.ProcessReward"/>:
+/// <c>Qwen2ForProcessRewardModel</c>, Qwen2.5-Math-PRM) run as a separate, mirrored verifier. After each step the mirror
+/// appends the separator (<see cref="DefaultSeparator"/> for Qwen2.5-Math-PRM, whose model card joins the steps with it
+/// and ends the response with it); the step's score is the softmax probability of label 1 ("right") at the separator's
+/// last token, as the model card's reward computation reads it at every separator.
+/// </summary>
+public sealed class ProcessRewardVerifier : StepVerifier
+{
+    /// <summary>The separator text Qwen2.5-Math-PRM puts after every step (one added token of its tokenizer).</summary>
+    public const string DefaultSeparator = "<extra_0>";
+
+    readonly int[] _separator;
+
+    /// <summary>Wraps <paramref name="model"/> (a process reward head with 2 labels) with its separator token ids.</summary>
+    public ProcessRewardVerifier(ScheduledModel model, IReadOnlyList<int> separator) : base(model)
+    {
+        ArgumentNullException.ThrowIfNull(separator);
+        if (model.Config.Head != HeadKind.ProcessReward)
+            throw new ArgumentException($"model '{model.Name}' has a {model.Config.Head} head; a process-reward verifier needs score.0 / ReLU / score.2 (Qwen2ForProcessRewardModel)", nameof(model));
+        if (model.Config.NumLabels != 2)
+            throw new ArgumentException($"model '{model.Name}' has {model.Config.NumLabels} labels; a process-reward verifier reads 2", nameof(model));
+        if (separator.Count == 0) throw new ArgumentException("the separator has no tokens: the score would be read at the step's own last token", nameof(separator));
+        int vocab = model.Config.Vocab;
+        foreach (int id in separator)
+            if ((uint)id >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(separator), $"separator token {id} is outside model '{model.Name}''s vocabulary (0..{vocab - 1})");
+        _separator = [.. separator];
+    }
+
+    /// <summary>The tokens appended after each step; the score is read at the last.</summary>
+    public IReadOnlyList<int> Separator => _separator;
+
+    internal override int[] StepSuffix => _separator;
+
+    public override double Score(ReadOnlySpan<float> headOutput)
+    {
+        if (headOutput.Length != 2)
+            throw new ArgumentException($"a head output of {headOutput.Length} values; model '{Model.Name}' writes 2 labels", nameof(headOutput));
+        return SecondLabel(headOutput);
     }
 
     internal override StepScorer Open(ScheduledSearchEngine engine) => new MirrorScorer(engine, this);
