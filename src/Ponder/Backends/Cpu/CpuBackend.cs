@@ -126,12 +126,15 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
         Flops.Add(category, OpFlops.MatMul(n, cw.Rows, cw.Cols));
     }
 
-    /// <summary>One token: all weights in one row dispatch (one hand-off to the workers); otherwise one by one.</summary>
+    /// <summary>
+    /// One token: all weights in one row dispatch (one hand-off to the workers). Several tokens: A packed once for all
+    /// the weights (<see cref="GemmDriver.RunShared"/>). Otherwise one by one. Bitwise the same outputs either way.
+    /// </summary>
     public void MatMul(DeviceTensor x, ReadOnlySpan<DeviceWeight> weights, ReadOnlySpan<DeviceTensor> outputs, int n, FlopCategory category)
     {
         if (weights.Length != outputs.Length) throw new ArgumentException($"{weights.Length} weights but {outputs.Length} outputs", nameof(outputs));
         var xt = Cast(x);
-        bool shared = n == 1 && weights.Length is > 0 and <= GemmDriver.MaxRowWeights;
+        bool shared = n > 0 && xt.Cols > 0 && weights.Length is > 0 and <= GemmDriver.MaxRowWeights;
         Span<RowWeight> targets = stackalloc RowWeight[GemmDriver.MaxRowWeights];
         GemmShape shape = default;
         for (int i = 0; i < weights.Length; i++)
@@ -139,15 +142,16 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
             var yt = Cast(outputs[i]);
             var cw = CheckMatMul(xt, weights[i], yt, n);
             if (i == 0) shape = cw.Shape;
-            shared &= cw.RowPath && cw.Shape == shape;
-            if (shared) targets[i] = cw.RowTarget(yt.Pointer);
+            // One token needs every weight on the row path (a weight off it runs the blocked GEMM alone).
+            shared &= (n > 1 || cw.RowPath) && cw.Rows > 0 && cw.Shape == shape;
+            if (shared) targets[i] = cw.Target(yt.Pointer);
         }
-        if (!shared)
+        if (shared && n == 1) GemmDriver.RunRows(shape, Threads, xt.Cols, 1f, 0f, xt.Pointer, targets[..weights.Length]);
+        else if (!shared || !GemmDriver.RunShared(shape, Threads, n, xt.Cols, xt.Pointer, targets[..weights.Length]))
         {
             for (int i = 0; i < weights.Length; i++) MatMul(x, weights[i], outputs[i], n, category);
             return;
         }
-        GemmDriver.RunRows(shape, Threads, xt.Cols, 1f, 0f, xt.Pointer, targets[..weights.Length]);
         foreach (var w in weights) Flops.Add(category, OpFlops.MatMul(n, w.Rows, w.Cols));
     }
 

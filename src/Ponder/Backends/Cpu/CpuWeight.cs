@@ -131,8 +131,11 @@ public sealed unsafe class CpuWeight
     internal bool RowPath => _fuseRow;
     internal GemmShape Shape => _shape;
 
-    /// <summary>This weight as a target of a row dispatch writing its Rows outputs to <paramref name="y"/>. Requires <see cref="RowPath"/>.</summary>
-    internal RowWeight RowTarget(float* y) =>
+    /// <summary>
+    /// This weight as a target of a shared-input dispatch writing its Rows outputs a token to <paramref name="y"/>:
+    /// <see cref="GemmDriver.RunRows"/> (requires <see cref="RowPath"/>) or <see cref="GemmDriver.RunShared"/>.
+    /// </summary>
+    internal RowWeight Target(float* y) =>
         // The arrays are pinned (allocated on the pinned object heap), so their addresses stay valid.
         new(Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_values)), Type, Pointer(_scales), Pointer(_offsets), Rows, y);
 

@@ -8,6 +8,7 @@ namespace Ponder.Backends.Cpu.Gemm;
 /// (Goto / BLIS loop order): columns by NC, depth by KC (pack B block), rows by MC (pack A block), then NR x MR tiles.
 /// op(B) is either packed per block from (B, ldb, transB) or read from a whole pre-packed weight (see <see cref="WeightPanels"/>);
 /// a 16-bit or 8-bit weight is converted to f32 one micro-panel segment at a time into a small per-thread buffer.
+/// Weights that share one input (Q, K and V; gate and up) can share one packing of A (<see cref="RunShared"/>).
 /// A single token (decode) skips the blocking: the row kernels of <see cref="WeightPanels"/> read A in place and the
 /// weight's panels (converted in registers), a few panels per work item, items claimed dynamically by the threads.
 /// Callers validate arguments; this type trusts its pointers.
@@ -81,15 +82,56 @@ internal sealed unsafe class GemmDriver : IParallelPart
         {
             // Split by columns, every part multiplies all of A: each would pack all of it, so the parts pack their
             // share of A's row panels once into one buffer first (a copy: the products are unchanged), then multiply.
-            int kcMax = BalancedDepth(k, shape.KC);
-            d._sharedBlock = (nint)mPanels * shape.MR * kcMax;
-            d._sharedA = Buffer(ref d._sharedABuffer, d._sharedBlock * ((k + kcMax - 1) / kcMax));
-            d._packPhase = true;
-            try { RunParts(d, parts); }
+            try { PackWhole(d, mPanels, parts); }
             catch { Clear(d); throw; }
-            finally { d._packPhase = false; }
         }
         Dispatch(d, parts);
+    }
+
+    /// <summary>Packs all of A (d's m x k, every depth block) into the shared buffer, each of <paramref name="parts"/> packing its share of the row panels.</summary>
+    static void PackWhole(GemmDriver d, int mPanels, int parts)
+    {
+        int kcMax = BalancedDepth(d._k, d._shape.KC);
+        d._sharedBlock = (nint)mPanels * d._shape.MR * kcMax;
+        d._sharedA = Buffer(ref d._sharedABuffer, d._sharedBlock * ((d._k + kcMax - 1) / kcMax));
+        d._packPhase = true;
+        try { RunParts(d, parts); }
+        finally { d._packPhase = false; }
+    }
+
+    /// <summary>
+    /// Several tokens times several pre-packed weights of depth k that share them (Q, K and V; gate and up):
+    /// c_i[m, n_i] = a[m, k] · W_iᵀ (c_i overwritten, leading dimension n_i). A is packed once, every depth block,
+    /// into one buffer (each part packing its share of the row panels), then every weight's micro-panels run over it,
+    /// split by columns as <see cref="Run"/> splits them. Each tile sees the same packed values, depth blocks and
+    /// kernel calls as a separate <see cref="Run"/> per weight, so the outputs are bitwise those of the unshared path.
+    /// Returns false (nothing done) when A is too large to pack whole; the caller then runs the weights one by one.
+    /// Requires m, k &gt; 0 and every n_i &gt; 0.
+    /// </summary>
+    public static bool RunShared(GemmShape shape, int threads, int m, int k, float* a, ReadOnlySpan<RowWeight> weights)
+    {
+        int mPanels = (m + shape.MR - 1) / shape.MR;
+        if ((long)mPanels * shape.MR * k > SharedPackFloats) return false;
+        var d = t_driver ??= new GemmDriver();
+        d._shape = shape; d._m = m; d._k = k; d._alpha = 1f; d._beta = 0f;
+        d._a = a; d._lda = k; d._transA = false; d._b = null; d._ldb = 0; d._transB = true;
+        d._rowPath = false; d._splitRows = false;
+        long flops = 0;
+        foreach (var w in weights) flops += 2L * m * w.N * k;
+        try
+        {
+            PackWhole(d, mPanels, flops < ParallelFlops ? 1 : Math.Min(threads, mPanels));
+            foreach (var w in weights)
+            {
+                d._n = w.N; d._c = w.C; d._ldc = w.N;
+                d._weight = w.Values; d._weightType = w.Type; d._scales = w.Scales; d._offsets = w.Offsets;
+                // The parts each weight splits into, as Run would split it alone.
+                int nPanels = (w.N + shape.NR - 1) / shape.NR;
+                RunParts(d, 2L * m * w.N * k < ParallelFlops ? 1 : Math.Min(threads, nPanels));
+            }
+        }
+        finally { Clear(d); }
+        return true;
     }
 
     /// <summary>
@@ -374,7 +416,7 @@ internal sealed unsafe class GemmDriver : IParallelPart
 }
 
 /// <summary>
-/// One weight of a row dispatch (<see cref="GemmDriver.RunRows"/>): its pre-packed panels (<see cref="WeightPanels"/>
+/// One weight of a shared-input dispatch (<see cref="GemmDriver.RunRows"/>, <see cref="GemmDriver.RunShared"/>): its pre-packed panels (<see cref="WeightPanels"/>
 /// layout) of its element type, a quantized type's scales and offsets, output count N (the weight's rows) and where the
 /// N outputs go.
 /// </summary>
