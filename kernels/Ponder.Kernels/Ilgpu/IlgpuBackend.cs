@@ -146,6 +146,7 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
 
     /// <summary>"ilgpu-cuda", "ilgpu-cpu", ...</summary>
     public string Name => "ilgpu-" + _acc.AcceleratorType.ToString().ToLowerInvariant();
+    /// <inheritdoc/>
     public FlopLedger Flops { get; } = new();
     /// <summary>The accelerator the kernels run on.</summary>
     public Accelerator Accelerator => _acc;
@@ -163,8 +164,10 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
     /// <summary>Waits for every queued kernel and copy.</summary>
     public void Synchronize() => _stream.Synchronize();
 
+    /// <inheritdoc/>
     public DeviceTensor Allocate(int rows, int cols) => new IlgpuTensor(_acc, rows, cols);
 
+    /// <inheritdoc/>
     public DeviceTensor Upload(ReadOnlySpan<float> data, int rows, int cols)
     {
         if ((long)rows * cols != data.Length) throw new ArgumentException($"{data.Length} values do not make a [{rows}, {cols}] tensor", nameof(data));
@@ -173,6 +176,7 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
         return t;
     }
 
+    /// <inheritdoc/>
     public void Download(DeviceTensor tensor, Span<float> destination)
     {
         var t = Cast(tensor);
@@ -183,6 +187,7 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
         _stream.Synchronize();
     }
 
+    /// <inheritdoc/>
     public DeviceWeight UploadWeight(ReadOnlySpan<float> data, int rows, int cols) => UploadWeight(data, rows, cols, _defaultPrecision);
 
     /// <summary>
@@ -216,12 +221,14 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
         return new IlgpuWeight(rows, cols, null, f16);
     }
 
+    /// <inheritdoc/>
     public KvStorage AllocateKv(KvLayout layout, int blockCount)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(blockCount, 1);
         return new IlgpuKvStorage(_acc, layout, blockCount);
     }
 
+    /// <inheritdoc/>
     public void CopyKvBlock(KvStorage kv, int source, int destination)
     {
         var s = CastKv(kv);
@@ -230,6 +237,7 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
         s.View.SubView(source * n, n).CopyTo(_stream, s.View.SubView(destination * n, n));
     }
 
+    /// <inheritdoc/>
     public void Embed(DeviceTensor table, ReadOnlySpan<int> tokens, DeviceTensor x)
     {
         var tab = Cast(table); var o = Cast(x);
@@ -240,6 +248,7 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
         _embed(new Index2D(tokens.Length, tab.Cols), tab.View, ids, o.View, tab.Cols);
     }
 
+    /// <inheritdoc/>
     public void RmsNorm(DeviceTensor x, DeviceTensor weight, float eps, DeviceTensor y, int n)
     {
         var xt = Cast(x);
@@ -247,6 +256,7 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
         Flops.Add(FlopCategory.Elementwise, OpFlops.RmsNorm(n, xt.Cols));
     }
 
+    /// <inheritdoc/>
     public void RmsNormHeads(DeviceTensor x, DeviceTensor weight, float eps, int headDim, int n)
     {
         var xt = Cast(x);
@@ -258,6 +268,7 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
         Flops.Add(FlopCategory.Elementwise, OpFlops.RmsNorm(rows, headDim));
     }
 
+    /// <inheritdoc/>
     public void MatMul(DeviceTensor x, DeviceWeight w, DeviceTensor y, int n, FlopCategory category)
     {
         var xt = Cast(x); var yt = Cast(y);
@@ -285,6 +296,7 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
         Flops.Add(category, OpFlops.MatMul(n, rows, cols));
     }
 
+    /// <inheritdoc/>
     public void AddBias(DeviceTensor y, DeviceTensor bias, int n)
     {
         var yt = Cast(y);
@@ -292,6 +304,7 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
         Flops.Add(FlopCategory.Elementwise, OpFlops.Add(n, yt.Cols));
     }
 
+    /// <inheritdoc/>
     public void Rope(DeviceTensor x, int nHeads, int headDim, DeviceTensor rope, BatchLayout batch)
     {
         var xt = Cast(x); var table = Cast(rope);
@@ -306,6 +319,7 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
         Flops.Add(FlopCategory.Elementwise, OpFlops.Rope(n, nHeads, headDim));
     }
 
+    /// <inheritdoc/>
     public void StoreKv(KvStorage kv, int layer, DeviceTensor k, DeviceTensor v, BatchLayout batch)
     {
         var s = CastKv(kv);
@@ -317,6 +331,7 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
         _storeKv(new Index2D(n, L.KvDim), Cast(k).View, Cast(v).View, s.View, layout.SubView(_sections.Slots, n), layer, L.NLayers, L.BlockSize, L.KvDim);
     }
 
+    /// <inheritdoc/>
     public void Attention(DeviceTensor q, KvStorage kv, int layer, int nHeads, BatchLayout batch, DeviceTensor output)
     {
         var qt = Cast(q); var s = CastKv(kv); var ot = Cast(output);
@@ -340,6 +355,7 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
         Flops.Add(FlopCategory.Elementwise, OpFlops.Softmax(nHeads, batch.CausalKeys));
     }
 
+    /// <inheritdoc/>
     public void SwiGlu(DeviceTensor gate, DeviceTensor up, int n)
     {
         var g = Cast(gate);
@@ -348,6 +364,7 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
         Flops.Add(FlopCategory.Elementwise, OpFlops.SwiGlu(n, g.Cols));
     }
 
+    /// <inheritdoc/>
     public void Relu(DeviceTensor x, int n)
     {
         var xt = Cast(x);
@@ -356,6 +373,7 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
         Flops.Add(FlopCategory.Elementwise, OpFlops.Relu(n, xt.Cols));
     }
 
+    /// <inheritdoc/>
     public void Add(DeviceTensor x, DeviceTensor y, int n)
     {
         var xt = Cast(x);
@@ -364,6 +382,7 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
         Flops.Add(FlopCategory.Elementwise, OpFlops.Add(n, xt.Cols));
     }
 
+    /// <inheritdoc/>
     public void GatherRows(DeviceTensor x, ReadOnlySpan<int> rows, DeviceTensor y)
     {
         var xt = Cast(x); var yt = Cast(y);
@@ -399,6 +418,7 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
         _stream.Synchronize();
     }
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         _cuBlas?.Dispose();
@@ -460,7 +480,7 @@ public sealed class IlgpuBackend : IBackend, ISynchronizingBackend
 }
 
 /// <summary>An f32 tensor in accelerator memory.</summary>
-public sealed class IlgpuTensor : DeviceTensor
+internal sealed class IlgpuTensor : DeviceTensor
 {
     MemoryBuffer1D<float, Stride1D.Dense>? _buffer;
 
@@ -469,11 +489,12 @@ public sealed class IlgpuTensor : DeviceTensor
     /// <summary>The whole buffer (at least one element, even for an empty tensor).</summary>
     public ArrayView<float> View => (_buffer ?? throw new ObjectDisposedException(nameof(IlgpuTensor))).View;
 
+    /// <inheritdoc/>
     public override void Dispose() { _buffer?.Dispose(); _buffer = null; }
 }
 
 /// <summary>A projection weight on the accelerator, f32 or f16.</summary>
-public sealed class IlgpuWeight : DeviceWeight
+internal sealed class IlgpuWeight : DeviceWeight
 {
     internal IlgpuWeight(int rows, int cols, MemoryBuffer1D<float, Stride1D.Dense>? f32, MemoryBuffer1D<Half, Stride1D.Dense>? f16) : base(rows, cols)
     {
@@ -484,8 +505,10 @@ public sealed class IlgpuWeight : DeviceWeight
     internal MemoryBuffer1D<Half, Stride1D.Dense>? F16 { get; private set; }
     /// <summary>The storage type.</summary>
     public WeightPrecision Precision => F32 is not null ? WeightPrecision.F32 : WeightPrecision.F16;
+    /// <inheritdoc/>
     public override long Bytes => (long)Rows * Cols * (F32 is not null ? 4 : 2);
 
+    /// <inheritdoc/>
     public override void Dispose()
     {
         F32?.Dispose(); F16?.Dispose();
@@ -494,7 +517,7 @@ public sealed class IlgpuWeight : DeviceWeight
 }
 
 /// <summary>KV blocks in one accelerator buffer, laid out as <see cref="KvLayout"/> says.</summary>
-public sealed class IlgpuKvStorage : KvStorage
+internal sealed class IlgpuKvStorage : KvStorage
 {
     MemoryBuffer1D<float, Stride1D.Dense>? _buffer;
 
@@ -511,5 +534,6 @@ public sealed class IlgpuKvStorage : KvStorage
         return data;
     }
 
+    /// <inheritdoc/>
     public override void Dispose() { _buffer?.Dispose(); _buffer = null; }
 }

@@ -15,7 +15,7 @@ namespace Ponder.Kernels.Ilgpu;
 /// the largest group and indexed with the actual one.
 /// </para>
 /// </summary>
-public static class Kernels
+internal static class Kernels
 {
     /// <summary>Largest GEMM tile edge (outputs per tile side, and k values staged per step); shared tiles are sized for it.</summary>
     public const int MaxTile = 16;
@@ -263,28 +263,28 @@ public static class Kernels
 }
 
 /// <summary>How a GEMM kernel turns a stored weight element into f32 (a struct, so the call inlines in the kernel).</summary>
-public interface IWeightElement<T> where T : unmanaged
+internal interface IWeightElement<T> where T : unmanaged
 {
     /// <summary>The weight's value as f32.</summary>
     float ToFloat(T value);
 }
 
 /// <summary>f32 weights.</summary>
-public readonly struct F32Element : IWeightElement<float>
+internal readonly struct F32Element : IWeightElement<float>
 {
     /// <inheritdoc/>
     public float ToFloat(float value) => value;
 }
 
 /// <summary>f16 weights (ILGPU <see cref="Half"/>), widened on load (cvt.f32.f16 on CUDA).</summary>
-public readonly struct F16Element : IWeightElement<Half>
+internal readonly struct F16Element : IWeightElement<Half>
 {
     /// <inheritdoc/>
     public float ToFloat(Half value) => (float)value;
 }
 
 /// <summary>Shape and batch-layout offsets of one <see cref="Kernels.Attention"/> launch (a struct: kernels take few parameters).</summary>
-public struct AttentionParams
+internal struct AttentionParams
 {
     public int NHeads, HeadDim, GroupSize, NLayers, Layer, BlockSize, KvDim, ScoreStride;
     public float Scale;

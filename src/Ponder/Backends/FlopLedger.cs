@@ -20,9 +20,12 @@ public sealed class FlopLedger
 {
     readonly long[] _byCategory = new long[Enum.GetValues<FlopCategory>().Length];
 
+    /// <summary>FLOPs counted in <paramref name="category"/>.</summary>
     public long this[FlopCategory category] => _byCategory[(int)category];
+    /// <summary>FLOPs over all categories.</summary>
     public long Total => _byCategory.Sum();
 
+    /// <summary>Counts <paramref name="flops"/> in <paramref name="category"/> (checked: an overflow throws).</summary>
     public void Add(FlopCategory category, long flops)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(flops);
@@ -45,8 +48,10 @@ public sealed class FlopLedger
         return diff;
     }
 
+    /// <summary>Sets every count to zero.</summary>
     public void Reset() => Array.Clear(_byCategory);
 
+    /// <inheritdoc/>
     public override string ToString() =>
         string.Join(", ", Enum.GetValues<FlopCategory>().Select(c => $"{c}={this[c]}")) + $", Total={Total}";
 }
@@ -65,13 +70,20 @@ public sealed class FlopLedger
 /// </summary>
 public static class OpFlops
 {
+    /// <summary>n rows through a [rows, cols] weight: 2·n·rows·cols.</summary>
     public static long MatMul(long n, long rows, long cols) => 2 * n * rows * cols;
+    /// <summary>RMSNorm of n rows of <paramref name="width"/>: 4 per element.</summary>
     public static long RmsNorm(long n, long width) => 4 * n * width;
+    /// <summary>RoPE on n rows of nHeads heads: 3 per element.</summary>
     public static long Rope(long n, long nHeads, long headDim) => 3 * n * nHeads * headDim;
     /// <summary>Scores and weighted values: 2·h·e·K + 2·h·e·K.</summary>
     public static long Attention(long nHeads, long headDim, long causalKeys) => 4 * nHeads * headDim * causalKeys;
+    /// <summary>Attention's softmax: 5 per score.</summary>
     public static long Softmax(long nHeads, long causalKeys) => 5 * nHeads * causalKeys;
+    /// <summary>SwiGLU of n rows: 5 per element of dFf.</summary>
     public static long SwiGlu(long n, long dFf) => 5 * n * dFf;
+    /// <summary>Residual or bias add over n rows: 1 per element.</summary>
     public static long Add(long n, long width) => n * width;
+    /// <summary>ReLU over n rows: 1 per element.</summary>
     public static long Relu(long n, long width) => n * width;
 }

@@ -102,25 +102,34 @@ public interface IBackend : IDisposable
 /// <summary>An f32 activation matrix [Rows, Cols] (row-major) owned by a backend. Rows is the capacity.</summary>
 public abstract class DeviceTensor : IDisposable
 {
+    /// <summary>A tensor of <paramref name="rows"/> x <paramref name="cols"/> (the backend allocates the memory).</summary>
     protected DeviceTensor(int rows, int cols)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         ArgumentOutOfRangeException.ThrowIfNegative(cols);
         Rows = rows; Cols = cols;
     }
+    /// <summary>Rows the tensor holds (its capacity; an op may use fewer).</summary>
     public int Rows { get; }
+    /// <summary>Values per row.</summary>
     public int Cols { get; }
+    /// <summary>Rows x Cols.</summary>
     public long Length => (long)Rows * Cols;
+    /// <summary>Frees the device memory.</summary>
     public abstract void Dispose();
 }
 
 /// <summary>A projection weight W [Rows = out, Cols = in] in a backend's layout.</summary>
 public abstract class DeviceWeight : IDisposable
 {
+    /// <summary>A weight of <paramref name="rows"/> outputs by <paramref name="cols"/> inputs.</summary>
     protected DeviceWeight(int rows, int cols) { Rows = rows; Cols = cols; }
+    /// <summary>Outputs (rows of W).</summary>
     public int Rows { get; }
+    /// <summary>Inputs (columns of W).</summary>
     public int Cols { get; }
     /// <summary>Bytes the weight occupies on its device (after any packing or conversion).</summary>
     public abstract long Bytes { get; }
+    /// <summary>Frees the device memory.</summary>
     public abstract void Dispose();
 }

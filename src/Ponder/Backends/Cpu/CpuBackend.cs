@@ -26,12 +26,17 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
         Threads = t;
     }
 
+    /// <inheritdoc/>
     public string Name => "cpu";
+    /// <summary>Threads a projection's GEMM uses (the calling thread and persistent workers).</summary>
     public int Threads { get; }
+    /// <inheritdoc/>
     public FlopLedger Flops { get; } = new();
 
+    /// <inheritdoc/>
     public DeviceTensor Allocate(int rows, int cols) => new CpuTensor(rows, cols);
 
+    /// <inheritdoc/>
     public DeviceTensor Upload(ReadOnlySpan<float> data, int rows, int cols)
     {
         if ((long)rows * cols != data.Length) throw new ArgumentException($"{data.Length} values do not make a [{rows}, {cols}] tensor", nameof(data));
@@ -40,6 +45,7 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
         return t;
     }
 
+    /// <inheritdoc/>
     public void Download(DeviceTensor tensor, Span<float> destination)
     {
         var t = Cast(tensor);
@@ -48,6 +54,7 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
         t.Span[..destination.Length].CopyTo(destination);
     }
 
+    /// <inheritdoc/>
     public DeviceWeight UploadWeight(ReadOnlySpan<float> data, int rows, int cols) => new CpuDeviceWeight(CpuWeight.Create(data, rows, cols));
 
     /// <inheritdoc />
@@ -57,12 +64,14 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
     /// <inheritdoc />
     public DeviceWeight UploadWeight(ReadOnlySpan<byte> data, DType type, int rows, int cols) => new CpuDeviceWeight(CpuWeight.Create(data, type, rows, cols));
 
+    /// <inheritdoc/>
     public KvStorage AllocateKv(KvLayout layout, int blockCount)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(blockCount, 1);
         return new CpuKvStorage(layout, blockCount);
     }
 
+    /// <inheritdoc/>
     public void CopyKvBlock(KvStorage kv, int source, int destination)
     {
         var s = CastKv(kv);
@@ -71,6 +80,7 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
         Buffer.MemoryCopy(s.Pointer + source * n, s.Pointer + destination * n, n * sizeof(float), n * sizeof(float));
     }
 
+    /// <inheritdoc/>
     public void Embed(DeviceTensor table, ReadOnlySpan<int> tokens, DeviceTensor x)
     {
         var tab = Cast(table); var o = Cast(x);
@@ -82,6 +92,7 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
         }
     }
 
+    /// <inheritdoc/>
     public void RmsNorm(DeviceTensor x, DeviceTensor weight, float eps, DeviceTensor y, int n)
     {
         var xt = Cast(x); var wt = Cast(weight); var yt = Cast(y);
@@ -91,6 +102,7 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
         Flops.Add(FlopCategory.Elementwise, OpFlops.RmsNorm(n, d));
     }
 
+    /// <inheritdoc/>
     public void RmsNormHeads(DeviceTensor x, DeviceTensor weight, float eps, int headDim, int n)
     {
         var xt = Cast(x); var wt = Cast(weight);
@@ -118,6 +130,7 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
         for (; j < d; j++) yi[j] = xi[j] * inv * w[j];
     }
 
+    /// <inheritdoc/>
     public void MatMul(DeviceTensor x, DeviceWeight w, DeviceTensor y, int n, FlopCategory category)
     {
         var xt = Cast(x); var yt = Cast(y); var cw = CheckMatMul(xt, w, yt, n);
@@ -164,6 +177,7 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
         return cw;
     }
 
+    /// <inheritdoc/>
     public void AddBias(DeviceTensor y, DeviceTensor bias, int n)
     {
         var yt = Cast(y); var b = Cast(bias).Span;
@@ -229,6 +243,7 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
         }
     }
 
+    /// <inheritdoc/>
     public void Attention(DeviceTensor q, KvStorage kv, int layer, int nHeads, BatchLayout batch, DeviceTensor output)
     {
         var qt = Cast(q); var s = CastKv(kv); var ot = Cast(output);
@@ -267,6 +282,7 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
         Flops.Add(FlopCategory.Elementwise, OpFlops.SwiGlu(n, cols));
     }
 
+    /// <inheritdoc/>
     public void Relu(DeviceTensor x, int n)
     {
         if ((uint)n > (uint)x.Rows) throw new ArgumentOutOfRangeException(nameof(n), $"Relu over {n} rows of a [{x.Rows}, {x.Cols}] tensor");
@@ -275,6 +291,7 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
         Flops.Add(FlopCategory.Elementwise, OpFlops.Relu(n, x.Cols));
     }
 
+    /// <inheritdoc/>
     public void Add(DeviceTensor x, DeviceTensor y, int n)
     {
         var xs = Cast(x).RowsSpan(n);
@@ -282,12 +299,14 @@ public sealed unsafe class CpuBackend : IBackend, ITypedWeightUpload
         Flops.Add(FlopCategory.Elementwise, OpFlops.Add(n, x.Cols));
     }
 
+    /// <inheritdoc/>
     public void GatherRows(DeviceTensor x, ReadOnlySpan<int> rows, DeviceTensor y)
     {
         var xt = Cast(x); var yt = Cast(y);
         for (int j = 0; j < rows.Length; j++) xt.Row(rows[j]).CopyTo(yt.Row(j));
     }
 
+    /// <inheritdoc/>
     public void Dispose() { }
 
     static CpuTensor Cast(DeviceTensor t) => t as CpuTensor ?? throw new ArgumentException($"tensor belongs to another backend ({t.GetType().Name})");

@@ -29,6 +29,7 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
     readonly List<OpRecord> _records = [];
     readonly long _origin = Stopwatch.GetTimestamp();
 
+    /// <summary>Wraps <paramref name="inner"/>: every op runs on it unchanged, timed and recorded here.</summary>
     public ProfilingBackend(IBackend inner)
     {
         ArgumentNullException.ThrowIfNull(inner);
@@ -38,6 +39,7 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
 
     /// <summary>The wrapped backend.</summary>
     public IBackend Inner => _inner;
+    /// <inheritdoc/>
     public string Name => _inner.Name;
     /// <summary>The wrapped backend's ledger (so FLOP accounting is unchanged by profiling).</summary>
     public FlopLedger Flops => _inner.Flops;
@@ -51,19 +53,26 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
     /// <summary>Forgets every record.</summary>
     public void Clear() => _records.Clear();
 
+    /// <inheritdoc/>
     public void Synchronize() => _sync?.Synchronize();
 
+    /// <inheritdoc/>
     public DeviceTensor Allocate(int rows, int cols) => _inner.Allocate(rows, cols);
+    /// <inheritdoc/>
     public DeviceTensor Upload(ReadOnlySpan<float> data, int rows, int cols) => _inner.Upload(data, rows, cols);
+    /// <inheritdoc/>
     public DeviceWeight UploadWeight(ReadOnlySpan<float> data, int rows, int cols) => _inner.UploadWeight(data, rows, cols);
 
     /// <summary>Typed weights pass through when the wrapped backend keeps them (so a profile measures what runs).</summary>
     public bool CanKeep(Tensors.DType type, int rows, int cols) => _inner is ITypedWeightUpload t && t.CanKeep(type, rows, cols);
 
+    /// <inheritdoc/>
     public DeviceWeight UploadWeight(ReadOnlySpan<byte> data, Tensors.DType type, int rows, int cols) =>
         (_inner as ITypedWeightUpload ?? throw new NotSupportedException($"{_inner.Name} does not keep {type} weights")).UploadWeight(data, type, rows, cols);
+    /// <inheritdoc/>
     public KvStorage AllocateKv(KvLayout layout, int blockCount) => _inner.AllocateKv(layout, blockCount);
 
+    /// <inheritdoc/>
     public void Download(DeviceTensor tensor, Span<float> destination)
     {
         var s = Begin();
@@ -71,6 +80,7 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
         End(s, "Download", $"{destination.Length / Math.Max(1, tensor.Cols)}x{tensor.Cols}", OpBytes.Copy(destination.Length));
     }
 
+    /// <inheritdoc/>
     public void CopyKvBlock(KvStorage kv, int source, int destination)
     {
         var s = Begin();
@@ -78,6 +88,7 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
         End(s, "CopyKvBlock", $"block {kv.Layout.BytesPerBlock} B", 2 * kv.Layout.BytesPerBlock);
     }
 
+    /// <inheritdoc/>
     public void Embed(DeviceTensor table, ReadOnlySpan<int> tokens, DeviceTensor x)
     {
         var s = Begin();
@@ -85,6 +96,7 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
         End(s, "Embed", $"n={tokens.Length} d={table.Cols}", OpBytes.Copy((long)tokens.Length * table.Cols) + 4L * tokens.Length);
     }
 
+    /// <inheritdoc/>
     public void RmsNorm(DeviceTensor x, DeviceTensor weight, float eps, DeviceTensor y, int n)
     {
         var s = Begin();
@@ -92,6 +104,7 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
         End(s, "RmsNorm", $"n={n} d={x.Cols}", OpBytes.RmsNorm(n, x.Cols));
     }
 
+    /// <inheritdoc/>
     public void RmsNormHeads(DeviceTensor x, DeviceTensor weight, float eps, int headDim, int n)
     {
         var s = Begin();
@@ -99,6 +112,7 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
         End(s, "RmsNormHeads", $"n={n} d={x.Cols} headDim={headDim}", OpBytes.RmsNorm(n, x.Cols));
     }
 
+    /// <inheritdoc/>
     public void MatMul(DeviceTensor x, DeviceWeight w, DeviceTensor y, int n, FlopCategory category)
     {
         var s = Begin();
@@ -106,6 +120,7 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
         End(s, category == FlopCategory.Projection ? "MatMul" : "MatMul." + category, $"n={n} W[{w.Rows}, {w.Cols}]", OpBytes.MatMul(n, w));
     }
 
+    /// <inheritdoc/>
     public void MatMul(DeviceTensor x, ReadOnlySpan<DeviceWeight> weights, ReadOnlySpan<DeviceTensor> outputs, int n, FlopCategory category)
     {
         var s = Begin();
@@ -115,6 +130,7 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
         End(s, (category == FlopCategory.Projection ? "MatMul" : "MatMul." + category) + $" x{weights.Length}", $"n={n} W[{rows}, {x.Cols}] in {weights.Length}", bytes);
     }
 
+    /// <inheritdoc/>
     public void AddBias(DeviceTensor y, DeviceTensor bias, int n)
     {
         var s = Begin();
@@ -122,6 +138,7 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
         End(s, "AddBias", $"n={n} d={y.Cols}", OpBytes.Elementwise(n * (long)y.Cols, 2, 1) + 4L * y.Cols);
     }
 
+    /// <inheritdoc/>
     public void Rope(DeviceTensor x, int nHeads, int headDim, DeviceTensor rope, BatchLayout batch)
     {
         var s = Begin();
@@ -129,6 +146,7 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
         End(s, "Rope", $"n={batch.TokenCount} heads={nHeads} headDim={headDim}", OpBytes.Rope(batch.TokenCount, nHeads, headDim));
     }
 
+    /// <inheritdoc/>
     public void StoreKv(KvStorage kv, int layer, DeviceTensor k, DeviceTensor v, BatchLayout batch)
     {
         var s = Begin();
@@ -136,6 +154,7 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
         End(s, "StoreKv", $"n={batch.TokenCount} kvDim={kv.Layout.KvDim}", OpBytes.StoreKv(batch.TokenCount, kv.Layout.KvDim));
     }
 
+    /// <inheritdoc/>
     public void Attention(DeviceTensor q, KvStorage kv, int layer, int nHeads, BatchLayout batch, DeviceTensor output)
     {
         var s = Begin();
@@ -143,6 +162,7 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
         End(s, "Attention", $"n={batch.TokenCount} seqs={batch.SequenceCount} keys={batch.CausalKeys} maxCtx={batch.MaxContext}", OpBytes.Attention(batch, nHeads, kv.Layout));
     }
 
+    /// <inheritdoc/>
     public void SwiGlu(DeviceTensor gate, DeviceTensor up, int n)
     {
         var s = Begin();
@@ -150,6 +170,7 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
         End(s, "SwiGlu", $"n={n} dFf={gate.Cols}", OpBytes.Elementwise(n * (long)gate.Cols, 2, 1));
     }
 
+    /// <inheritdoc/>
     public void Relu(DeviceTensor x, int n)
     {
         var s = Begin();
@@ -157,6 +178,7 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
         End(s, "Relu", $"n={n} d={x.Cols}", OpBytes.Elementwise(n * (long)x.Cols, 1, 1));
     }
 
+    /// <inheritdoc/>
     public void Add(DeviceTensor x, DeviceTensor y, int n)
     {
         var s = Begin();
@@ -164,6 +186,7 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
         End(s, "Add", $"n={n} d={x.Cols}", OpBytes.Elementwise(n * (long)x.Cols, 2, 1));
     }
 
+    /// <inheritdoc/>
     public void GatherRows(DeviceTensor x, ReadOnlySpan<int> rows, DeviceTensor y)
     {
         var s = Begin();
@@ -171,6 +194,7 @@ public sealed class ProfilingBackend : IBackend, ISynchronizingBackend, ITypedWe
         End(s, "GatherRows", $"m={rows.Length} d={x.Cols}", OpBytes.Copy((long)rows.Length * x.Cols));
     }
 
+    /// <inheritdoc/>
     public void Dispose() => _inner.Dispose();
 
     readonly record struct Start(long Timestamp, long Flops, TimeSpan Cpu);

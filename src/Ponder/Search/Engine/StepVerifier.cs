@@ -189,6 +189,7 @@ public sealed class ProcessRewardVerifier : StepVerifier
 
     internal override int[] StepSuffix => _separator;
 
+    /// <inheritdoc/>
     public override double Score(ReadOnlySpan<float> headOutput)
     {
         if (headOutput.Length != 2)
