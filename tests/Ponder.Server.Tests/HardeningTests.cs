@@ -209,10 +209,13 @@ public sealed class HardeningTests
         {
             Task<(HttpStatusCode, JsonElement, HttpResponseMessage)> pending;
             Task stopping;
+            // An open, warm connection first: the request below must be accepted before the server stops listening,
+            // and a cold client's first connect (JIT, a new socket) can take longer than the wait on a loaded machine.
+            (await server.Http.GetAsync("/v1/models").WaitAsync(Bound)).EnsureSuccessStatusCode();
             using (new Stall(server.Policy))
             {
                 pending = PostAsync(server.Http, "/v1/chat/completions", Chat);
-                await Task.Delay(TimeSpan.FromMilliseconds(300)); // let the request reach the engine
+                await Task.Delay(TimeSpan.FromMilliseconds(500)); // let the request reach the engine
                 stopping = server.StopAsync();
                 await Task.Delay(TimeSpan.FromSeconds(1.5));      // well past the shutdown timeout
             }
