@@ -313,13 +313,19 @@ public sealed class StepScheduler
             plan = new RoundPlan();
             lock (_queueLock) { foreach (var it in _queue) plan.Finished.Add(new(it, null, e)); _queue.Clear(); }
         }
+        Deliver(plan);
+        return true;
+    }
+
+    /// <summary>Completes the tasks of the plan's finished work (their continuations run on this thread).</summary>
+    internal static void Deliver(RoundPlan plan)
+    {
         foreach (var (item, result, error) in plan.Finished)
         {
             if (error is OperationCanceledException oce) item.Done.TrySetCanceled(oce.CancellationToken);
             else if (error is not null) item.Done.TrySetException(error);
             else item.Done.TrySetResult(result!.Value);
         }
-        return true;
     }
 
     /// <summary>
@@ -476,6 +482,9 @@ public sealed class StepScheduler
             if (!_outputs.TryGetValue(model, out var buffer) || buffer.Length < size)
                 _outputs[model] = buffer = new float[Math.Max(size, (buffer?.Length ?? 0) * 2)];
             forward.Outputs = buffer.AsMemory(0, size);
+            // Retired between this round's plan and now (Retire waits for the forward lock, not the plan): its memory
+            // may already be freed, so the forward must not run. Seen under the forward lock, the flag is current.
+            if (model.IsRetired) { forward.Error = Retired(model); continue; }
             try
             {
                 var measured = _executor.Forward(model, forward.Batch, forward.Outputs.Span);

@@ -194,10 +194,7 @@ public sealed class StepSchedulerTests
         using var rig = new SchedulingRig(prefixIndex: false, manualRounds: true, executor: new MiscountingExecutor("policy"));
         var s = rig.Scheduler;
         using var request = s.CreateRequest();
-        var policySeq = s.CreateSequence(request, rig.Policy, [1, 2]);
-        var prmSeq = s.CreateSequence(request, rig.Prm, [1, 2]);
-        var policyWork = s.SubmitAsync(request, rig.Policy, policySeq, [], new float[SchedulingRig.Vocab]);
-        var prmWork = s.SubmitAsync(request, rig.Prm, prmSeq, [], new float[1]);
+        var (policySeq, prmSeq, policyWork, prmWork) = PromptsForBoth(rig, request);
         Assert.True(s.RunRound());
         Assert.Contains("the backend performed", (await Assert.ThrowsAsync<InvalidOperationException>(() => policyWork)).Message);
         Assert.True((await prmWork).Completed);
@@ -228,6 +225,49 @@ public sealed class StepSchedulerTests
         late.Dispose();
         Assert.Equal(spent, request.Budget.Spent.Flops.Total);
         rig.AssertNoLeaks();
+    }
+
+    [Fact]
+    public async Task AModelRetiredBetweenAPlanAndItsForwardIsNotRun()
+    {
+        // The interleaving a disposal can meet: the round is planned, then the model is retired (its owner frees its
+        // memory right after), then the round executes. The forward must not touch the freed model.
+        var executor = new RecordingExecutor();
+        using var rig = new SchedulingRig(prefixIndex: false, manualRounds: true, executor: executor);
+        var s = rig.Scheduler;
+        using var request = s.CreateRequest();
+        var (policySeq, prmSeq, policyWork, prmWork) = PromptsForBoth(rig, request);
+        var plan = s.Plan();
+        Assert.Equal(2, plan.Forwards.Count);
+        s.Retire(rig.Policy);
+        s.Execute(plan);
+        s.Complete(plan);
+        StepScheduler.Deliver(plan);
+        Assert.DoesNotContain("policy", executor.Models);
+        await Assert.ThrowsAnyAsync<Exception>(() => policyWork);         // disposed, or cancelled with its request
+        Assert.True(policyWork.IsFaulted || policyWork.IsCanceled);
+        Assert.True(prmWork.IsCompleted);
+    }
+
+    /// <summary>A two-token prompt for each model of the rig, submitted: one forward per model in the next round.</summary>
+    static (Sequence Policy, Sequence Prm, Task<WorkResult> PolicyWork, Task<WorkResult> PrmWork) PromptsForBoth(SchedulingRig rig, ScheduledRequest request)
+    {
+        var s = rig.Scheduler;
+        var policySeq = s.CreateSequence(request, rig.Policy, [1, 2]);
+        var prmSeq = s.CreateSequence(request, rig.Prm, [1, 2]);
+        return (policySeq, prmSeq, s.SubmitAsync(request, rig.Policy, policySeq, [], new float[SchedulingRig.Vocab]),
+            s.SubmitAsync(request, rig.Prm, prmSeq, [], new float[1]));
+    }
+
+    /// <summary>Runs the real forward and records which models it ran.</summary>
+    sealed class RecordingExecutor : IForwardExecutor
+    {
+        public List<string> Models { get; } = [];
+        public FlopCounts Forward(ScheduledModel m, SequenceBatch batch, Span<float> outputs)
+        {
+            Models.Add(m.Name);
+            return TransformerExecutor.Instance.Forward(m, batch, outputs);
+        }
     }
 
     [Fact]
